@@ -1,0 +1,68 @@
+// `quorumfs dev`: a whole cluster on loopback in one command, for a first try.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { access, mkdir, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadConfig } from './config.js';
+import { parseFlags, parseIntFlag } from './usage.js';
+
+export const DEV_HELP = `usage: quorumfs dev [--dir DIR] [--base-port PORT]
+
+Runs three storage nodes on loopback with their config in DIR/cluster.json and
+their data under DIR (default ./.quorumfs-dev), creating both on first run.
+Ctrl-C stops everything; running it again finds the same data.
+
+  --dir DIR          where the config, secret and data live (default ./.quorumfs-dev)
+  --base-port PORT   nodes listen on PORT, PORT+1, PORT+2 (default 7401)`;
+
+async function exists(p: string): Promise<boolean> {
+  return access(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+export async function ensureDevCluster(dir: string, basePort: number): Promise<string> {
+  await mkdir(dir, { recursive: true, mode: 0o750 });
+  const secretFile = join(dir, 'secret');
+  if (!(await exists(secretFile))) await writeFile(secretFile, randomBytes(32).toString('hex') + '\n', { mode: 0o600, flag: 'wx' });
+  const configPath = join(dir, 'cluster.json');
+  if (!(await exists(configPath))) {
+    const config = {
+      name: 'dev',
+      secretFile: 'secret',
+      replication: 3,
+      nodes: [0, 1, 2].map((i) => ({ id: `n${i + 1}`, url: `ws://127.0.0.1:${basePort + i}`, dataDir: `data/n${i + 1}` })),
+    };
+    await writeFile(configPath, JSON.stringify(config, null, 2) + '\n', { flag: 'wx' });
+  }
+  return configPath;
+}
+
+export async function devCommand(args: string[]): Promise<number> {
+  const { values } = parseFlags(args, { dir: { type: 'string' }, 'base-port': { type: 'string' } });
+  const dir = resolve(values.dir ?? '.quorumfs-dev');
+  const basePort = parseIntFlag(values['base-port'], '--base-port', 1, 65533) ?? 7401;
+  const configPath = await ensureDevCluster(dir, basePort);
+  const config = await loadConfig(configPath);
+  const cli = fileURLToPath(new URL('./main.js', import.meta.url));
+  process.stdout.write(`quorumfs dev: cluster config ${configPath}\n`);
+  const children: ChildProcess[] = config.nodes.map((node) => {
+    const child = spawn(process.execPath, [cli, 'node', '--config', configPath, '--id', node.id], { stdio: ['ignore', 'inherit', 'inherit'] });
+    return child;
+  });
+  const exits = children.map((c) => new Promise<number>((r) => c.once('exit', (code) => r(code ?? 1))));
+  let stopping = false;
+  const stopAll = (): void => {
+    if (stopping) return;
+    stopping = true;
+    for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+  };
+  process.on('SIGINT', stopAll);
+  process.on('SIGTERM', stopAll);
+  // One node exiting on its own (a crash, a port in use) stops the rest: a dev cluster is all or nothing.
+  void Promise.race(exits).then(stopAll);
+  const codes = await Promise.all(exits);
+  return codes.every((c) => c === 0) ? 0 : 1;
+}

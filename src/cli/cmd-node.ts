@@ -1,0 +1,102 @@
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { StorageNode } from '../node/storage-node.js';
+import { createRootLogger } from '../util/log.js';
+import { ConfigError, findNode, loadConfig, loadSecret, parseListen } from './config.js';
+import { UsageError, parseFlags, parseIntFlag, requireFlag } from './usage.js';
+import { VERSION } from './version.js';
+
+export const NODE_HELP = `usage: quorumfs node --config FILE --id ID [options]
+
+Runs one storage node of the cluster described by FILE.
+
+  --config FILE        cluster config (JSON)
+  --id ID              which node of the config this is
+  --listen HOST:PORT   bind address (default: the node's url)
+  --data-dir DIR       data directory (default: the node's dataDir)
+  --reserve-bytes N    free space kept back from chunk writes
+  --log-level LEVEL    trace|debug|info|warn|error|silent (default info)
+
+SIGTERM or SIGINT stops accepting, finishes requests in flight and exits 0.`;
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+type LogLevel = (typeof LOG_LEVELS)[number];
+
+export function parseLogLevel(v: string | undefined): LogLevel | undefined {
+  if (v === undefined) return undefined;
+  if (!(LOG_LEVELS as readonly string[]).includes(v)) throw new UsageError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}`);
+  return v as LogLevel;
+}
+
+export async function nodeCommand(args: string[]): Promise<number> {
+  const { values } = parseFlags(args, {
+    config: { type: 'string' },
+    id: { type: 'string' },
+    listen: { type: 'string' },
+    'data-dir': { type: 'string' },
+    'reserve-bytes': { type: 'string' },
+    'log-level': { type: 'string' },
+  });
+  const configFile = requireFlag(values.config, '--config');
+  const id = requireFlag(values.id, '--id');
+  const level = parseLogLevel(values['log-level']);
+  const reserve = parseIntFlag(values['reserve-bytes'], '--reserve-bytes', 0, Number.MAX_SAFE_INTEGER);
+  const listen = values.listen === undefined ? undefined : parseListenFlag(values.listen);
+
+  const config = await loadConfig(configFile);
+  const node = findNode(config, id);
+  const secret = await loadSecret(config);
+  let tls: { cert: Buffer; key: Buffer } | undefined;
+  if (config.tls.certFile && config.tls.keyFile) {
+    tls = {
+      cert: await readFile(config.tls.certFile).catch((e: Error) => {
+        throw new ConfigError(`config.tls.certFile: ${e.message}`);
+      }),
+      key: await readFile(config.tls.keyFile).catch((e: Error) => {
+        throw new ConfigError(`config.tls.keyFile: ${e.message}`);
+      }),
+    };
+  } else if (node.url.startsWith('wss:')) {
+    throw new ConfigError(`node ${id} has a wss:// url but config.tls has no certFile/keyFile`);
+  }
+
+  const log = createRootLogger(level ? { level } : {});
+  const storageNode = new StorageNode({
+    nodeId: node.id,
+    clusterName: config.name,
+    secret,
+    dataDir: values['data-dir'] ? resolve(values['data-dir']) : node.dataDir,
+    listen: listen ?? node.listen,
+    reserveBytes: reserve ?? node.reserveBytes,
+    version: VERSION,
+    log,
+    ...(tls ? { tls } : {}),
+  });
+  await storageNode.start();
+
+  return new Promise<number>((resolveExit) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, 'shutting down');
+      storageNode.stop().then(
+        () => resolveExit(0),
+        (err: unknown) => {
+          log.error({ err }, 'shutdown failed');
+          resolveExit(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+function parseListenFlag(v: string): { host: string; port: number } {
+  try {
+    return parseListen(v, '--listen');
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}

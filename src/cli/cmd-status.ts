@@ -1,0 +1,103 @@
+import { repairCluster } from '../cluster/repair.js';
+import { createRootLogger } from '../util/log.js';
+import { formatBytes, Progress } from './progress.js';
+import { parseFlags, requireFlag } from './usage.js';
+import { openCluster } from './wiring.js';
+
+export const STATUS_HELP = `usage: quorumfs status --config FILE [--deep] [--json]
+
+One row per node: up or down, latency, disk used and free, chunk and record
+counts, version; then totals. Exit code 0 when every node is up, 1 otherwise.
+
+  --deep   also count under-replicated records and chunks (walks every node)
+  --json   machine-readable output`;
+
+interface NodeRow {
+  id: string;
+  url: string;
+  up: boolean;
+  latencyMs: number | null;
+  version: string | null;
+  totalBytes: number | null;
+  freeBytes: number | null;
+  chunks: number | null;
+  chunkBytes: number | null;
+  records: number | null;
+  error: string | null;
+}
+
+export async function statusCommand(args: string[]): Promise<number> {
+  const { values } = parseFlags(args, { config: { type: 'string' }, deep: { type: 'boolean' }, json: { type: 'boolean' } });
+  const configFile = requireFlag(values.config, '--config');
+  const log = createRootLogger({ level: 'silent' });
+  const { config, ks } = await openCluster(configFile, log, { hintIntervalMs: 0 });
+  try {
+    await ks.waitForPeers(config.timeouts.connectMs);
+    const rows: NodeRow[] = await Promise.all(
+      ks.peers.map(async (p): Promise<NodeRow> => {
+        const t0 = performance.now();
+        try {
+          const s = await p.client.stat({ timeoutMs: config.timeouts.requestMs, connectWaitMs: 0 });
+          return {
+            id: p.id,
+            url: p.url,
+            up: true,
+            latencyMs: Math.round((performance.now() - t0) * 10) / 10,
+            version: s.version,
+            totalBytes: s.totalBytes,
+            freeBytes: s.freeBytes,
+            chunks: s.chunks,
+            chunkBytes: s.chunkBytes,
+            records: s.records,
+            error: null,
+          };
+        } catch (err) {
+          return { id: p.id, url: p.url, up: false, latencyMs: null, version: null, totalBytes: null, freeBytes: null, chunks: null, chunkBytes: null, records: null, error: (err as Error).message };
+        }
+      }),
+    );
+    let deep: { underReplicatedRecords: number; underReplicatedChunks: number; failures: number } | null = null;
+    if (values.deep) {
+      const progress = new Progress();
+      const c = await repairCluster(ks, { dryRun: true, onProgress: (what, n) => progress.update(`checking ${what}: ${n.recordsScanned} records, ${n.chunksScanned} chunks`) });
+      progress.done();
+      deep = { underReplicatedRecords: c.recordsRepaired, underReplicatedChunks: c.chunksRepaired, failures: c.failures };
+    }
+    const up = rows.filter((r) => r.up).length;
+    const sum = (f: (r: NodeRow) => number | null) => rows.reduce((a, r) => a + (f(r) ?? 0), 0);
+    const totals = {
+      nodes: rows.length,
+      up,
+      chunkBytes: sum((r) => r.chunkBytes),
+      freeBytes: sum((r) => r.freeBytes),
+      totalBytes: sum((r) => r.totalBytes),
+      // every byte is stored R times
+      logicalBytes: Math.floor(sum((r) => r.chunkBytes) / config.replication),
+    };
+    if (values.json) {
+      process.stdout.write(JSON.stringify({ cluster: config.name, replication: config.replication, nodes: rows, totals, ...(deep ? { deep } : {}) }, null, 2) + '\n');
+    } else {
+      const head = ['node', 'state', 'latency', 'used', 'free', 'chunks', 'records', 'version'];
+      const table = rows.map((r) => [
+        r.id,
+        r.up ? 'up' : 'DOWN',
+        r.latencyMs === null ? '-' : `${r.latencyMs} ms`,
+        r.chunkBytes === null ? '-' : formatBytes(r.chunkBytes),
+        r.freeBytes === null ? '-' : formatBytes(r.freeBytes),
+        r.chunks === null ? '-' : String(r.chunks),
+        r.records === null ? '-' : String(r.records),
+        r.version ?? '-',
+      ]);
+      const widths = head.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
+      const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+      const out = [`cluster ${config.name}: ${up}/${rows.length} nodes up, R=${config.replication}`, line(head), ...table.map(line)];
+      for (const r of rows) if (r.error) out.push(`  ${r.id}: ${r.error}`);
+      out.push(`total: ${formatBytes(totals.chunkBytes)} stored (${formatBytes(totals.logicalBytes)} of data at R=${config.replication}), ${formatBytes(totals.freeBytes)} free`);
+      if (deep) out.push(`under-replicated: ${deep.underReplicatedRecords} records, ${deep.underReplicatedChunks} chunks${deep.failures ? ` (${deep.failures} could not be checked)` : ''}`);
+      process.stdout.write(out.join('\n') + '\n');
+    }
+    return up === rows.length ? 0 : 1;
+  } finally {
+    await ks.close();
+  }
+}

@@ -1,0 +1,29 @@
+// Building the cluster key space from a config: the one place it is wired.
+import { readFile } from 'node:fs/promises';
+import { ClusterKeySpace } from '../cluster/cluster-keyspace.js';
+import type { Logger } from '../util/log.js';
+import { ConfigError, loadConfig, loadSecret, type ClusterConfig } from './config.js';
+
+export async function openCluster(configFile: string, log: Logger, extra: { hintIntervalMs?: number } = {}): Promise<{ config: ClusterConfig; ks: ClusterKeySpace }> {
+  const config = await loadConfig(configFile);
+  const secret = await loadSecret(config);
+  let ca: Buffer | undefined;
+  if (config.tls.caFile) {
+    ca = await readFile(config.tls.caFile).catch((e: Error) => {
+      throw new ConfigError(`config.tls.caFile: ${e.message}`);
+    });
+  }
+  const ks = new ClusterKeySpace({
+    clusterName: config.name,
+    secret,
+    nodes: config.nodes.map((n) => ({ id: n.id, url: n.url, weight: n.weight, zone: n.zone })),
+    replication: config.replication,
+    writeQuorum: config.writeQuorum,
+    requestTimeoutMs: config.timeouts.requestMs,
+    connectTimeoutMs: config.timeouts.connectMs,
+    log,
+    ...(ca ? { ca } : {}),
+    ...extra,
+  });
+  return { config, ks };
+}

@@ -1,0 +1,172 @@
+// Replicated immutable chunks. A put goes to the chunk's R placement nodes in
+// parallel and succeeds at W durable acks; copies that failed or were still
+// running are remembered as repair hints. A get reads from the healthiest
+// replica, verifies the SHA-256, and falls over to the next replica on any
+// error or mismatch (reporting the bad copy as a hint).
+import { createHash } from 'node:crypto';
+import { QfsError, toQfsError } from '../util/errors.js';
+import type { ChunkId } from '../util/ids.js';
+import type { Logger } from '../util/log.js';
+import type { CallOpts } from '../keyspace/types.js';
+import { byHealth, type Peer } from './peers.js';
+import { gatherQuorum } from './quorum.js';
+
+export function chunkIdOf(bytes: Uint8Array): ChunkId {
+  return createHash('sha256').update(bytes).digest('hex') as ChunkId;
+}
+
+export interface ChunkOptions {
+  writeQuorum: number;
+  requestTimeoutMs: number;
+  log: Logger;
+  /** Most repair hints kept in memory; older ones are dropped (a full repair finds them). */
+  maxHints?: number;
+}
+
+export interface Hint {
+  id: ChunkId;
+  nodeId: string;
+  reason: string;
+}
+
+export class Chunks {
+  /** Copies known to be missing or bad: `${nodeId} ${chunkId}` → reason. */
+  readonly hints = new Map<string, Hint>();
+  readonly stats = { puts: 0, gets: 0, failovers: 0, corruptCopies: 0, hintsDropped: 0 };
+
+  constructor(
+    readonly replicasOf: (id: ChunkId) => Peer[],
+    private readonly opts: ChunkOptions,
+  ) {}
+
+  private hint(id: ChunkId, nodeId: string, reason: string): void {
+    const k = `${nodeId} ${id}`;
+    if (this.hints.has(k)) return;
+    if (this.hints.size >= (this.opts.maxHints ?? 100_000)) {
+      this.stats.hintsDropped++;
+      return;
+    }
+    this.hints.set(k, { id, nodeId, reason });
+  }
+
+  private deadline(opts?: CallOpts): number {
+    return Date.now() + (opts?.timeoutMs ?? this.opts.requestTimeoutMs);
+  }
+
+  async put(bytes: Buffer, opts?: CallOpts & { id?: ChunkId }): Promise<ChunkId> {
+    const id = opts?.id ?? chunkIdOf(bytes);
+    const deadline = this.deadline(opts);
+    const replicas = this.replicasOf(id);
+    this.stats.puts++;
+    await gatherQuorum(
+      replicas.map((p) => ({ key: p.id, run: () => p.track((c) => c.putChunk(id, bytes, p.callOpts(deadline, opts?.signal))) })),
+      Math.min(this.opts.writeQuorum, replicas.length),
+      () => true,
+      (nodeId, outcome) => {
+        if ('error' in outcome) this.hint(id, nodeId, outcome.error.message);
+      },
+    ).then((r) => {
+      for (const e of r.errors) this.hint(id, e.key, e.error.message);
+    });
+    return id;
+  }
+
+  /** The whole chunk, verified; `offset`/`length` slice it after verification. */
+  async get(id: ChunkId, opts?: CallOpts & { offset?: number; length?: number }): Promise<Buffer> {
+    const deadline = this.deadline(opts);
+    this.stats.gets++;
+    const errors: string[] = [];
+    let sawNotFound = 0;
+    const replicas = byHealth(this.replicasOf(id));
+    for (const p of replicas) {
+      try {
+        const bytes = await p.track((c) => c.getChunk(id, 0, 0xffffffff, p.callOpts(deadline, opts?.signal)));
+        if (chunkIdOf(bytes) !== id) {
+          this.stats.corruptCopies++;
+          this.hint(id, p.id, 'hash mismatch on read');
+          this.opts.log.warn({ chunk: id, node: p.id }, 'corrupt chunk copy; reading another replica');
+          throw new QfsError('corrupt', 'hash mismatch');
+        }
+        const offset = opts?.offset ?? 0;
+        const end = opts?.length === undefined ? bytes.length : Math.min(bytes.length, offset + opts.length);
+        return offset === 0 && end === bytes.length ? bytes : bytes.subarray(Math.min(offset, bytes.length), end);
+      } catch (err) {
+        const e = toQfsError(err);
+        if (opts?.signal?.aborted) throw e;
+        if (e.code === 'not_found') {
+          sawNotFound++;
+          this.hint(id, p.id, 'missing on read');
+        }
+        errors.push(`${p.id}: ${e.message}`);
+        this.stats.failovers++;
+        if (Date.now() >= deadline) break;
+      }
+    }
+    if (sawNotFound === replicas.length) throw new QfsError('not_found', `chunk ${id} is on none of its replicas`);
+    throw new QfsError('unavailable', `chunk ${id} unreadable: ${errors.join('; ')}`);
+  }
+
+  async has(id: ChunkId, opts?: CallOpts): Promise<boolean> {
+    const deadline = this.deadline(opts);
+    const replicas = byHealth(this.replicasOf(id));
+    const errors: string[] = [];
+    for (const p of replicas) {
+      try {
+        const [found] = await p.track((c) => c.hasChunks([id], p.callOpts(deadline, opts?.signal)));
+        if (found) return true;
+      } catch (err) {
+        errors.push(`${p.id}: ${(err as Error).message}`);
+      }
+    }
+    if (errors.length === replicas.length) throw new QfsError('unavailable', `no replica of ${id} answered: ${errors.join('; ')}`);
+    return false;
+  }
+
+  /**
+   * Copies hinted chunks to the nodes that miss them, from a replica that has a
+   * good copy. Returns how many copies were restored.
+   */
+  async drainHints(opts: { limit?: number; deadlineMs?: number } = {}): Promise<number> {
+    let restored = 0;
+    const limit = opts.limit ?? 256;
+    const batch = [...this.hints.entries()].slice(0, limit);
+    for (const [k, h] of batch) {
+      const target = this.replicasOf(h.id).find((p) => p.id === h.nodeId);
+      if (!target) {
+        this.hints.delete(k); // placement changed; a full repair handles it
+        continue;
+      }
+      if (!target.up) continue;
+      try {
+        await this.copyTo(h.id, target, Date.now() + (opts.deadlineMs ?? this.opts.requestTimeoutMs));
+        this.hints.delete(k);
+        restored++;
+      } catch (err) {
+        this.opts.log.debug({ chunk: h.id, node: h.nodeId, err: (err as Error).message }, 'hint not drained yet');
+      }
+    }
+    return restored;
+  }
+
+  /** Reads a verified copy from another replica and writes it to `target`. */
+  async copyTo(id: ChunkId, target: Peer, deadline: number): Promise<void> {
+    // verify moves a corrupt copy aside on the node, so the put below is not answered "exists".
+    if ((await target.track((c) => c.verifyChunk(id, target.callOpts(deadline)))) === 'ok') return;
+    const sources = byHealth(this.replicasOf(id).filter((p) => p.id !== target.id));
+    let lastError: unknown = new QfsError('unavailable', 'no source replica');
+    for (const src of sources) {
+      try {
+        const bytes = await src.track((c) => c.getChunk(id, 0, 0xffffffff, src.callOpts(deadline)));
+        if (chunkIdOf(bytes) !== id) {
+          this.hint(id, src.id, 'hash mismatch during repair');
+          continue;
+        }
+        await target.track((c) => c.putChunk(id, bytes, target.callOpts(deadline)));
+        return;
+      } catch (err) {
+        lastError = err;
+      }
+    }
+    throw toQfsError(lastError);
+  }
+}

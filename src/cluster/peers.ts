@@ -1,0 +1,119 @@
+// The cluster's view of its nodes: one RPC client per node, with health that
+// steers reads to the fast and healthy replicas.
+import { NodeClient } from '../rpc/node-client.js';
+import type { CallOptions } from '../rpc/client.js';
+import type { Logger } from '../util/log.js';
+import { QfsError, toQfsError } from '../util/errors.js';
+import type { PlacementNode } from './placement.js';
+
+export interface PeerSpec extends PlacementNode {
+  /** Base URL, ws://host:port or wss://host:port. */
+  readonly url: string;
+}
+
+export interface PeerOptions {
+  secret: Buffer;
+  clusterName: string;
+  log: Logger;
+  ca?: Buffer;
+  requestTimeoutMs: number;
+  connectTimeoutMs: number;
+  /** How long a call waits for a disconnected node before giving up on it. */
+  connectWaitMs: number;
+}
+
+const EWMA_ALPHA = 0.2;
+
+export class Peer implements PlacementNode {
+  readonly id: string;
+  readonly weight: number;
+  readonly zone: string | null;
+  readonly url: string;
+  readonly client: NodeClient;
+  /** Smoothed latency of successful calls, ms. */
+  latencyMs = 1;
+  consecutiveFailures = 0;
+  lastError: string | null = null;
+  calls = 0;
+  failures = 0;
+  /**
+   * Set once the node was seen unreachable (a connection lost or refused);
+   * calls to it then fail at once instead of waiting for a reconnect, so a
+   * dead node costs nothing. Cleared when the connection is back.
+   */
+  down = false;
+
+  constructor(spec: PeerSpec, private readonly opts: PeerOptions) {
+    this.id = spec.id;
+    this.weight = spec.weight;
+    this.zone = spec.zone;
+    this.url = spec.url;
+    this.client = new NodeClient({
+      url: `${spec.url}/rpc`,
+      secret: opts.secret,
+      clusterName: opts.clusterName,
+      log: opts.log,
+      ...(opts.ca ? { ca: opts.ca } : {}),
+      defaultTimeoutMs: opts.requestTimeoutMs,
+      connectTimeoutMs: opts.connectTimeoutMs,
+    });
+    this.client.rpc.onStateChange = (up) => {
+      this.down = !up;
+    };
+  }
+
+  get up(): boolean {
+    return this.client.rpc.isOpen;
+  }
+
+  /** Lower is better: down nodes last, then recent failures, then latency. */
+  get rank(): number {
+    return (this.up ? 0 : 1e9) + this.consecutiveFailures * 1e6 + this.latencyMs;
+  }
+
+  /** Call options bounded by an overall deadline. */
+  callOpts(deadline: number, signal?: AbortSignal): CallOptions {
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) throw new QfsError('timeout', 'deadline passed');
+    return {
+      timeoutMs: Math.min(remaining, this.opts.requestTimeoutMs),
+      connectWaitMs: this.down ? 0 : this.opts.connectWaitMs,
+      ...(signal ? { signal } : {}),
+    };
+  }
+
+  /** Runs one call and keeps the health figures. */
+  async track<T>(fn: (c: NodeClient) => Promise<T>): Promise<T> {
+    const t0 = performance.now();
+    this.calls++;
+    try {
+      const r = await fn(this.client);
+      this.latencyMs += EWMA_ALPHA * (performance.now() - t0 - this.latencyMs);
+      this.consecutiveFailures = 0;
+      return r;
+    } catch (err) {
+      const e = toQfsError(err);
+      // A node's own verdicts (conflict, not_found, corrupt, bad_request) are answers, not ill health.
+      if (e.code === 'unavailable' || e.code === 'timeout' || e.code === 'busy' || e.code === 'closed' || e.code === 'internal') {
+        this.failures++;
+        this.consecutiveFailures++;
+        this.lastError = e.message;
+        if (e.code === 'unavailable' && !this.up) this.down = true;
+      }
+      throw e;
+    }
+  }
+
+  connect(): void {
+    this.client.rpc.connect();
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
+/** Peers sorted best first for reading. */
+export function byHealth<P extends Peer>(peers: readonly P[]): P[] {
+  return [...peers].sort((a, b) => a.rank - b.rank);
+}

@@ -1,0 +1,306 @@
+// CASPaxos proposer (Rystsov 2018): every record is a register whose acceptors
+// are the R nodes that placement picks for the key's group. No leader, no log.
+//
+//   change(key, f): prepare(b) on all R, wait for a majority of promises, take the
+//   value with the highest accepted ballot, accept(b, f(value)) on all R, wait
+//   for a majority. A refused ballot retries higher after a jittered backoff.
+//
+// Two shortcuts, each safe on its own terms:
+// - Read in one round trip: when a majority reports the same accepted ballot,
+//   that value is chosen; otherwise a full round (change with KEEP) settles it.
+// - Change in one round trip: an accept can also promise this proposer's next
+//   ballot (counter+1). While this proposer is the key's only writer, its next
+//   change skips the prepare and sends accept(next) with the value it knows. Any
+//   other proposer that prepared meanwhile holds a higher promise on a majority,
+//   so that accept is refused and the full round runs.
+import type { Ballot } from '../util/ballot.js';
+import { ZERO_BALLOT, compareBallots, newProposerId } from '../util/ballot.js';
+import { QfsError } from '../util/errors.js';
+import type { Logger } from '../util/log.js';
+import type { AcceptorState, RecordValue } from '../store/types.js';
+import type { Verdict } from '../rpc/messages.js';
+import { KEEP, groupOf, type CallOpts, type ChangeFn, type ScanEntry, type ScanPage } from '../keyspace/types.js';
+import type { Peer } from './peers.js';
+import { gatherQuorum } from './quorum.js';
+
+export interface RegisterOptions {
+  replication: number;
+  requestTimeoutMs: number;
+  log: Logger;
+  /** Maximum retries of a conflicted round before giving up with `conflict`. */
+  maxAttempts?: number;
+  /** Keys whose last ballot this proposer remembers for the one-round-trip change. */
+  fastPathKeys?: number;
+}
+
+interface Known {
+  ballot: Ballot;
+  value: Buffer | null;
+}
+
+function toValue(b: Buffer | null): RecordValue {
+  return b === null ? { kind: 'tombstone' } : { kind: 'value', bytes: b };
+}
+
+function fromValue(v: RecordValue): Buffer | null {
+  return v.kind === 'value' ? v.bytes : null;
+}
+
+export function nextOf(b: Ballot): Ballot {
+  return { counter: b.counter + 1, proposer: b.proposer };
+}
+
+/** The highest accepted (ballot, value) among acceptor states: what a new round must carry on. */
+export function highestAccepted(states: readonly AcceptorState[]): AcceptorState | null {
+  let best: AcceptorState | null = null;
+  for (const s of states) if (!best || compareBallots(s.accepted, best.accepted) > 0) best = s;
+  return best;
+}
+
+/** Pure: is one accepted ballot reported by at least `quorum` of the states? */
+export function agreedValue(states: readonly AcceptorState[], quorum: number): AcceptorState | null {
+  for (const s of states) {
+    const same = states.filter((o) => compareBallots(o.accepted, s.accepted) === 0).length;
+    if (same >= quorum) return s;
+  }
+  return null;
+}
+
+export class Registers {
+  readonly proposer = newProposerId();
+  private counter = 0;
+  private readonly known = new Map<string, Known>();
+  private readonly quorum: number;
+  private readonly log: Logger;
+  /** Counters for status and tests. */
+  readonly stats = { fastChanges: 0, fullRounds: 0, conflicts: 0, fastReads: 0, slowReads: 0 };
+
+  constructor(
+    private readonly acceptorsOf: (group: Buffer) => Peer[],
+    private readonly opts: RegisterOptions,
+  ) {
+    this.quorum = Math.floor(opts.replication / 2) + 1;
+    this.log = opts.log;
+  }
+
+  private observe(b: Ballot): void {
+    if (b.counter > this.counter) this.counter = b.counter;
+  }
+
+  private freshBallot(): Ballot {
+    this.counter += 1;
+    return { counter: this.counter, proposer: this.proposer };
+  }
+
+  private remember(key: Buffer, k: Known | null): void {
+    const id = key.toString('latin1');
+    this.known.delete(id);
+    if (!k) return;
+    this.known.set(id, k);
+    const max = this.opts.fastPathKeys ?? 10_000;
+    if (this.known.size > max) this.known.delete(this.known.keys().next().value!);
+  }
+
+  private deadline(opts?: CallOpts): number {
+    return Date.now() + (opts?.timeoutMs ?? this.opts.requestTimeoutMs);
+  }
+
+  async read(key: Buffer, opts?: CallOpts): Promise<Buffer | null> {
+    const deadline = this.deadline(opts);
+    const acceptors = this.acceptorsOf(groupOf(key));
+    const r = await gatherQuorum(
+      acceptors.map((p) => ({ key: p.id, run: () => p.track((c) => c.read(key, p.callOpts(deadline, opts?.signal))) })),
+      this.quorum,
+    );
+    const states = r.oks.map((o) => o.value);
+    for (const s of states) this.observe(s.promised);
+    const agreed = agreedValue(states, this.quorum);
+    if (agreed) {
+      this.stats.fastReads++;
+      return fromValue(agreed.value);
+    }
+    this.stats.slowReads++;
+    return this.change(key, () => KEEP, opts);
+  }
+
+  async change(key: Buffer, fn: ChangeFn, opts?: CallOpts): Promise<Buffer | null> {
+    const deadline = this.deadline(opts);
+    const acceptors = this.acceptorsOf(groupOf(key));
+    const maxAttempts = this.opts.maxAttempts ?? 30;
+    const known = this.known.get(key.toString('latin1'));
+    if (known) {
+      const result = await this.fastChange(key, fn, known, acceptors, deadline, opts?.signal);
+      if (result !== undefined) return result;
+    }
+    for (let attempt = 0; ; attempt++) {
+      opts?.signal?.throwIfAborted();
+      const outcome = await this.round(key, fn, acceptors, deadline, opts?.signal);
+      if (outcome.done) return outcome.value;
+      this.stats.conflicts++;
+      if (attempt + 1 >= maxAttempts) throw new QfsError('conflict', `gave up after ${maxAttempts} conflicting rounds`);
+      const wait = Math.random() * Math.min(200, 2 * 2 ** attempt);
+      if (Date.now() + wait >= deadline) throw new QfsError('timeout', `no quorum for the change within the deadline (${attempt + 1} conflicts)`);
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+
+  /** One accept with the pre-promised next ballot. undefined: fall back to a full round. */
+  private async fastChange(key: Buffer, fn: ChangeFn, known: Known, acceptors: Peer[], deadline: number, signal?: AbortSignal): Promise<Buffer | null | undefined> {
+    const ballot = nextOf(known.ballot);
+    this.observe(ballot); // a fallback round must use a ballot above this one
+    const next = fn(known.value);
+    const value = next === KEEP ? known.value : next;
+    this.remember(key, null);
+    const r = await this.accept(key, ballot, value, acceptors, deadline, signal).catch(() => null);
+    if (!r || r.oks.length < this.quorum) return undefined;
+    this.stats.fastChanges++;
+    this.remember(key, { ballot, value });
+    return value;
+  }
+
+  private accept(key: Buffer, ballot: Ballot, value: Buffer | null, acceptors: Peer[], deadline: number, signal?: AbortSignal) {
+    const v = toValue(value);
+    return gatherQuorum<Verdict, string>(
+      acceptors.map((p) => ({
+        key: p.id,
+        run: () => p.track((c) => c.accept(key, ballot, v, { ...p.callOpts(deadline, signal), promiseNext: true })),
+      })),
+      this.quorum,
+      (verdict) => verdict.ok,
+    ).then((r) => {
+      for (const x of r.rejected) {
+        this.observe(x.value.state.promised);
+        this.observe(x.value.state.accepted);
+      }
+      return r;
+    });
+  }
+
+  private async round(
+    key: Buffer,
+    fn: ChangeFn,
+    acceptors: Peer[],
+    deadline: number,
+    signal?: AbortSignal,
+  ): Promise<{ done: true; value: Buffer | null } | { done: false }> {
+    this.stats.fullRounds++;
+    const ballot = this.freshBallot();
+    const prep = await gatherQuorum<Verdict, string>(
+      acceptors.map((p) => ({ key: p.id, run: () => p.track((c) => c.prepare(key, ballot, p.callOpts(deadline, signal))) })),
+      this.quorum,
+      (v) => v.ok,
+    );
+    for (const x of [...prep.oks, ...prep.rejected]) {
+      this.observe(x.value.state.promised);
+      this.observe(x.value.state.accepted);
+    }
+    if (prep.oks.length < this.quorum) return { done: false };
+    const states = prep.oks.map((o) => o.value.state);
+    const current = highestAccepted(states);
+    const old = current ? fromValue(current.value) : null;
+    const next = fn(old);
+    if (next === KEEP) {
+      // Nothing to write if a majority already holds one accepted ballot: it is chosen.
+      const agreed = agreedValue(states, this.quorum);
+      if (agreed && (current === null || compareBallots(agreed.accepted, current.accepted) === 0)) return { done: true, value: old };
+    }
+    const value = next === KEEP ? old : next;
+    const acc = await this.accept(key, ballot, value, acceptors, deadline, signal);
+    if (acc.oks.length < this.quorum) return { done: false };
+    this.remember(key, { ballot, value });
+    return { done: true, value };
+  }
+
+  /** Entries of one group from a majority of its acceptors, merged by highest accepted ballot. */
+  /** `group` is the encoded group prefix (length byte + group); start/end are whole keys. */
+  async scan(group: Buffer, start: Buffer, end: Buffer | null, limit: number, opts?: CallOpts): Promise<ScanPage> {
+    const deadline = this.deadline(opts);
+    const acceptors = this.acceptorsOf(group);
+    const r = await gatherQuorum(
+      acceptors.map((p) => ({ key: p.id, run: () => p.track((c) => c.scan(start, end, limit, p.callOpts(deadline, opts?.signal))) })),
+      this.quorum,
+    );
+    // Each acceptor returned its first `limit` keys; only keys below the smallest
+    // cut-off of a truncated reply are complete in every reply.
+    let horizon: Buffer | null = null;
+    for (const { value } of r.oks) {
+      if (value.next && (!horizon || Buffer.compare(value.next, horizon) < 0)) horizon = value.next;
+    }
+    const merged = new Map<string, { key: Buffer; state: AcceptorState }>();
+    for (const { value } of r.oks) {
+      for (const e of value.entries) {
+        if (horizon && Buffer.compare(e.key, horizon) >= 0) continue;
+        const id = e.key.toString('latin1');
+        const prev = merged.get(id);
+        if (!prev || compareBallots(e.state.accepted, prev.state.accepted) > 0) merged.set(id, e);
+      }
+    }
+    const entries: ScanEntry[] = [];
+    for (const e of [...merged.values()].sort((a, b) => Buffer.compare(a.key, b.key))) {
+      if (e.state.value.kind === 'value') entries.push({ key: e.key, value: e.state.value.bytes });
+    }
+    return { entries, next: horizon ? horizon.subarray(group.length) : null };
+  }
+
+  /** The acceptor states of a key on every replica that answers (repair, status). */
+  async states(key: Buffer, opts?: CallOpts): Promise<Array<{ peer: Peer; state: AcceptorState | null; error: string | null }>> {
+    const deadline = this.deadline(opts);
+    const acceptors = this.acceptorsOf(groupOf(key));
+    return Promise.all(
+      acceptors.map(async (p) => {
+        try {
+          return { peer: p, state: await p.track((c) => c.read(key, p.callOpts(deadline, opts?.signal))), error: null };
+        } catch (err) {
+          return { peer: p, state: null, error: (err as Error).message };
+        }
+      }),
+    );
+  }
+
+  /**
+   * A full round that writes the chosen value to every replica, not just a
+   * majority (repair). Returns how many replicas hold it afterwards, or null
+   * when the key holds nothing anywhere (only promises, no accepted value).
+   */
+  async repair(key: Buffer, opts?: CallOpts): Promise<{ acked: number; of: number } | null> {
+    const deadline = this.deadline(opts);
+    const acceptors = this.acceptorsOf(groupOf(key));
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const ballot = this.freshBallot();
+      const prep = await gatherQuorum<Verdict, string>(
+        acceptors.map((p) => ({ key: p.id, run: () => p.track((c) => c.prepare(key, ballot, p.callOpts(deadline, opts?.signal))) })),
+        this.quorum,
+        (v) => v.ok,
+      );
+      for (const x of [...prep.oks, ...prep.rejected]) {
+        this.observe(x.value.state.promised);
+        this.observe(x.value.state.accepted);
+      }
+      if (prep.oks.length < this.quorum) {
+        await new Promise((r) => setTimeout(r, Math.random() * 20 * (attempt + 1)));
+        continue;
+      }
+      const current = highestAccepted(prep.oks.map((o) => o.value.state));
+      if (!current || current.value.kind === 'empty') return null;
+      const value = current.value;
+      const results = await Promise.allSettled(
+        acceptors.map((p) => p.track((c) => c.accept(key, ballot, value, p.callOpts(deadline, opts?.signal)))),
+      );
+      const acked = results.filter((r) => r.status === 'fulfilled' && r.value.ok).length;
+      if (acked >= this.quorum) {
+        this.remember(key, null);
+        return { acked, of: acceptors.length };
+      }
+    }
+    throw new QfsError('conflict', 'repair round kept conflicting');
+  }
+
+  /** Forget the fast-path ballot of a key (after an error whose effect is unknown). */
+  forget(key: Buffer): void {
+    this.remember(key, null);
+  }
+
+  get zeroBallot(): Ballot {
+    return ZERO_BALLOT;
+  }
+}

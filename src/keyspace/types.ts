@@ -1,0 +1,82 @@
+// The key space the filesystem is built on: linearizable registers and
+// immutable content-addressed chunks. Where keys live is not its business.
+//
+// A record key has two parts. The *group* decides placement: every key of one
+// group lives on the same replica set, so a range of names inside one group is
+// one scan on one set of nodes (a directory's entries). The *name* orders keys
+// inside the group. Encoded: u8 group length | group | name.
+import type { ChunkId } from '../util/ids.js';
+
+export interface CallOpts {
+  /** Aborts the operation; it then fails with `timeout`. */
+  signal?: AbortSignal;
+  /** Overall time limit in ms (default: the implementation's request deadline). */
+  timeoutMs?: number;
+}
+
+/** What a change function returns: new bytes, `null` to delete, or KEEP to leave the value as it is. */
+export const KEEP: unique symbol = Symbol('keep');
+export type ChangeResult = Buffer | null | typeof KEEP;
+export type ChangeFn = (old: Buffer | null) => ChangeResult;
+
+export interface ScanEntry {
+  key: Buffer;
+  value: Buffer;
+}
+
+export interface ScanPage {
+  entries: ScanEntry[];
+  next: Buffer | null;
+}
+
+export interface RegisterSpace {
+  /** The value, or null when the key holds nothing (never written or deleted). Linearizable. */
+  read(key: Buffer, opts?: CallOpts): Promise<Buffer | null>;
+  /**
+   * Atomically replaces the value with fn(old) and returns what was stored.
+   * fn may run more than once (on conflicts) and must be pure; an exception
+   * it throws aborts the change and is rethrown untouched.
+   */
+  change(key: Buffer, fn: ChangeFn, opts?: CallOpts): Promise<Buffer | null>;
+  /** Deletes (writes a tombstone). */
+  delete(key: Buffer, opts?: CallOpts): Promise<void>;
+  /**
+   * Keys of one group with names in [startName, endName) in byte order, values
+   * as last accepted by the replicas (a scan is not linearizable as a whole;
+   * each entry was a committed or in-flight value at some point during it).
+   * `next` is the name to continue from, null when the range is done.
+   */
+  scan(group: Buffer, startName: Buffer, endName: Buffer | null, opts?: CallOpts & { limit?: number }): Promise<ScanPage>;
+}
+
+export interface ChunkSpace {
+  /** Stores bytes (durable on the write quorum) and returns their id. */
+  putChunk(bytes: Buffer, opts?: CallOpts): Promise<ChunkId>;
+  /** Reads [offset, offset+length) of a chunk; the bytes are verified against the id. */
+  getChunk(id: ChunkId, opts?: CallOpts & { offset?: number; length?: number }): Promise<Buffer>;
+  hasChunk(id: ChunkId, opts?: CallOpts): Promise<boolean>;
+}
+
+export interface KeySpace extends RegisterSpace, ChunkSpace {
+  close(): Promise<void>;
+}
+
+export const MAX_GROUP_BYTES = 255;
+
+export function recordKey(group: Buffer, name: Buffer): Buffer {
+  if (group.length === 0 || group.length > MAX_GROUP_BYTES) throw new RangeError(`record key group of ${group.length} bytes`);
+  return Buffer.concat([Buffer.from([group.length]), group, name]);
+}
+
+export function splitKey(key: Buffer): { group: Buffer; name: Buffer } {
+  const n = key[0];
+  if (n === undefined || n === 0 || key.length < 1 + n) throw new RangeError('malformed record key');
+  return { group: key.subarray(1, 1 + n), name: key.subarray(1 + n) };
+}
+
+/** The placement part of an encoded key: length byte and group. */
+export function groupOf(key: Buffer): Buffer {
+  const n = key[0];
+  if (n === undefined || n === 0 || key.length < 1 + n) throw new RangeError('malformed record key');
+  return key.subarray(0, 1 + n);
+}

@@ -1,0 +1,195 @@
+// One storage node: its stores, the RPC endpoint, /healthz and /metrics on one
+// HTTP(S) server, and an orderly shutdown.
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { mkdir, readFile, writeFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { RpcServer } from '../rpc/server.js';
+import { ChunkStore } from '../store/chunk-store.js';
+import { RecordStore } from '../store/record-store.js';
+import { QfsError } from '../util/errors.js';
+import type { Logger } from '../util/log.js';
+import { nodeOps } from './handlers.js';
+import { NodeMetrics } from './metrics.js';
+import type { NodeStat } from '../rpc/messages.js';
+
+export const RPC_PATH = '/rpc';
+
+export interface StorageNodeOptions {
+  nodeId: string;
+  clusterName: string;
+  secret: Buffer;
+  dataDir: string;
+  listen: { host: string; port: number };
+  reserveBytes: number;
+  version: string;
+  log: Logger;
+  tls?: { cert: Buffer; key: Buffer };
+  /** How long shutdown waits for requests in flight. */
+  shutdownGraceMs?: number;
+}
+
+interface Identity {
+  nodeId: string;
+  clusterName: string;
+  createdAt: string;
+}
+
+/**
+ * A data directory remembers which node of which cluster it belongs to, so a
+ * config mistake (two ids on one directory, a node pointed at another cluster's
+ * disk) stops at start instead of mixing data.
+ */
+async function claimDataDir(dir: string, nodeId: string, clusterName: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o750 });
+  const file = join(dir, 'node.json');
+  let existing: Identity | null = null;
+  try {
+    existing = JSON.parse(await readFile(file, 'utf8')) as Identity;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new QfsError('bad_request', `${file} is unreadable: ${(err as Error).message}`);
+    }
+  }
+  if (existing) {
+    if (existing.nodeId !== nodeId || existing.clusterName !== clusterName) {
+      throw new QfsError(
+        'bad_request',
+        `${dir} belongs to node ${JSON.stringify(existing.nodeId)} of cluster ${JSON.stringify(existing.clusterName)}, not node ${JSON.stringify(nodeId)} of ${JSON.stringify(clusterName)}`,
+      );
+    }
+    return;
+  }
+  const identity: Identity = { nodeId, clusterName, createdAt: new Date().toISOString() };
+  await writeFile(`${file}.tmp`, JSON.stringify(identity, null, 2) + '\n', { mode: 0o640 });
+  await rename(`${file}.tmp`, file);
+}
+
+export class StorageNode {
+  private http: Server | null = null;
+  private rpc: RpcServer | null = null;
+  private records: RecordStore | null = null;
+  private chunks: ChunkStore | null = null;
+  readonly metrics = new NodeMetrics();
+  private readonly started = Date.now();
+  private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
+  private readonly log: Logger;
+
+  constructor(private readonly opts: StorageNodeOptions) {
+    this.log = opts.log.child({ component: 'node', node: opts.nodeId });
+  }
+
+  /** The bound address (useful when listening on port 0). */
+  get address(): { host: string; port: number } {
+    const a = this.http?.address();
+    if (!a || typeof a === 'string') throw new Error('node is not listening');
+    return { host: a.address, port: a.port };
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new Error(`start() in state ${this.state}`);
+    const { opts } = this;
+    await claimDataDir(opts.dataDir, opts.nodeId, opts.clusterName);
+    this.records = await RecordStore.open(join(opts.dataDir, 'records'), this.log.child({ component: 'records' }));
+    this.chunks = await ChunkStore.open(opts.dataDir, this.log.child({ component: 'chunks' }), { reserveBytes: opts.reserveBytes });
+    const onRequest = (req: IncomingMessage, res: ServerResponse): void => void this.serveHttp(req, res);
+    this.http = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest) : createHttpServer(onRequest);
+    // Idle HTTP keep-alive sockets must not hold shutdown open.
+    this.http.keepAliveTimeout = 5000;
+    const stores = { records: this.records, chunks: this.chunks, stat: () => this.stat() };
+    this.rpc = new RpcServer({
+      server: this.http,
+      path: RPC_PATH,
+      secret: opts.secret,
+      clusterName: opts.clusterName,
+      ops: nodeOps(stores),
+      log: this.log.child({ component: 'rpc' }),
+      observer: this.metrics,
+    });
+    await new Promise<void>((resolve, reject) => {
+      const http = this.http!;
+      const onError = (err: NodeJS.ErrnoException): void => {
+        reject(new QfsError('unavailable', `cannot listen on ${opts.listen.host}:${opts.listen.port}: ${err.code ?? err.message}`));
+      };
+      http.once('error', onError);
+      http.listen(opts.listen.port, opts.listen.host, () => {
+        http.off('error', onError);
+        http.on('error', (err) => this.log.error({ err }, 'http server error'));
+        resolve();
+      });
+    }).catch(async (err) => {
+      await this.closeStores();
+      throw err;
+    });
+    this.state = 'running';
+    const { host, port } = this.address;
+    this.log.info({ host, port, dataDir: opts.dataDir, chunks: this.chunks.stats().chunks, records: this.records.count() }, 'node started');
+  }
+
+  async stat(): Promise<NodeStat> {
+    if (!this.records || !this.chunks) throw new QfsError('closed', 'node is not running');
+    const cap = await this.chunks.capacity();
+    const cs = this.chunks.stats();
+    return {
+      nodeId: this.opts.nodeId,
+      version: this.opts.version,
+      uptimeSec: Math.floor((Date.now() - this.started) / 1000),
+      totalBytes: cap.totalBytes,
+      freeBytes: cap.freeBytes,
+      chunks: cs.chunks,
+      chunkBytes: cs.bytes,
+      records: this.records.count(),
+    };
+  }
+
+  private async serveHttp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    try {
+      if (req.method !== 'GET') {
+        res.writeHead(405, { allow: 'GET' }).end();
+      } else if (path === '/healthz') {
+        const ok = this.state === 'running';
+        res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ status: ok ? 'ok' : this.state, node: this.opts.nodeId, cluster: this.opts.clusterName, version: this.opts.version }) + '\n');
+      } else if (path === '/metrics') {
+        const s = await this.stat();
+        const body = this.metrics.render(this.opts.nodeId, this.opts.version, {
+          chunks: s.chunks,
+          chunkBytes: s.chunkBytes,
+          records: s.records,
+          diskTotalBytes: s.totalBytes,
+          diskFreeBytes: s.freeBytes,
+          connections: this.rpc?.connectionCount ?? 0,
+          inFlight: this.rpc?.inFlight ?? 0,
+        });
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(body);
+      } else {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+      }
+    } catch (err) {
+      this.log.warn({ err }, 'http request failed');
+      if (!res.headersSent) res.writeHead(503, { 'content-type': 'text/plain' });
+      res.end('unavailable\n');
+    }
+  }
+
+  /** Stops accepting, lets requests in flight finish (bounded), closes the stores. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.state === 'stopping' || this.state === 'stopped') return;
+    this.state = 'stopping';
+    this.log.info('stopping');
+    const http = this.http;
+    const closed = http ? new Promise<void>((resolve) => http.close(() => resolve())) : Promise.resolve();
+    await this.rpc?.close(this.opts.shutdownGraceMs ?? 5000);
+    http?.closeAllConnections();
+    await closed;
+    await this.closeStores();
+    this.state = 'stopped';
+    this.log.info('stopped');
+  }
+
+  private async closeStores(): Promise<void> {
+    await this.records?.close();
+    await this.chunks?.close();
+  }
+}

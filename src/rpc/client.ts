@@ -1,0 +1,318 @@
+// The calling side: one authenticated WebSocket to one node, many requests in
+// flight, a deadline on each, a bounded queue while (re)connecting, and
+// reconnection with jittered exponential backoff for as long as the client lives.
+import { WebSocket, type RawData } from 'ws';
+import type { Decoder, Encoder } from './codec.js';
+import {
+  FrameType,
+  MAX_FRAME_BYTES,
+  PROTOCOL_VERSION,
+  decodeAuthOk,
+  decodeHello,
+  decodeResponseHeader,
+  encodeAuth,
+  frameType,
+  requestEncoder,
+  MAX_ERROR_MESSAGE,
+} from './frame.js';
+import { clientProof, newNonce, proofsEqual, serverProof } from './auth.js';
+import { QfsError, byteToErrorCode, toQfsError } from '../util/errors.js';
+import type { Logger } from '../util/log.js';
+
+export interface RpcClientOptions {
+  url: string;
+  secret: Buffer;
+  clusterName: string;
+  log: Logger;
+  /** PEM CA bundle for wss:// URLs. */
+  ca?: Buffer;
+  defaultTimeoutMs?: number;
+  connectTimeoutMs?: number;
+  maxInFlight?: number;
+  /** Requests waiting for a connection or an in-flight slot; beyond it, `busy`. */
+  maxQueued?: number;
+  maxBufferedBytes?: number;
+  backoffMinMs?: number;
+  backoffMaxMs?: number;
+}
+
+export interface CallOptions {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  bodySizeHint?: number;
+  /** While not connected, wait at most this long for the connection (default: the whole timeout). */
+  connectWaitMs?: number;
+}
+
+interface Pending {
+  resolve(d: Decoder): void;
+  reject(e: QfsError): void;
+  timer: NodeJS.Timeout;
+  cleanup(): void;
+}
+
+interface Waiter {
+  wake(): void;
+  fail(e: QfsError): void;
+}
+
+/** Full-jitter exponential backoff: pure, so it is testable on its own. */
+export function backoffDelay(attempt: number, minMs: number, maxMs: number, random = Math.random): number {
+  const cap = Math.min(maxMs, minMs * 2 ** Math.min(attempt, 30));
+  return Math.round(minMs / 2 + random() * (cap - minMs / 2));
+}
+
+export class RpcClient {
+  private ws: WebSocket | null = null;
+  private state: 'idle' | 'connecting' | 'open' | 'closed' = 'idle';
+  private nextId = 1;
+  private attempt = 0;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private readonly pending = new Map<number, Pending>();
+  private readonly waiters: Waiter[] = [];
+  private readonly log: Logger;
+  private lastError: QfsError | null = null;
+  /** Listeners for connection state, e.g. health tracking in the cluster layer. */
+  onStateChange: ((up: boolean) => void) | null = null;
+
+  constructor(readonly options: RpcClientOptions) {
+    this.log = options.log.child({ peer: options.url });
+  }
+
+  get isOpen(): boolean {
+    return this.state === 'open';
+  }
+
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  /** Starts connecting; calls also connect on demand. */
+  connect(): void {
+    if (this.state !== 'idle') return;
+    this.open();
+  }
+
+  private open(): void {
+    this.state = 'connecting';
+    const ws = new WebSocket(this.options.url, {
+      maxPayload: MAX_FRAME_BYTES,
+      perMessageDeflate: false,
+      handshakeTimeout: this.options.connectTimeoutMs ?? 3000,
+      ...(this.options.ca ? { ca: this.options.ca } : {}),
+    });
+    this.ws = ws;
+    const clientNonce = newNonce();
+    let serverNonce: Buffer | null = null;
+    const authTimer = setTimeout(() => fail(new QfsError('timeout', 'handshake timed out')), (this.options.connectTimeoutMs ?? 3000) * 2);
+
+    const fail = (e: QfsError): void => {
+      this.lastError = e;
+      ws.terminate();
+    };
+
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      if (!isBinary || !Buffer.isBuffer(data)) return fail(new QfsError('bad_request', 'non-binary frame from server'));
+      try {
+        const type = frameType(data);
+        if (this.ws !== ws) return;
+        if (serverNonce === null) {
+          if (type !== FrameType.Hello) throw new QfsError('auth', `expected hello, got frame type ${type}`);
+          const hello = decodeHello(data);
+          if (hello.version !== PROTOCOL_VERSION) throw new QfsError('auth', `server speaks protocol ${hello.version}`);
+          if (hello.clusterName !== this.options.clusterName) {
+            throw new QfsError('auth', `server belongs to cluster ${JSON.stringify(hello.clusterName)}`);
+          }
+          serverNonce = hello.nonce;
+          const proof = clientProof(this.options.secret, this.options.clusterName, serverNonce, clientNonce);
+          ws.send(encodeAuth(clientNonce, proof));
+        } else if (this.state === 'connecting') {
+          if (type !== FrameType.AuthOk) throw new QfsError('auth', `expected auth-ok, got frame type ${type}`);
+          const { proof } = decodeAuthOk(data);
+          if (!proofsEqual(proof, serverProof(this.options.secret, this.options.clusterName, serverNonce, clientNonce))) {
+            throw new QfsError('auth', 'server failed to prove the cluster secret');
+          }
+          clearTimeout(authTimer);
+          this.onOpen();
+        } else if (type === FrameType.Response) {
+          this.onResponse(data);
+        } else {
+          throw new QfsError('bad_request', `unexpected frame type ${type}`);
+        }
+      } catch (err) {
+        const e = toQfsError(err);
+        this.log.warn({ reason: e.message }, 'dropping connection');
+        fail(e);
+      }
+    });
+    ws.on('error', (err) => {
+      this.lastError = new QfsError('unavailable', `${this.options.url}: ${err.message}`, { cause: err });
+    });
+    ws.on('close', (code, reason) => {
+      clearTimeout(authTimer);
+      if (this.ws !== ws) return;
+      if (code >= 4000 && !this.lastError) this.lastError = new QfsError('unavailable', `closed by node: ${reason.toString()}`);
+      this.onClosed();
+    });
+  }
+
+  private onOpen(): void {
+    this.state = 'open';
+    this.attempt = 0;
+    this.lastError = null;
+    this.log.debug('connected');
+    this.onStateChange?.(true);
+    this.wakeWaiters();
+  }
+
+  private onClosed(): void {
+    const wasOpen = this.state === 'open';
+    this.ws = null;
+    const err = this.lastError ?? new QfsError('unavailable', `connection to ${this.options.url} closed`);
+    // Requests on the lost connection may or may not have run; the caller decides (all our ops are idempotent).
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id);
+      p.cleanup();
+      p.reject(new QfsError('unavailable', err.message));
+    }
+    if (wasOpen) {
+      this.log.info({ reason: err.message }, 'disconnected');
+      this.onStateChange?.(false);
+    }
+    if (this.state === 'closed') return;
+    this.state = 'idle';
+    const delay = backoffDelay(this.attempt++, this.options.backoffMinMs ?? 50, this.options.backoffMaxMs ?? 2000);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (this.state === 'idle') this.open();
+    }, delay);
+  }
+
+  private wakeWaiters(): void {
+    while (this.waiters.length > 0 && this.canSend()) this.waiters.shift()!.wake();
+  }
+
+  private canSend(): boolean {
+    return (
+      this.state === 'open' &&
+      this.ws !== null &&
+      this.pending.size < (this.options.maxInFlight ?? 512) &&
+      this.ws.bufferedAmount < (this.options.maxBufferedBytes ?? 16 * 1024 * 1024)
+    );
+  }
+
+  private async waitForSlot(deadline: number, signal: AbortSignal | undefined): Promise<void> {
+    if (this.canSend()) return;
+    if (this.state === 'closed') throw new QfsError('closed', 'client closed');
+    if (this.waiters.length >= (this.options.maxQueued ?? 4096)) throw new QfsError('busy', `too many requests queued for ${this.options.url}`);
+    if (this.state === 'idle' && this.reconnectTimer === null) this.open();
+    await new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = {
+        wake: () => {
+          done();
+          resolve();
+        },
+        fail: (e) => {
+          done();
+          reject(e);
+        },
+      };
+      const onAbort = (): void => waiter.fail(toQfsError(signal!.reason));
+      const timer = setTimeout(() => {
+        const why = this.lastError ? this.lastError.message : 'not connected';
+        waiter.fail(new QfsError(this.state === 'open' ? 'timeout' : 'unavailable', `${this.options.url}: ${why}`));
+      }, Math.max(0, deadline - Date.now()));
+      const done = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        const i = this.waiters.indexOf(waiter);
+        if (i >= 0) this.waiters.splice(i, 1);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push(waiter);
+    });
+  }
+
+  /**
+   * Sends one request and resolves with the response body. `write` appends the
+   * request's fields. Fails with the node's error code, `timeout`, or
+   * `unavailable` when no connection could be made before the deadline.
+   */
+  async call(op: number, write: (e: Encoder) => void, opts: CallOptions = {}): Promise<Decoder> {
+    const timeoutMs = opts.timeoutMs ?? this.options.defaultTimeoutMs ?? 5000;
+    const deadline = Date.now() + timeoutMs;
+    opts.signal?.throwIfAborted();
+    const waitUntil = this.state === 'open' || opts.connectWaitMs === undefined ? deadline : Math.min(deadline, Date.now() + opts.connectWaitMs);
+    await this.waitForSlot(waitUntil, opts.signal);
+    const ws = this.ws!;
+    const id = this.nextId;
+    this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
+    const e = requestEncoder({ id, op, deadlineMs: Math.max(1, deadline - Date.now()) }, opts.bodySizeHint);
+    write(e);
+    const frame = e.finish();
+    if (frame.length > MAX_FRAME_BYTES) throw new QfsError('bad_request', `request of ${frame.length} bytes exceeds the frame limit`);
+    return new Promise<Decoder>((resolve, reject) => {
+      const onAbort = (): void => {
+        if (this.pending.delete(id)) {
+          p.cleanup();
+          reject(toQfsError(opts.signal!.reason));
+        }
+      };
+      const p: Pending = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          if (this.pending.delete(id)) {
+            p.cleanup();
+            reject(new QfsError('timeout', `${this.options.url}: no answer within ${timeoutMs} ms`));
+          }
+        }, Math.max(1, deadline - Date.now())),
+        cleanup: () => {
+          clearTimeout(p.timer);
+          opts.signal?.removeEventListener('abort', onAbort);
+          // A freed slot lets a queued request go.
+          queueMicrotask(() => this.wakeWaiters());
+        },
+      };
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      this.pending.set(id, p);
+      ws.send(frame, { binary: true }, () => this.wakeWaiters());
+    });
+  }
+
+  private onResponse(frame: Buffer): void {
+    const { header, body } = decodeResponseHeader(frame);
+    const p = this.pending.get(header.id);
+    if (!p) return; // answered after its deadline: already rejected
+    this.pending.delete(header.id);
+    p.cleanup();
+    if (header.status === 0) {
+      p.resolve(body);
+    } else {
+      let message = 'error';
+      try {
+        message = body.str(MAX_ERROR_MESSAGE, 'error message');
+      } catch {
+        // keep the generic message; the status is what matters
+      }
+      p.reject(new QfsError(byteToErrorCode(header.status), message));
+    }
+  }
+
+  close(): void {
+    if (this.state === 'closed') return;
+    const wasOpen = this.state === 'open';
+    this.state = 'closed';
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    for (const w of [...this.waiters]) w.fail(new QfsError('closed', 'client closed'));
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id);
+      p.cleanup();
+      p.reject(new QfsError('closed', 'client closed'));
+    }
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) ws.close(1000, 'client closed');
+    if (wasOpen) this.onStateChange?.(false);
+  }
+}

@@ -1,0 +1,394 @@
+// The storage node's operations on the wire: op numbers and the fields of each
+// request and response. The rpc layer carries them; node/ gives them meaning.
+import { Decoder, Encoder } from './codec.js';
+import type { Ballot } from '../util/ballot.js';
+import { isValidBallot } from '../util/ballot.js';
+import { QfsError } from '../util/errors.js';
+import { parseChunkId, type ChunkId } from '../util/ids.js';
+import type { AcceptorState, RecordValue } from '../store/types.js';
+import { MAX_CHUNK_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES } from '../store/types.js';
+
+export const Op = {
+  Ping: 1,
+  Stat: 2,
+  RecordPrepare: 10,
+  RecordAccept: 11,
+  RecordRead: 12,
+  RecordScan: 13,
+  RecordPurge: 14,
+  ChunkPut: 20,
+  ChunkGet: 21,
+  ChunkHas: 22,
+  ChunkList: 23,
+  ChunkDelete: 24,
+  ChunkVerify: 25,
+} as const;
+export type OpCode = (typeof Op)[keyof typeof Op];
+
+export const OP_NAMES: ReadonlyMap<number, string> = new Map(
+  Object.entries(Op).map(([name, code]) => [code, name.replace(/[A-Z]/g, (c, i: number) => (i ? '_' : '') + c.toLowerCase())]),
+);
+
+export const MAX_SCAN_LIMIT = 10_000;
+export const MAX_IDS_PER_REQUEST = 10_000;
+const CHUNK_ID_BYTES = 32;
+
+// ---- shared fields
+
+export function encodeBallot(e: Encoder, b: Ballot): void {
+  e.u53(b.counter).raw(Buffer.from(b.proposer, 'hex'));
+}
+
+export function decodeBallot(d: Decoder): Ballot {
+  const counter = d.u53('ballot counter');
+  const proposer = d.raw(8, 'ballot proposer').toString('hex');
+  const b = { counter, proposer };
+  if (!isValidBallot(b)) throw new QfsError('bad_request', 'invalid ballot');
+  return b;
+}
+
+const VALUE_EMPTY = 0;
+const VALUE_BYTES = 1;
+const VALUE_TOMBSTONE = 2;
+
+export function encodeValue(e: Encoder, v: RecordValue): void {
+  if (v.kind === 'empty') e.u8(VALUE_EMPTY);
+  else if (v.kind === 'tombstone') e.u8(VALUE_TOMBSTONE);
+  else e.u8(VALUE_BYTES).bytes(v.bytes);
+}
+
+export function decodeValue(d: Decoder): RecordValue {
+  const tag = d.u8('value tag');
+  if (tag === VALUE_EMPTY) return { kind: 'empty' };
+  if (tag === VALUE_TOMBSTONE) return { kind: 'tombstone' };
+  if (tag === VALUE_BYTES) return { kind: 'value', bytes: d.bytes(MAX_VALUE_BYTES, 'value') };
+  throw new QfsError('bad_request', `invalid value tag ${tag}`);
+}
+
+export function encodeState(e: Encoder, s: AcceptorState): void {
+  encodeBallot(e, s.promised);
+  encodeBallot(e, s.accepted);
+  encodeValue(e, s.value);
+}
+
+export function decodeState(d: Decoder): AcceptorState {
+  return { promised: decodeBallot(d), accepted: decodeBallot(d), value: decodeValue(d) };
+}
+
+function decodeKey(d: Decoder, what = 'key'): Buffer {
+  const k = d.bytes(MAX_KEY_BYTES, what);
+  if (k.length === 0) throw new QfsError('bad_request', `${what} is empty`);
+  return k;
+}
+
+/** Chunk ids travel as their 32 hash bytes; as hex they are validated before any use. */
+function encodeChunkId(e: Encoder, id: ChunkId): void {
+  e.raw(Buffer.from(parseChunkId(id), 'hex'));
+}
+
+function decodeChunkId(d: Decoder): ChunkId {
+  return parseChunkId(d.raw(CHUNK_ID_BYTES, 'chunk id').toString('hex'));
+}
+
+function decodeLimit(d: Decoder, max: number): number {
+  const n = d.u32('limit');
+  if (n < 1 || n > max) throw new QfsError('bad_request', `limit ${n} out of range 1..${max}`);
+  return n;
+}
+
+// ---- per-op request and response codecs. Requests: encodeX(e, req) / decodeX(d).
+
+export interface KeyBallot {
+  key: Buffer;
+  ballot: Ballot;
+}
+
+export const RecordPrepare = {
+  encode(e: Encoder, r: KeyBallot): void {
+    e.bytes(r.key);
+    encodeBallot(e, r.ballot);
+  },
+  decode(d: Decoder): KeyBallot {
+    const r = { key: decodeKey(d), ballot: decodeBallot(d) };
+    d.end();
+    return r;
+  },
+};
+
+export interface AcceptRequest extends KeyBallot {
+  value: RecordValue;
+  /**
+   * Also promise the proposer's next ballot (counter + 1, same proposer): the
+   * CASPaxos one-round-trip optimisation, where this accept doubles as the
+   * prepare of the proposer's next change of the key.
+   */
+  promiseNext: boolean;
+}
+
+export const RecordAccept = {
+  encode(e: Encoder, r: AcceptRequest): void {
+    e.bytes(r.key);
+    encodeBallot(e, r.ballot);
+    encodeValue(e, r.value);
+    e.bool(r.promiseNext);
+  },
+  decode(d: Decoder): AcceptRequest {
+    const r = { key: decodeKey(d), ballot: decodeBallot(d), value: decodeValue(d), promiseNext: d.bool('promise next') };
+    d.end();
+    return r;
+  },
+};
+
+export interface Verdict {
+  ok: boolean;
+  state: AcceptorState;
+}
+
+export const VerdictReply = {
+  encode(e: Encoder, v: Verdict): void {
+    e.bool(v.ok);
+    encodeState(e, v.state);
+  },
+  decode(d: Decoder): Verdict {
+    const v = { ok: d.bool('ok'), state: decodeState(d) };
+    d.end();
+    return v;
+  },
+};
+
+export const KeyRequest = {
+  encode(e: Encoder, key: Buffer): void {
+    e.bytes(key);
+  },
+  decode(d: Decoder): Buffer {
+    const k = decodeKey(d);
+    d.end();
+    return k;
+  },
+};
+
+export const StateReply = {
+  encode(e: Encoder, s: AcceptorState): void {
+    encodeState(e, s);
+  },
+  decode(d: Decoder): AcceptorState {
+    const s = decodeState(d);
+    d.end();
+    return s;
+  },
+};
+
+export interface ScanRequest {
+  start: Buffer;
+  end: Buffer | null;
+  limit: number;
+}
+
+export const RecordScan = {
+  encode(e: Encoder, r: ScanRequest): void {
+    e.bytes(r.start).bool(r.end !== null);
+    if (r.end) e.bytes(r.end);
+    e.u32(r.limit);
+  },
+  decode(d: Decoder): ScanRequest {
+    const start = d.bytes(MAX_KEY_BYTES, 'scan start');
+    const end = d.bool('has end') ? d.bytes(MAX_KEY_BYTES, 'scan end') : null;
+    const limit = decodeLimit(d, MAX_SCAN_LIMIT);
+    d.end();
+    return { start, end, limit };
+  },
+};
+
+export interface ScanReply {
+  entries: Array<{ key: Buffer; state: AcceptorState }>;
+  next: Buffer | null;
+}
+
+export const ScanReplyCodec = {
+  encode(e: Encoder, r: ScanReply): void {
+    e.u32(r.entries.length);
+    for (const { key, state } of r.entries) {
+      e.bytes(key);
+      encodeState(e, state);
+    }
+    e.bool(r.next !== null);
+    if (r.next) e.bytes(r.next);
+  },
+  decode(d: Decoder): ScanReply {
+    const n = d.u32('entry count');
+    if (n > MAX_SCAN_LIMIT) throw new QfsError('bad_request', `scan reply of ${n} entries`);
+    const entries: ScanReply['entries'] = [];
+    for (let i = 0; i < n; i++) entries.push({ key: decodeKey(d), state: decodeState(d) });
+    const next = d.bool('has next') ? d.bytes(MAX_KEY_BYTES, 'next') : null;
+    d.end();
+    return { entries, next };
+  },
+};
+
+export const RecordPurge = RecordPrepare;
+
+export const BoolReply = {
+  encode(e: Encoder, v: boolean): void {
+    e.bool(v);
+  },
+  decode(d: Decoder): boolean {
+    const v = d.bool();
+    d.end();
+    return v;
+  },
+};
+
+export interface ChunkPutRequest {
+  id: ChunkId;
+  bytes: Buffer;
+}
+
+export const ChunkPut = {
+  encode(e: Encoder, r: ChunkPutRequest): void {
+    encodeChunkId(e, r.id);
+    e.raw(r.bytes);
+  },
+  decode(d: Decoder): ChunkPutRequest {
+    const id = decodeChunkId(d);
+    const bytes = d.rest();
+    if (bytes.length > MAX_CHUNK_BYTES) throw new QfsError('bad_request', `chunk of ${bytes.length} bytes`);
+    return { id, bytes };
+  },
+};
+
+export const PUT_STORED = 1;
+export const PUT_EXISTS = 2;
+
+export interface ChunkGetRequest {
+  id: ChunkId;
+  offset: number;
+  length: number;
+}
+
+export const ChunkGet = {
+  encode(e: Encoder, r: ChunkGetRequest): void {
+    encodeChunkId(e, r.id);
+    e.u32(r.offset).u32(r.length);
+  },
+  decode(d: Decoder): ChunkGetRequest {
+    const r = { id: decodeChunkId(d), offset: d.u32('offset'), length: d.u32('length') };
+    // length may exceed the chunk (read to its end); an offset past any chunk is a bad request
+    if (r.offset > MAX_CHUNK_BYTES) throw new QfsError('bad_request', 'chunk offset out of bounds');
+    d.end();
+    return r;
+  },
+};
+
+export const ChunkIdRequest = {
+  encode(e: Encoder, id: ChunkId): void {
+    encodeChunkId(e, id);
+  },
+  decode(d: Decoder): ChunkId {
+    const id = decodeChunkId(d);
+    d.end();
+    return id;
+  },
+};
+
+export const ChunkIdList = {
+  encode(e: Encoder, ids: readonly ChunkId[]): void {
+    e.u32(ids.length);
+    for (const id of ids) encodeChunkId(e, id);
+  },
+  decode(d: Decoder): ChunkId[] {
+    const n = d.u32('id count');
+    if (n > MAX_IDS_PER_REQUEST) throw new QfsError('bad_request', `${n} ids exceeds ${MAX_IDS_PER_REQUEST}`);
+    const ids: ChunkId[] = [];
+    for (let i = 0; i < n; i++) ids.push(decodeChunkId(d));
+    d.end();
+    return ids;
+  },
+};
+
+export const BoolListReply = {
+  encode(e: Encoder, v: readonly boolean[]): void {
+    e.u32(v.length);
+    for (const b of v) e.bool(b);
+  },
+  decode(d: Decoder): boolean[] {
+    const n = d.u32('count');
+    if (n > MAX_IDS_PER_REQUEST) throw new QfsError('bad_request', `${n} flags`);
+    const out: boolean[] = [];
+    for (let i = 0; i < n; i++) out.push(d.bool());
+    d.end();
+    return out;
+  },
+};
+
+export interface ChunkListRequest {
+  after: ChunkId | null;
+  limit: number;
+}
+
+export const ChunkList = {
+  encode(e: Encoder, r: ChunkListRequest): void {
+    e.bool(r.after !== null);
+    if (r.after) encodeChunkId(e, r.after);
+    e.u32(r.limit);
+  },
+  decode(d: Decoder): ChunkListRequest {
+    const after = d.bool('has after') ? decodeChunkId(d) : null;
+    const limit = decodeLimit(d, MAX_IDS_PER_REQUEST);
+    d.end();
+    return { after, limit };
+  },
+};
+
+export type VerifyResult = 'ok' | 'corrupt' | 'missing';
+const VERIFY_RESULTS: readonly VerifyResult[] = ['ok', 'corrupt', 'missing'];
+
+export const VerifyReply = {
+  encode(e: Encoder, v: VerifyResult): void {
+    e.u8(VERIFY_RESULTS.indexOf(v));
+  },
+  decode(d: Decoder): VerifyResult {
+    const v = VERIFY_RESULTS[d.u8('verify result')];
+    if (!v) throw new QfsError('bad_request', 'invalid verify result');
+    d.end();
+    return v;
+  },
+};
+
+export interface NodeStat {
+  nodeId: string;
+  version: string;
+  uptimeSec: number;
+  totalBytes: number;
+  freeBytes: number;
+  chunks: number;
+  chunkBytes: number;
+  records: number;
+}
+
+export const StatReply = {
+  encode(e: Encoder, s: NodeStat): void {
+    e.str(s.nodeId).str(s.version).u53(s.uptimeSec).u53(s.totalBytes).u53(s.freeBytes);
+    e.u53(s.chunks).u53(s.chunkBytes).u53(s.records);
+  },
+  decode(d: Decoder): NodeStat {
+    const s = {
+      nodeId: d.str(64, 'node id'),
+      version: d.str(64, 'version'),
+      uptimeSec: d.u53(),
+      totalBytes: d.u53(),
+      freeBytes: d.u53(),
+      chunks: d.u53(),
+      chunkBytes: d.u53(),
+      records: d.u53(),
+    };
+    d.end();
+    return s;
+  },
+};
+
+export const EmptyMessage = {
+  encode(_e: Encoder, _v: void): void {},
+  decode(d: Decoder): void {
+    d.end();
+  },
+};

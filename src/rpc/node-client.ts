@@ -1,0 +1,96 @@
+// Typed calls to one storage node over an RpcClient.
+import { RpcClient, type CallOptions, type RpcClientOptions } from './client.js';
+import type { Decoder, Encoder } from './codec.js';
+import * as M from './messages.js';
+import type { Ballot } from '../util/ballot.js';
+import type { ChunkId } from '../util/ids.js';
+import type { AcceptorState, RecordValue } from '../store/types.js';
+
+interface RequestCodec<T> {
+  encode(e: Encoder, v: T): void;
+}
+interface ReplyCodec<T> {
+  decode(d: Decoder): T;
+}
+
+export class NodeClient {
+  readonly rpc: RpcClient;
+
+  constructor(options: RpcClientOptions) {
+    this.rpc = new RpcClient(options);
+  }
+
+  get url(): string {
+    return this.rpc.options.url;
+  }
+
+  private async call<Req, Res>(op: number, req: RequestCodec<Req>, value: Req, res: ReplyCodec<Res>, opts?: CallOptions): Promise<Res> {
+    const d = await this.rpc.call(op, (e) => req.encode(e, value), opts);
+    return res.decode(d);
+  }
+
+  ping(opts?: CallOptions): Promise<void> {
+    return this.call(M.Op.Ping, M.EmptyMessage, undefined, M.EmptyMessage, opts);
+  }
+
+  stat(opts?: CallOptions): Promise<M.NodeStat> {
+    return this.call(M.Op.Stat, M.EmptyMessage, undefined, M.StatReply, opts);
+  }
+
+  prepare(key: Buffer, ballot: Ballot, opts?: CallOptions): Promise<M.Verdict> {
+    return this.call(M.Op.RecordPrepare, M.RecordPrepare, { key, ballot }, M.VerdictReply, opts);
+  }
+
+  accept(key: Buffer, ballot: Ballot, value: RecordValue, opts?: CallOptions & { promiseNext?: boolean }): Promise<M.Verdict> {
+    const size = value.kind === 'value' ? value.bytes.length + key.length + 64 : 128;
+    const req = { key, ballot, value, promiseNext: opts?.promiseNext ?? false };
+    return this.call(M.Op.RecordAccept, M.RecordAccept, req, M.VerdictReply, { bodySizeHint: size, ...opts });
+  }
+
+  read(key: Buffer, opts?: CallOptions): Promise<AcceptorState> {
+    return this.call(M.Op.RecordRead, M.KeyRequest, key, M.StateReply, opts);
+  }
+
+  scan(start: Buffer, end: Buffer | null, limit: number, opts?: CallOptions): Promise<M.ScanReply> {
+    return this.call(M.Op.RecordScan, M.RecordScan, { start, end, limit }, M.ScanReplyCodec, opts);
+  }
+
+  purge(key: Buffer, ballot: Ballot, opts?: CallOptions): Promise<boolean> {
+    return this.call(M.Op.RecordPurge, M.RecordPurge, { key, ballot }, M.BoolReply, opts);
+  }
+
+  async putChunk(id: ChunkId, bytes: Buffer, opts?: CallOptions): Promise<'stored' | 'exists'> {
+    const d = await this.rpc.call(M.Op.ChunkPut, (e) => M.ChunkPut.encode(e, { id, bytes }), {
+      bodySizeHint: bytes.length + 40,
+      ...opts,
+    });
+    const v = d.u8('put result');
+    d.end();
+    return v === M.PUT_EXISTS ? 'exists' : 'stored';
+  }
+
+  async getChunk(id: ChunkId, offset = 0, length = 0xffffffff, opts?: CallOptions): Promise<Buffer> {
+    const d = await this.rpc.call(M.Op.ChunkGet, (e) => M.ChunkGet.encode(e, { id, offset, length: Math.min(length, 0xffffffff) }), opts);
+    return d.rest();
+  }
+
+  hasChunks(ids: readonly ChunkId[], opts?: CallOptions): Promise<boolean[]> {
+    return this.call(M.Op.ChunkHas, M.ChunkIdList, ids, M.BoolListReply, opts);
+  }
+
+  listChunks(after: ChunkId | null, limit: number, opts?: CallOptions): Promise<ChunkId[]> {
+    return this.call(M.Op.ChunkList, M.ChunkList, { after, limit }, M.ChunkIdList, opts);
+  }
+
+  deleteChunk(id: ChunkId, opts?: CallOptions): Promise<boolean> {
+    return this.call(M.Op.ChunkDelete, M.ChunkIdRequest, id, M.BoolReply, opts);
+  }
+
+  verifyChunk(id: ChunkId, opts?: CallOptions): Promise<M.VerifyResult> {
+    return this.call(M.Op.ChunkVerify, M.ChunkIdRequest, id, M.VerifyReply, opts);
+  }
+
+  close(): void {
+    this.rpc.close();
+  }
+}

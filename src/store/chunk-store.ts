@@ -1,0 +1,401 @@
+// Immutable, content-addressed chunks as files:
+//   <dir>/chunks/<id[0..2]>/<id[2..4]>/<id>   the chunks
+//   <dir>/tmp/                                 writes in progress (cleared at open)
+//   <dir>/quarantine/                          copies that failed their hash
+// Every id goes through parseChunkId before it becomes part of a path, so no
+// request can name a path outside <dir>.
+//
+// A put is durable before it resolves: temp file written and fsynced, renamed
+// into its fan-out directory, that directory fsynced; a fan-out directory's
+// parent is fsynced once per process after the directory is (or was found)
+// created, which also covers a crash between mkdir and that fsync last run.
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { QfsError, toQfsError } from '../util/errors.js';
+import { isChunkId, parseChunkId, type ChunkId } from '../util/ids.js';
+import type { Logger } from '../util/log.js';
+import { MAX_CHUNK_BYTES } from './types.js';
+
+export type PutResult = 'stored' | 'exists';
+export type VerifyResult = 'ok' | 'corrupt' | 'missing';
+
+export interface ChunkStoreOptions {
+  /** Free bytes the filesystem must keep after a put; default 64 MiB. */
+  reserveBytes?: number;
+}
+
+const DEFAULT_RESERVE_BYTES = 64 * 1024 * 1024;
+const STATFS_TTL_MS = 1000;
+// Within this distance of the reserve a cached statfs is not trusted.
+const LOW_SPACE_MARGIN = 4 * MAX_CHUNK_BYTES;
+const HAS_CONCURRENCY = 64;
+const FANOUT_RE = /^[0-9a-f]{2}$/;
+
+export class ChunkStore {
+  private readonly chunksDir: string;
+  private readonly tmpDir: string;
+  private readonly quarantineDir: string;
+  private readonly reserveBytes: number;
+  private chunks: number;
+  private bytes: number;
+  private space: { free: number; at: number } | null = null;
+  /** Per-id tail of the queue of mutating operations (put, delete, verify). */
+  private readonly locks = new Map<string, Promise<void>>();
+  /** Directories whose entry in their parent has been fsynced by this process. */
+  private readonly dirsReady = new Map<string, Promise<void>>();
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private closing: Promise<void> | null = null;
+
+  private constructor(
+    private readonly dir: string,
+    private readonly log: Logger,
+    reserveBytes: number,
+    counts: { chunks: number; bytes: number },
+  ) {
+    this.chunksDir = join(dir, 'chunks');
+    this.tmpDir = join(dir, 'tmp');
+    this.quarantineDir = join(dir, 'quarantine');
+    this.reserveBytes = reserveBytes;
+    this.chunks = counts.chunks;
+    this.bytes = counts.bytes;
+  }
+
+  static async open(dir: string, log: Logger, opts: ChunkStoreOptions = {}): Promise<ChunkStore> {
+    const reserveBytes = opts.reserveBytes ?? DEFAULT_RESERVE_BYTES;
+    if (!Number.isSafeInteger(reserveBytes) || reserveBytes < 0) throw new RangeError(`reserveBytes ${reserveBytes} must be a non-negative integer`);
+    try {
+      for (const sub of ['chunks', 'tmp', 'quarantine']) await mkdir(join(dir, sub), { recursive: true });
+      await rm(join(dir, 'tmp'), { recursive: true, force: true });
+      await mkdir(join(dir, 'tmp'));
+      await fsyncDir(dir);
+      const counts = await countChunks(join(dir, 'chunks'), log);
+      log.debug({ dir, ...counts }, 'chunk store open');
+      return new ChunkStore(dir, log, reserveBytes, counts);
+    } catch (err) {
+      throw toQfsError(err);
+    }
+  }
+
+  async put(id: ChunkId, bytes: Buffer): Promise<PutResult> {
+    this.checkOpen();
+    const cid = parseChunkId(id);
+    if (!Buffer.isBuffer(bytes)) throw new QfsError('bad_request', 'chunk bytes must be a Buffer');
+    if (bytes.length > MAX_CHUNK_BYTES) throw new QfsError('bad_request', `chunk of ${bytes.length} bytes exceeds ${MAX_CHUNK_BYTES}`);
+    if (sha256(bytes) !== cid) throw new QfsError('corrupt', `chunk bytes do not hash to ${cid}`);
+    // Serialised per id: a concurrent put of the same id waits and finds the file.
+    return await this.track(this.withLock(cid, () => this.store(cid, bytes)));
+  }
+
+  async get(id: ChunkId, offset = 0, length?: number): Promise<Buffer> {
+    this.checkOpen();
+    const cid = parseChunkId(id);
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new QfsError('bad_request', `invalid offset ${offset}`);
+    if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) throw new QfsError('bad_request', `invalid length ${length}`);
+    let fh;
+    try {
+      fh = await open(this.chunkPath(cid), 'r');
+    } catch (err) {
+      throw this.fsError(err, cid, 'get');
+    }
+    try {
+      const size = (await fh.stat()).size;
+      const start = Math.min(offset, size);
+      const end = length === undefined ? size : Math.min(size, start + length);
+      const buf = Buffer.allocUnsafe(end - start);
+      let done = 0;
+      while (done < buf.length) {
+        const { bytesRead } = await fh.read(buf, done, buf.length - done, start + done);
+        if (bytesRead === 0) throw new QfsError('corrupt', `chunk ${cid} shrank while being read`);
+        done += bytesRead;
+      }
+      return buf;
+    } catch (err) {
+      throw this.fsError(err, cid, 'get');
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async has(ids: ChunkId[]): Promise<boolean[]> {
+    this.checkOpen();
+    const paths = ids.map((id) => this.chunkPath(parseChunkId(id)));
+    const result: boolean[] = [];
+    for (let i = 0; i < paths.length; i += HAS_CONCURRENCY) {
+      result.push(...(await Promise.all(paths.slice(i, i + HAS_CONCURRENCY).map((p) => fileExists(p)))));
+    }
+    return result;
+  }
+
+  /** Ids greater than `after`, ascending, at most `limit`. */
+  async list(after: ChunkId | null, limit: number): Promise<ChunkId[]> {
+    this.checkOpen();
+    const from = after === null ? null : parseChunkId(after);
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new QfsError('bad_request', `list limit ${limit} must be a positive integer`);
+    const out: ChunkId[] = [];
+    try {
+      for (const d1 of await sortedDir(this.chunksDir, FANOUT_RE)) {
+        if (from && d1 < from.slice(0, 2)) continue;
+        for (const d2 of await sortedDir(join(this.chunksDir, d1), FANOUT_RE)) {
+          const prefix = d1 + d2;
+          if (from && prefix < from.slice(0, 4)) continue;
+          for (const name of await sortedDir(join(this.chunksDir, d1, d2), null)) {
+            if (!isChunkId(name) || !name.startsWith(prefix) || (from && name <= from)) continue;
+            out.push(name);
+            if (out.length === limit) return out;
+          }
+        }
+      }
+    } catch (err) {
+      throw this.fsError(err, null, 'list');
+    }
+    return out;
+  }
+
+  async delete(id: ChunkId): Promise<boolean> {
+    this.checkOpen();
+    const cid = parseChunkId(id);
+    return await this.track(
+      this.withLock(cid, async () => {
+        const path = this.chunkPath(cid);
+        try {
+          const { size } = await stat(path);
+          await unlink(path);
+          this.forget(size);
+          await fsyncDir(this.fanoutDir(cid));
+          return true;
+        } catch (err) {
+          if (isErrno(err, 'ENOENT')) return false;
+          throw this.fsError(err, cid, 'delete');
+        }
+      }),
+    );
+  }
+
+  /** Re-hashes the stored copy; a corrupt one is moved to quarantine so a later put can restore it. */
+  async verify(id: ChunkId): Promise<VerifyResult> {
+    this.checkOpen();
+    const cid = parseChunkId(id);
+    return await this.track(
+      this.withLock(cid, async () => {
+        const path = this.chunkPath(cid);
+        let size: number;
+        try {
+          size = (await stat(path)).size;
+          if (size <= MAX_CHUNK_BYTES && (await hashFile(path)) === cid) return 'ok';
+        } catch (err) {
+          if (isErrno(err, 'ENOENT')) return 'missing';
+          throw this.fsError(err, cid, 'verify');
+        }
+        const dest = join(this.quarantineDir, `${cid}.${Date.now()}.${randomBytes(4).toString('hex')}`);
+        try {
+          await rename(path, dest);
+          this.forget(size);
+          await fsyncDir(this.fanoutDir(cid));
+          await fsyncDir(this.quarantineDir);
+        } catch (err) {
+          throw this.fsError(err, cid, 'quarantine');
+        }
+        this.log.warn({ chunk: cid, quarantined: dest }, 'chunk failed its hash check and was quarantined');
+        return 'corrupt';
+      }),
+    );
+  }
+
+  stats(): { chunks: number; bytes: number } {
+    return { chunks: this.chunks, bytes: this.bytes };
+  }
+
+  async capacity(): Promise<{ totalBytes: number; freeBytes: number }> {
+    this.checkOpen();
+    try {
+      const s = await statfs(this.dir);
+      const freeBytes = s.bavail * s.bsize;
+      this.space = { free: freeBytes, at: Date.now() };
+      return { totalBytes: s.blocks * s.bsize, freeBytes };
+    } catch (err) {
+      throw this.fsError(err, null, 'statfs');
+    }
+  }
+
+  /** Waits for writes in flight; later calls throw `closed`. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= Promise.allSettled([...this.inFlight]).then(() => undefined);
+    return this.closing;
+  }
+
+  private async store(cid: ChunkId, bytes: Buffer): Promise<PutResult> {
+    const path = this.chunkPath(cid);
+    if (await fileExists(path)) return 'exists';
+    await this.reserveSpace(bytes.length);
+    const tmp = join(this.tmpDir, `${cid}.${randomBytes(6).toString('hex')}`);
+    try {
+      const fh = await open(tmp, 'wx', 0o644);
+      try {
+        await fh.writeFile(bytes);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await this.ensureFanout(cid);
+      await rename(tmp, path);
+      this.chunks += 1;
+      this.bytes += bytes.length;
+      await fsyncDir(this.fanoutDir(cid));
+      return 'stored';
+    } catch (err) {
+      await rm(tmp, { force: true }).catch(() => {});
+      throw this.fsError(err, cid, 'put');
+    }
+  }
+
+  private async reserveSpace(n: number): Promise<void> {
+    const now = Date.now();
+    const cached = this.space;
+    if (!cached || now - cached.at > STATFS_TTL_MS || cached.free - n < this.reserveBytes + LOW_SPACE_MARGIN) {
+      try {
+        const s = await statfs(this.dir);
+        this.space = { free: s.bavail * s.bsize, at: now };
+      } catch (err) {
+        throw this.fsError(err, null, 'statfs');
+      }
+    }
+    const space = this.space!;
+    if (space.free - n < this.reserveBytes) {
+      throw new QfsError('no_space', `chunk store: ${space.free} bytes free, keeping ${this.reserveBytes} in reserve`);
+    }
+    // Puts within one statfs period see each other's bytes.
+    space.free -= n;
+  }
+
+  private ensureFanout(cid: ChunkId): Promise<void> {
+    const d1 = join(this.chunksDir, cid.slice(0, 2));
+    return this.ensureDir(d1, this.chunksDir).then(() => this.ensureDir(this.fanoutDir(cid), d1));
+  }
+
+  private ensureDir(path: string, parent: string): Promise<void> {
+    let ready = this.dirsReady.get(path);
+    if (!ready) {
+      ready = (async () => {
+        await mkdir(path).catch((err: unknown) => {
+          if (!isErrno(err, 'EEXIST')) throw err;
+        });
+        await fsyncDir(parent);
+      })();
+      ready.catch(() => this.dirsReady.delete(path));
+      this.dirsReady.set(path, ready);
+    }
+    return ready;
+  }
+
+  private fanoutDir(cid: ChunkId): string {
+    return join(this.chunksDir, cid.slice(0, 2), cid.slice(2, 4));
+  }
+
+  private chunkPath(cid: ChunkId): string {
+    return join(this.fanoutDir(cid), cid);
+  }
+
+  private forget(size: number): void {
+    this.chunks -= 1;
+    this.bytes -= size;
+  }
+
+  private withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(id) ?? Promise.resolve();
+    const run = prev.then(fn);
+    const tail = run.then(
+      () => {},
+      () => {},
+    );
+    this.locks.set(id, tail);
+    void tail.then(() => {
+      if (this.locks.get(id) === tail) this.locks.delete(id);
+    });
+    return run;
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.inFlight.add(p);
+    const forget = (): void => {
+      this.inFlight.delete(p);
+    };
+    p.then(forget, forget);
+    return p;
+  }
+
+  private checkOpen(): void {
+    if (this.closing) throw new QfsError('closed', 'chunk store is closed');
+  }
+
+  private fsError(err: unknown, cid: ChunkId | null, what: string): QfsError {
+    if (isErrno(err, 'ENOENT') && cid) return new QfsError('not_found', `chunk ${cid} not found`);
+    const e = toQfsError(err);
+    if (e.code === 'internal') this.log.error({ err, chunk: cid }, `chunk ${what} failed`);
+    else if (e.code === 'no_space') this.log.warn({ chunk: cid, msg: e.message }, `chunk ${what} failed`);
+    return e;
+  }
+}
+
+function sha256(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+async function hashFile(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const piece of createReadStream(path, { highWaterMark: 1024 * 1024 })) hash.update(piece as Buffer);
+  return hash.digest('hex');
+}
+
+async function fsyncDir(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function fileExists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return false;
+    throw toQfsError(err);
+  }
+}
+
+async function sortedDir(path: string, pattern: RegExp | null): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(path);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return [];
+    throw err;
+  }
+  return (pattern ? names.filter((n) => pattern.test(n)) : names).sort();
+}
+
+async function countChunks(chunksDir: string, log: Logger): Promise<{ chunks: number; bytes: number }> {
+  let chunks = 0;
+  let bytes = 0;
+  for (const d1 of await sortedDir(chunksDir, FANOUT_RE)) {
+    for (const d2 of await sortedDir(join(chunksDir, d1), FANOUT_RE)) {
+      for (const name of await sortedDir(join(chunksDir, d1, d2), null)) {
+        if (!isChunkId(name) || !name.startsWith(d1 + d2)) {
+          log.warn({ file: join(chunksDir, d1, d2, name) }, 'ignoring a stray file among the chunks');
+          continue;
+        }
+        chunks += 1;
+        bytes += (await stat(join(chunksDir, d1, d2, name))).size;
+      }
+    }
+  }
+  return { chunks, bytes };
+}
+
+function isErrno(err: unknown, code: string): boolean {
+  return (err as NodeJS.ErrnoException | null)?.code === code;
+}

@@ -1,0 +1,83 @@
+// The on-disk encoding of one acceptor state. Values hold raw record bytes, so
+// they get a fixed binary layout rather than msgpack/JSON:
+//
+//   0      u8   format version (1)
+//   1..17       promised ballot: u32 counter high, u32 counter low, 8 bytes proposer
+//   17..33      accepted ballot, same layout
+//   33     u8   value tag: 0 empty, 1 value, 2 tombstone
+//   34..        value bytes (tag 1 only; may be zero-length)
+import { QfsError } from '../util/errors.js';
+import type { Ballot } from '../util/ballot.js';
+import type { AcceptorState, RecordValue } from './types.js';
+import { EMPTY_VALUE } from './types.js';
+
+const FORMAT_VERSION = 1;
+export const BALLOT_BYTES = 16;
+const HEADER_BYTES = 1 + 2 * BALLOT_BYTES + 1;
+const TAG_EMPTY = 0;
+const TAG_VALUE = 1;
+const TAG_TOMBSTONE = 2;
+const TWO_32 = 2 ** 32;
+// Counters are safe integers: the high word never exceeds 2^21 - 1.
+const MAX_COUNTER_HIGH = Math.floor(Number.MAX_SAFE_INTEGER / TWO_32);
+const TOMBSTONE: RecordValue = Object.freeze({ kind: 'tombstone' });
+
+function writeBallot(buf: Buffer, at: number, b: Ballot): void {
+  buf.writeUInt32BE(Math.floor(b.counter / TWO_32), at);
+  buf.writeUInt32BE(b.counter % TWO_32, at + 4);
+  buf.write(b.proposer, at + 8, 8, 'hex');
+}
+
+function readBallot(buf: Buffer, at: number): Ballot {
+  const high = buf.readUInt32BE(at);
+  if (high > MAX_COUNTER_HIGH) throw new QfsError('corrupt', 'stored ballot counter is not a safe integer');
+  return Object.freeze({ counter: high * TWO_32 + buf.readUInt32BE(at + 4), proposer: buf.toString('hex', at + 8, at + 16) });
+}
+
+export function encodeBallot(b: Ballot): Buffer {
+  const buf = Buffer.alloc(BALLOT_BYTES);
+  writeBallot(buf, 0, b);
+  return buf;
+}
+
+export function decodeBallot(buf: Buffer): Ballot {
+  if (buf.length !== BALLOT_BYTES) throw new QfsError('corrupt', `stored ballot of ${buf.length} bytes`);
+  return readBallot(buf, 0);
+}
+
+export function encodeState(s: AcceptorState): Buffer {
+  const bytes = s.value.kind === 'value' ? s.value.bytes : null;
+  const buf = Buffer.allocUnsafe(HEADER_BYTES + (bytes?.length ?? 0));
+  buf.writeUInt8(FORMAT_VERSION, 0);
+  writeBallot(buf, 1, s.promised);
+  writeBallot(buf, 1 + BALLOT_BYTES, s.accepted);
+  const tag = s.value.kind === 'value' ? TAG_VALUE : s.value.kind === 'tombstone' ? TAG_TOMBSTONE : TAG_EMPTY;
+  buf.writeUInt8(tag, HEADER_BYTES - 1);
+  if (bytes) buf.set(bytes, HEADER_BYTES);
+  return buf;
+}
+
+/**
+ * With `share`, value bytes are a view into `buf` (the caller owns `buf` and
+ * never mutates it); otherwise they are copied, because lmdb may reuse the
+ * buffers it hands out.
+ */
+export function decodeState(buf: Buffer, share = false): AcceptorState {
+  if (buf.length < HEADER_BYTES) throw new QfsError('corrupt', `stored record state of ${buf.length} bytes`);
+  const version = buf.readUInt8(0);
+  if (version !== FORMAT_VERSION) throw new QfsError('corrupt', `stored record state has format version ${version}`);
+  const promised = readBallot(buf, 1);
+  const accepted = readBallot(buf, 1 + BALLOT_BYTES);
+  const tag = buf.readUInt8(HEADER_BYTES - 1);
+  let value: RecordValue;
+  if (tag === TAG_VALUE) {
+    const view = buf.subarray(HEADER_BYTES);
+    value = Object.freeze({ kind: 'value', bytes: share ? view : Buffer.from(view) });
+  } else if (tag === TAG_EMPTY || tag === TAG_TOMBSTONE) {
+    if (buf.length !== HEADER_BYTES) throw new QfsError('corrupt', 'stored record state has trailing bytes');
+    value = tag === TAG_EMPTY ? EMPTY_VALUE : TOMBSTONE;
+  } else {
+    throw new QfsError('corrupt', `stored record state has value tag ${tag}`);
+  }
+  return Object.freeze({ promised, accepted, value });
+}

@@ -1,0 +1,373 @@
+// The acceptor half of CASPaxos for every record key this node holds, over lmdb.
+//
+// Durability: the lmdb-js README says that with `overlappingSync` (its
+// default on Linux) a write's promise resolves when the transaction is
+// committed and visible, and only `db.flushed` waits for the fsync. An acceptor
+// must not answer before its promise or acceptance is on disk, so the env is
+// opened with `overlappingSync: false` and without noSync/noMetaSync/mapAsync:
+// each transaction is then a plain mdb_txn_commit that fdatasyncs the data
+// pages and writes the meta page through an O_DSYNC descriptor before lmdb-js
+// flags it committed and resolves its puts (checked with strace: one
+// fdatasync and one meta pwrite between a call and its resolution, and with
+// fdatasync delayed 300 ms the promise resolves after 300 ms). lmdb-js 3.5.6
+// happens to sync before resolving with overlappingSync too, but that is not
+// what it documents, so we don't lean on it.
+// Throughput comes from lmdb-js batching queued async writes into one
+// transaction, so one sync covers many operations (100 concurrent prepares:
+// one fdatasync). `eventTurnBatching` is off: with it on, lmdb-js 3.5 starts
+// each batch with an internal promise nobody awaits, and when the commit fails
+// (disk full) that promise rejects unhandled, which kills a Node 20 process.
+// Without it lmdb-js still batches (a transaction starts after
+// txnStartThreshold writes or at the next turn; writes queued meanwhile join
+// the next one); measured throughput is the same within noise.
+//
+// Concurrency: a decision reads the latest state of its key including writes
+// of this process that are not committed yet (the `pending` overlay), and sets
+// the overlay synchronously, before the next await. lmdb-js commits async
+// writes in call order, so when an operation's own put resolves, every earlier
+// write for that key is committed too; an operation that writes nothing waits
+// for the key's latest pending write before it answers.
+//
+// Purge floor: purging a tombstone turns the key back into "never written",
+// but a proposer holding an old promise must still be refused there. A
+// store-wide floor ballot, kept in the `meta` sub-database next to `records` so
+// no user key can reach it, is raised to the purged key's promised ballot in
+// the same transaction as the delete. A key with no stored state reads as
+// promised = floor, so prepare must exceed it and accept must reach it.
+import { mkdir, statfs } from 'node:fs/promises';
+import { open, type Database, type RootDatabase } from 'lmdb';
+import { QfsError, toQfsError } from '../util/errors.js';
+import type { Logger } from '../util/log.js';
+import { compareBallots, isValidBallot, maxBallot, ZERO_BALLOT, type Ballot } from '../util/ballot.js';
+import { decodeBallot, decodeState, encodeBallot, encodeState } from './record-codec.js';
+import { EMPTY_VALUE, MAX_KEY_BYTES, MAX_VALUE_BYTES, type AcceptorState, type RecordValue } from './types.js';
+
+export interface Verdict {
+  ok: boolean;
+  state: AcceptorState;
+}
+
+export interface ScanResult {
+  entries: Array<{ key: Buffer; state: AcceptorState }>;
+  /** Where to continue (inclusive); null only when the range is exhausted. */
+  next: Buffer | null;
+}
+
+interface Pending {
+  /** null: the key is being purged. */
+  readonly state: AcceptorState | null;
+  readonly seq: number;
+  /** Settles (never rejects) when the write is committed or has failed. */
+  readonly done: Promise<void>;
+}
+
+const FLOOR_KEY = 'purge-floor';
+// Promise-only keys a scan may step over before it returns a short page.
+const MAX_SCAN_SKIPPED = 10_000;
+// lmdb errno values: ENOSPC, EDQUOT, MDB_MAP_FULL.
+const NO_SPACE_CODES: ReadonlySet<unknown> = new Set([28, 122, -30792, 'ENOSPC', 'EDQUOT']);
+const EIO = 5;
+const NEARLY_FULL_BYTES = 16 * 1024 * 1024;
+
+export class RecordStore {
+  private readonly pending = new Map<string, Pending>();
+  private seq = 0;
+  /** Floor including purges in flight: what decisions use. */
+  private floor: Ballot;
+  /** Floor as committed: what reads report. */
+  private durableFloor: Ballot;
+  private floorSeq = 0;
+  private closing: Promise<void> | null = null;
+
+  private constructor(
+    private readonly dir: string,
+    private readonly env: RootDatabase,
+    private readonly records: Database<Buffer, Buffer>,
+    private readonly meta: Database<Buffer, string>,
+    floor: Ballot,
+    private readonly log: Logger,
+  ) {
+    this.floor = floor;
+    this.durableFloor = floor;
+  }
+
+  static async open(dir: string, log: Logger): Promise<RecordStore> {
+    let env: RootDatabase | undefined;
+    try {
+      await mkdir(dir, { recursive: true });
+      env = open({ path: dir, noSubdir: false, overlappingSync: false, noSync: false, eventTurnBatching: false, maxDbs: 4 });
+      const records = env.openDB<Buffer, Buffer>({ name: 'records', keyEncoding: 'binary', encoding: 'binary' });
+      const meta = env.openDB<Buffer, string>({ name: 'meta', encoding: 'binary' });
+      const stored = meta.get(FLOOR_KEY);
+      const floor = stored ? decodeBallot(stored) : ZERO_BALLOT;
+      const store = new RecordStore(dir, env, records, meta, floor, log);
+      log.debug({ dir, records: store.count(), floor }, 'record store open');
+      return store;
+    } catch (err) {
+      await env?.close().catch(() => {});
+      throw storeError(err);
+    }
+  }
+
+  async prepare(key: Buffer, ballot: Ballot): Promise<Verdict> {
+    this.checkOpen();
+    checkKey(key);
+    checkBallot(ballot);
+    const k = key.toString('latin1');
+    const cur = this.decisionState(k, key);
+    if (compareBallots(ballot, cur.promised) <= 0 || compareBallots(ballot, cur.accepted) <= 0) {
+      await this.settled(k);
+      return { ok: false, state: cur };
+    }
+    const next = this.persistState(k, key, { promised: copyBallot(ballot), accepted: cur.accepted, value: cur.value });
+    await next.written;
+    return { ok: true, state: next.state };
+  }
+
+  /**
+   * `promiseNext` also promises (counter + 1, same proposer): the CASPaxos
+   * one-round-trip optimisation, where this accept doubles as the prepare of
+   * that proposer's next change of the key.
+   */
+  async accept(key: Buffer, ballot: Ballot, value: RecordValue, promiseNext = false): Promise<Verdict> {
+    this.checkOpen();
+    checkKey(key);
+    checkBallot(ballot);
+    checkValue(value);
+    const k = key.toString('latin1');
+    const cur = this.decisionState(k, key);
+    // An equal accepted ballot is the same proposer retrying the same accept.
+    if (compareBallots(ballot, cur.promised) < 0 || compareBallots(ballot, cur.accepted) < 0) {
+      await this.settled(k);
+      return { ok: false, state: cur };
+    }
+    const b = copyBallot(ballot);
+    const promise = promiseNext && Number.isSafeInteger(b.counter + 1) ? { counter: b.counter + 1, proposer: b.proposer } : b;
+    const next = this.persistState(k, key, { promised: maxBallot(cur.promised, promise), accepted: b, value });
+    await next.written;
+    return { ok: true, state: next.state };
+  }
+
+  /**
+   * The committed state, not the overlay: a one-round-trip read may treat a
+   * value found on a majority as chosen, which is only true once it is on disk.
+   * Every acknowledged write is committed, so this never misses one.
+   */
+  read(key: Buffer): AcceptorState {
+    this.checkOpen();
+    checkKey(key);
+    return this.stored(key) ?? absentState(this.durableFloor);
+  }
+
+  /** Committed states of keys in [start, end), byte order; promise-only keys are skipped. */
+  scan(start: Buffer, end: Buffer | null, limit: number): ScanResult {
+    this.checkOpen();
+    if (!Buffer.isBuffer(start) || start.length > MAX_KEY_BYTES) throw new QfsError('bad_request', 'scan start must be a key of at most MAX_KEY_BYTES');
+    if (end !== null && (!Buffer.isBuffer(end) || end.length > MAX_KEY_BYTES)) throw new QfsError('bad_request', 'scan end must be null or a key of at most MAX_KEY_BYTES');
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new QfsError('bad_request', `scan limit ${limit} must be a positive integer`);
+    const entries: ScanResult['entries'] = [];
+    if (end !== null && Buffer.compare(start, end) >= 0) return { entries, next: null };
+    const range: { start?: Buffer; end?: Buffer } = {};
+    if (start.length > 0) range.start = start;
+    if (end !== null) range.end = end;
+    let skipped = 0;
+    try {
+      for (const { key, value } of this.records.getRange(range)) {
+        const state = decodeState(value);
+        if (state.value.kind === 'empty') {
+          if (++skipped > MAX_SCAN_SKIPPED) return { entries, next: Buffer.from(key) };
+          continue;
+        }
+        if (entries.length === limit) return { entries, next: Buffer.from(key) };
+        entries.push({ key: Buffer.from(key), state });
+      }
+    } catch (err) {
+      throw this.fail(err, 'scan');
+    }
+    return { entries, next: null };
+  }
+
+  /** Deletes a tombstone accepted at exactly `ballot`; raises the purge floor. */
+  async purge(key: Buffer, ballot: Ballot): Promise<boolean> {
+    this.checkOpen();
+    checkKey(key);
+    checkBallot(ballot);
+    const k = key.toString('latin1');
+    const cur = this.decisionState(k, key);
+    if (cur.value.kind !== 'tombstone' || compareBallots(cur.accepted, ballot) !== 0) {
+      await this.settled(k);
+      return false;
+    }
+    const floor = maxBallot(this.floor, cur.promised);
+    const floorBytes = encodeBallot(floor);
+    this.floor = floor;
+    const floorSeq = ++this.floorSeq;
+    try {
+      await this.persist(k, null, () =>
+        this.env.transaction(() => {
+          this.meta.put(FLOOR_KEY, floorBytes);
+          this.records.remove(key);
+        }),
+      );
+    } catch (err) {
+      // Roll back unless a later purge has raised the floor again since.
+      if (this.floorSeq === floorSeq) this.floor = this.durableFloor;
+      throw err;
+    }
+    this.durableFloor = maxBallot(this.durableFloor, floor);
+    return true;
+  }
+
+  /** Keys stored on disk, promise-only ones included. */
+  count(): number {
+    this.checkOpen();
+    const stats = this.records.getStats() as { entryCount?: number };
+    return stats.entryCount ?? 0;
+  }
+
+  /** Waits for writes in flight; later calls throw `closed`. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= this.env.close().then(
+      () => this.pending.clear(),
+      (err: unknown) => {
+        this.log.warn({ err }, 'closing the record store failed');
+      },
+    );
+    return this.closing;
+  }
+
+  private checkOpen(): void {
+    if (this.closing) throw new QfsError('closed', 'record store is closed');
+  }
+
+  private stored(key: Buffer): AcceptorState | null {
+    let buf: Buffer | undefined;
+    try {
+      buf = this.records.get(key);
+    } catch (err) {
+      throw this.fail(err, 'read');
+    }
+    return buf ? decodeState(buf) : null;
+  }
+
+  private decisionState(k: string, key: Buffer): AcceptorState {
+    const p = this.pending.get(k);
+    if (p) return p.state ?? absentState(this.floor);
+    return this.stored(key) ?? absentState(this.floor);
+  }
+
+  private async settled(k: string): Promise<void> {
+    await this.pending.get(k)?.done;
+  }
+
+  private persistState(k: string, key: Buffer, state: AcceptorState): { state: AcceptorState; written: Promise<void> } {
+    const encoded = encodeState(state);
+    // Value bytes in the reply and the overlay are a view of the encoded buffer: no second copy.
+    const shared = decodeState(encoded, true);
+    return { state: shared, written: this.persist(k, shared, () => this.records.put(key, encoded)) };
+  }
+
+  /** Records `state` in the overlay while `write` is in flight; drops it once that write settles unless a newer one replaced it. */
+  private persist(k: string, state: AcceptorState | null, write: () => Promise<unknown>): Promise<void> {
+    let written: Promise<unknown>;
+    try {
+      written = write();
+    } catch (err) {
+      return Promise.reject(this.fail(err, 'write'));
+    }
+    const seq = ++this.seq;
+    const settle = (): void => {
+      // On failure this is the rollback: the key reads from disk again.
+      if (this.pending.get(k)?.seq === seq) this.pending.delete(k);
+    };
+    const result = written.then(settle, async (err: unknown) => {
+      settle();
+      throw this.fail(await this.writeFailure(err), 'write');
+    });
+    this.pending.set(k, { state, seq, done: result.catch(() => {}) });
+    return result;
+  }
+
+  /**
+   * LMDB reports a short write as EIO, and a full disk makes short writes; an
+   * EIO with the disk (nearly) full is reported as no_space.
+   */
+  private async writeFailure(err: unknown): Promise<unknown> {
+    const cause = await commitCause(err);
+    if ((cause as { code?: unknown } | null)?.code !== EIO) return cause;
+    const free = await statfs(this.dir).then(
+      (s) => s.bavail * s.bsize,
+      () => Infinity,
+    );
+    return free < NEARLY_FULL_BYTES ? new QfsError('no_space', `record store: disk full (${free} bytes free)`, { cause }) : cause;
+  }
+
+  private fail(err: unknown, what: string): QfsError {
+    const e = storeError(err);
+    if (e.code === 'internal') this.log.error({ err }, `record store ${what} failed`);
+    else this.log.warn({ code: e.code, msg: e.message }, `record store ${what} failed`);
+    return e;
+  }
+}
+
+function absentState(floor: Ballot): AcceptorState {
+  return { promised: floor, accepted: ZERO_BALLOT, value: EMPTY_VALUE };
+}
+
+function copyBallot(b: Ballot): Ballot {
+  return Object.freeze({ counter: b.counter, proposer: b.proposer });
+}
+
+function checkKey(key: Buffer): void {
+  if (!Buffer.isBuffer(key) || key.length < 1 || key.length > MAX_KEY_BYTES) {
+    throw new QfsError('bad_request', `record key must be 1..${MAX_KEY_BYTES} bytes`);
+  }
+}
+
+function checkBallot(b: Ballot): void {
+  if (typeof b !== 'object' || b === null || !isValidBallot(b)) throw new QfsError('bad_request', 'invalid ballot');
+}
+
+function checkValue(v: RecordValue): void {
+  if (typeof v !== 'object' || v === null) throw new QfsError('bad_request', 'invalid record value');
+  if (v.kind === 'value') {
+    if (!Buffer.isBuffer(v.bytes)) throw new QfsError('bad_request', 'record value bytes must be a Buffer');
+    if (v.bytes.length > MAX_VALUE_BYTES) throw new QfsError('bad_request', `record value of ${v.bytes.length} bytes exceeds ${MAX_VALUE_BYTES}`);
+  } else if (v.kind !== 'empty' && v.kind !== 'tombstone') {
+    throw new QfsError('bad_request', 'invalid record value kind');
+  }
+}
+
+/**
+ * lmdb-js rejects every write of a failed transaction with a generic "Commit
+ * failed" error whose `commitError` promise rejects with the lmdb error. That
+ * promise must be handled here (or it is an unhandled rejection), and it is
+ * the only place the errno (ENOSPC, MDB_MAP_FULL) can be found.
+ */
+async function commitCause(err: unknown): Promise<unknown> {
+  const commitError = (err as { commitError?: unknown } | null)?.commitError;
+  if (!commitError || typeof (commitError as PromiseLike<unknown>).then !== 'function') return err;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<unknown>((resolve) => {
+    timer = setTimeout(() => resolve(err), 1000);
+  });
+  const cause = Promise.resolve(commitError as PromiseLike<unknown>).then(
+    () => err,
+    (inner: unknown) => inner,
+  );
+  try {
+    return await Promise.race([cause, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function storeError(err: unknown): QfsError {
+  if (err instanceof QfsError) return err;
+  const e = err as { code?: unknown; message?: unknown } | null;
+  const message = typeof e?.message === 'string' ? e.message : String(err);
+  if (NO_SPACE_CODES.has(e?.code) || /MDB_MAP_FULL|No space left/i.test(message)) {
+    return new QfsError('no_space', `record store: ${message}`, { cause: err });
+  }
+  return toQfsError(err);
+}

@@ -1,0 +1,107 @@
+// Failure semantics of the replicated key space over real node processes.
+import test from 'ava';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { recordKey } from '../../src/keyspace/types.js';
+import { isQfsError } from '../../src/util/errors.js';
+import type { ChunkId } from '../../src/util/ids.js';
+import { clusterKeySpace, startCluster } from '../helpers/keyspace.js';
+
+const key = (i: number) => recordKey(Buffer.from(`g${i % 7}`), Buffer.from(`k${i}`));
+const chunk = (i: number) => Buffer.alloc(50_000 + i, i % 251);
+
+test.serial('one node of three down: every operation succeeds', async (t) => {
+  const rc = await startCluster(t, 3);
+  const ks = clusterKeySpace(t, rc, { requestTimeoutMs: 2000 });
+  await ks.waitForPeers(5000);
+  for (let i = 0; i < 20; i++) await ks.change(key(i), () => Buffer.from(`v${i}`));
+  await rc.nodes.get('n2')!.stop();
+  for (let i = 0; i < 20; i++) t.deepEqual(await ks.read(key(i)), Buffer.from(`v${i}`));
+  for (let i = 0; i < 20; i++) await ks.change(key(i), (old) => Buffer.concat([old!, Buffer.from('+')]));
+  for (let i = 20; i < 40; i++) await ks.change(key(i), () => Buffer.from(`v${i}`));
+  const ids: ChunkId[] = [];
+  for (let i = 0; i < 10; i++) ids.push(await ks.putChunk(chunk(i)));
+  for (let i = 0; i < 10; i++) t.deepEqual(await ks.getChunk(ids[i]!), chunk(i));
+  const page = await ks.scan(Buffer.from('g0'), Buffer.alloc(0), null);
+  t.true(page.entries.length >= 5);
+  // chunks whose placement included n2 were remembered as missing copies
+  t.true([...ks.chunks.hints.values()].every((h) => h.nodeId === 'n2'));
+});
+
+test.serial('two of three down: operations fail with unavailable in bounded time, then recover without a restart', async (t) => {
+  const rc = await startCluster(t, 3);
+  const ks = clusterKeySpace(t, rc, { requestTimeoutMs: 1500 });
+  await ks.waitForPeers(5000);
+  await ks.change(key(1), () => Buffer.from('before'));
+  const id = await ks.putChunk(chunk(1));
+  await Promise.all([rc.nodes.get('n1')!.stop(), rc.nodes.get('n3')!.stop()]);
+  for (const op of [() => ks.read(key(1)), () => ks.change(key(1), () => Buffer.from('x')), () => ks.putChunk(chunk(2))]) {
+    const t0 = Date.now();
+    const err = await t.throwsAsync(op());
+    t.true(isQfsError(err, 'unavailable') || isQfsError(err, 'timeout'), String(err));
+    // bounded by the deadline (plus scheduling slack), never a hang
+    t.true(Date.now() - t0 < 1500 * 3, `failed after ${Date.now() - t0} ms`);
+  }
+  await Promise.all([rc.start('n1'), rc.start('n3')]);
+  await ks.waitForPeers(5000);
+  // The failed change may have reached the one live node: a write whose outcome
+  // was an error may still take effect later (Paxos), but nothing else may appear.
+  t.true(['before', 'x'].includes((await ks.read(key(1)))!.toString()));
+  await ks.change(key(1), () => Buffer.from('after'));
+  t.deepEqual(await ks.read(key(1)), Buffer.from('after'));
+  t.deepEqual(await ks.getChunk(id), chunk(1));
+});
+
+test.serial('a corrupt copy is detected on read, another replica answers, and the copy is repaired from a hint', async (t) => {
+  const rc = await startCluster(t, 3);
+  const ks = clusterKeySpace(t, rc);
+  await ks.waitForPeers(5000);
+  const data = chunk(3);
+  const id = await ks.putChunk(data);
+  // let all three copies land
+  await new Promise((r) => setTimeout(r, 300));
+  // flip a byte in every node's copy but one
+  let flipped = 0;
+  for (const n of rc.cluster.nodes.slice(0, 2)) {
+    const file = join(n.dataDir, 'chunks', id.slice(0, 2), id.slice(2, 4), id);
+    const bytes = await readFile(file).catch(() => null);
+    if (!bytes) continue;
+    bytes[100] = bytes[100]! ^ 0xff;
+    await writeFile(file, bytes);
+    flipped++;
+  }
+  t.true(flipped >= 1);
+  for (let i = 0; i < 5; i++) t.deepEqual(await ks.getChunk(id), data);
+  t.true(ks.chunks.stats.corruptCopies >= 1);
+  t.true(ks.chunks.hints.size >= 1);
+  const reported = new Set([...ks.chunks.hints.values()].map((h) => h.nodeId));
+  await ks.chunks.drainHints();
+  t.is(ks.chunks.hints.size, 0, JSON.stringify([...ks.chunks.hints.values()]));
+  // a copy that was read and found bad is good again (copies never read are scrub's work)
+  for (const n of rc.cluster.nodes.filter((x) => reported.has(x.id))) {
+    const file = join(n.dataDir, 'chunks', id.slice(0, 2), id.slice(2, 4), id);
+    t.deepEqual(await readFile(file), data, `copy on ${n.id} is good again`);
+    t.true((await readdir(join(n.dataDir, 'quarantine'))).length >= 1, `bad copy on ${n.id} kept aside`);
+  }
+});
+
+test.serial('puts while a node is down are copied to it when it returns', async (t) => {
+  const rc = await startCluster(t, 3);
+  const ks = clusterKeySpace(t, rc);
+  await ks.waitForPeers(5000);
+  await rc.nodes.get('n3')!.stop();
+  const ids: ChunkId[] = [];
+  for (let i = 0; i < 12; i++) ids.push(await ks.putChunk(chunk(i)));
+  for (let i = 0; i < 100 && ks.chunks.hints.size === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  t.true(ks.chunks.hints.size > 0, 'copies for n3 were remembered');
+  await rc.start('n3');
+  await ks.waitForPeers(5000);
+  await ks.chunks.drainHints();
+  t.is(ks.chunks.hints.size, 0);
+  const n3 = ks.peer('n3')!;
+  const held = await n3.client.hasChunks(ids);
+  for (const [i, id] of ids.entries()) {
+    const placed = ks.chunks.replicasOf(id).some((p) => p.id === 'n3');
+    if (placed) t.true(held[i], `chunk ${i} is on n3`);
+  }
+});

@@ -1,0 +1,56 @@
+import test from 'ava';
+import { createHash } from 'node:crypto';
+import { Decoder, Encoder } from '../../src/rpc/codec.js';
+import * as M from '../../src/rpc/messages.js';
+import { isQfsError } from '../../src/util/errors.js';
+import type { ChunkId } from '../../src/util/ids.js';
+
+function roundTrip<T>(codec: { encode(e: Encoder, v: T): void; decode(d: Decoder): T }, v: T): T {
+  const e = new Encoder();
+  codec.encode(e, v);
+  return codec.decode(new Decoder(e.finish()));
+}
+
+const ballot = { counter: 42, proposer: '0123456789abcdef' };
+const id = createHash('sha256').update('x').digest('hex') as ChunkId;
+
+test('record messages round-trip', (t) => {
+  t.deepEqual(roundTrip(M.RecordPrepare, { key: Buffer.from('inode/1'), ballot }), { key: Buffer.from('inode/1'), ballot });
+  for (const value of [{ kind: 'empty' }, { kind: 'tombstone' }, { kind: 'value', bytes: Buffer.from([0, 1, 2]) }] as const) {
+    const r = roundTrip(M.RecordAccept, { key: Buffer.from('k'), ballot, value, promiseNext: true });
+    t.deepEqual(r.value, value);
+    t.true(r.promiseNext);
+  }
+  const state = { promised: ballot, accepted: { counter: 1, proposer: 'ffffffffffffffff' }, value: { kind: 'value' as const, bytes: Buffer.from('v') } };
+  t.deepEqual(roundTrip(M.VerdictReply, { ok: true, state }), { ok: true, state });
+  const scan = { entries: [{ key: Buffer.from('a'), state }], next: Buffer.from('b') };
+  t.deepEqual(roundTrip(M.ScanReplyCodec, scan), scan);
+  t.deepEqual(roundTrip(M.RecordScan, { start: Buffer.from('a'), end: null, limit: 10 }), { start: Buffer.from('a'), end: null, limit: 10 });
+});
+
+test('chunk messages round-trip; ids travel as 32 raw bytes', (t) => {
+  const e = new Encoder();
+  M.ChunkPut.encode(e, { id, bytes: Buffer.from('x') });
+  const frame = e.finish();
+  t.is(frame.length, 33);
+  t.is(frame.subarray(0, 32).toString('hex'), id);
+  t.deepEqual(M.ChunkPut.decode(new Decoder(frame)), { id, bytes: Buffer.from('x') });
+  t.deepEqual(roundTrip(M.ChunkIdList, [id, id]), [id, id]);
+  t.deepEqual(roundTrip(M.ChunkList, { after: id, limit: 5 }), { after: id, limit: 5 });
+  t.deepEqual(roundTrip(M.ChunkGet, { id, offset: 3, length: 9 }), { id, offset: 3, length: 9 });
+  t.is(roundTrip(M.VerifyReply, 'corrupt'), 'corrupt');
+});
+
+test('bad fields are refused', (t) => {
+  const bad = (fn: () => unknown): void => {
+    t.true(isQfsError(t.throws(fn), 'bad_request'));
+  };
+  bad(() => M.RecordPrepare.decode(new Decoder(new Encoder().bytes(Buffer.alloc(0)).u53(1).raw(Buffer.alloc(8)).finish())));
+  bad(() => M.RecordPrepare.decode(new Decoder(new Encoder().bytes(Buffer.alloc(2000)).u53(1).raw(Buffer.alloc(8)).finish())));
+  bad(() => M.RecordAccept.decode(new Decoder(new Encoder().bytes(Buffer.from('k')).u53(1).raw(Buffer.alloc(8)).u8(9).u8(0).finish())));
+  bad(() => M.RecordScan.decode(new Decoder(new Encoder().bytes(Buffer.from('k')).bool(false).u32(0).finish())));
+  bad(() => M.RecordScan.decode(new Decoder(new Encoder().bytes(Buffer.from('k')).bool(false).u32(M.MAX_SCAN_LIMIT + 1).finish())));
+  bad(() => M.ChunkIdList.decode(new Decoder(new Encoder().u32(M.MAX_IDS_PER_REQUEST + 1).finish())));
+  bad(() => M.ChunkIdRequest.decode(new Decoder(Buffer.alloc(31))));
+  bad(() => M.ChunkGet.decode(new Decoder(new Encoder().raw(Buffer.alloc(32)).u32(0xffffffff).u32(1).finish())));
+});

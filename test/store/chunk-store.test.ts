@@ -1,0 +1,179 @@
+import test, { type ExecutionContext } from 'ava';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ChunkStore } from '../../src/store/chunk-store.js';
+import { MAX_CHUNK_BYTES } from '../../src/store/types.js';
+import { isQfsError, type ErrorCode } from '../../src/util/errors.js';
+import type { ChunkId } from '../../src/util/ids.js';
+import { silentLogger } from '../../src/util/log.js';
+import { chunkIdOf, tempDir, tree } from './helpers.js';
+
+async function openStore(t: ExecutionContext, dir?: string, reserveBytes = 0): Promise<{ store: ChunkStore; dir: string }> {
+  const d = dir ?? (await tempDir(t));
+  const store = await ChunkStore.open(d, silentLogger(), { reserveBytes });
+  t.teardown(() => store.close());
+  return { store, dir: d };
+}
+
+async function code(p: Promise<unknown>): Promise<ErrorCode | 'resolved'> {
+  try {
+    await p;
+    return 'resolved';
+  } catch (err) {
+    return isQfsError(err) ? err.code : 'internal';
+  }
+}
+
+const chunkPath = (dir: string, id: string): string => join(dir, 'chunks', id.slice(0, 2), id.slice(2, 4), id);
+
+test('put, get and ranges', async (t) => {
+  const { store, dir } = await openStore(t);
+  const bytes = randomBytes(1000);
+  const id = chunkIdOf(bytes);
+  t.is(await store.put(id, bytes), 'stored');
+  t.deepEqual(await readFile(chunkPath(dir, id)), bytes);
+  t.deepEqual(await store.get(id), bytes);
+  t.deepEqual(await store.get(id, 10, 20), bytes.subarray(10, 30));
+  t.deepEqual(await store.get(id, 990, 100), bytes.subarray(990), 'length clamped to the file');
+  t.is((await store.get(id, 5000)).length, 0, 'offset past the end');
+  t.deepEqual(await store.get(id, 0, 0), Buffer.alloc(0));
+  t.is(await code(store.get(chunkIdOf(Buffer.from('absent')))), 'not_found');
+  t.is(await code(store.get(id, -1)), 'bad_request');
+  const empty = Buffer.alloc(0);
+  t.is(await store.put(chunkIdOf(empty), empty), 'stored', 'a zero-length chunk is a chunk');
+});
+
+test('a wrong hash is corrupt and leaves no file', async (t) => {
+  const { store, dir } = await openStore(t);
+  const before = await tree(dir);
+  const id = chunkIdOf(Buffer.from('what the id claims'));
+  t.is(await code(store.put(id, Buffer.from('something else'))), 'corrupt');
+  t.deepEqual(await tree(dir), before);
+  t.deepEqual(await store.has([id]), [false]);
+  t.is(await code(store.put(id, Buffer.alloc(MAX_CHUNK_BYTES + 1))), 'bad_request');
+});
+
+test('put is idempotent, also when concurrent', async (t) => {
+  const { store, dir } = await openStore(t);
+  const bytes = randomBytes(64 * 1024);
+  const id = chunkIdOf(bytes);
+  const results = await Promise.all(Array.from({ length: 8 }, () => store.put(id, bytes)));
+  t.deepEqual(results.sort(), ['exists', 'exists', 'exists', 'exists', 'exists', 'exists', 'exists', 'stored']);
+  t.is(await store.put(id, bytes), 'exists');
+  t.deepEqual(await readFile(chunkPath(dir, id)), bytes);
+  t.deepEqual(await readdir(join(dir, 'tmp')), []);
+  t.deepEqual(store.stats(), { chunks: 1, bytes: bytes.length });
+});
+
+test('has and list: ascending order and pagination across fan-out dirs', async (t) => {
+  const { store } = await openStore(t);
+  const ids: ChunkId[] = [];
+  for (let i = 0; i < 60; i++) {
+    const bytes = Buffer.from(`chunk ${i}`);
+    ids.push(chunkIdOf(bytes));
+    await store.put(ids[i]!, bytes);
+  }
+  ids.sort();
+  t.true(new Set(ids.map((id) => id.slice(0, 2))).size > 20, 'the ids spread over many fan-out dirs');
+  const paged: ChunkId[] = [];
+  let after: ChunkId | null = null;
+  for (;;) {
+    const page: ChunkId[] = await store.list(after, 7);
+    t.true(page.length <= 7);
+    if (page.length === 0) break;
+    paged.push(...page);
+    after = page[page.length - 1]!;
+  }
+  t.deepEqual(paged, ids);
+  t.deepEqual(await store.list(null, 1000), ids);
+  // `after` need not be a stored id
+  const between = (ids[10]!.slice(0, 62) + 'ff') as ChunkId;
+  t.deepEqual((await store.list(between, 2))[0], ids.find((id) => id > between));
+  const absent = chunkIdOf(Buffer.from('not stored'));
+  t.deepEqual(await store.has([ids[0]!, absent, ids[59]!]), [true, false, true]);
+  t.is(await code(store.list(null, 0)), 'bad_request');
+});
+
+test('delete removes a chunk and updates stats', async (t) => {
+  const { store } = await openStore(t);
+  const a = Buffer.from('aaaa');
+  const b = Buffer.from('bbbbbbbb');
+  await store.put(chunkIdOf(a), a);
+  await store.put(chunkIdOf(b), b);
+  t.deepEqual(store.stats(), { chunks: 2, bytes: 12 });
+  t.true(await store.delete(chunkIdOf(a)));
+  t.false(await store.delete(chunkIdOf(a)));
+  t.is(await code(store.get(chunkIdOf(a))), 'not_found');
+  t.deepEqual(store.stats(), { chunks: 1, bytes: 8 });
+  t.is(await store.put(chunkIdOf(a), a), 'stored');
+});
+
+test('verify detects a flipped byte, quarantines the copy, and a re-put restores it', async (t) => {
+  const { store, dir } = await openStore(t);
+  const bytes = randomBytes(4096);
+  const id = chunkIdOf(bytes);
+  await store.put(id, bytes);
+  t.is(await store.verify(id), 'ok');
+  const damaged = Buffer.from(bytes);
+  damaged[1234] = damaged[1234]! ^ 0x01;
+  await writeFile(chunkPath(dir, id), damaged);
+  t.is(await store.verify(id), 'corrupt');
+  const quarantined = await readdir(join(dir, 'quarantine'));
+  t.is(quarantined.length, 1);
+  t.true(quarantined[0]!.startsWith(id));
+  t.deepEqual(await readFile(join(dir, 'quarantine', quarantined[0]!)), damaged);
+  t.deepEqual(await store.has([id]), [false]);
+  t.deepEqual(store.stats(), { chunks: 0, bytes: 0 });
+  t.is(await store.verify(id), 'missing');
+  t.is(await store.put(id, bytes), 'stored');
+  t.is(await store.verify(id), 'ok');
+  t.deepEqual(await store.get(id), bytes);
+});
+
+test('malformed ids are bad_request and touch no path', async (t) => {
+  const root = await tempDir(t);
+  const dir = join(root, 'node');
+  const { store } = await openStore(t, dir);
+  const before = await tree(root);
+  const good = chunkIdOf(Buffer.from('x'));
+  const badIds = ['../../etc/passwd', '../' + good.slice(3), good.toUpperCase(), good.slice(0, 63), good + '0', '', 'g'.repeat(64), `${good.slice(0, 60)}/../`];
+  for (const bad of badIds) {
+    const id = bad as ChunkId;
+    t.is(await code(store.put(id, Buffer.from('x'))), 'bad_request', `put ${bad}`);
+    t.is(await code(store.get(id)), 'bad_request', `get ${bad}`);
+    t.is(await code(store.has([good, id])), 'bad_request', `has ${bad}`);
+    t.is(await code(store.delete(id)), 'bad_request', `delete ${bad}`);
+    t.is(await code(store.verify(id)), 'bad_request', `verify ${bad}`);
+    t.is(await code(store.list(id, 10)), 'bad_request', `list ${bad}`);
+  }
+  t.deepEqual(await tree(root), before, 'nothing was created, inside or outside the store');
+});
+
+test('stats count chunks and bytes, and are recounted at open; tmp is cleared at open', async (t) => {
+  const { store, dir } = await openStore(t);
+  const sizes = [10, 2000, 70_000];
+  for (const n of sizes) await store.put(chunkIdOf(Buffer.alloc(n, n % 251)), Buffer.alloc(n, n % 251));
+  t.deepEqual(store.stats(), { chunks: 3, bytes: 72_010 });
+  await store.close();
+  await store.close(); // idempotent
+  t.is(await code(store.put(chunkIdOf(Buffer.from('late')), Buffer.from('late'))), 'closed');
+  await writeFile(join(dir, 'tmp', 'left-over-from-a-crash'), 'junk');
+  await mkdir(join(dir, 'chunks', 'zz'), { recursive: true }); // not a fan-out name: ignored
+  const { store: reopened } = await openStore(t, dir);
+  t.deepEqual(reopened.stats(), { chunks: 3, bytes: 72_010 });
+  t.deepEqual(await readdir(join(dir, 'tmp')), []);
+  const cap = await reopened.capacity();
+  t.true(cap.totalBytes > 0 && cap.freeBytes > 0 && cap.freeBytes <= cap.totalBytes);
+});
+
+test('a put that would eat into the reserve is no_space and leaves nothing behind', async (t) => {
+  const { store, dir } = await openStore(t, undefined, Number.MAX_SAFE_INTEGER);
+  const bytes = randomBytes(1000);
+  const id = chunkIdOf(bytes);
+  t.is(await code(store.put(id, bytes)), 'no_space');
+  t.deepEqual(await readdir(join(dir, 'tmp')), []);
+  t.deepEqual(await tree(join(dir, 'chunks')), []);
+  t.deepEqual(await store.has([id]), [false]);
+  t.deepEqual(store.stats(), { chunks: 0, bytes: 0 });
+});
