@@ -76,7 +76,7 @@ export async function repairCommand(args: string[]): Promise<number> {
       process.stdout.write(JSON.stringify({ ...counts, failureSamples: failures }, null, 2) + '\n');
     } else {
       process.stdout.write(
-        `repair done: ${counts.recordsScanned} records checked, ${counts.recordsRepaired} repaired; ` +
+        `repair done: ${counts.recordsScanned} records checked, ${counts.recordsRepaired} repaired, ${counts.tombstonesPurged} finished deletes reclaimed; ` +
           `${counts.chunksScanned} chunks checked, ${counts.chunksRepaired} copied; ${counts.failures} failures` +
           (counts.nodesDown.length ? `; nodes down: ${counts.nodesDown.join(', ')}` : '') +
           '\n',

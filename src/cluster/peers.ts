@@ -56,6 +56,9 @@ export class Peer implements PlacementNode {
       ...(opts.ca ? { ca: opts.ca } : {}),
       defaultTimeoutMs: opts.requestTimeoutMs,
       connectTimeoutMs: opts.connectTimeoutMs,
+      // A storage node that comes back should be used again within half a second.
+      backoffMinMs: 25,
+      backoffMaxMs: 500,
     });
     this.client.rpc.onStateChange = (up) => {
       this.down = !up;

@@ -22,6 +22,7 @@ import type { Verdict } from '../rpc/messages.js';
 import { KEEP, groupOf, type CallOpts, type ChangeFn, type ScanEntry, type ScanPage } from '../keyspace/types.js';
 import type { Peer } from './peers.js';
 import { gatherQuorum } from './quorum.js';
+import { ChangeAttempts, newTag, open, seal } from './envelope.js';
 
 export interface RegisterOptions {
   replication: number;
@@ -35,15 +36,7 @@ export interface RegisterOptions {
 
 interface Known {
   ballot: Ballot;
-  value: Buffer | null;
-}
-
-function toValue(b: Buffer | null): RecordValue {
-  return b === null ? { kind: 'tombstone' } : { kind: 'value', bytes: b };
-}
-
-function fromValue(v: RecordValue): Buffer | null {
-  return v.kind === 'value' ? v.bytes : null;
+  value: RecordValue;
 }
 
 export function nextOf(b: Ballot): Ballot {
@@ -66,6 +59,11 @@ export function agreedValue(states: readonly AcceptorState[], quorum: number): A
   return null;
 }
 
+/** Every acceptor answered with a refusal: the value reached none of them. */
+function definitelyRefused(r: { oks: unknown[]; rejected: unknown[]; errors: unknown[] }, total: number): boolean {
+  return r.oks.length === 0 && r.errors.length === 0 && r.rejected.length === total;
+}
+
 export class Registers {
   readonly proposer = newProposerId();
   private counter = 0;
@@ -73,7 +71,7 @@ export class Registers {
   private readonly quorum: number;
   private readonly log: Logger;
   /** Counters for status and tests. */
-  readonly stats = { fastChanges: 0, fullRounds: 0, conflicts: 0, fastReads: 0, slowReads: 0 };
+  readonly stats = { fastChanges: 0, fullRounds: 0, conflicts: 0, fastReads: 0, slowReads: 0, recognised: 0 };
 
   constructor(
     private readonly acceptorsOf: (group: Buffer) => Peer[],
@@ -117,7 +115,7 @@ export class Registers {
     const agreed = agreedValue(states, this.quorum);
     if (agreed) {
       this.stats.fastReads++;
-      return fromValue(agreed.value);
+      return open(agreed.value).payload;
     }
     this.stats.slowReads++;
     return this.change(key, () => KEEP, opts);
@@ -127,14 +125,15 @@ export class Registers {
     const deadline = this.deadline(opts);
     const acceptors = this.acceptorsOf(groupOf(key));
     const maxAttempts = this.opts.maxAttempts ?? 30;
+    const attempts = new ChangeAttempts();
     const known = this.known.get(key.toString('latin1'));
     if (known) {
-      const result = await this.fastChange(key, fn, known, acceptors, deadline, opts?.signal);
-      if (result !== undefined) return result;
+      const result = await this.fastChange(key, fn, known, acceptors, attempts, deadline, opts?.signal);
+      if (result !== undefined) return result.value;
     }
     for (let attempt = 0; ; attempt++) {
       opts?.signal?.throwIfAborted();
-      const outcome = await this.round(key, fn, acceptors, deadline, opts?.signal);
+      const outcome = await this.round(key, fn, acceptors, attempts, deadline, opts?.signal);
       if (outcome.done) return outcome.value;
       this.stats.conflicts++;
       if (attempt + 1 >= maxAttempts) throw new QfsError('conflict', `gave up after ${maxAttempts} conflicting rounds`);
@@ -145,25 +144,39 @@ export class Registers {
   }
 
   /** One accept with the pre-promised next ballot. undefined: fall back to a full round. */
-  private async fastChange(key: Buffer, fn: ChangeFn, known: Known, acceptors: Peer[], deadline: number, signal?: AbortSignal): Promise<Buffer | null | undefined> {
+  private async fastChange(
+    key: Buffer,
+    fn: ChangeFn,
+    known: Known,
+    acceptors: Peer[],
+    attempts: ChangeAttempts,
+    deadline: number,
+    signal?: AbortSignal,
+  ): Promise<{ value: Buffer | null } | undefined> {
     const ballot = nextOf(known.ballot);
     this.observe(ballot); // a fallback round must use a ballot above this one
-    const next = fn(known.value);
-    const value = next === KEEP ? known.value : next;
     this.remember(key, null);
+    const current = open(known.value);
+    const next = fn(current.payload);
+    if (next === KEEP) return undefined; // a read-repair wants a fresh look, not the cached value
+    const tag = newTag();
+    const value = seal(next, [...current.lineage, { tag, counter: ballot.counter }]);
+    attempts.record(tag, next);
     const r = await this.accept(key, ballot, value, acceptors, deadline, signal).catch(() => null);
-    if (!r || r.oks.length < this.quorum) return undefined;
+    if (!r || r.oks.length < this.quorum) {
+      if (!r || !definitelyRefused(r, acceptors.length)) attempts.markUncertain(ballot.counter);
+      return undefined;
+    }
     this.stats.fastChanges++;
     this.remember(key, { ballot, value });
-    return value;
+    return { value: next };
   }
 
-  private accept(key: Buffer, ballot: Ballot, value: Buffer | null, acceptors: Peer[], deadline: number, signal?: AbortSignal) {
-    const v = toValue(value);
+  private accept(key: Buffer, ballot: Ballot, value: RecordValue, acceptors: Peer[], deadline: number, signal?: AbortSignal) {
     return gatherQuorum<Verdict, string>(
       acceptors.map((p) => ({
         key: p.id,
-        run: () => p.track((c) => c.accept(key, ballot, v, { ...p.callOpts(deadline, signal), promiseNext: true })),
+        run: () => p.track((c) => c.accept(key, ballot, value, { ...p.callOpts(deadline, signal), promiseNext: true })),
       })),
       this.quorum,
       (verdict) => verdict.ok,
@@ -180,6 +193,7 @@ export class Registers {
     key: Buffer,
     fn: ChangeFn,
     acceptors: Peer[],
+    attempts: ChangeAttempts,
     deadline: number,
     signal?: AbortSignal,
   ): Promise<{ done: true; value: Buffer | null } | { done: false }> {
@@ -197,18 +211,44 @@ export class Registers {
     if (prep.oks.length < this.quorum) return { done: false };
     const states = prep.oks.map((o) => o.value.state);
     const current = highestAccepted(states);
-    const old = current ? fromValue(current.value) : null;
-    const next = fn(old);
-    if (next === KEEP) {
-      // Nothing to write if a majority already holds one accepted ballot: it is chosen.
-      const agreed = agreedValue(states, this.quorum);
-      if (agreed && (current === null || compareBallots(agreed.accepted, current.accepted) === 0)) return { done: true, value: old };
+    const currentValue: RecordValue = current ? current.value : { kind: 'empty' };
+    const env = open(currentValue);
+    const agreed = agreedValue(states, this.quorum);
+    const chosen = agreed !== null && (current === null || compareBallots(agreed.accepted, current.accepted) === 0);
+
+    // An earlier attempt of this very call is in the value's lineage: the change
+    // took effect once already. Make sure that value is chosen, and report it.
+    const mine = attempts.find(env.lineage);
+    if (mine) {
+      this.stats.recognised++;
+      if (!chosen) {
+        const acc = await this.accept(key, ballot, currentValue, acceptors, deadline, signal);
+        if (acc.oks.length < this.quorum) return { done: false };
+      }
+      return { done: true, value: mine.value };
     }
-    const value = next === KEEP ? old : next;
-    const acc = await this.accept(key, ballot, value, acceptors, deadline, signal);
-    if (acc.oks.length < this.quorum) return { done: false };
+
+    const next = fn(env.payload);
+    if (next === KEEP) {
+      if (chosen) return { done: true, value: env.payload };
+      const acc = await this.accept(key, ballot, currentValue, acceptors, deadline, signal);
+      if (acc.oks.length < this.quorum) return { done: false };
+      this.remember(key, { ballot, value: currentValue });
+      return { done: true, value: env.payload };
+    }
+    const tag = newTag();
+    const value = seal(next, [...env.lineage, { tag, counter: ballot.counter }]);
+    attempts.record(tag, next);
+    const acc = await this.accept(key, ballot, value, acceptors, deadline, signal).catch((err: unknown) => {
+      attempts.markUncertain(ballot.counter);
+      throw err;
+    });
+    if (acc.oks.length < this.quorum) {
+      if (!definitelyRefused(acc, acceptors.length)) attempts.markUncertain(ballot.counter);
+      return { done: false };
+    }
     this.remember(key, { ballot, value });
-    return { done: true, value };
+    return { done: true, value: next };
   }
 
   /** Entries of one group from a majority of its acceptors, merged by highest accepted ballot. */
@@ -237,7 +277,8 @@ export class Registers {
     }
     const entries: ScanEntry[] = [];
     for (const e of [...merged.values()].sort((a, b) => Buffer.compare(a.key, b.key))) {
-      if (e.state.value.kind === 'value') entries.push({ key: e.key, value: e.state.value.bytes });
+      const payload = open(e.state.value).payload;
+      if (payload !== null) entries.push({ key: e.key, value: payload });
     }
     return { entries, next: horizon ? horizon.subarray(group.length) : null };
   }
@@ -293,6 +334,23 @@ export class Registers {
       }
     }
     throw new QfsError('conflict', 'repair round kept conflicting');
+  }
+
+  /**
+   * Removes a tombstone once every replica holds the same one: only then can no
+   * stale copy of the old value come back. Returns whether it was purged.
+   */
+  async purgeSettledTombstone(key: Buffer, opts?: CallOpts): Promise<boolean> {
+    const states = await this.states(key, opts);
+    const first = states[0]?.state;
+    if (!first || first.value.kind !== 'tombstone') return false;
+    for (const s of states) {
+      if (!s.state || s.state.value.kind !== 'tombstone' || compareBallots(s.state.accepted, first.accepted) !== 0) return false;
+    }
+    const deadline = this.deadline(opts);
+    const results = await Promise.allSettled(states.map((s) => s.peer.track((c) => c.purge(key, first.accepted, s.peer.callOpts(deadline, opts?.signal)))));
+    this.remember(key, null);
+    return results.every((r) => r.status === 'fulfilled' && r.value);
   }
 
   /** Forget the fast-path ballot of a key (after an error whose effect is unknown). */

@@ -20,6 +20,7 @@ export interface RepairCheckpoint {
 export interface RepairCounts {
   recordsScanned: number;
   recordsRepaired: number;
+  tombstonesPurged: number;
   chunksScanned: number;
   chunksRepaired: number;
   failures: number;
@@ -39,7 +40,7 @@ export interface RepairOptions {
 }
 
 export async function repairCluster(ks: ClusterKeySpace, opts: RepairOptions = {}): Promise<RepairCounts> {
-  const counts: RepairCounts = { recordsScanned: 0, recordsRepaired: 0, chunksScanned: 0, chunksRepaired: 0, failures: 0, nodesDown: [] };
+  const counts: RepairCounts = { recordsScanned: 0, recordsRepaired: 0, tombstonesPurged: 0, chunksScanned: 0, chunksRepaired: 0, failures: 0, nodesDown: [] };
   const start = opts.checkpoint ?? { phase: 'records', node: 0, cursor: null };
   const page = opts.pageSize ?? 500;
   const seenKeys = new Set<string>();
@@ -117,7 +118,11 @@ async function repairRecord(ks: ClusterKeySpace, key: Buffer, opts: RepairOption
       first !== null &&
       held.length === states.length &&
       held.every((s) => compareBallots(s.state!.accepted, first.accepted) === 0);
-    if (healthy) return;
+    if (healthy) {
+      // A delete every replica has seen is finished: reclaim it.
+      if (!opts.dryRun && first.value.kind === 'tombstone' && (await ks.registers.purgeSettledTombstone(key))) counts.tombstonesPurged++;
+      return;
+    }
     if (held.length === 0 && states.every((s) => s.state)) return; // promises only, nothing to copy
     if (opts.dryRun) {
       counts.recordsRepaired++;

@@ -53,14 +53,14 @@ const VALUE_TOMBSTONE = 2;
 
 export function encodeValue(e: Encoder, v: RecordValue): void {
   if (v.kind === 'empty') e.u8(VALUE_EMPTY);
-  else if (v.kind === 'tombstone') e.u8(VALUE_TOMBSTONE);
+  else if (v.kind === 'tombstone') e.u8(VALUE_TOMBSTONE).bytes(v.bytes);
   else e.u8(VALUE_BYTES).bytes(v.bytes);
 }
 
 export function decodeValue(d: Decoder): RecordValue {
   const tag = d.u8('value tag');
   if (tag === VALUE_EMPTY) return { kind: 'empty' };
-  if (tag === VALUE_TOMBSTONE) return { kind: 'tombstone' };
+  if (tag === VALUE_TOMBSTONE) return { kind: 'tombstone', bytes: d.bytes(MAX_VALUE_BYTES, 'tombstone') };
   if (tag === VALUE_BYTES) return { kind: 'value', bytes: d.bytes(MAX_VALUE_BYTES, 'value') };
   throw new QfsError('bad_request', `invalid value tag ${tag}`);
 }

@@ -5,7 +5,7 @@
 //   1..17       promised ballot: u32 counter high, u32 counter low, 8 bytes proposer
 //   17..33      accepted ballot, same layout
 //   33     u8   value tag: 0 empty, 1 value, 2 tombstone
-//   34..        value bytes (tag 1 only; may be zero-length)
+//   34..        value bytes (tags 1 and 2; may be zero-length)
 import { QfsError } from '../util/errors.js';
 import type { Ballot } from '../util/ballot.js';
 import type { AcceptorState, RecordValue } from './types.js';
@@ -20,7 +20,6 @@ const TAG_TOMBSTONE = 2;
 const TWO_32 = 2 ** 32;
 // Counters are safe integers: the high word never exceeds 2^21 - 1.
 const MAX_COUNTER_HIGH = Math.floor(Number.MAX_SAFE_INTEGER / TWO_32);
-const TOMBSTONE: RecordValue = Object.freeze({ kind: 'tombstone' });
 
 function writeBallot(buf: Buffer, at: number, b: Ballot): void {
   buf.writeUInt32BE(Math.floor(b.counter / TWO_32), at);
@@ -46,7 +45,7 @@ export function decodeBallot(buf: Buffer): Ballot {
 }
 
 export function encodeState(s: AcceptorState): Buffer {
-  const bytes = s.value.kind === 'value' ? s.value.bytes : null;
+  const bytes = s.value.kind === 'empty' ? null : s.value.bytes;
   const buf = Buffer.allocUnsafe(HEADER_BYTES + (bytes?.length ?? 0));
   buf.writeUInt8(FORMAT_VERSION, 0);
   writeBallot(buf, 1, s.promised);
@@ -70,12 +69,12 @@ export function decodeState(buf: Buffer, share = false): AcceptorState {
   const accepted = readBallot(buf, 1 + BALLOT_BYTES);
   const tag = buf.readUInt8(HEADER_BYTES - 1);
   let value: RecordValue;
-  if (tag === TAG_VALUE) {
+  if (tag === TAG_VALUE || tag === TAG_TOMBSTONE) {
     const view = buf.subarray(HEADER_BYTES);
-    value = Object.freeze({ kind: 'value', bytes: share ? view : Buffer.from(view) });
-  } else if (tag === TAG_EMPTY || tag === TAG_TOMBSTONE) {
+    value = Object.freeze({ kind: tag === TAG_VALUE ? 'value' : 'tombstone', bytes: share ? view : Buffer.from(view) });
+  } else if (tag === TAG_EMPTY) {
     if (buf.length !== HEADER_BYTES) throw new QfsError('corrupt', 'stored record state has trailing bytes');
-    value = tag === TAG_EMPTY ? EMPTY_VALUE : TOMBSTONE;
+    value = EMPTY_VALUE;
   } else {
     throw new QfsError('corrupt', `stored record state has value tag ${tag}`);
   }

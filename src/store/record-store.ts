@@ -330,10 +330,10 @@ function checkBallot(b: Ballot): void {
 
 function checkValue(v: RecordValue): void {
   if (typeof v !== 'object' || v === null) throw new QfsError('bad_request', 'invalid record value');
-  if (v.kind === 'value') {
+  if (v.kind === 'value' || v.kind === 'tombstone') {
     if (!Buffer.isBuffer(v.bytes)) throw new QfsError('bad_request', 'record value bytes must be a Buffer');
     if (v.bytes.length > MAX_VALUE_BYTES) throw new QfsError('bad_request', `record value of ${v.bytes.length} bytes exceeds ${MAX_VALUE_BYTES}`);
-  } else if (v.kind !== 'empty' && v.kind !== 'tombstone') {
+  } else if (v.kind !== 'empty') {
     throw new QfsError('bad_request', 'invalid record value kind');
   }
 }

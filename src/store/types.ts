@@ -5,7 +5,8 @@ import type { Ballot } from '../util/ballot.js';
 export type RecordValue =
   | { readonly kind: 'empty' }
   | { readonly kind: 'value'; readonly bytes: Buffer }
-  | { readonly kind: 'tombstone' };
+  /** A delete; its bytes are the proposer's bookkeeping (operation tags), often empty. */
+  | { readonly kind: 'tombstone'; readonly bytes: Buffer };
 
 export const EMPTY_VALUE: RecordValue = Object.freeze({ kind: 'empty' });
 

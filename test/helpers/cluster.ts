@@ -49,8 +49,12 @@ export async function writeCluster(
   const secretText = randomBytes(32).toString('hex');
   await writeFile(join(dir, 'secret'), secretText + '\n', { mode: 0o600 });
   const nodes = [];
+  const taken = new Set<number>();
   for (let i = 1; i <= count; i++) {
-    const port = await freePort();
+    let port = await freePort();
+    // the kernel may hand a just-freed port out again
+    while (taken.has(port)) port = await freePort();
+    taken.add(port);
     nodes.push({ id: `n${i}`, url: `ws://127.0.0.1:${port}`, dataDir: join(dir, `n${i}`), port });
   }
   const name = 'test';

@@ -24,7 +24,7 @@ test('records: acceptor rules over the wire, and state survives a restart', asyn
   const p = await c.prepare(key, b(6));
   t.true(p.ok);
   t.deepEqual(p.state.value, { kind: 'value', bytes: Buffer.from('v5') });
-  await c.accept(Buffer.from('inode/8'), b(1), { kind: 'tombstone' });
+  await c.accept(Buffer.from('inode/8'), b(1), { kind: 'tombstone', bytes: Buffer.alloc(0) });
   const scan = await c.scan(Buffer.from('inode/'), Buffer.from('inode0'), 10);
   t.deepEqual(scan.entries.map((e) => e.key.toString()), ['inode/7', 'inode/8']);
 

@@ -16,7 +16,7 @@ const id = createHash('sha256').update('x').digest('hex') as ChunkId;
 
 test('record messages round-trip', (t) => {
   t.deepEqual(roundTrip(M.RecordPrepare, { key: Buffer.from('inode/1'), ballot }), { key: Buffer.from('inode/1'), ballot });
-  for (const value of [{ kind: 'empty' }, { kind: 'tombstone' }, { kind: 'value', bytes: Buffer.from([0, 1, 2]) }] as const) {
+  for (const value of [{ kind: 'empty' }, { kind: 'tombstone', bytes: Buffer.alloc(0) }, { kind: 'value', bytes: Buffer.from([0, 1, 2]) }] as const) {
     const r = roundTrip(M.RecordAccept, { key: Buffer.from('k'), ballot, value, promiseNext: true });
     t.deepEqual(r.value, value);
     t.true(r.promiseNext);

@@ -16,7 +16,7 @@ async function openStore(t: ExecutionContext, dir?: string): Promise<{ store: Re
 
 const K = Buffer.from('inode/1');
 const val = (s: string): RecordValue => ({ kind: 'value', bytes: Buffer.from(s) });
-const TOMBSTONE: RecordValue = { kind: 'tombstone' };
+const TOMBSTONE: RecordValue = { kind: 'tombstone', bytes: Buffer.alloc(0) };
 
 test('state codec round-trips and rejects damage', (t) => {
   const states: AcceptorState[] = [
@@ -276,7 +276,7 @@ test('accept with promiseNext also promises the proposer next ballot', async (t)
   t.deepEqual(store.read(key).promised, { counter: 6, proposer: '0000000000000001' });
   // a rival ballot between mine and my next is refused: (5, higher id) < (6, mine)
   t.false((await store.prepare(key, { counter: 5, proposer: 'ffffffffffffffff' })).ok);
-  t.false((await store.accept(key, { counter: 5, proposer: 'ffffffffffffffff' }, { kind: 'tombstone' })).ok);
+  t.false((await store.accept(key, { counter: 5, proposer: 'ffffffffffffffff' }, { kind: 'tombstone', bytes: Buffer.alloc(0) })).ok);
   // my next ballot goes through without a prepare
   t.true((await store.accept(key, { counter: 6, proposer: '0000000000000001' }, { kind: 'value', bytes: Buffer.from('b') }, true)).ok);
   // a rival that prepares higher wins, and my pre-promised next is then refused
@@ -284,6 +284,6 @@ test('accept with promiseNext also promises the proposer next ballot', async (t)
   t.false((await store.accept(key, { counter: 7, proposer: '0000000000000001' }, { kind: 'value', bytes: Buffer.from('c') }, true)).ok);
   // without promiseNext the promise is the ballot itself
   const other = Buffer.from('o');
-  await store.accept(other, mine, { kind: 'tombstone' });
+  await store.accept(other, mine, { kind: 'tombstone', bytes: Buffer.alloc(0) });
   t.deepEqual(store.read(other).promised, mine);
 });

@@ -1,0 +1,105 @@
+// What a register's accepted bytes carry besides the caller's value: the last
+// few changes that produced it, each as (random tag, ballot counter).
+//
+// Why: a proposer whose accept may have reached some acceptors (an answer lost,
+// a minority accepted) cannot tell whether its change took effect. If another
+// proposer adopted that value and built on it, re-running the change function
+// would apply it twice (an O_EXCL create would report EEXIST for its own file).
+// So each change attempt writes a fresh tag, each change keeps the last
+// MAX_ENTRIES entries of the value it replaced, and a retry:
+// - finds its own tag in the current value's lineage: the change took effect once;
+// - else, if the lineage window reaches back before its uncertain attempt (the
+//   oldest entry's ballot counter is lower, or the window holds the whole
+//   lineage), the attempt was not adopted and the change may run again;
+// - else cannot know, and reports the outcome as unknown instead of guessing.
+// Chosen values form a lineage with increasing ballots, which is what makes the
+// window test sound.
+//
+//   u8 version (1) | u8 n | n × (8-byte tag, u64 ballot counter), oldest first | payload
+import { randomBytes } from 'node:crypto';
+import { QfsError } from '../util/errors.js';
+import type { RecordValue } from '../store/types.js';
+
+export const MAX_ENTRIES = 4;
+const VERSION = 1;
+const TAG_BYTES = 8;
+const ENTRY_BYTES = 16;
+
+export interface LineageEntry {
+  tag: string;
+  counter: number;
+}
+
+export interface Enveloped {
+  /** null: deleted (or never written). */
+  payload: Buffer | null;
+  lineage: LineageEntry[];
+}
+
+export function newTag(): string {
+  return randomBytes(TAG_BYTES).toString('hex');
+}
+
+export function open(v: RecordValue): Enveloped {
+  if (v.kind === 'empty') return { payload: null, lineage: [] };
+  const b = v.bytes;
+  if (b.length === 0 && v.kind === 'tombstone') return { payload: null, lineage: [] };
+  if (b.length < 2 || b[0] !== VERSION) throw new QfsError('corrupt', 'record value without a valid envelope');
+  const n = b[1]!;
+  const start = 2 + n * ENTRY_BYTES;
+  if (n > MAX_ENTRIES || b.length < start) throw new QfsError('corrupt', 'record envelope truncated');
+  const lineage: LineageEntry[] = [];
+  for (let i = 0; i < n; i++) {
+    const at = 2 + i * ENTRY_BYTES;
+    const hi = b.readUInt32BE(at + TAG_BYTES);
+    const lo = b.readUInt32BE(at + TAG_BYTES + 4);
+    lineage.push({ tag: b.toString('hex', at, at + TAG_BYTES), counter: hi * 0x1_0000_0000 + lo });
+  }
+  return { payload: v.kind === 'tombstone' ? null : b.subarray(start), lineage };
+}
+
+export function seal(payload: Buffer | null, lineage: readonly LineageEntry[]): RecordValue {
+  const kept = lineage.slice(-MAX_ENTRIES);
+  const head = Buffer.allocUnsafe(2 + kept.length * ENTRY_BYTES);
+  head[0] = VERSION;
+  head[1] = kept.length;
+  kept.forEach((e, i) => {
+    const at = 2 + i * ENTRY_BYTES;
+    head.write(e.tag, at, TAG_BYTES, 'hex');
+    head.writeUInt32BE(Math.floor(e.counter / 0x1_0000_0000), at + TAG_BYTES);
+    head.writeUInt32BE(e.counter % 0x1_0000_0000, at + TAG_BYTES + 4);
+  });
+  const bytes = payload === null ? head : Buffer.concat([head, payload]);
+  return payload === null ? { kind: 'tombstone', bytes } : { kind: 'value', bytes };
+}
+
+/** The attempts of one change call and what each wrote, to recognise its own effect. */
+export class ChangeAttempts {
+  private readonly written = new Map<string, Buffer | null>();
+  /** Ballot counters of attempts that may have reached an acceptor. */
+  private readonly uncertain: number[] = [];
+
+  record(tag: string, value: Buffer | null): void {
+    this.written.set(tag, value);
+  }
+
+  markUncertain(counter: number): void {
+    this.uncertain.push(counter);
+  }
+
+  /**
+   * Looks for this call's own effect in a lineage: `{ value }` when found,
+   * null when none of its attempts can have been adopted; throws when the
+   * window does not reach back far enough to tell.
+   */
+  find(lineage: readonly LineageEntry[]): { value: Buffer | null } | null {
+    for (let i = lineage.length - 1; i >= 0; i--) {
+      const e = lineage[i]!;
+      if (this.written.has(e.tag)) return { value: this.written.get(e.tag)! };
+    }
+    if (this.uncertain.length === 0 || lineage.length < MAX_ENTRIES) return null;
+    const oldest = lineage[0]!.counter;
+    if (this.uncertain.every((c) => oldest < c)) return null;
+    throw new QfsError('timeout', `outcome unknown: more than ${MAX_ENTRIES} other changes of the key landed while this one was retried`);
+  }
+}
