@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto';
 import { QfsError } from '../util/errors.js';
 import type { RecordValue } from '../store/types.js';
 
-export const MAX_ENTRIES = 4;
+export const MAX_ENTRIES = 6;
 const VERSION = 1;
 const TAG_BYTES = 8;
 const ENTRY_BYTES = 16;
@@ -74,13 +74,14 @@ export function seal(payload: Buffer | null, lineage: readonly LineageEntry[]): 
 }
 
 /** The attempts of one change call and what each wrote, to recognise its own effect. */
-export class ChangeAttempts {
-  private readonly written = new Map<string, Buffer | null>();
+export class ChangeAttempts<T = unknown> {
+  private readonly written = new Map<string, { value: Buffer | null; meta: T }>();
   /** Ballot counters of attempts that may have reached an acceptor. */
   private readonly uncertain: number[] = [];
 
-  record(tag: string, value: Buffer | null): void {
-    this.written.set(tag, value);
+  /** `meta` is whatever the caller needs back if this attempt turns out to be the one that took effect. */
+  record(tag: string, value: Buffer | null, meta: T): void {
+    this.written.set(tag, { value, meta });
   }
 
   markUncertain(counter: number): void {
@@ -92,10 +93,10 @@ export class ChangeAttempts {
    * null when none of its attempts can have been adopted; throws when the
    * window does not reach back far enough to tell.
    */
-  find(lineage: readonly LineageEntry[]): { value: Buffer | null } | null {
+  find(lineage: readonly LineageEntry[]): { value: Buffer | null; meta: T } | null {
     for (let i = lineage.length - 1; i >= 0; i--) {
-      const e = lineage[i]!;
-      if (this.written.has(e.tag)) return { value: this.written.get(e.tag)! };
+      const hit = this.written.get(lineage[i]!.tag);
+      if (hit) return hit;
     }
     if (this.uncertain.length === 0 || lineage.length < MAX_ENTRIES) return null;
     const oldest = lineage[0]!.counter;

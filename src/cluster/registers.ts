@@ -19,7 +19,7 @@ import { QfsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import type { AcceptorState, RecordValue } from '../store/types.js';
 import type { Verdict } from '../rpc/messages.js';
-import { KEEP, groupOf, type CallOpts, type ChangeFn, type ScanEntry, type ScanPage } from '../keyspace/types.js';
+import { KEEP, groupOf, type CallOpts, type ChangeFn, type ChangeResult, type ScanEntry, type ScanPage } from '../keyspace/types.js';
 import type { Peer } from './peers.js';
 import { gatherQuorum } from './quorum.js';
 import { ChangeAttempts, newTag, open, seal } from './envelope.js';
@@ -59,6 +59,40 @@ export function agreedValue(states: readonly AcceptorState[], quorum: number): A
   return null;
 }
 
+/** Changes queued on one key, run together by one round. */
+interface QueuedChange {
+  fn: ChangeFn;
+  resolve(v: Buffer | null): void;
+  reject(e: unknown): void;
+  deadline: number;
+  signal?: AbortSignal;
+}
+
+type Outcome = { ok: true; value: Buffer | null } | { ok: false; error: unknown };
+type Compute<T> = (old: Buffer | null) => { next: ChangeResult; meta: T };
+
+const MAX_BATCH = 256;
+
+/** Applies queued changes in order; each one's result or exception is its own. */
+export function applyBatch(batch: ReadonlyArray<{ fn: ChangeFn }>, old: Buffer | null): { next: ChangeResult; meta: Outcome[] } {
+  let cur = old;
+  let changed = false;
+  const meta: Outcome[] = [];
+  for (const { fn } of batch) {
+    try {
+      const r = fn(cur);
+      if (r !== KEEP) {
+        cur = r;
+        changed = true;
+      }
+      meta.push({ ok: true, value: cur });
+    } catch (error) {
+      meta.push({ ok: false, error });
+    }
+  }
+  return { next: changed ? cur : KEEP, meta };
+}
+
 /** Every acceptor answered with a refusal: the value reached none of them. */
 function definitelyRefused(r: { oks: unknown[]; rejected: unknown[]; errors: unknown[] }, total: number): boolean {
   return r.oks.length === 0 && r.errors.length === 0 && r.rejected.length === total;
@@ -68,6 +102,7 @@ export class Registers {
   readonly proposer = newProposerId();
   private counter = 0;
   private readonly known = new Map<string, Known>();
+  private readonly queues = new Map<string, QueuedChange[]>();
   private readonly quorum: number;
   private readonly log: Logger;
   /** Counters for status and tests. */
@@ -121,20 +156,63 @@ export class Registers {
     return this.change(key, () => KEEP, opts);
   }
 
-  async change(key: Buffer, fn: ChangeFn, opts?: CallOpts): Promise<Buffer | null> {
-    const deadline = this.deadline(opts);
+  /**
+   * Changes of one key from this proposer queue up and run in batches: one
+   * CASPaxos round applies every queued function in order and writes once.
+   * Concurrent changes from one mount then cost one round between them instead
+   * of fighting each other with conflicting ballots.
+   */
+  change(key: Buffer, fn: ChangeFn, opts?: CallOpts): Promise<Buffer | null> {
+    return new Promise((resolve, reject) => {
+      const id = key.toString('latin1');
+      const op: QueuedChange = { fn, resolve, reject, deadline: this.deadline(opts), ...(opts?.signal ? { signal: opts.signal } : {}) };
+      const queue = this.queues.get(id);
+      if (queue) {
+        queue.push(op);
+        return;
+      }
+      this.queues.set(id, [op]);
+      void this.drain(key, id);
+    });
+  }
+
+  private async drain(key: Buffer, id: string): Promise<void> {
+    const queue = this.queues.get(id)!;
+    while (queue.length > 0) {
+      const batch = queue.splice(0, MAX_BATCH).filter((op) => {
+        if (op.signal?.aborted || Date.now() >= op.deadline) {
+          op.reject(new QfsError('timeout', 'deadline passed while queued behind other changes of the key'));
+          return false;
+        }
+        return true;
+      });
+      if (batch.length === 0) continue;
+      const deadline = Math.min(...batch.map((op) => op.deadline));
+      const signals = batch.flatMap((op) => (op.signal ? [op.signal] : []));
+      const signal = signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals);
+      try {
+        const { meta } = await this.runChange(key, (old) => applyBatch(batch, old), deadline, signal);
+        meta.forEach((o, i) => (o.ok ? batch[i]!.resolve(o.value) : batch[i]!.reject(o.error)));
+      } catch (err) {
+        for (const op of batch) op.reject(err);
+      }
+    }
+    this.queues.delete(id);
+  }
+
+  private async runChange<T>(key: Buffer, compute: Compute<T>, deadline: number, signal?: AbortSignal): Promise<{ value: Buffer | null; meta: T }> {
     const acceptors = this.acceptorsOf(groupOf(key));
     const maxAttempts = this.opts.maxAttempts ?? 30;
-    const attempts = new ChangeAttempts();
+    const attempts = new ChangeAttempts<T>();
     const known = this.known.get(key.toString('latin1'));
     if (known) {
-      const result = await this.fastChange(key, fn, known, acceptors, attempts, deadline, opts?.signal);
-      if (result !== undefined) return result.value;
+      const result = await this.fastChange(key, compute, known, acceptors, attempts, deadline, signal);
+      if (result !== undefined) return result;
     }
     for (let attempt = 0; ; attempt++) {
-      opts?.signal?.throwIfAborted();
-      const outcome = await this.round(key, fn, acceptors, attempts, deadline, opts?.signal);
-      if (outcome.done) return outcome.value;
+      signal?.throwIfAborted();
+      const outcome = await this.round(key, compute, acceptors, attempts, deadline, signal);
+      if (outcome.done) return outcome;
       this.stats.conflicts++;
       if (attempt + 1 >= maxAttempts) throw new QfsError('conflict', `gave up after ${maxAttempts} conflicting rounds`);
       const wait = Math.random() * Math.min(200, 2 * 2 ** attempt);
@@ -144,24 +222,24 @@ export class Registers {
   }
 
   /** One accept with the pre-promised next ballot. undefined: fall back to a full round. */
-  private async fastChange(
+  private async fastChange<T>(
     key: Buffer,
-    fn: ChangeFn,
+    compute: Compute<T>,
     known: Known,
     acceptors: Peer[],
-    attempts: ChangeAttempts,
+    attempts: ChangeAttempts<T>,
     deadline: number,
     signal?: AbortSignal,
-  ): Promise<{ value: Buffer | null } | undefined> {
+  ): Promise<{ value: Buffer | null; meta: T } | undefined> {
     const ballot = nextOf(known.ballot);
     this.observe(ballot); // a fallback round must use a ballot above this one
     this.remember(key, null);
     const current = open(known.value);
-    const next = fn(current.payload);
+    const { next, meta } = compute(current.payload);
     if (next === KEEP) return undefined; // a read-repair wants a fresh look, not the cached value
     const tag = newTag();
     const value = seal(next, [...current.lineage, { tag, counter: ballot.counter }]);
-    attempts.record(tag, next);
+    attempts.record(tag, next, meta);
     const r = await this.accept(key, ballot, value, acceptors, deadline, signal).catch(() => null);
     if (!r || r.oks.length < this.quorum) {
       if (!r || !definitelyRefused(r, acceptors.length)) attempts.markUncertain(ballot.counter);
@@ -169,7 +247,7 @@ export class Registers {
     }
     this.stats.fastChanges++;
     this.remember(key, { ballot, value });
-    return { value: next };
+    return { value: next, meta };
   }
 
   private accept(key: Buffer, ballot: Ballot, value: RecordValue, acceptors: Peer[], deadline: number, signal?: AbortSignal) {
@@ -189,14 +267,14 @@ export class Registers {
     });
   }
 
-  private async round(
+  private async round<T>(
     key: Buffer,
-    fn: ChangeFn,
+    compute: Compute<T>,
     acceptors: Peer[],
-    attempts: ChangeAttempts,
+    attempts: ChangeAttempts<T>,
     deadline: number,
     signal?: AbortSignal,
-  ): Promise<{ done: true; value: Buffer | null } | { done: false }> {
+  ): Promise<{ done: true; value: Buffer | null; meta: T } | { done: false }> {
     this.stats.fullRounds++;
     const ballot = this.freshBallot();
     const prep = await gatherQuorum<Verdict, string>(
@@ -225,20 +303,20 @@ export class Registers {
         const acc = await this.accept(key, ballot, currentValue, acceptors, deadline, signal);
         if (acc.oks.length < this.quorum) return { done: false };
       }
-      return { done: true, value: mine.value };
+      return { done: true, ...mine };
     }
 
-    const next = fn(env.payload);
+    const { next, meta } = compute(env.payload);
     if (next === KEEP) {
-      if (chosen) return { done: true, value: env.payload };
+      if (chosen) return { done: true, value: env.payload, meta };
       const acc = await this.accept(key, ballot, currentValue, acceptors, deadline, signal);
       if (acc.oks.length < this.quorum) return { done: false };
       this.remember(key, { ballot, value: currentValue });
-      return { done: true, value: env.payload };
+      return { done: true, value: env.payload, meta };
     }
     const tag = newTag();
     const value = seal(next, [...env.lineage, { tag, counter: ballot.counter }]);
-    attempts.record(tag, next);
+    attempts.record(tag, next, meta);
     const acc = await this.accept(key, ballot, value, acceptors, deadline, signal).catch((err: unknown) => {
       attempts.markUncertain(ballot.counter);
       throw err;
@@ -248,7 +326,7 @@ export class Registers {
       return { done: false };
     }
     this.remember(key, { ballot, value });
-    return { done: true, value: next };
+    return { done: true, value: next, meta };
   }
 
   /** Entries of one group from a majority of its acceptors, merged by highest accepted ballot. */

@@ -23,15 +23,15 @@ test('seal and open round-trip values and deletes with their lineage', (t) => {
 test('a retry recognises its own earlier attempt in the lineage', (t) => {
   const a = new ChangeAttempts();
   const mine = newTag();
-  a.record(mine, Buffer.from('mine'));
+  a.record(mine, Buffer.from('mine'), 'meta');
   a.markUncertain(10);
   const lineage = [{ tag: newTag(), counter: 5 }, { tag: mine, counter: 10 }, { tag: newTag(), counter: 12 }];
-  t.deepEqual(a.find(lineage), { value: Buffer.from('mine') });
+  t.deepEqual(a.find(lineage), { value: Buffer.from('mine'), meta: 'meta' });
 });
 
 test('an uncertain attempt absent from a window that reaches back before it was not adopted', (t) => {
   const a = new ChangeAttempts();
-  a.record(newTag(), Buffer.from('x'));
+  a.record(newTag(), Buffer.from('x'), null);
   a.markUncertain(10);
   // short lineage: the whole history is known
   t.is(a.find([{ tag: newTag(), counter: 11 }]), null);
@@ -42,12 +42,12 @@ test('an uncertain attempt absent from a window that reaches back before it was 
 
 test('when the window no longer reaches back, the outcome is reported unknown instead of guessed', (t) => {
   const a = new ChangeAttempts();
-  a.record(newTag(), Buffer.from('x'));
+  a.record(newTag(), Buffer.from('x'), null);
   a.markUncertain(10);
   const full = Array.from({ length: MAX_ENTRIES }, (_, i) => ({ tag: newTag(), counter: 10 + i }));
   t.true(isQfsError(t.throws(() => a.find(full)), 'timeout'));
   // attempts that certainly reached no acceptor never block a retry
   const b = new ChangeAttempts();
-  b.record(newTag(), Buffer.from('x'));
+  b.record(newTag(), Buffer.from('x'), null);
   t.is(b.find(full), null);
 });

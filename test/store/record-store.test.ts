@@ -24,10 +24,11 @@ test('state codec round-trips and rejects damage', (t) => {
     { promised: ballot(Number.MAX_SAFE_INTEGER, 'ffffffffffffffff'), accepted: ballot(2 ** 32 + 5), value: TOMBSTONE },
     { promised: ballot(7), accepted: ballot(7), value: val('') },
     { promised: ballot(9), accepted: ballot(8), value: { kind: 'value', bytes: Buffer.from([0, 255, 1]) } },
+    { promised: ballot(9), accepted: ballot(9), value: { kind: 'tombstone', bytes: Buffer.from([1, 0]) } },
   ];
   for (const s of states) t.deepEqual(decodeState(encodeState(s)), s);
   const good = encodeState(states[3]!);
-  for (const bad of [good.subarray(0, 20), Buffer.concat([Buffer.from([2]), good.subarray(1)]), Buffer.concat([encodeState(states[1]!), Buffer.from([0])])]) {
+  for (const bad of [good.subarray(0, 20), Buffer.concat([Buffer.from([2]), good.subarray(1)]), Buffer.concat([encodeState(states[0]!), Buffer.from([0])])]) {
     t.true(isQfsError(tryCatch(() => decodeState(bad)), 'corrupt'));
   }
   const badTag = Buffer.from(good);
