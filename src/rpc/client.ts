@@ -2,7 +2,7 @@
 // flight, a deadline on each, a bounded queue while (re)connecting, and
 // reconnection with jittered exponential backoff for as long as the client lives.
 import { WebSocket, type RawData } from 'ws';
-import type { Decoder, Encoder } from './codec.js';
+import type { Decoder, Encoder } from '../util/codec.js';
 import {
   FrameType,
   MAX_FRAME_BYTES,

@@ -8,7 +8,7 @@
 //
 // The body's fields are defined per op in messages.ts; chunk bytes travel raw as
 // the frame's tail.
-import { Decoder, Encoder } from './codec.js';
+import { Decoder, Encoder } from '../util/codec.js';
 import { QfsError } from '../util/errors.js';
 import { MAX_CHUNK_BYTES } from '../store/types.js';
 

@@ -1,6 +1,6 @@
 // The storage node's operations on the wire: op numbers and the fields of each
 // request and response. The rpc layer carries them; node/ gives them meaning.
-import { Decoder, Encoder } from './codec.js';
+import { Decoder, Encoder } from '../util/codec.js';
 import type { Ballot } from '../util/ballot.js';
 import { isValidBallot } from '../util/ballot.js';
 import { QfsError } from '../util/errors.js';

@@ -1,6 +1,6 @@
 // Typed calls to one storage node over an RpcClient.
 import { RpcClient, type CallOptions, type RpcClientOptions } from './client.js';
-import type { Decoder, Encoder } from './codec.js';
+import type { Decoder, Encoder } from '../util/codec.js';
 import * as M from './messages.js';
 import type { Ballot } from '../util/ballot.js';
 import type { ChunkId } from '../util/ids.js';

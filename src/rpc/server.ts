@@ -5,7 +5,7 @@
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
-import type { Decoder, Encoder } from './codec.js';
+import type { Decoder, Encoder } from '../util/codec.js';
 import {
   FrameType,
   MAX_FRAME_BYTES,

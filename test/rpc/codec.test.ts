@@ -1,5 +1,5 @@
 import test from 'ava';
-import { Decoder, Encoder } from '../../src/rpc/codec.js';
+import { Decoder, Encoder } from '../../src/util/codec.js';
 import { encodeAuth, encodeHello, requestEncoder, decodeRequestHeader, encodeErrorResponse, decodeResponseHeader } from '../../src/rpc/frame.js';
 import { clientProof, serverProof } from '../../src/rpc/auth.js';
 import { backoffDelay } from '../../src/rpc/client.js';

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { createHash } from 'node:crypto';
-import { Decoder, Encoder } from '../../src/rpc/codec.js';
+import { Decoder, Encoder } from '../../src/util/codec.js';
 import * as M from '../../src/rpc/messages.js';
 import { isQfsError } from '../../src/util/errors.js';
 import type { ChunkId } from '../../src/util/ids.js';

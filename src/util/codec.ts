@@ -1,6 +1,6 @@
 // Binary field codec: big-endian fixed-width integers, length-prefixed bytes and
 // strings. Every read checks bounds; a short or oversized field is a bad frame.
-import { QfsError } from '../util/errors.js';
+import { QfsError } from './errors.js';
 
 export class Encoder {
   private buf: Buffer;

@@ -1,0 +1,431 @@
+// The filesystem's records over the key space and the order of multi-record
+// operations. No paths, no handles: inode numbers and names in, records out.
+//
+// Crash order (a crash at any point leaves no dirent pointing at nothing):
+//   create: inode, then dirent, then the parent's times
+//   unlink: dirent, then the inode's link count (the inode goes at zero)
+//   rename: intent record, destination dirent (replacing in one step), source
+//           dirent, replaced inode's link count, intent removed
+// Leftovers (orphan inodes, unreferenced chunks, stale intents) are gc's work.
+import { randomBytes, randomInt } from 'node:crypto';
+import { KEEP, type KeySpace } from '../keyspace/types.js';
+import { QfsError } from '../util/errors.js';
+import type { ChunkId } from '../util/ids.js';
+import { FsError } from './errors.js';
+import {
+  DIRENT_RANGE,
+  direntKey,
+  inodeKey,
+  inoGroup,
+  intentKey,
+  mapPageKey,
+  superblockKey,
+} from './schema.js';
+import {
+  FORMAT_VERSION,
+  MAP_PAGE_ENTRIES,
+  ROOT_INO,
+  S_IFDIR,
+  S_IFMT,
+  decodeDirent,
+  decodeInode,
+  decodeMapPage,
+  decodeSuperblock,
+  encodeDirent,
+  encodeInode,
+  encodeIntent,
+  encodeMapPage,
+  encodeSuperblock,
+  nowTimespec,
+  type Dirent,
+  type Ino,
+  type Inode,
+  type MapPage,
+  type Superblock,
+  type Timespec,
+} from './types.js';
+
+export const NAME_MAX = 255;
+
+export function checkName(name: Buffer): void {
+  if (name.length === 0) throw new FsError('ENOENT', 'empty name');
+  if (name.length > NAME_MAX) throw new FsError('ENAMETOOLONG');
+  if (name.includes(0x2f) || name.includes(0)) throw new FsError('EINVAL', 'name contains / or NUL');
+}
+
+export function isDir(mode: number): boolean {
+  return (mode & S_IFMT) === S_IFDIR;
+}
+
+export interface NewInode {
+  mode: number;
+  uid: number;
+  gid: number;
+  rdev?: number;
+  target?: Buffer;
+  time?: Timespec;
+}
+
+export interface FormatOptions {
+  chunkSize: number;
+  replication: number;
+  force?: boolean;
+  uid?: number;
+  gid?: number;
+}
+
+/** A 53-bit inode number from randomness: no central counter, collisions checked on create. */
+function randomIno(): Ino {
+  return (randomInt(0, 2 ** 21) * 2 ** 32 + randomInt(0, 2 ** 32)) as Ino;
+}
+
+export class FsMeta {
+  constructor(
+    readonly ks: KeySpace,
+    readonly sb: Superblock,
+  ) {}
+
+  static async format(ks: KeySpace, opts: FormatOptions): Promise<Superblock> {
+    const now = nowTimespec();
+    const sb: Superblock = {
+      fsId: randomBytes(16).toString('hex'),
+      version: FORMAT_VERSION,
+      chunkSize: opts.chunkSize,
+      replication: opts.replication,
+      root: ROOT_INO,
+      createdAt: Date.now(),
+    };
+    await ks.change(superblockKey(), (old) => {
+      if (old && !opts.force) throw new FsError('EEXIST', 'the cluster is already formatted');
+      return encodeSuperblock(sb);
+    });
+    const root: Inode = {
+      ino: ROOT_INO,
+      mode: S_IFDIR | 0o755,
+      uid: opts.uid ?? 0,
+      gid: opts.gid ?? 0,
+      size: 0,
+      nlink: 2,
+      rdev: 0,
+      atime: now,
+      mtime: now,
+      ctime: now,
+      parent: ROOT_INO,
+      target: null,
+      inline: null,
+      xattrs: new Map(),
+    };
+    if (opts.force) {
+      // A forced format starts from an empty root: entries of the old root become unreachable (gc reclaims them).
+      for (;;) {
+        const page = await ks.scan(inoGroup(ROOT_INO), DIRENT_RANGE.start, DIRENT_RANGE.end, { limit: 1000 });
+        if (page.entries.length === 0) break;
+        await Promise.all(page.entries.map((e) => ks.delete(e.key)));
+      }
+    }
+    await ks.change(inodeKey(ROOT_INO), () => encodeInode(root));
+    return sb;
+  }
+
+  static async load(ks: KeySpace): Promise<Superblock> {
+    const b = await ks.read(superblockKey());
+    if (!b) throw new QfsError('not_found', 'the cluster is not formatted (run quorumfs format)');
+    return decodeSuperblock(b);
+  }
+
+  async getInode(ino: Ino): Promise<Inode> {
+    const b = await this.ks.read(inodeKey(ino));
+    if (!b) throw new FsError('ENOENT', `inode ${ino}`);
+    return decodeInode(b);
+  }
+
+  async lookup(dir: Ino, name: Buffer): Promise<Dirent | null> {
+    checkName(name);
+    const b = await this.ks.read(direntKey(dir, name));
+    return b ? decodeDirent(b) : null;
+  }
+
+  /** A page of a directory's entries after `after` (exclusive), in name byte order. */
+  async readdir(dir: Ino, after: Buffer | null, limit = 1000): Promise<{ entries: Array<{ name: Buffer; dirent: Dirent }>; more: boolean }> {
+    const start = after ? Buffer.concat([DIRENT_RANGE.start, after, Buffer.from([0])]) : DIRENT_RANGE.start;
+    const page = await this.ks.scan(inoGroup(dir), start, DIRENT_RANGE.end, { limit });
+    const prefix = 1 + 8 + 1; // group length byte, 8-byte group, 'd'
+    return {
+      entries: page.entries.map((e) => ({ name: Buffer.from(e.key.subarray(prefix)), dirent: decodeDirent(e.value) })),
+      more: page.next !== null,
+    };
+  }
+
+  private async touchDir(dir: Ino, linkDelta: number, time: Timespec): Promise<void> {
+    await this.ks.change(inodeKey(dir), (old) => {
+      if (!old) return KEEP; // the directory went away meanwhile
+      const d = decodeInode(old);
+      d.mtime = time;
+      d.ctime = time;
+      d.nlink = Math.max(2, d.nlink + linkDelta);
+      return encodeInode(d);
+    });
+  }
+
+  /**
+   * Creates an inode and names it. `exclusive` false returns the existing file
+   * when the name is taken by a non-directory (open O_CREAT without O_EXCL).
+   */
+  async create(dir: Ino, name: Buffer, attrs: NewInode, exclusive = true): Promise<{ inode: Inode; created: boolean }> {
+    checkName(name);
+    const time = attrs.time ?? nowTimespec();
+    const parent = await this.getInode(dir);
+    if (!isDir(parent.mode)) throw new FsError('ENOTDIR');
+    const existing = await this.lookup(dir, name);
+    if (existing) {
+      if (exclusive) throw new FsError('EEXIST');
+      return { inode: await this.getInode(existing.ino), created: false };
+    }
+    const directory = isDir(attrs.mode);
+    let inode: Inode | null = null;
+    for (let tries = 0; !inode; tries++) {
+      const ino = randomIno();
+      if (ino <= ROOT_INO) continue;
+      const candidate: Inode = {
+        ino,
+        mode: attrs.mode,
+        uid: attrs.uid,
+        gid: attrs.gid,
+        size: attrs.target ? attrs.target.length : 0,
+        nlink: directory ? 2 : 1,
+        rdev: attrs.rdev ?? 0,
+        atime: time,
+        mtime: time,
+        ctime: time,
+        parent: dir,
+        target: attrs.target ?? null,
+        inline: null,
+        xattrs: new Map(),
+      };
+      try {
+        await this.ks.change(inodeKey(ino), (old) => {
+          if (old) throw new FsError('EEXIST', 'inode number collision');
+          return encodeInode(candidate);
+        });
+        inode = candidate;
+      } catch (err) {
+        if (!(err instanceof FsError) || tries > 5) throw err;
+      }
+    }
+    let raced: Dirent | null = null;
+    await this.ks.change(direntKey(dir, name), (old) => {
+      raced = old ? decodeDirent(old) : null;
+      if (old) return KEEP;
+      return encodeDirent({ ino: inode.ino, type: inode.mode & S_IFMT });
+    });
+    if (raced !== null) {
+      // Another client took the name first: drop our inode, answer as if we had looked later.
+      await this.ks.delete(inodeKey(inode.ino)).catch(() => {});
+      const other = raced as Dirent;
+      if (exclusive) throw new FsError('EEXIST');
+      return { inode: await this.getInode(other.ino), created: false };
+    }
+    await this.touchDir(dir, directory ? 1 : 0, time);
+    return { inode, created: true };
+  }
+
+  /** A new name for an existing non-directory inode. */
+  async link(ino: Ino, dir: Ino, name: Buffer): Promise<Inode> {
+    checkName(name);
+    const time = nowTimespec();
+    const target = await this.getInode(ino);
+    if (isDir(target.mode)) throw new FsError('EPERM', 'hard links to directories');
+    // Count the link first: a crash then leaves nlink one too high (fsck), never a name of a freed inode.
+    const updated = await this.changeInode(ino, (i) => {
+      if (i.nlink >= 65000) throw new FsError('EMLINK');
+      i.nlink += 1;
+      i.ctime = time;
+    });
+    let taken = false;
+    await this.ks.change(direntKey(dir, name), (old) => {
+      taken = old !== null;
+      return old ? KEEP : encodeDirent({ ino, type: target.mode & S_IFMT });
+    });
+    if (taken) {
+      await this.changeInode(ino, (i) => {
+        i.nlink = Math.max(0, i.nlink - 1);
+      });
+      throw new FsError('EEXIST');
+    }
+    await this.touchDir(dir, 0, time);
+    return updated;
+  }
+
+  /** Removes a non-directory name; drops the inode when its last link goes. Returns the inode after. */
+  async unlink(dir: Ino, name: Buffer): Promise<Inode | null> {
+    checkName(name);
+    const time = nowTimespec();
+    let removed: Dirent | null = null;
+    await this.ks.change(direntKey(dir, name), (old) => {
+      if (!old) throw new FsError('ENOENT');
+      const d = decodeDirent(old);
+      if (isDir(d.type)) throw new FsError('EISDIR');
+      removed = d;
+      return null;
+    });
+    await this.touchDir(dir, 0, time);
+    return this.dropLink((removed as unknown as Dirent).ino, time);
+  }
+
+  /** One link fewer; at zero the inode and its chunk map go (chunks are gc's). */
+  private async dropLink(ino: Ino, time: Timespec): Promise<Inode | null> {
+    let after: Inode | null = null;
+    await this.ks.change(inodeKey(ino), (old) => {
+      if (!old) return KEEP;
+      const i = decodeInode(old);
+      i.nlink = Math.max(0, i.nlink - (isDir(i.mode) ? i.nlink : 1));
+      i.ctime = time;
+      after = i;
+      return i.nlink === 0 ? null : encodeInode(i);
+    });
+    const a = after as Inode | null;
+    if (a && a.nlink === 0) await this.dropMap(ino, a.size).catch(() => {});
+    return a;
+  }
+
+  private async dropMap(ino: Ino, size: number): Promise<void> {
+    const pages = Math.ceil(size / (this.sb.chunkSize * MAP_PAGE_ENTRIES));
+    await Promise.all(Array.from({ length: pages }, (_, p) => this.ks.delete(mapPageKey(ino, p))));
+  }
+
+  async isEmptyDir(dir: Ino): Promise<boolean> {
+    const page = await this.readdir(dir, null, 1);
+    return page.entries.length === 0;
+  }
+
+  async rmdir(dir: Ino, name: Buffer): Promise<void> {
+    checkName(name);
+    const d = await this.lookup(dir, name);
+    if (!d) throw new FsError('ENOENT');
+    if (!isDir(d.type)) throw new FsError('ENOTDIR');
+    if (!(await this.isEmptyDir(d.ino))) throw new FsError('ENOTEMPTY');
+    const time = nowTimespec();
+    await this.ks.change(direntKey(dir, name), (old) => {
+      if (!old || decodeDirent(old).ino !== d.ino) throw new FsError('ENOENT');
+      return null;
+    });
+    await this.touchDir(dir, -1, time);
+    await this.ks.delete(inodeKey(d.ino));
+  }
+
+  /** Is `ancestor` the directory `dir` or one of its ancestors? (for rename loops) */
+  private async isAncestor(ancestor: Ino, dir: Ino): Promise<boolean> {
+    let cur = dir;
+    for (let depth = 0; depth < 4096; depth++) {
+      if (cur === ancestor) return true;
+      if (cur === ROOT_INO) return false;
+      cur = (await this.getInode(cur)).parent;
+    }
+    throw new FsError('EIO', 'directory tree too deep or looped');
+  }
+
+  /**
+   * rename(2): replaces the destination in one step. An intent record first, so
+   * that recovery (fsck) can finish a rename a crash interrupted.
+   */
+  async rename(srcDir: Ino, srcName: Buffer, dstDir: Ino, dstName: Buffer, flags: { noReplace?: boolean } = {}): Promise<void> {
+    checkName(srcName);
+    checkName(dstName);
+    const src = await this.lookup(srcDir, srcName);
+    if (!src) throw new FsError('ENOENT');
+    if (srcDir === dstDir && srcName.equals(dstName)) return;
+    const dst = await this.lookup(dstDir, dstName);
+    if (dst && flags.noReplace) throw new FsError('EEXIST');
+    const srcIsDir = isDir(src.type);
+    if (dst) {
+      if (dst.ino === src.ino) {
+        // Two names of one file: POSIX says do nothing.
+        return;
+      }
+      if (isDir(dst.type) && !srcIsDir) throw new FsError('EISDIR');
+      if (!isDir(dst.type) && srcIsDir) throw new FsError('ENOTDIR');
+      if (isDir(dst.type) && !(await this.isEmptyDir(dst.ino))) throw new FsError('ENOTEMPTY');
+    }
+    if (srcIsDir && srcDir !== dstDir && (await this.isAncestor(src.ino, dstDir))) throw new FsError('EINVAL', 'a directory cannot move into itself');
+    const time = nowTimespec();
+    const id = randomBytes(16);
+    await this.ks.change(intentKey(id), () =>
+      encodeIntent({ srcDir, srcName, dstDir, dstName, ino: src.ino, type: src.type, createdAt: Date.now() }),
+    );
+    let replaced: Dirent | null = null;
+    await this.ks.change(direntKey(dstDir, dstName), (old) => {
+      replaced = old ? decodeDirent(old) : null;
+      if (replaced && replaced.ino !== (dst?.ino ?? -1)) throw new FsError('EIO', 'destination changed during rename; retry');
+      return encodeDirent({ ino: src.ino, type: src.type });
+    });
+    await this.ks.change(direntKey(srcDir, srcName), (old) => {
+      if (!old) return KEEP;
+      return decodeDirent(old).ino === src.ino ? null : KEEP;
+    });
+    if (srcIsDir && srcDir !== dstDir) {
+      await this.changeInode(src.ino, (i) => {
+        i.parent = dstDir;
+        i.ctime = time;
+      });
+    } else {
+      await this.changeInode(src.ino, (i) => {
+        i.ctime = time;
+      }).catch(() => {});
+    }
+    await this.touchDir(srcDir, srcIsDir && srcDir !== dstDir ? -1 : 0, time);
+    if (dstDir !== srcDir) await this.touchDir(dstDir, srcIsDir ? 1 : 0, time);
+    const r = replaced as Dirent | null;
+    if (r) {
+      if (isDir(r.type)) {
+        await this.touchDir(dstDir, -1, time);
+        await this.ks.delete(inodeKey(r.ino));
+      } else {
+        await this.dropLink(r.ino, time);
+      }
+    }
+    await this.ks.delete(intentKey(id));
+  }
+
+  /** Read-modify-write of an inode; `fn` mutates the decoded inode. */
+  async changeInode(ino: Ino, fn: (i: Inode) => void): Promise<Inode> {
+    let result: Inode | null = null;
+    await this.ks.change(inodeKey(ino), (old) => {
+      if (!old) throw new FsError('ENOENT', `inode ${ino}`);
+      const i = decodeInode(old);
+      fn(i);
+      result = i;
+      return encodeInode(i);
+    });
+    return result!;
+  }
+
+  async readMapPage(ino: Ino, page: number): Promise<MapPage> {
+    const b = await this.ks.read(mapPageKey(ino, page));
+    return b ? decodeMapPage(b) : new Map();
+  }
+
+  /**
+   * Publishes a file's new contents: chunk-map page changes first (each page
+   * one register change), then the inode. A reader sees the new size only once
+   * every chunk it covers is mapped.
+   */
+  async commitFile(
+    ino: Ino,
+    changes: ReadonlyMap<number, ReadonlyMap<number, ChunkId | null>>,
+    update: (i: Inode) => void,
+  ): Promise<Inode> {
+    await Promise.all(
+      [...changes].map(([page, entries]) =>
+        this.ks.change(mapPageKey(ino, page), (old) => {
+          const p = old ? decodeMapPage(old) : new Map<number, ChunkId>();
+          for (const [index, id] of entries) {
+            if (id === null) p.delete(index);
+            else p.set(index, id);
+          }
+          return p.size === 0 ? null : encodeMapPage(p);
+        }),
+      ),
+    );
+    return this.changeInode(ino, update);
+  }
+}

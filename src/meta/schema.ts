@@ -1,0 +1,61 @@
+// The filesystem's key schema over the key space. Every key is (group, name);
+// the group decides placement, so all keys of one group share a replica set.
+//
+//   superblock              group "sb"          name ""
+//   inode <ino>             group ino (8 B BE)  name "i"
+//   chunk-map page <p>      group ino           name "m" + u32 BE page
+//   dirent <dir>/<name>     group dirIno        name "d" + name bytes
+//   rename intent <id>      group "intents"     name id (16 B)
+//
+// A directory's inode and its entries share one replica set, so readdir is one
+// range scan. A file's inode and its chunk-map pages share one too. Chunks are
+// content-addressed and live in the chunk space, not here.
+import { recordKey } from '../keyspace/types.js';
+import type { Ino } from './types.js';
+
+const SUPERBLOCK_GROUP = Buffer.from('sb');
+const INTENT_GROUP = Buffer.from('intents');
+const INODE_NAME = Buffer.from('i');
+const MAP_PREFIX = 0x6d; // 'm'
+const DIRENT_PREFIX = 0x64; // 'd'
+
+export function inoGroup(ino: Ino): Buffer {
+  const b = Buffer.allocUnsafe(8);
+  b.writeUInt32BE(Math.floor(ino / 0x1_0000_0000), 0);
+  b.writeUInt32BE(ino % 0x1_0000_0000, 4);
+  return b;
+}
+
+export function superblockKey(): Buffer {
+  return recordKey(SUPERBLOCK_GROUP, Buffer.alloc(0));
+}
+
+export function inodeKey(ino: Ino): Buffer {
+  return recordKey(inoGroup(ino), INODE_NAME);
+}
+
+export function mapPageKey(ino: Ino, page: number): Buffer {
+  const name = Buffer.allocUnsafe(5);
+  name[0] = MAP_PREFIX;
+  name.writeUInt32BE(page, 1);
+  return recordKey(inoGroup(ino), name);
+}
+
+export function direntName(name: Buffer): Buffer {
+  return Buffer.concat([Buffer.from([DIRENT_PREFIX]), name]);
+}
+
+export function direntKey(dir: Ino, name: Buffer): Buffer {
+  return recordKey(inoGroup(dir), direntName(name));
+}
+
+/** The scan range of a directory's entries: names in ["d", "e"). */
+export const DIRENT_RANGE = { start: Buffer.from([DIRENT_PREFIX]), end: Buffer.from([DIRENT_PREFIX + 1]) };
+
+export const MAP_RANGE = { start: Buffer.from([MAP_PREFIX]), end: Buffer.from([MAP_PREFIX + 1]) };
+
+export function intentKey(id: Buffer): Buffer {
+  return recordKey(INTENT_GROUP, id);
+}
+
+export const INTENT_GROUP_BYTES = INTENT_GROUP;

@@ -1,0 +1,202 @@
+// Filesystem records: what an inode, a directory entry, a chunk-map page and
+// the superblock hold, and their binary encodings.
+import { Decoder, Encoder } from '../util/codec.js';
+import { QfsError } from '../util/errors.js';
+import type { ChunkId } from '../util/ids.js';
+
+/** Inode numbers: random, below 2^53, never reused while referenced. */
+export type Ino = number & { readonly __ino: unique symbol };
+export const ROOT_INO = 1 as Ino;
+
+export const S_IFMT = 0o170000;
+export const S_IFREG = 0o100000;
+export const S_IFDIR = 0o040000;
+export const S_IFLNK = 0o120000;
+export const S_IFIFO = 0o010000;
+export const S_IFCHR = 0o020000;
+export const S_IFBLK = 0o060000;
+export const S_IFSOCK = 0o140000;
+
+/** A time with nanosecond precision: whole seconds since the epoch and nanoseconds. */
+export interface Timespec {
+  sec: number;
+  nsec: number;
+}
+
+export function nowTimespec(): Timespec {
+  const ns = process.hrtime.bigint() - HR_BASE + EPOCH_NS_BASE;
+  return { sec: Number(ns / 1_000_000_000n), nsec: Number(ns % 1_000_000_000n) };
+}
+// hrtime is monotonic and precise; anchor it to the wall clock once.
+const HR_BASE = process.hrtime.bigint();
+const EPOCH_NS_BASE = BigInt(Date.now()) * 1_000_000n;
+
+export interface Inode {
+  ino: Ino;
+  /** File type and permission bits, as st_mode. */
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  nlink: number;
+  rdev: number;
+  atime: Timespec;
+  mtime: Timespec;
+  ctime: Timespec;
+  /** Directories: the parent directory (for rename loop checks and ".."). */
+  parent: Ino;
+  /** Symlinks: the target. */
+  target: Buffer | null;
+  /** Small files keep their bytes in the inode instead of chunks. */
+  inline: Buffer | null;
+  xattrs: Map<string, Buffer>;
+}
+
+export interface Dirent {
+  ino: Ino;
+  /** File type bits (S_IFMT part of the mode). */
+  type: number;
+}
+
+export interface Superblock {
+  fsId: string;
+  version: number;
+  chunkSize: number;
+  replication: number;
+  root: Ino;
+  createdAt: number;
+}
+
+export const FORMAT_VERSION = 1;
+/** Chunk indexes per chunk-map page: a 1 MiB-chunk file has one page per 256 MiB. */
+export const MAP_PAGE_ENTRIES = 256;
+
+const INODE_VERSION = 1;
+
+function encodeTime(e: Encoder, t: Timespec): void {
+  e.u53(t.sec < 0 ? 0 : t.sec).u32(t.nsec);
+}
+
+function decodeTime(d: Decoder): Timespec {
+  return { sec: d.u53('sec'), nsec: d.u32('nsec') };
+}
+
+export function encodeInode(i: Inode): Buffer {
+  const e = new Encoder(128 + (i.inline?.length ?? 0));
+  e.u8(INODE_VERSION).u53(i.ino).u32(i.mode).u32(i.uid).u32(i.gid).u53(i.size).u32(i.nlink).u32(i.rdev);
+  encodeTime(e, i.atime);
+  encodeTime(e, i.mtime);
+  encodeTime(e, i.ctime);
+  e.u53(i.parent);
+  e.bool(i.target !== null);
+  if (i.target) e.bytes(i.target);
+  e.bool(i.inline !== null);
+  if (i.inline) e.bytes(i.inline);
+  e.u16(i.xattrs.size);
+  for (const [k, v] of i.xattrs) e.str(k).bytes(v);
+  return e.finish();
+}
+
+export function decodeInode(b: Buffer): Inode {
+  try {
+    const d = new Decoder(b);
+    const version = d.u8();
+    if (version !== INODE_VERSION) throw new QfsError('corrupt', `inode record version ${version}`);
+    const i: Inode = {
+      ino: d.u53() as Ino,
+      mode: d.u32(),
+      uid: d.u32(),
+      gid: d.u32(),
+      size: d.u53(),
+      nlink: d.u32(),
+      rdev: d.u32(),
+      atime: decodeTime(d),
+      mtime: decodeTime(d),
+      ctime: decodeTime(d),
+      parent: d.u53() as Ino,
+      target: d.bool() ? Buffer.from(d.bytes(4096)) : null,
+      inline: d.bool() ? Buffer.from(d.bytes(1 << 20)) : null,
+      xattrs: new Map(),
+    };
+    const n = d.u16();
+    for (let k = 0; k < n; k++) i.xattrs.set(d.str(255), Buffer.from(d.bytes(1 << 20)));
+    d.end();
+    return i;
+  } catch (err) {
+    if (err instanceof QfsError && err.code === 'corrupt') throw err;
+    throw new QfsError('corrupt', `undecodable inode record: ${(err as Error).message}`);
+  }
+}
+
+export function encodeDirent(d: Dirent): Buffer {
+  return new Encoder(16).u53(d.ino).u32(d.type).finish();
+}
+
+export function decodeDirent(b: Buffer): Dirent {
+  const d = new Decoder(b);
+  const r = { ino: d.u53() as Ino, type: d.u32() };
+  d.end();
+  return r;
+}
+
+/** A chunk-map page: chunk index within the page → chunk id (absent = hole). */
+export type MapPage = Map<number, ChunkId>;
+
+export function encodeMapPage(p: MapPage): Buffer {
+  const e = new Encoder(4 + p.size * 34);
+  const entries = [...p].sort((a, b) => a[0] - b[0]);
+  e.u16(entries.length);
+  for (const [index, id] of entries) e.u16(index).raw(Buffer.from(id, 'hex'));
+  return e.finish();
+}
+
+export function decodeMapPage(b: Buffer): MapPage {
+  const d = new Decoder(b);
+  const n = d.u16();
+  const p: MapPage = new Map();
+  for (let k = 0; k < n; k++) {
+    const index = d.u16();
+    p.set(index, d.raw(32).toString('hex') as ChunkId);
+  }
+  d.end();
+  return p;
+}
+
+export function encodeSuperblock(s: Superblock): Buffer {
+  return Buffer.from(JSON.stringify(s));
+}
+
+export function decodeSuperblock(b: Buffer): Superblock {
+  const s = JSON.parse(b.toString('utf8')) as Superblock;
+  if (s.version !== FORMAT_VERSION) throw new QfsError('corrupt', `filesystem format version ${s.version}; this quorumfs reads ${FORMAT_VERSION}`);
+  return s;
+}
+
+export interface RenameIntent {
+  srcDir: Ino;
+  srcName: Buffer;
+  dstDir: Ino;
+  dstName: Buffer;
+  ino: Ino;
+  type: number;
+  createdAt: number;
+}
+
+export function encodeIntent(r: RenameIntent): Buffer {
+  return new Encoder(64).u53(r.srcDir).bytes(r.srcName).u53(r.dstDir).bytes(r.dstName).u53(r.ino).u32(r.type).u53(r.createdAt).finish();
+}
+
+export function decodeIntent(b: Buffer): RenameIntent {
+  const d = new Decoder(b);
+  const r = {
+    srcDir: d.u53() as Ino,
+    srcName: Buffer.from(d.bytes(1024)),
+    dstDir: d.u53() as Ino,
+    dstName: Buffer.from(d.bytes(1024)),
+    ino: d.u53() as Ino,
+    type: d.u32(),
+    createdAt: d.u53(),
+  };
+  d.end();
+  return r;
+}

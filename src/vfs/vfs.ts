@@ -1,0 +1,571 @@
+// POSIX semantics over the filesystem records: path resolution, handles,
+// write-back, caches, name rules. No FUSE, no sockets: it runs the same over
+// the in-memory key space (tests) and the cluster.
+import type { ChunkSpace } from '../keyspace/types.js';
+import type { Logger } from '../util/log.js';
+import { toQfsError } from '../util/errors.js';
+import { FsError } from '../meta/errors.js';
+import { FsMeta, checkName, isDir } from '../meta/fs-meta.js';
+import { ROOT_INO, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, nowTimespec, type Dirent, type Ino, type Inode, type Timespec } from '../meta/types.js';
+import { ByteLru, TtlCache } from './lru.js';
+import { OpenFile, type WriteBudget } from './open-file.js';
+
+export interface Caller {
+  uid: number;
+  gid: number;
+  pid: number;
+}
+
+export const ROOT_CALLER: Caller = { uid: 0, gid: 0, pid: 0 };
+
+export interface Stat {
+  ino: number;
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  rdev: number;
+  size: number;
+  blocks: number;
+  blksize: number;
+  atime: Timespec;
+  mtime: Timespec;
+  ctime: Timespec;
+}
+
+export interface StatFs {
+  bsize: number;
+  frsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+  favail: number;
+  namemax: number;
+}
+
+export type TimeSet = Timespec | 'now' | 'omit';
+
+export interface VfsOptions {
+  log: Logger;
+  /** How long an attribute or name lookup may be answered from memory. */
+  attrTtlMs?: number;
+  entryTtlMs?: number;
+  chunkCacheBytes?: number;
+  /** Ceiling for write-back buffers across the mount. */
+  writeBackBytes?: number;
+  maxUploads?: number;
+  capacity?: () => Promise<{ totalBytes: number; freeBytes: number }>;
+}
+
+export const O_ACCMODE = 3;
+export const O_WRONLY = 1;
+export const O_RDWR = 2;
+export const O_CREAT = 0o100;
+export const O_EXCL = 0o200;
+export const O_TRUNC = 0o1000;
+export const O_APPEND = 0o2000;
+
+export const XATTR_CREATE = 1;
+export const XATTR_REPLACE = 2;
+const XATTR_NAME_MAX = 255;
+const XATTR_VALUE_MAX = 64 * 1024;
+const XATTR_TOTAL_MAX = 256 * 1024;
+
+interface Handle {
+  file: OpenFile;
+  flags: number;
+}
+
+function split(path: string): Buffer[] {
+  if (!path.startsWith('/')) throw new FsError('EINVAL', `relative path ${path}`);
+  return path
+    .split('/')
+    .filter((p) => p.length > 0)
+    .map((p) => Buffer.from(p, 'utf8'));
+}
+
+function parentAndName(path: string): { parent: string; name: Buffer } {
+  const parts = split(path);
+  const name = parts.pop();
+  if (!name) throw new FsError('EINVAL', 'the root has no name');
+  const i = path.lastIndexOf('/');
+  return { parent: i <= 0 ? '/' : path.slice(0, i), name };
+}
+
+function blocksOf(size: number): number {
+  return Math.ceil(size / 512);
+}
+
+export class Vfs {
+  private readonly attrs: TtlCache<Ino, Inode>;
+  private readonly entries: TtlCache<string, Dirent | null>;
+  private readonly cache: ByteLru<string, Buffer>;
+  private readonly files = new Map<Ino, OpenFile>();
+  private readonly handles = new Map<number, Handle>();
+  private nextFh = 1;
+  private readonly budget: WriteBudget;
+
+  constructor(
+    readonly meta: FsMeta,
+    private readonly chunks: ChunkSpace,
+    private readonly opts: VfsOptions,
+  ) {
+    this.attrs = new TtlCache(opts.attrTtlMs ?? 1000);
+    this.entries = new TtlCache(opts.entryTtlMs ?? 1000);
+    this.cache = new ByteLru(opts.chunkCacheBytes ?? 256 * 1024 * 1024);
+    this.budget = { used: 0, max: opts.writeBackBytes ?? 256 * 1024 * 1024, uploads: 0, maxUploads: opts.maxUploads ?? 16, waiters: [] };
+  }
+
+  // ---- names and attributes
+
+  private entryKey(dir: Ino, name: Buffer): string {
+    return `${dir}/${name.toString('latin1')}`;
+  }
+
+  private async lookupCached(dir: Ino, name: Buffer): Promise<Dirent | null> {
+    const k = this.entryKey(dir, name);
+    const hit = this.entries.get(k);
+    if (hit !== undefined) return hit;
+    const d = await this.meta.lookup(dir, name);
+    this.entries.set(k, d);
+    return d;
+  }
+
+  private forgetEntry(dir: Ino, name: Buffer): void {
+    this.entries.delete(this.entryKey(dir, name));
+  }
+
+  /** The inode, from an open file of this mount, the cache, or the cluster. */
+  private async inode(ino: Ino, fresh = false): Promise<Inode> {
+    const open = this.files.get(ino);
+    if (open && (open.dirty || !fresh)) return open.inode;
+    if (!fresh) {
+      const hit = this.attrs.get(ino);
+      if (hit) return hit;
+    }
+    const i = await this.meta.getInode(ino);
+    this.attrs.set(ino, i);
+    if (open) open.revalidate(i);
+    return i;
+  }
+
+  private remember(i: Inode): Inode {
+    this.attrs.set(i.ino, i);
+    const open = this.files.get(i.ino);
+    if (open && !open.dirty) open.inode = i;
+    else if (open) {
+      open.inode.mode = i.mode;
+      open.inode.uid = i.uid;
+      open.inode.gid = i.gid;
+      open.inode.nlink = i.nlink;
+      open.inode.xattrs = i.xattrs;
+      open.inode.ctime = i.ctime;
+      open.inode.atime = i.atime;
+    }
+    return i;
+  }
+
+  async resolve(path: string): Promise<Ino> {
+    let ino = ROOT_INO;
+    for (const name of split(path)) {
+      checkName(name);
+      const d = await this.lookupCached(ino, name);
+      if (!d) throw new FsError('ENOENT');
+      ino = d.ino;
+    }
+    return ino;
+  }
+
+  private async resolveDir(path: string): Promise<Ino> {
+    const ino = await this.resolve(path);
+    const i = await this.inode(ino);
+    if (!isDir(i.mode)) throw new FsError('ENOTDIR');
+    return ino;
+  }
+
+  toStat(i: Inode): Stat {
+    const size = (i.mode & S_IFMT) === S_IFLNK ? (i.target?.length ?? 0) : i.size;
+    return {
+      ino: i.ino,
+      mode: i.mode,
+      nlink: i.nlink,
+      uid: i.uid,
+      gid: i.gid,
+      rdev: i.rdev,
+      size,
+      blocks: blocksOf(size),
+      blksize: 4096,
+      atime: i.atime,
+      mtime: i.mtime,
+      ctime: i.ctime,
+    };
+  }
+
+  async getattr(path: string): Promise<Stat> {
+    return this.toStat(await this.inode(await this.resolve(path)));
+  }
+
+  async fgetattr(fh: number): Promise<Stat> {
+    return this.toStat(this.handle(fh).file.inode);
+  }
+
+  async readdir(path: string): Promise<Array<{ name: string; stat: Stat | null }>> {
+    const dir = await this.resolveDir(path);
+    const out: Array<{ name: string; stat: Stat | null }> = [];
+    let after: Buffer | null = null;
+    for (;;) {
+      const page = await this.meta.readdir(dir, after, 1000);
+      const inodes = await Promise.all(page.entries.map((e) => this.inode(e.dirent.ino).catch(() => null)));
+      page.entries.forEach((e, k) => {
+        this.entries.set(this.entryKey(dir, e.name), e.dirent);
+        const i = inodes[k];
+        out.push({ name: e.name.toString('utf8'), stat: i ? this.toStat(i) : null });
+      });
+      if (!page.more || page.entries.length === 0) break;
+      after = page.entries.at(-1)!.name;
+    }
+    return out;
+  }
+
+  // ---- creating and removing names
+
+  private async createNode(path: string, mode: number, caller: Caller, extra: { rdev?: number; target?: Buffer } = {}, exclusive = true): Promise<{ inode: Inode; created: boolean }> {
+    const { parent, name } = parentAndName(path);
+    checkName(name);
+    const dir = await this.resolveDir(parent);
+    const parentInode = await this.inode(dir);
+    // setgid directories pass their group on (and the bit, to subdirectories)
+    let gid = caller.gid;
+    let m = mode;
+    if (parentInode.mode & 0o2000) {
+      gid = parentInode.gid;
+      if (isDir(mode)) m |= 0o2000;
+    }
+    const r = await this.meta.create(dir, name, { mode: m, uid: caller.uid, gid, ...extra }, exclusive);
+    this.forgetEntry(dir, name);
+    this.attrs.delete(dir);
+    this.remember(r.inode);
+    return r;
+  }
+
+  async mkdir(path: string, mode: number, caller: Caller = ROOT_CALLER): Promise<Stat> {
+    return this.toStat((await this.createNode(path, S_IFDIR | (mode & 0o7777), caller)).inode);
+  }
+
+  async mknod(path: string, mode: number, rdev: number, caller: Caller = ROOT_CALLER): Promise<Stat> {
+    const type = mode & S_IFMT;
+    if (type !== S_IFIFO && type !== S_IFREG && type !== 0) throw new FsError('EPERM', 'only FIFOs and regular files');
+    return this.toStat((await this.createNode(path, (type || S_IFREG) | (mode & 0o7777), caller, { rdev })).inode);
+  }
+
+  async symlink(target: string, path: string, caller: Caller = ROOT_CALLER): Promise<Stat> {
+    const t = Buffer.from(target, 'utf8');
+    if (t.length === 0) throw new FsError('ENOENT');
+    if (t.length > 4095) throw new FsError('ENAMETOOLONG');
+    return this.toStat((await this.createNode(path, S_IFLNK | 0o777, caller, { target: t })).inode);
+  }
+
+  async readlink(path: string): Promise<string> {
+    const i = await this.inode(await this.resolve(path));
+    if ((i.mode & S_IFMT) !== S_IFLNK || !i.target) throw new FsError('EINVAL');
+    return i.target.toString('utf8');
+  }
+
+  async unlink(path: string): Promise<void> {
+    const { parent, name } = parentAndName(path);
+    const dir = await this.resolveDir(parent);
+    const d = await this.lookupCached(dir, name);
+    if (!d) throw new FsError('ENOENT');
+    this.forgetEntry(dir, name);
+    const after = await this.meta.unlink(dir, name);
+    this.attrs.delete(dir);
+    this.attrs.delete(d.ino);
+    if (after) this.remember(after);
+    const open = this.files.get(d.ino);
+    if (open && (!after || after.nlink === 0)) open.inode.nlink = 0;
+  }
+
+  async rmdir(path: string): Promise<void> {
+    const { parent, name } = parentAndName(path);
+    const dir = await this.resolveDir(parent);
+    this.forgetEntry(dir, name);
+    await this.meta.rmdir(dir, name);
+    this.attrs.delete(dir);
+  }
+
+  async rename(from: string, to: string, flags = 0): Promise<void> {
+    const a = parentAndName(from);
+    const b = parentAndName(to);
+    checkName(b.name);
+    const srcDir = await this.resolveDir(a.parent);
+    const dstDir = await this.resolveDir(b.parent);
+    const RENAME_NOREPLACE = 1;
+    this.forgetEntry(srcDir, a.name);
+    this.forgetEntry(dstDir, b.name);
+    const replaced = await this.meta.lookup(dstDir, b.name);
+    await this.meta.rename(srcDir, a.name, dstDir, b.name, { noReplace: (flags & RENAME_NOREPLACE) !== 0 });
+    this.forgetEntry(srcDir, a.name);
+    this.forgetEntry(dstDir, b.name);
+    this.attrs.delete(srcDir);
+    this.attrs.delete(dstDir);
+    if (replaced) this.attrs.delete(replaced.ino);
+  }
+
+  async link(existing: string, path: string): Promise<Stat> {
+    const ino = await this.resolve(existing);
+    const { parent, name } = parentAndName(path);
+    checkName(name);
+    const dir = await this.resolveDir(parent);
+    this.forgetEntry(dir, name);
+    const i = await this.meta.link(ino, dir, name);
+    this.attrs.delete(dir);
+    return this.toStat(this.remember(i));
+  }
+
+  // ---- attributes
+
+  private async setattr(ino: Ino, fn: (i: Inode) => void): Promise<Inode> {
+    const i = await this.meta.changeInode(ino, fn);
+    return this.remember(i);
+  }
+
+  async chmod(path: string, mode: number, caller: Caller = ROOT_CALLER): Promise<void> {
+    const ino = await this.resolve(path);
+    await this.setattr(ino, (i) => {
+      if (caller.uid !== 0 && caller.uid !== i.uid) throw new FsError('EPERM');
+      let m = mode & 0o7777;
+      // a non-member may not set the setgid bit on a file
+      if (caller.uid !== 0 && caller.gid !== i.gid && !isDir(i.mode)) m &= ~0o2000;
+      i.mode = (i.mode & S_IFMT) | m;
+      i.ctime = nowTimespec();
+    });
+  }
+
+  async chown(path: string, uid: number, gid: number, caller: Caller = ROOT_CALLER): Promise<void> {
+    const ino = await this.resolve(path);
+    const keep = 0xffffffff;
+    await this.setattr(ino, (i) => {
+      const newUid = uid === keep || uid === -1 ? i.uid : uid;
+      const newGid = gid === keep || gid === -1 ? i.gid : gid;
+      if (caller.uid !== 0) {
+        if (newUid !== i.uid || caller.uid !== i.uid) throw new FsError('EPERM');
+        if (newGid !== i.gid && newGid !== caller.gid) throw new FsError('EPERM');
+      }
+      const changed = newUid !== i.uid || newGid !== i.gid;
+      i.uid = newUid;
+      i.gid = newGid;
+      // chown clears setuid/setgid on non-directories (as Linux does for unprivileged and privileged callers alike)
+      if (changed && !isDir(i.mode)) i.mode &= ~0o6000;
+      i.ctime = nowTimespec();
+    });
+  }
+
+  async utimens(path: string, atime: TimeSet, mtime: TimeSet): Promise<void> {
+    const ino = await this.resolve(path);
+    const now = nowTimespec();
+    const pick = (t: TimeSet, cur: Timespec): Timespec => (t === 'omit' ? cur : t === 'now' ? now : t);
+    const i = await this.setattr(ino, (x) => {
+      x.atime = pick(atime, x.atime);
+      x.mtime = pick(mtime, x.mtime);
+      x.ctime = now;
+    });
+    const open = this.files.get(ino);
+    if (open) {
+      open.inode.mtime = i.mtime;
+      open.inode.atime = i.atime;
+    }
+  }
+
+  async truncate(path: string, size: number): Promise<void> {
+    if (size < 0) throw new FsError('EINVAL');
+    const ino = await this.resolve(path);
+    const fh = await this.openIno(ino, O_WRONLY);
+    try {
+      await this.ftruncate(fh, size);
+      await this.flush(fh);
+    } finally {
+      await this.release(fh).catch(() => {});
+    }
+  }
+
+  async ftruncate(fh: number, size: number): Promise<void> {
+    if (size < 0) throw new FsError('EINVAL');
+    const h = this.handle(fh);
+    if (isDir(h.file.inode.mode)) throw new FsError('EISDIR');
+    await h.file.truncate(size);
+  }
+
+  // ---- extended attributes
+
+  async setxattr(path: string, name: string, value: Buffer, flags: number): Promise<void> {
+    if (name.length === 0 || Buffer.byteLength(name) > XATTR_NAME_MAX) throw new FsError('ERANGE');
+    if (value.length > XATTR_VALUE_MAX) throw new FsError('E2BIG');
+    if (!/^(user|trusted|security|system)\./.test(name)) throw new FsError('ENOTSUP');
+    const ino = await this.resolve(path);
+    await this.setattr(ino, (i) => {
+      const exists = i.xattrs.has(name);
+      if (flags & XATTR_CREATE && exists) throw new FsError('EEXIST');
+      if (flags & XATTR_REPLACE && !exists) throw new FsError('ENODATA');
+      let total = 0;
+      for (const [k, v] of i.xattrs) if (k !== name) total += k.length + v.length;
+      if (total + name.length + value.length > XATTR_TOTAL_MAX) throw new FsError('ENOSPC');
+      i.xattrs.set(name, Buffer.from(value));
+      i.ctime = nowTimespec();
+    });
+  }
+
+  async getxattr(path: string, name: string): Promise<Buffer> {
+    const i = await this.inode(await this.resolve(path));
+    const v = i.xattrs.get(name);
+    if (!v) throw new FsError('ENODATA');
+    return v;
+  }
+
+  async listxattr(path: string): Promise<string[]> {
+    const i = await this.inode(await this.resolve(path));
+    return [...i.xattrs.keys()];
+  }
+
+  async removexattr(path: string, name: string): Promise<void> {
+    const ino = await this.resolve(path);
+    await this.setattr(ino, (i) => {
+      if (!i.xattrs.delete(name)) throw new FsError('ENODATA');
+      i.ctime = nowTimespec();
+    });
+  }
+
+  // ---- open files
+
+  private handle(fh: number): Handle {
+    const h = this.handles.get(fh);
+    if (!h) throw new FsError('EBADF');
+    return h;
+  }
+
+  private async openIno(ino: Ino, flags: number): Promise<number> {
+    let file = this.files.get(ino);
+    if (file) {
+      file.revalidate(await this.inode(ino, true));
+    } else {
+      const i = await this.inode(ino, true);
+      file = new OpenFile(i, this.meta, this.chunks, this.cache, this.budget, this.opts.log);
+      this.files.set(ino, file);
+    }
+    file.handles++;
+    const fh = this.nextFh++;
+    this.handles.set(fh, { file, flags });
+    return fh;
+  }
+
+  async open(path: string, flags: number): Promise<number> {
+    const ino = await this.resolve(path);
+    const i = await this.inode(ino, true);
+    if (isDir(i.mode) && (flags & O_ACCMODE) !== 0) throw new FsError('EISDIR');
+    const fh = await this.openIno(ino, flags);
+    if (flags & O_TRUNC && (flags & O_ACCMODE) !== 0 && !isDir(i.mode)) {
+      await this.handle(fh).file.truncate(0);
+    }
+    return fh;
+  }
+
+  async create(path: string, mode: number, flags: number, caller: Caller = ROOT_CALLER): Promise<number> {
+    const exclusive = (flags & O_EXCL) !== 0;
+    const { inode, created } = await this.createNode(path, S_IFREG | (mode & 0o7777), caller, {}, exclusive);
+    if (!created && isDir(inode.mode)) throw new FsError('EISDIR');
+    const fh = await this.openIno(inode.ino, flags);
+    if (!created && flags & O_TRUNC) await this.handle(fh).file.truncate(0);
+    return fh;
+  }
+
+  async read(fh: number, pos: number, len: number): Promise<Buffer> {
+    const h = this.handle(fh);
+    if ((h.flags & O_ACCMODE) === O_WRONLY) throw new FsError('EBADF');
+    try {
+      return await h.file.read(pos, len);
+    } catch (err) {
+      throw asFsError(err);
+    }
+  }
+
+  async write(fh: number, pos: number, data: Buffer): Promise<number> {
+    const h = this.handle(fh);
+    if ((h.flags & O_ACCMODE) === 0) throw new FsError('EBADF');
+    const at = h.flags & O_APPEND ? h.file.inode.size : pos;
+    if (at + data.length > Number.MAX_SAFE_INTEGER) throw new FsError('EFBIG');
+    try {
+      return await h.file.write(at, data);
+    } catch (err) {
+      throw asFsError(err);
+    }
+  }
+
+  async flush(fh: number): Promise<void> {
+    const h = this.handle(fh);
+    if (h.file.inode.nlink === 0) return; // removed while open: nothing to publish
+    await h.file.flush();
+    this.attrs.set(h.file.inode.ino, h.file.inode);
+  }
+
+  async fsync(fh: number): Promise<void> {
+    await this.flush(fh);
+  }
+
+  async release(fh: number): Promise<void> {
+    const h = this.handle(fh);
+    this.handles.delete(fh);
+    const file = h.file;
+    file.handles--;
+    try {
+      if (file.inode.nlink > 0) await file.flush();
+    } finally {
+      if (file.handles === 0 && !file.dirty) this.files.delete(file.inode.ino);
+      if (file.handles === 0 && file.inode.nlink === 0) {
+        file.discard();
+        this.files.delete(file.inode.ino);
+      }
+    }
+  }
+
+  /** Publishes every open file (unmount, SIGTERM). Returns the errors. */
+  async flushAll(): Promise<Error[]> {
+    const errors: Error[] = [];
+    for (const f of this.files.values()) {
+      if (f.inode.nlink === 0) continue;
+      await f.flush().catch((e: Error) => errors.push(e));
+    }
+    return errors;
+  }
+
+  get openFiles(): number {
+    return this.files.size;
+  }
+
+  async access(path: string, mode: number, caller: Caller = ROOT_CALLER): Promise<void> {
+    const i = await this.inode(await this.resolve(path));
+    if (mode === 0 || caller.uid === 0) {
+      if (caller.uid === 0 && mode & 1 && !isDir(i.mode) && (i.mode & 0o111) === 0) throw new FsError('EACCES');
+      return;
+    }
+    const bits = caller.uid === i.uid ? (i.mode >> 6) & 7 : caller.gid === i.gid ? (i.mode >> 3) & 7 : i.mode & 7;
+    if ((bits & mode) !== mode) throw new FsError('EACCES');
+  }
+
+  async statfs(): Promise<StatFs> {
+    const bsize = 4096;
+    const cap = this.opts.capacity ? await this.opts.capacity() : { totalBytes: 1 << 40, freeBytes: 1 << 40 };
+    const r = this.meta.sb.replication;
+    const blocks = Math.floor(cap.totalBytes / r / bsize);
+    const bfree = Math.floor(cap.freeBytes / r / bsize);
+    const files = 2 ** 32;
+    return { bsize, frsize: bsize, blocks, bfree, bavail: bfree, files, ffree: files, favail: files, namemax: 255 };
+  }
+}
+
+/** Key-space failures reach callers as EIO, or ENOSPC when a node is full. */
+export function asFsError(err: unknown): FsError {
+  if (err instanceof FsError) return err;
+  const q = toQfsError(err);
+  return new FsError(q.code === 'no_space' ? 'ENOSPC' : 'EIO', q.message);
+}

@@ -1,0 +1,184 @@
+// POSIX behaviour of the vfs over the in-memory key space.
+import test from 'ava';
+import { createHash, randomBytes } from 'node:crypto';
+import { isFsError } from '../../src/meta/errors.js';
+import { O_CREAT, O_EXCL, O_RDWR, O_TRUNC, O_WRONLY, O_APPEND, XATTR_CREATE, XATTR_REPLACE } from '../../src/vfs/vfs.js';
+import { memoryVfs } from '../helpers/memfs.js';
+
+const errno = async (p: Promise<unknown>) => {
+  try {
+    await p;
+    return 'ok';
+  } catch (e) {
+    if (isFsError(e)) return e.errno;
+    throw e;
+  }
+};
+
+test('create, write, close, reopen, read back; small files stay inline, large ones use chunks', async (t) => {
+  const { vfs, ks } = await memoryVfs({ chunkSize: 64 * 1024 });
+  const fh = await vfs.create('/small', 0o644, O_CREAT | O_WRONLY);
+  await vfs.write(fh, 0, Buffer.from('hello world'));
+  await vfs.release(fh);
+  t.is(ks.chunkCount, 0, 'inline: no chunk stored');
+  const r = await vfs.open('/small', 0);
+  t.is((await vfs.read(r, 0, 100)).toString(), 'hello world');
+  t.is((await vfs.read(r, 6, 3)).toString(), 'wor');
+  await vfs.release(r);
+
+  const big = randomBytes(300_000);
+  const w = await vfs.create('/big', 0o644, O_CREAT | O_WRONLY);
+  for (let off = 0; off < big.length; off += 4096) await vfs.write(w, off, big.subarray(off, off + 4096));
+  await vfs.release(w);
+  t.is(ks.chunkCount, 5, '300 000 bytes in 64 KiB chunks');
+  t.is((await vfs.getattr('/big')).size, big.length);
+  const rb = await vfs.open('/big', 0);
+  const back = await vfs.read(rb, 0, big.length + 10);
+  t.is(createHash('sha256').update(back).digest('hex'), createHash('sha256').update(big).digest('hex'));
+  await vfs.release(rb);
+});
+
+test('sparse files read zeros and store nothing for holes', async (t) => {
+  const { vfs, ks } = await memoryVfs({ chunkSize: 64 * 1024 });
+  const fh = await vfs.create('/sparse', 0o644, O_CREAT | O_RDWR);
+  await vfs.write(fh, 0, Buffer.alloc(20_000, 1)); // past inline: chunked
+  await vfs.write(fh, 10 * 64 * 1024, Buffer.from('end'));
+  await vfs.release(fh);
+  t.is((await vfs.getattr('/sparse')).size, 10 * 64 * 1024 + 3);
+  t.is(ks.chunkCount, 2);
+  const r = await vfs.open('/sparse', 0);
+  t.deepEqual(await vfs.read(r, 5 * 64 * 1024, 10), Buffer.alloc(10));
+  t.is((await vfs.read(r, 10 * 64 * 1024, 10)).toString(), 'end');
+  await vfs.release(r);
+});
+
+test('truncate shrinks and grows; a grown tail reads zeros', async (t) => {
+  const { vfs } = await memoryVfs({ chunkSize: 64 * 1024 });
+  const fh = await vfs.create('/t', 0o644, O_CREAT | O_RDWR);
+  await vfs.write(fh, 0, Buffer.alloc(200_000, 7));
+  await vfs.ftruncate(fh, 100_000);
+  await vfs.ftruncate(fh, 150_000);
+  await vfs.flush(fh);
+  const back = await vfs.read(fh, 0, 200_000);
+  t.is(back.length, 150_000);
+  t.true(back.subarray(0, 100_000).every((b) => b === 7));
+  t.true(back.subarray(100_000).every((b) => b === 0));
+  await vfs.release(fh);
+  await vfs.truncate('/t', 3);
+  t.is((await vfs.getattr('/t')).size, 3);
+});
+
+test('O_EXCL, O_TRUNC and O_APPEND', async (t) => {
+  const { vfs } = await memoryVfs();
+  await vfs.release(await vfs.create('/f', 0o644, O_CREAT | O_EXCL | O_WRONLY));
+  t.is(await errno(vfs.create('/f', 0o644, O_CREAT | O_EXCL | O_WRONLY)), 'EEXIST');
+  const a = await vfs.open('/f', O_WRONLY | O_APPEND);
+  await vfs.write(a, 0, Buffer.from('one'));
+  await vfs.write(a, 0, Buffer.from('two'));
+  await vfs.release(a);
+  const r = await vfs.open('/f', 0);
+  t.is((await vfs.read(r, 0, 10)).toString(), 'onetwo');
+  await vfs.release(r);
+  await vfs.release(await vfs.open('/f', O_WRONLY | O_TRUNC));
+  t.is((await vfs.getattr('/f')).size, 0);
+});
+
+test('directories: mkdir, readdir, rmdir ENOTEMPTY, nlink', async (t) => {
+  const { vfs } = await memoryVfs();
+  await vfs.mkdir('/d', 0o755);
+  await vfs.mkdir('/d/sub', 0o755);
+  await vfs.release(await vfs.create('/d/f', 0o644, O_CREAT | O_WRONLY));
+  t.deepEqual((await vfs.readdir('/d')).map((e) => e.name).sort(), ['f', 'sub']);
+  t.is((await vfs.getattr('/d')).nlink, 3);
+  t.is(await errno(vfs.rmdir('/d')), 'ENOTEMPTY');
+  t.is(await errno(vfs.rmdir('/d/f')), 'ENOTDIR');
+  t.is(await errno(vfs.unlink('/d/sub')), 'EISDIR');
+  t.is(await errno(vfs.mkdir('/d', 0o755)), 'EEXIST');
+  t.is(await errno(vfs.mkdir('/nope/x', 0o755)), 'ENOENT');
+  t.is(await errno(vfs.mkdir('/d/f/x', 0o755)), 'ENOTDIR');
+  t.is(await errno(vfs.mkdir('/' + 'n'.repeat(256), 0o755)), 'ENAMETOOLONG');
+  await vfs.rmdir('/d/sub');
+  await vfs.unlink('/d/f');
+  await vfs.rmdir('/d');
+  t.is(await errno(vfs.getattr('/d')), 'ENOENT');
+});
+
+test('rename: replace a file, a directory onto an empty one, ENOTEMPTY, EINVAL into itself', async (t) => {
+  const { vfs } = await memoryVfs();
+  const w = async (p: string, s: string) => {
+    const fh = await vfs.create(p, 0o644, O_CREAT | O_WRONLY | O_TRUNC);
+    await vfs.write(fh, 0, Buffer.from(s));
+    await vfs.release(fh);
+  };
+  const r = async (p: string) => {
+    const fh = await vfs.open(p, 0);
+    const b = await vfs.read(fh, 0, 100);
+    await vfs.release(fh);
+    return b.toString();
+  };
+  await w('/a', 'A');
+  await w('/b', 'B');
+  await vfs.rename('/a', '/b');
+  t.is(await r('/b'), 'A');
+  t.is(await errno(vfs.getattr('/a')), 'ENOENT');
+  await vfs.mkdir('/d1', 0o755);
+  await vfs.mkdir('/d2', 0o755);
+  await w('/d1/x', 'X');
+  await vfs.rename('/d1', '/d2');
+  t.is(await r('/d2/x'), 'X');
+  await vfs.mkdir('/d3', 0o755);
+  t.is(await errno(vfs.rename('/d3', '/d2')), 'ENOTEMPTY');
+  t.is(await errno(vfs.rename('/d2', '/d2/inner')), 'EINVAL');
+  t.is(await errno(vfs.rename('/b', '/d3')), 'EISDIR');
+  t.is(await errno(vfs.rename('/d3', '/b')), 'ENOTDIR');
+  await vfs.mkdir('/d2/deep', 0o755);
+  t.is(await errno(vfs.rename('/d2', '/d2/deep/x')), 'EINVAL');
+  await vfs.rename('/d2/x', '/d3/x');
+  t.is(await r('/d3/x'), 'X');
+});
+
+test('hard links share an inode and count links; symlinks read back', async (t) => {
+  const { vfs } = await memoryVfs();
+  await vfs.release(await vfs.create('/f', 0o644, O_CREAT | O_WRONLY));
+  await vfs.link('/f', '/g');
+  t.is((await vfs.getattr('/f')).nlink, 2);
+  t.is((await vfs.getattr('/f')).ino, (await vfs.getattr('/g')).ino);
+  await vfs.unlink('/f');
+  t.is((await vfs.getattr('/g')).nlink, 1);
+  await vfs.symlink('/g', '/s');
+  t.is(await vfs.readlink('/s'), '/g');
+  t.is(await errno(vfs.readlink('/g')), 'EINVAL');
+  await vfs.mkdir('/d', 0o755);
+  t.is(await errno(vfs.link('/d', '/d2')), 'EPERM');
+});
+
+test('xattrs: create/replace flags, ENODATA, size limits', async (t) => {
+  const { vfs } = await memoryVfs();
+  await vfs.release(await vfs.create('/f', 0o644, O_CREAT | O_WRONLY));
+  await vfs.setxattr('/f', 'user.a', Buffer.from('1'), 0);
+  t.is(await errno(vfs.setxattr('/f', 'user.a', Buffer.from('2'), XATTR_CREATE)), 'EEXIST');
+  t.is(await errno(vfs.setxattr('/f', 'user.b', Buffer.from('2'), XATTR_REPLACE)), 'ENODATA');
+  await vfs.setxattr('/f', 'user.a', Buffer.from('3'), XATTR_REPLACE);
+  t.is((await vfs.getxattr('/f', 'user.a')).toString(), '3');
+  t.deepEqual(await vfs.listxattr('/f'), ['user.a']);
+  t.is(await errno(vfs.getxattr('/f', 'user.none')), 'ENODATA');
+  t.is(await errno(vfs.setxattr('/f', 'user.big', Buffer.alloc(65 * 1024), 0)), 'E2BIG');
+  await vfs.removexattr('/f', 'user.a');
+  t.is(await errno(vfs.removexattr('/f', 'user.a')), 'ENODATA');
+});
+
+test('chmod, chown permissions and utimens with omit', async (t) => {
+  const { vfs } = await memoryVfs();
+  await vfs.release(await vfs.create('/f', 0o644, O_CREAT | O_WRONLY, { uid: 1000, gid: 1000, pid: 1 }));
+  await vfs.chmod('/f', 0o600, { uid: 1000, gid: 1000, pid: 1 });
+  t.is((await vfs.getattr('/f')).mode & 0o7777, 0o600);
+  t.is(await errno(vfs.chmod('/f', 0o777, { uid: 1001, gid: 1001, pid: 1 })), 'EPERM');
+  t.is(await errno(vfs.chown('/f', 1001, 1000, { uid: 1000, gid: 1000, pid: 1 })), 'EPERM');
+  await vfs.chown('/f', 1001, 1001);
+  t.is((await vfs.getattr('/f')).uid, 1001);
+  const before = await vfs.getattr('/f');
+  await vfs.utimens('/f', 'omit', { sec: 1_700_000_000, nsec: 123_456_789 });
+  const after = await vfs.getattr('/f');
+  t.deepEqual(after.mtime, { sec: 1_700_000_000, nsec: 123_456_789 });
+  t.deepEqual(after.atime, before.atime);
+});
