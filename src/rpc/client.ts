@@ -239,18 +239,23 @@ export class RpcClient {
    * `unavailable` when no connection could be made before the deadline.
    */
   async call(op: number, write: (e: Encoder) => void, opts: CallOptions = {}): Promise<Decoder> {
-    const timeoutMs = opts.timeoutMs ?? this.options.defaultTimeoutMs ?? 5000;
+    // Node's timers overflow past 2^31-1 ms and would fire at once.
+    const timeoutMs = Math.min(opts.timeoutMs ?? this.options.defaultTimeoutMs ?? 5000, 2 ** 31 - 1);
     const deadline = Date.now() + timeoutMs;
     opts.signal?.throwIfAborted();
+    // Encode first: a bad argument fails at once with bad_request, not after waiting for a connection.
+    const e = requestEncoder({ id: 0, op, deadlineMs: 0 }, opts.bodySizeHint);
+    write(e);
+    const frame = e.finish();
+    if (frame.length > MAX_FRAME_BYTES) throw new QfsError('bad_request', `request of ${frame.length} bytes exceeds the frame limit`);
     const waitUntil = this.state === 'open' || opts.connectWaitMs === undefined ? deadline : Math.min(deadline, Date.now() + opts.connectWaitMs);
     await this.waitForSlot(waitUntil, opts.signal);
     const ws = this.ws!;
     const id = this.nextId;
     this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
-    const e = requestEncoder({ id, op, deadlineMs: Math.max(1, deadline - Date.now()) }, opts.bodySizeHint);
-    write(e);
-    const frame = e.finish();
-    if (frame.length > MAX_FRAME_BYTES) throw new QfsError('bad_request', `request of ${frame.length} bytes exceeds the frame limit`);
+    // The header's id and remaining deadline are known only now.
+    frame.writeUInt32BE(id, 1);
+    frame.writeUInt32BE(Math.max(1, Math.min(0xffffffff, deadline - Date.now())), 6);
     return new Promise<Decoder>((resolve, reject) => {
       const onAbort = (): void => {
         if (this.pending.delete(id)) {

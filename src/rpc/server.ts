@@ -65,6 +65,8 @@ export const CloseCode = {
   ShuttingDown: 4004,
 } as const;
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export class RpcServer {
   private readonly wss: WebSocketServer;
   private readonly connections = new Set<ServerConnection>();
@@ -233,7 +235,8 @@ class ServerConnection {
   private async run(handler: OpHandler, id: number, deadlineMs: number, req: unknown, bytesIn: number): Promise<void> {
     const started = process.hrtime.bigint();
     const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(new QfsError('timeout', 'deadline passed on the node')), deadlineMs);
+    // Node's timers overflow past 2^31-1 ms and would fire at once.
+    const timer = setTimeout(() => abort.abort(new QfsError('timeout', 'deadline passed on the node')), Math.min(deadlineMs, MAX_TIMER_MS));
     this.aborts.set(id, abort);
     this.inFlight++;
     if (this.inFlight >= this.maxInFlight) this.pauseReading();
