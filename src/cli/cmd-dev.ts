@@ -7,14 +7,17 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig } from './config.js';
 import { parseFlags, parseIntFlag } from './usage.js';
 
-export const DEV_HELP = `usage: quorumfs dev [--dir DIR] [--base-port PORT]
+export const DEV_HELP = `usage: quorumfs dev [--dir DIR] [--base-port PORT] [--mount DIR]
 
 Runs three storage nodes on loopback with their config in DIR/cluster.json and
-their data under DIR (default ./.quorumfs-dev), creating both on first run.
-Ctrl-C stops everything; running it again finds the same data.
+their data under DIR (default ./.quorumfs-dev), formats the filesystem on first
+run, and mounts it at ./mnt. Ctrl-C unmounts and stops everything; running it
+again finds the same files.
 
   --dir DIR          where the config, secret and data live (default ./.quorumfs-dev)
-  --base-port PORT   nodes listen on PORT, PORT+1, PORT+2 (default 7401)`;
+  --base-port PORT   nodes listen on PORT, PORT+1, PORT+2 (default 7401)
+  --mount DIR        where to mount (default ./mnt; created if missing)
+  --no-mount         only run the nodes`;
 
 async function exists(p: string): Promise<boolean> {
   return access(p).then(
@@ -41,7 +44,7 @@ export async function ensureDevCluster(dir: string, basePort: number): Promise<s
 }
 
 export async function devCommand(args: string[]): Promise<number> {
-  const { values } = parseFlags(args, { dir: { type: 'string' }, 'base-port': { type: 'string' } });
+  const { values } = parseFlags(args, { dir: { type: 'string' }, 'base-port': { type: 'string' }, mount: { type: 'string' }, 'no-mount': { type: 'boolean' } });
   const dir = resolve(values.dir ?? '.quorumfs-dev');
   const basePort = parseIntFlag(values['base-port'], '--base-port', 1, 65533) ?? 7401;
   const configPath = await ensureDevCluster(dir, basePort);
@@ -49,20 +52,48 @@ export async function devCommand(args: string[]): Promise<number> {
   const cli = fileURLToPath(new URL('./main.js', import.meta.url));
   process.stdout.write(`quorumfs dev: cluster config ${configPath}\n`);
   const children: ChildProcess[] = config.nodes.map((node) => {
-    const child = spawn(process.execPath, [cli, 'node', '--config', configPath, '--id', node.id], { stdio: ['ignore', 'inherit', 'inherit'] });
+    // Own process groups: a terminal's Ctrl-C reaches only this process, which stops the mount before the nodes.
+    const child = spawn(process.execPath, [cli, 'node', '--config', configPath, '--id', node.id], { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
     return child;
   });
   const exits = children.map((c) => new Promise<number>((r) => c.once('exit', (code) => r(code ?? 1))));
+  let mount: ChildProcess | null = null;
+  let mountExit: Promise<number> = Promise.resolve(0);
   let stopping = false;
-  const stopAll = (): void => {
+  const stopAll = async (): Promise<void> => {
     if (stopping) return;
     stopping = true;
+    // The mount first, so that it can publish open files while the nodes still run.
+    if (mount && mount.exitCode === null) mount.kill('SIGTERM');
+    await mountExit;
     for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
   };
-  process.on('SIGINT', stopAll);
-  process.on('SIGTERM', stopAll);
+  // If this process dies anyway, take the children along.
+  process.on('exit', () => {
+    for (const c of [...children, mount]) if (c && c.exitCode === null) c.kill('SIGKILL');
+  });
+  process.on('SIGINT', () => void stopAll());
+  process.on('SIGTERM', () => void stopAll());
   // One node exiting on its own (a crash, a port in use) stops the rest: a dev cluster is all or nothing.
   void Promise.race(exits).then(stopAll);
-  const codes = await Promise.all(exits);
+  if (!values['no-mount']) {
+    const mountpoint = resolve(values.mount ?? 'mnt');
+    await mkdir(mountpoint, { recursive: true });
+    const fmt = spawn(process.execPath, [cli, 'format', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let fmtErr = '';
+    fmt.stderr.setEncoding('utf8').on('data', (d: string) => (fmtErr += d));
+    fmt.stdout.pipe(process.stdout);
+    const fmtCode = await new Promise<number>((r) => fmt.once('exit', (c) => r(c ?? 1)));
+    if (fmtCode !== 0 && !/already formatted/.test(fmtErr)) {
+      process.stderr.write(fmtErr);
+      await stopAll();
+    } else if (!stopping) {
+      mount = spawn(process.execPath, [cli, 'mount', '--config', configPath, mountpoint], { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
+      mountExit = new Promise<number>((r) => mount!.once('exit', (code) => r(code ?? 1)));
+      process.stdout.write(`quorumfs dev: mounting at ${mountpoint} (Ctrl-C unmounts and stops the nodes)\n`);
+      void mountExit.then(() => stopAll());
+    }
+  }
+  const codes = await Promise.all([...exits, mountExit]);
   return codes.every((c) => c === 0) ? 0 : 1;
 }

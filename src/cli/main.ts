@@ -4,6 +4,8 @@ import { KEYGEN_HELP, keygenCommand } from './cmd-keygen.js';
 import { NODE_HELP, nodeCommand } from './cmd-node.js';
 import { DEV_HELP, devCommand } from './cmd-dev.js';
 import { STATUS_HELP, statusCommand } from './cmd-status.js';
+import { FORMAT_HELP, formatCommand } from './cmd-format.js';
+import { MOUNT_HELP, UMOUNT_HELP, mountCommand, umountCommand } from './cmd-mount.js';
 import { REPAIR_HELP, repairCommand } from './cmd-repair.js';
 import { UsageError } from './usage.js';
 import { VERSION } from './version.js';
@@ -18,6 +20,9 @@ interface Command {
 const COMMANDS: Record<string, Command> = {
   dev: { summary: 'run a three-node cluster on loopback for a first try', help: DEV_HELP, run: devCommand },
   node: { summary: 'run one storage node', help: NODE_HELP, run: nodeCommand },
+  format: { summary: 'write the superblock and root directory', help: FORMAT_HELP, run: formatCommand },
+  mount: { summary: 'mount the filesystem (serves it until unmounted)', help: MOUNT_HELP, run: mountCommand },
+  umount: { summary: 'unmount a quorumfs mount', help: UMOUNT_HELP, run: umountCommand },
   status: { summary: 'show nodes, health, capacity and replication', help: STATUS_HELP, run: statusCommand },
   repair: { summary: 'restore R copies of every record and chunk', help: REPAIR_HELP, run: repairCommand },
   keygen: { summary: 'write a new cluster secret file', help: KEYGEN_HELP, run: keygenCommand },

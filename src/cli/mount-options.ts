@@ -1,0 +1,83 @@
+// `-o` options of `quorumfs mount`, as mount(8) and fstab pass them.
+import type { MountOptions } from '../fuse/binding.js';
+import { UsageError } from './usage.js';
+
+/** Options mount(8) passes that mean nothing to us, or are handled by mount(8) itself. */
+const IGNORED = new Set(['rw', 'defaults', 'dev', 'nodev', 'suid', 'nosuid', 'exec', 'noexec', 'auto', 'noauto', 'user', 'nouser', 'users', 'nofail', '_netdev', 'atime', 'noatime', 'relatime', 'nodiratime', 'async']);
+
+export interface ParsedMountOptions {
+  fuse: Partial<MountOptions>;
+  config: string | null;
+  logLevel: string | null;
+}
+
+export function parseMountOptions(list: readonly string[]): ParsedMountOptions {
+  const fuse: Partial<MountOptions> = {};
+  const extra: string[] = [];
+  let config: string | null = null;
+  let logLevel: string | null = null;
+  const seconds = (k: string, v: string | undefined): number => {
+    const n = Number(v);
+    if (v === undefined || !Number.isFinite(n) || n < 0 || n > 3600) throw new UsageError(`-o ${k}: expected seconds from 0 to 3600`);
+    return n;
+  };
+  for (const item of list.flatMap((s) => s.split(',')).filter(Boolean)) {
+    const eq = item.indexOf('=');
+    const k = eq < 0 ? item : item.slice(0, eq);
+    const v = eq < 0 ? undefined : item.slice(eq + 1);
+    if (IGNORED.has(k) || k.startsWith('x-') || k.startsWith('comment=')) continue;
+    switch (k) {
+      case 'allow_other':
+        fuse.allowOther = true;
+        break;
+      case 'default_permissions':
+        fuse.defaultPermissions = true;
+        break;
+      case 'no_default_permissions':
+        fuse.defaultPermissions = false;
+        break;
+      case 'attr_timeout':
+        fuse.attrTimeout = seconds(k, v);
+        break;
+      case 'entry_timeout':
+        fuse.entryTimeout = seconds(k, v);
+        break;
+      case 'negative_timeout':
+        fuse.negativeTimeout = seconds(k, v);
+        break;
+      case 'max_readahead': {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 4096 || n > 64 * 1024 * 1024) throw new UsageError('-o max_readahead: expected bytes from 4096 to 64 MiB');
+        fuse.maxReadahead = n;
+        break;
+      }
+      case 'callback_timeout': {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 1000) throw new UsageError('-o callback_timeout: expected milliseconds, at least 1000');
+        fuse.callbackTimeoutMs = n;
+        break;
+      }
+      case 'debug':
+        fuse.debug = true;
+        break;
+      case 'config':
+        if (!v) throw new UsageError('-o config: expected a file');
+        config = v;
+        break;
+      case 'log_level':
+        if (!v) throw new UsageError('-o log_level: expected a level');
+        logLevel = v;
+        break;
+      case 'ro':
+        throw new UsageError('-o ro: read-only mounts are not supported yet');
+      case 'big_writes':
+      case 'max_write':
+      case 'use_ino':
+        break; // always on
+      default:
+        throw new UsageError(`-o ${k}: unknown mount option`);
+    }
+  }
+  if (extra.length > 0) fuse.extraOptions = extra;
+  return { fuse, config, logLevel };
+}

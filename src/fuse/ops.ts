@@ -1,0 +1,113 @@
+// The table from FUSE callbacks to vfs calls: one vfs call per handler, no
+// POSIX decisions here. Each call is timed for the access log (debug level).
+import { constants } from 'node:os';
+import type { Logger } from '../util/log.js';
+import { FsError } from '../meta/errors.js';
+import { O_CREAT, O_EXCL, O_RDWR, type Stat as VfsStat, type Vfs } from '../vfs/vfs.js';
+import type { Caller, FuseOps, Stat } from './binding.js';
+import { errnoOf } from './errno.js';
+
+function fuseStat(s: VfsStat): Stat {
+  return {
+    ino: s.ino,
+    mode: s.mode,
+    nlink: s.nlink,
+    uid: s.uid,
+    gid: s.gid,
+    size: s.size,
+    rdev: s.rdev,
+    blocks: s.blocks,
+    blksize: s.blksize,
+    atime: s.atime,
+    mtime: s.mtime,
+    ctime: s.ctime,
+  };
+}
+
+export interface OpCounters {
+  calls: Map<string, number>;
+  errors: Map<string, number>;
+}
+
+export function vfsOps(vfs: Vfs, log: Logger, counters?: OpCounters): FuseOps {
+  const access = log.child({ component: 'access' });
+  const debug = access.isLevelEnabled('debug');
+  // Wraps a handler: counts it and, at debug level, logs one line with its duration and errno.
+  const op = <A extends unknown[], R>(name: string, fn: (c: Caller, ...args: A) => Promise<R>) => {
+    return async (c: Caller, ...args: A): Promise<R> => {
+      const t0 = debug ? performance.now() : 0;
+      counters?.calls.set(name, (counters.calls.get(name) ?? 0) + 1);
+      try {
+        const r = await fn(c, ...args);
+        if (debug) access.debug({ op: name, args: args.filter((a) => typeof a !== 'object'), ms: +(performance.now() - t0).toFixed(3), errno: 0 });
+        return r;
+      } catch (err) {
+        const n = errnoOf(err, log);
+        counters?.errors.set(name, (counters.errors.get(name) ?? 0) + 1);
+        if (debug) access.debug({ op: name, args: args.filter((a) => typeof a !== 'object'), ms: +(performance.now() - t0).toFixed(3), errno: n });
+        throw Object.assign(new Error(`errno ${n}`), { errno: n });
+      }
+    };
+  };
+
+  return {
+    statfs: op('statfs', async () => vfs.statfs()),
+    getattr: op('getattr', async (_c, path: string) => fuseStat(await vfs.getattr(path))),
+    access: op('access', async (c, path: string, mode: number) => vfs.access(path, mode, c)),
+    open: op('open', async (_c, path: string, flags: number) => vfs.open(path, flags)),
+    // libfuse 2.9 hands create no flags; the kernel only calls it after a lookup
+    // found no such name, so it is exclusive (and an O_EXCL race has one winner).
+    create: op('create', async (c, path: string, mode: number) => vfs.create(path, mode, O_CREAT | O_EXCL | O_RDWR, c)),
+    read: op('read', async (_c, _path: string, fh: number, buf: Buffer, len: number, offset: number) => {
+      const data = await vfs.read(fh, offset, len);
+      data.copy(buf);
+      return data.length;
+    }),
+    write: op('write', async (_c, _path: string, fh: number, buf: Buffer, len: number, offset: number) =>
+      vfs.write(fh, offset, len === buf.length ? buf : buf.subarray(0, len)),
+    ),
+    flush: op('flush', async (_c, _path: string, fh: number) => vfs.flush(fh)),
+    fsync: op('fsync', async (_c, _path: string, _datasync: boolean, fh: number) => vfs.fsync(fh)),
+    fsyncdir: op('fsyncdir', async () => {}),
+    release: op('release', async (_c, _path: string, fh: number) => vfs.release(fh)),
+    truncate: op('truncate', async (_c, path: string, size: number) => vfs.truncate(path, size)),
+    ftruncate: op('ftruncate', async (_c, _path: string, fh: number, size: number) => vfs.ftruncate(fh, size)),
+    readdir: op('readdir', async (_c, path: string) => {
+      const entries = await vfs.readdir(path);
+      const present = entries.filter((e) => e.stat !== null);
+      return { names: present.map((e) => e.name), stats: present.map((e) => fuseStat(e.stat!)) };
+    }),
+    readlink: op('readlink', async (_c, path: string) => vfs.readlink(path)),
+    chown: op('chown', async (c, path: string, uid: number, gid: number) => vfs.chown(path, uid, gid, c)),
+    chmod: op('chmod', async (c, path: string, mode: number) => vfs.chmod(path, mode, c)),
+    mknod: op('mknod', async (c, path: string, mode: number, dev: number) => {
+      await vfs.mknod(path, mode, dev, c);
+    }),
+    setxattr: op('setxattr', async (_c, path: string, name: string, value: Buffer, flags: number) => vfs.setxattr(path, name, Buffer.from(value), flags)),
+    getxattr: op('getxattr', async (_c, path: string, name: string) => {
+      try {
+        return await vfs.getxattr(path, name);
+      } catch (err) {
+        if (err instanceof FsError && err.errno === 'ENODATA') return null;
+        throw err;
+      }
+    }),
+    listxattr: op('listxattr', async (_c, path: string) => vfs.listxattr(path)),
+    removexattr: op('removexattr', async (_c, path: string, name: string) => vfs.removexattr(path, name)),
+    utimens: op('utimens', async (_c, path: string, atime, mtime) => vfs.utimens(path, atime, mtime)),
+    unlink: op('unlink', async (_c, path: string) => vfs.unlink(path)),
+    rename: op('rename', async (_c, from: string, to: string) => vfs.rename(from, to)),
+    link: op('link', async (_c, existing: string, path: string) => {
+      await vfs.link(existing, path);
+    }),
+    symlink: op('symlink', async (c, target: string, path: string) => {
+      await vfs.symlink(target, path, c);
+    }),
+    mkdir: op('mkdir', async (c, path: string, mode: number) => {
+      await vfs.mkdir(path, mode, c);
+    }),
+    rmdir: op('rmdir', async (_c, path: string) => vfs.rmdir(path)),
+  };
+}
+
+export const ERRNO = constants.errno;
