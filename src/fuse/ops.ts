@@ -68,7 +68,7 @@ export function vfsOps(vfs: Vfs, log: Logger, counters?: OpCounters): FuseOps {
     ),
     flush: op('flush', async (_c, _path: string, fh: number) => vfs.flush(fh)),
     fsync: op('fsync', async (_c, _path: string, _datasync: boolean, fh: number) => vfs.fsync(fh)),
-    fsyncdir: op('fsyncdir', async () => {}),
+    fsyncdir: op('fsyncdir', async () => vfs.fsyncdir()),
     release: op('release', async (_c, _path: string, fh: number) => vfs.release(fh)),
     truncate: op('truncate', async (_c, path: string, size: number) => vfs.truncate(path, size)),
     ftruncate: op('ftruncate', async (_c, _path: string, fh: number, size: number) => vfs.ftruncate(fh, size)),

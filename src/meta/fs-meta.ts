@@ -80,10 +80,23 @@ function randomIno(): Ino {
 }
 
 export class FsMeta {
+  /** Directory time/link-count updates in flight (see touchDir), by directory. */
+  private readonly touches = new Map<Ino, Set<Promise<void>>>();
+  /** The last error of a background directory update, for settle(). */
+  private touchError: unknown = null;
+
   constructor(
     readonly ks: KeySpace,
     readonly sb: Superblock,
   ) {}
+
+  /** Waits for background directory updates; throws the first that failed since the last call. */
+  async settle(): Promise<void> {
+    while (this.touches.size > 0) await Promise.allSettled([...this.touches.values()].flatMap((s) => [...s]));
+    const e = this.touchError;
+    this.touchError = null;
+    if (e) throw e;
+  }
 
   static async format(ks: KeySpace, opts: FormatOptions): Promise<Superblock> {
     const now = nowTimespec();
@@ -134,6 +147,7 @@ export class FsMeta {
   }
 
   async getInode(ino: Ino): Promise<Inode> {
+    if (this.touches.has(ino)) await this.settled(ino);
     const b = await this.ks.read(inodeKey(ino));
     if (!b) throw new FsError('ENOENT', `inode ${ino}`);
     return decodeInode(b);
@@ -156,7 +170,32 @@ export class FsMeta {
     };
   }
 
-  private async touchDir(dir: Ino, linkDelta: number, time: Timespec): Promise<void> {
+  /**
+   * A directory's mtime/ctime (and link count, for subdirectories) follow its
+   * entries. The update runs in the background: the entry change it follows is
+   * already durable, the time is advisory, and concurrent updates of one
+   * directory batch into one round. settle() waits for them (fsyncdir, unmount).
+   */
+  private touchDir(dir: Ino, linkDelta: number, time: Timespec): void {
+    const p = this.touchDirNow(dir, linkDelta, time).catch((err: unknown) => {
+      this.touchError ??= err;
+    });
+    let set = this.touches.get(dir);
+    if (!set) this.touches.set(dir, (set = new Set()));
+    set.add(p);
+    void p.finally(() => {
+      set.delete(p);
+      if (set.size === 0 && this.touches.get(dir) === set) this.touches.delete(dir);
+    });
+  }
+
+  /** Waits for this mount's own background updates of a directory (so it reads its own writes). */
+  async settled(dir: Ino): Promise<void> {
+    const set = this.touches.get(dir);
+    if (set) await Promise.allSettled([...set]);
+  }
+
+  private async touchDirNow(dir: Ino, linkDelta: number, time: Timespec): Promise<void> {
     await this.ks.change(inodeKey(dir), (old) => {
       if (!old) return KEEP; // the directory went away meanwhile
       const d = decodeInode(old);
@@ -171,15 +210,17 @@ export class FsMeta {
    * Creates an inode and names it. `exclusive` false returns the existing file
    * when the name is taken by a non-directory (open O_CREAT without O_EXCL).
    */
-  async create(dir: Ino, name: Buffer, attrs: NewInode, exclusive = true): Promise<{ inode: Inode; created: boolean }> {
+  async create(dir: Ino, name: Buffer, attrs: NewInode, exclusive = true, parentChecked = false): Promise<{ inode: Inode; created: boolean }> {
     checkName(name);
     const time = attrs.time ?? nowTimespec();
-    const parent = await this.getInode(dir);
-    if (!isDir(parent.mode)) throw new FsError('ENOTDIR');
-    const existing = await this.lookup(dir, name);
-    if (existing) {
-      if (exclusive) throw new FsError('EEXIST');
-      return { inode: await this.getInode(existing.ino), created: false };
+    if (!parentChecked) {
+      const parent = await this.getInode(dir);
+      if (!isDir(parent.mode)) throw new FsError('ENOTDIR');
+    }
+    // An exclusive create learns that the name is taken from the dirent change itself.
+    if (!exclusive) {
+      const existing = await this.lookup(dir, name);
+      if (existing) return { inode: await this.getInode(existing.ino), created: false };
     }
     const directory = isDir(attrs.mode);
     let inode: Inode | null = null;
@@ -225,7 +266,7 @@ export class FsMeta {
       if (exclusive) throw new FsError('EEXIST');
       return { inode: await this.getInode(other.ino), created: false };
     }
-    await this.touchDir(dir, directory ? 1 : 0, time);
+    this.touchDir(dir, directory ? 1 : 0, time);
     return { inode, created: true };
   }
 
@@ -252,7 +293,7 @@ export class FsMeta {
       });
       throw new FsError('EEXIST');
     }
-    await this.touchDir(dir, 0, time);
+    this.touchDir(dir, 0, time);
     return updated;
   }
 
@@ -268,7 +309,7 @@ export class FsMeta {
       removed = d;
       return null;
     });
-    await this.touchDir(dir, 0, time);
+    this.touchDir(dir, 0, time);
     return this.dropLink((removed as unknown as Dirent).ino, time);
   }
 
@@ -284,7 +325,8 @@ export class FsMeta {
       return i.nlink === 0 ? null : encodeInode(i);
     });
     const a = after as Inode | null;
-    if (a && a.nlink === 0) await this.dropMap(ino, a.size).catch(() => {});
+    // Inline files have no chunk map; orphaned pages of others are gc's if this fails.
+    if (a && a.nlink === 0 && a.inline === null && a.size > 0) await this.dropMap(ino, a.size).catch(() => {});
     return a;
   }
 
@@ -309,7 +351,7 @@ export class FsMeta {
       if (!old || decodeDirent(old).ino !== d.ino) throw new FsError('ENOENT');
       return null;
     });
-    await this.touchDir(dir, -1, time);
+    this.touchDir(dir, -1, time);
     await this.ks.delete(inodeKey(d.ino));
   }
 
@@ -372,12 +414,12 @@ export class FsMeta {
         i.ctime = time;
       }).catch(() => {});
     }
-    await this.touchDir(srcDir, srcIsDir && srcDir !== dstDir ? -1 : 0, time);
-    if (dstDir !== srcDir) await this.touchDir(dstDir, srcIsDir ? 1 : 0, time);
+    this.touchDir(srcDir, srcIsDir && srcDir !== dstDir ? -1 : 0, time);
+    if (dstDir !== srcDir) this.touchDir(dstDir, srcIsDir ? 1 : 0, time);
     const r = replaced as Dirent | null;
     if (r) {
       if (isDir(r.type)) {
-        await this.touchDir(dstDir, -1, time);
+        this.touchDir(dstDir, -1, time);
         await this.ks.delete(inodeKey(r.ino));
       } else {
         await this.dropLink(r.ino, time);

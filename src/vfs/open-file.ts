@@ -349,7 +349,13 @@ export class OpenFile {
         i.size = local.size;
         i.mtime = local.mtime;
         i.ctime = local.ctime;
+        i.atime = local.atime;
         i.inline = local.inline;
+        // attribute changes made while this mount wrote the file (not the link count: that is meta's)
+        i.mode = local.mode;
+        i.uid = local.uid;
+        i.gid = local.gid;
+        i.xattrs = local.xattrs;
       });
       for (const [page, entries] of changes) {
         const m = this.maps.get(page);
@@ -359,7 +365,7 @@ export class OpenFile {
           else m.set(slot, id);
         }
       }
-      this.inode = { ...published, size: local.size, inline: local.inline, mtime: local.mtime, ctime: local.ctime };
+      this.inode = { ...published, size: local.size, inline: local.inline, mtime: local.mtime, ctime: local.ctime, mode: local.mode, uid: local.uid, gid: local.gid, atime: local.atime, xattrs: local.xattrs };
       this.dirty = this.version !== version || this.buffers.size > 0 || this.pending.size > 0;
     } catch (err) {
       // Not published: keep the changes for the next attempt.
@@ -372,6 +378,12 @@ export class OpenFile {
       const q = toQfsError(err);
       throw new FsError(q.code === 'no_space' ? 'ENOSPC' : 'EIO', q.message);
     }
+  }
+
+  /** An attribute (mode, owner, times, xattrs) changed locally: publish it with the data. */
+  attrsChanged(): void {
+    this.dirty = true;
+    this.version++;
   }
 
   /** Drops buffers without publishing (the file was removed). */

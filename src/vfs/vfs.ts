@@ -145,6 +145,7 @@ export class Vfs {
       const hit = this.attrs.get(ino);
       if (hit) return hit;
     }
+    await this.meta.settled(ino);
     const i = await this.meta.getInode(ino);
     this.attrs.set(ino, i);
     if (open) open.revalidate(i);
@@ -243,7 +244,7 @@ export class Vfs {
       gid = parentInode.gid;
       if (isDir(mode)) m |= 0o2000;
     }
-    const r = await this.meta.create(dir, name, { mode: m, uid: caller.uid, gid, ...extra }, exclusive);
+    const r = await this.meta.create(dir, name, { mode: m, uid: caller.uid, gid, ...extra }, exclusive, true);
     this.forgetEntry(dir, name);
     this.attrs.delete(dir);
     this.remember(r.inode);
@@ -326,7 +327,19 @@ export class Vfs {
 
   // ---- attributes
 
+  /**
+   * Attribute changes of a file this mount is writing are applied to the open
+   * file and published with its data at close (one record write instead of one
+   * per call: tar sets times, owner and mode on each file before closing it).
+   * Other mounts see them at close, as they see the data (close-to-open).
+   */
   private async setattr(ino: Ino, fn: (i: Inode) => void): Promise<Inode> {
+    const open = this.files.get(ino);
+    if (open && open.dirty && open.inode.nlink > 0) {
+      fn(open.inode);
+      open.attrsChanged();
+      return open.inode;
+    }
     const i = await this.meta.changeInode(ino, fn);
     return this.remember(i);
   }
@@ -528,14 +541,22 @@ export class Vfs {
     }
   }
 
-  /** Publishes every open file (unmount, SIGTERM). Returns the errors. */
+  /** Publishes every open file and directory update (unmount, SIGTERM). Returns the errors. */
   async flushAll(): Promise<Error[]> {
     const errors: Error[] = [];
     for (const f of this.files.values()) {
       if (f.inode.nlink === 0) continue;
       await f.flush().catch((e: Error) => errors.push(e));
     }
+    await this.meta.settle().catch((e: Error) => errors.push(e));
     return errors;
+  }
+
+  /** fsync of a directory: its entries are durable already; wait for its times too. */
+  async fsyncdir(): Promise<void> {
+    await this.meta.settle().catch((e: unknown) => {
+      throw asFsError(e);
+    });
   }
 
   get openFiles(): number {
