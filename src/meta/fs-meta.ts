@@ -324,15 +324,9 @@ export class FsMeta {
       after = i;
       return i.nlink === 0 ? null : encodeInode(i);
     });
-    const a = after as Inode | null;
-    // Inline files have no chunk map; orphaned pages of others are gc's if this fails.
-    if (a && a.nlink === 0 && a.inline === null && a.size > 0) await this.dropMap(ino, a.size).catch(() => {});
-    return a;
-  }
-
-  private async dropMap(ino: Ino, size: number): Promise<void> {
-    const pages = Math.ceil(size / (this.sb.chunkSize * MAP_PAGE_ENTRIES));
-    await Promise.all(Array.from({ length: pages }, (_, p) => this.ks.delete(mapPageKey(ino, p))));
+    // The chunk-map pages stay: a file still open (here or on another mount) keeps
+    // reading through them. gc reclaims the pages of inodes that are gone.
+    return after as Inode | null;
   }
 
   async isEmptyDir(dir: Ino): Promise<boolean> {

@@ -73,12 +73,15 @@ export const MAP_PAGE_ENTRIES = 256;
 
 const INODE_VERSION = 1;
 
+// Seconds may be negative (before 1970): a sign byte, then the magnitude.
 function encodeTime(e: Encoder, t: Timespec): void {
-  e.u53(t.sec < 0 ? 0 : t.sec).u32(t.nsec);
+  e.bool(t.sec < 0).u53(Math.abs(t.sec)).u32(t.nsec);
 }
 
 function decodeTime(d: Decoder): Timespec {
-  return { sec: d.u53('sec'), nsec: d.u32('nsec') };
+  const negative = d.bool('sign');
+  const sec = d.u53('sec');
+  return { sec: negative ? -sec : sec, nsec: d.u32('nsec') };
 }
 
 export function encodeInode(i: Inode): Buffer {

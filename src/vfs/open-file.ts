@@ -176,6 +176,7 @@ export class OpenFile {
 
   async write(pos: number, data: Buffer): Promise<number> {
     if (this.error) throw this.takeError();
+    if (data.length === 0) return 0;
     const end = pos + data.length;
     this.dirty = true;
     this.version++;

@@ -170,10 +170,13 @@ export class Vfs {
 
   async resolve(path: string): Promise<Ino> {
     let ino = ROOT_INO;
-    for (const name of split(path)) {
+    const names = split(path);
+    for (let k = 0; k < names.length; k++) {
+      const name = names[k]!;
       checkName(name);
       const d = await this.lookupCached(ino, name);
       if (!d) throw new FsError('ENOENT');
+      if (k < names.length - 1 && !isDir(d.type)) throw new FsError('ENOTDIR');
       ino = d.ino;
     }
     return ino;
@@ -252,7 +255,8 @@ export class Vfs {
   }
 
   async mkdir(path: string, mode: number, caller: Caller = ROOT_CALLER): Promise<Stat> {
-    return this.toStat((await this.createNode(path, S_IFDIR | (mode & 0o7777), caller)).inode);
+    // setgid on a new directory comes from its parent only (createNode), never from the mode
+    return this.toStat((await this.createNode(path, S_IFDIR | (mode & 0o5777), caller)).inode);
   }
 
   async mknod(path: string, mode: number, rdev: number, caller: Caller = ROOT_CALLER): Promise<Stat> {
@@ -366,11 +370,14 @@ export class Vfs {
         if (newUid !== i.uid || caller.uid !== i.uid) throw new FsError('EPERM');
         if (newGid !== i.gid && newGid !== caller.gid) throw new FsError('EPERM');
       }
-      const changed = newUid !== i.uid || newGid !== i.gid;
       i.uid = newUid;
       i.gid = newGid;
-      // chown clears setuid/setgid on non-directories (as Linux does for unprivileged and privileged callers alike)
-      if (changed && !isDir(i.mode)) i.mode &= ~0o6000;
+      // As Linux: every chown of a non-directory clears setuid, and setgid when
+      // group-execute is set (without it, setgid means mandatory locking, kept).
+      if (!isDir(i.mode)) {
+        i.mode &= ~0o4000;
+        if (i.mode & 0o010) i.mode &= ~0o2000;
+      }
       i.ctime = nowTimespec();
     });
   }
@@ -407,6 +414,7 @@ export class Vfs {
     if (size < 0) throw new FsError('EINVAL');
     const h = this.handle(fh);
     if (isDir(h.file.inode.mode)) throw new FsError('EISDIR');
+    if ((h.flags & O_ACCMODE) === 0) throw new FsError('EINVAL', 'descriptor not open for writing');
     await h.file.truncate(size);
   }
 
