@@ -30,6 +30,11 @@ function run(cmd, args, cwd) {
   return r.status === 0;
 }
 
+if (process.env.npm_config_package_lock_only === 'true') {
+  console.log('quorumfs: fuse-native: --package-lock-only, nothing installed to patch');
+  process.exit(0);
+}
+
 const require = createRequire(path.join(root, 'package.json'));
 let pkgDir;
 try {
@@ -82,7 +87,7 @@ if (!nodeGyp || !fs.existsSync(nodeGyp)) {
 }
 if (!nodeGyp || !fs.existsSync(nodeGyp)) fail('node-gyp not found (it ships with npm)');
 
-const gypArgs = [nodeGyp, 'rebuild'];
+const gypArgs = [nodeGyp, 'rebuild', '--loglevel=warn'];
 // Build against the running Node's own headers when npm did not say where they are
 // (node-gyp would otherwise try to download them).
 const prefix = path.dirname(path.dirname(process.execPath));

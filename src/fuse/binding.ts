@@ -501,8 +501,10 @@ function nativeOps(
         await ops.link!(c, existing, path);
       },
       ok(cb),
-      // The kernel refreshes `existing` itself; the new name is looked up fresh.
+      // The new name gets its own libfuse node, and the kernel refreshes only that
+      // one: the existing name (and any others) would show the old link count.
       () => {
+        fuse().invalidate(existing);
         if (links !== null && links.size > 0) invalidateNames(links.names(links.ino(existing)), existing);
       },
     )) as NativeOp);
