@@ -35,7 +35,10 @@ export async function forceUnmount(dir: string): Promise<void> {
 
 export async function mountCluster(t: ExecutionContext, rc: RunningCluster, name = 'mnt', extraArgs: string[] = []): Promise<Mount> {
   const dir = join(rc.cluster.dir, name);
-  await mkdir(dir, { recursive: true });
+  // A stale mount (its server died) answers ENOTCONN: the mount command clears it.
+  await mkdir(dir, { recursive: true }).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'ENOTCONN') throw e;
+  });
   const child = spawn(process.execPath, [CLI, 'mount', '--config', rc.cluster.configPath, dir, ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, QUORUMFS_LOG_LEVEL: process.env['QUORUMFS_LOG_LEVEL'] ?? 'warn' },
@@ -63,7 +66,14 @@ export async function mountCluster(t: ExecutionContext, rc: RunningCluster, name
     await exited;
   });
   const until = Date.now() + 20_000;
-  while (!(await isMounted(dir))) {
+  // Mounted and answering (a stale mount is listed too, but cannot answer stat).
+  const live = async (): Promise<boolean> =>
+    (await isMounted(dir)) &&
+    (await run('stat', ['-c', '%i', dir]).then(
+      () => true,
+      () => false,
+    ));
+  while (!(await live())) {
     if (child.exitCode !== null) throw new Error(`mount exited (${child.exitCode}): ${out}`);
     if (Date.now() > until) throw new Error(`not mounted after 20 s: ${out}`);
     await new Promise((r) => setTimeout(r, 50));
