@@ -100,7 +100,8 @@ export async function mountCommand(args: string[]): Promise<number> {
       },
     });
     await clearStale(mountpoint, log);
-    fuse = await FuseMount.mount(mountpoint, vfsOps(vfs, log), {
+    const kernel = { invalidate: (path: string) => void fuse?.invalidate(path) };
+    fuse = await FuseMount.mount(mountpoint, vfsOps(vfs, log, undefined, kernel), {
       fsname: `quorumfs:${config.name}`,
       // Cluster calls time out well before this; it is the last resort.
       callbackTimeoutMs: Math.max(30_000, config.timeouts.requestMs * 4),

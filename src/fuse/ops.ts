@@ -29,7 +29,12 @@ export interface OpCounters {
   errors: Map<string, number>;
 }
 
-export function vfsOps(vfs: Vfs, log: Logger, counters?: OpCounters): FuseOps {
+export interface KernelCache {
+  /** Drops the kernel's cached attributes of a path. */
+  invalidate(path: string): void;
+}
+
+export function vfsOps(vfs: Vfs, log: Logger, counters?: OpCounters, kernel?: KernelCache): FuseOps {
   const access = log.child({ component: 'access' });
   const debug = access.isLevelEnabled('debug');
   // Wraps a handler: counts it and, at debug level, logs one line with its duration and errno.
@@ -54,7 +59,12 @@ export function vfsOps(vfs: Vfs, log: Logger, counters?: OpCounters): FuseOps {
     statfs: op('statfs', async () => vfs.statfs()),
     getattr: op('getattr', async (_c, path: string) => fuseStat(await vfs.getattr(path))),
     access: op('access', async (c, path: string, mode: number) => vfs.access(path, mode, c)),
-    open: op('open', async (_c, path: string, flags: number) => vfs.open(path, flags)),
+    open: op('open', async (_c, path: string, flags: number) => {
+      const { fh, changed } = await vfs.openChecked(path, flags);
+      // Another mount published a new size or mtime: the kernel's cached attributes must not hide it.
+      if (changed) kernel?.invalidate(path);
+      return fh;
+    }),
     // libfuse 2.9 hands create no flags; the kernel only calls it after a lookup
     // found no such name, so it is exclusive (and an O_EXCL race has one winner).
     create: op('create', async (c, path: string, mode: number) => vfs.create(path, mode, O_CREAT | O_EXCL | O_RDWR, c)),

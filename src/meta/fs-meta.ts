@@ -126,6 +126,7 @@ export class FsMeta {
       parent: ROOT_INO,
       target: null,
       inline: null,
+      chunks: 0,
       xattrs: new Map(),
     };
     if (opts.force) {
@@ -241,6 +242,7 @@ export class FsMeta {
         parent: dir,
         target: attrs.target ?? null,
         inline: null,
+        chunks: 0,
         xattrs: new Map(),
       };
       try {
@@ -450,18 +452,27 @@ export class FsMeta {
     changes: ReadonlyMap<number, ReadonlyMap<number, ChunkId | null>>,
     update: (i: Inode) => void,
   ): Promise<Inode> {
-    await Promise.all(
-      [...changes].map(([page, entries]) =>
-        this.ks.change(mapPageKey(ino, page), (old) => {
+    // How many chunks each page change added or removed, for the inode's count.
+    const deltas = await Promise.all(
+      [...changes].map(async ([page, entries]) => {
+        let delta = 0;
+        await this.ks.change(mapPageKey(ino, page), (old) => {
           const p = old ? decodeMapPage(old) : new Map<number, ChunkId>();
+          const before = p.size;
           for (const [index, id] of entries) {
             if (id === null) p.delete(index);
             else p.set(index, id);
           }
+          delta = p.size - before;
           return p.size === 0 ? null : encodeMapPage(p);
-        }),
-      ),
+        });
+        return delta;
+      }),
     );
-    return this.changeInode(ino, update);
+    const added = deltas.reduce((a, b) => a + b, 0);
+    return this.changeInode(ino, (i) => {
+      update(i);
+      i.chunks = Math.max(0, i.chunks + added);
+    });
   }
 }

@@ -49,6 +49,8 @@ export interface Inode {
   target: Buffer | null;
   /** Small files keep their bytes in the inode instead of chunks. */
   inline: Buffer | null;
+  /** Chunks mapped (not holes), for st_blocks. */
+  chunks: number;
   xattrs: Map<string, Buffer>;
 }
 
@@ -71,7 +73,8 @@ export const FORMAT_VERSION = 1;
 /** Chunk indexes per chunk-map page: a 1 MiB-chunk file has one page per 256 MiB. */
 export const MAP_PAGE_ENTRIES = 256;
 
-const INODE_VERSION = 1;
+// 2: signed times and the mapped-chunk count (st_blocks of sparse files).
+const INODE_VERSION = 2;
 
 // Seconds may be negative (before 1970): a sign byte, then the magnitude.
 function encodeTime(e: Encoder, t: Timespec): void {
@@ -91,6 +94,7 @@ export function encodeInode(i: Inode): Buffer {
   encodeTime(e, i.mtime);
   encodeTime(e, i.ctime);
   e.u53(i.parent);
+  e.u53(i.chunks);
   e.bool(i.target !== null);
   if (i.target) e.bytes(i.target);
   e.bool(i.inline !== null);
@@ -117,6 +121,7 @@ export function decodeInode(b: Buffer): Inode {
       mtime: decodeTime(d),
       ctime: decodeTime(d),
       parent: d.u53() as Ino,
+      chunks: d.u53(),
       target: d.bool() ? Buffer.from(d.bytes(4096)) : null,
       inline: d.bool() ? Buffer.from(d.bytes(1 << 20)) : null,
       xattrs: new Map(),

@@ -168,12 +168,13 @@ export class Vfs {
     return i;
   }
 
-  async resolve(path: string): Promise<Ino> {
+  async resolve(path: string, uncached = false): Promise<Ino> {
     let ino = ROOT_INO;
     const names = split(path);
     for (let k = 0; k < names.length; k++) {
       const name = names[k]!;
       checkName(name);
+      if (uncached) this.forgetEntry(ino, name);
       const d = await this.lookupCached(ino, name);
       if (!d) throw new FsError('ENOENT');
       if (k < names.length - 1 && !isDir(d.type)) throw new FsError('ENOTDIR');
@@ -191,6 +192,8 @@ export class Vfs {
 
   toStat(i: Inode): Stat {
     const size = (i.mode & S_IFMT) === S_IFLNK ? (i.target?.length ?? 0) : i.size;
+    // Holes take no space: count inline bytes, or mapped chunks (the last one cut at the size).
+    const stored = i.inline !== null ? i.inline.length : (i.mode & S_IFMT) === S_IFREG ? Math.min(size, i.chunks * this.meta.sb.chunkSize) : size;
     return {
       ino: i.ino,
       mode: i.mode,
@@ -199,7 +202,7 @@ export class Vfs {
       gid: i.gid,
       rdev: i.rdev,
       size,
-      blocks: blocksOf(size),
+      blocks: blocksOf(stored),
       blksize: 4096,
       atime: i.atime,
       mtime: i.mtime,
@@ -207,8 +210,25 @@ export class Vfs {
     };
   }
 
+  /**
+   * The inode a path names now. A name can point at an inode that was just
+   * replaced and dropped (another mount's rename over it, an editor's atomic
+   * save): then look the name up again instead of answering ENOENT.
+   */
+  private async inodeAt(path: string, fresh = false): Promise<Inode> {
+    for (let attempt = 0; ; attempt++) {
+      const ino = await this.resolve(path, attempt > 0);
+      try {
+        return await this.inode(ino, fresh || attempt > 0);
+      } catch (err) {
+        if (!(err instanceof FsError && err.errno === 'ENOENT') || attempt >= 3) throw err;
+        this.attrs.delete(ino);
+      }
+    }
+  }
+
   async getattr(path: string): Promise<Stat> {
-    return this.toStat(await this.inode(await this.resolve(path)));
+    return this.toStat(await this.inodeAt(path));
   }
 
   async fgetattr(fh: number): Promise<Stat> {
@@ -247,8 +267,13 @@ export class Vfs {
       gid = parentInode.gid;
       if (isDir(mode)) m |= 0o2000;
     }
-    const r = await this.meta.create(dir, name, { mode: m, uid: caller.uid, gid, ...extra }, exclusive, true);
-    this.forgetEntry(dir, name);
+    let r: { inode: Inode; created: boolean };
+    try {
+      r = await this.meta.create(dir, name, { mode: m, uid: caller.uid, gid, ...extra }, exclusive, true);
+    } finally {
+      // Created or found taken: either way a cached "no such name" is wrong now.
+      this.forgetEntry(dir, name);
+    }
     this.attrs.delete(dir);
     this.remember(r.inode);
     return r;
@@ -273,7 +298,7 @@ export class Vfs {
   }
 
   async readlink(path: string): Promise<string> {
-    const i = await this.inode(await this.resolve(path));
+    const i = await this.inodeAt(path);
     if ((i.mode & S_IFMT) !== S_IFLNK || !i.target) throw new FsError('EINVAL');
     return i.target.toString('utf8');
   }
@@ -423,7 +448,8 @@ export class Vfs {
   async setxattr(path: string, name: string, value: Buffer, flags: number): Promise<void> {
     if (name.length === 0 || Buffer.byteLength(name) > XATTR_NAME_MAX) throw new FsError('ERANGE');
     if (value.length > XATTR_VALUE_MAX) throw new FsError('E2BIG');
-    if (!/^(user|trusted|security|system)\./.test(name)) throw new FsError('ENOTSUP');
+    // system.* (POSIX ACLs) is not stored as plain bytes: cp -a and tar then fall back to chmod.
+    if (!/^(user|trusted|security)\./.test(name)) throw new FsError('ENOTSUP');
     const ino = await this.resolve(path);
     await this.setattr(ino, (i) => {
       const exists = i.xattrs.has(name);
@@ -465,12 +491,13 @@ export class Vfs {
     return h;
   }
 
-  private async openIno(ino: Ino, flags: number): Promise<number> {
+  /** `fresh`: the inode just read, so that it is not read again (it may be gone by then). */
+  private async openIno(ino: Ino, flags: number, fresh?: Inode): Promise<number> {
     let file = this.files.get(ino);
     if (file) {
-      file.revalidate(await this.inode(ino, true));
+      file.revalidate(fresh ?? (await this.inode(ino, true)));
     } else {
-      const i = await this.inode(ino, true);
+      const i = fresh ?? (await this.inode(ino, true));
       file = new OpenFile(i, this.meta, this.chunks, this.cache, this.budget, this.opts.log);
       this.files.set(ino, file);
     }
@@ -481,14 +508,26 @@ export class Vfs {
   }
 
   async open(path: string, flags: number): Promise<number> {
-    const ino = await this.resolve(path);
-    const i = await this.inode(ino, true);
+    return (await this.openChecked(path, flags)).fh;
+  }
+
+  /**
+   * open(2), also telling whether the file changed since this mount last
+   * described it, so that the caller can drop the kernel's cached attributes
+   * (close-to-open: the size another mount published must show at once).
+   */
+  async openChecked(path: string, flags: number): Promise<{ fh: number; changed: boolean }> {
+    const cachedIno = await this.resolve(path);
+    const before = this.attrs.get(cachedIno);
+    const i = await this.inodeAt(path, true);
+    const ino = i.ino;
+    const changed = !before || before.size !== i.size || before.mtime.sec !== i.mtime.sec || before.mtime.nsec !== i.mtime.nsec;
     if (isDir(i.mode) && (flags & O_ACCMODE) !== 0) throw new FsError('EISDIR');
-    const fh = await this.openIno(ino, flags);
+    const fh = await this.openIno(ino, flags, i);
     if (flags & O_TRUNC && (flags & O_ACCMODE) !== 0 && !isDir(i.mode)) {
       await this.handle(fh).file.truncate(0);
     }
-    return fh;
+    return { fh, changed };
   }
 
   async create(path: string, mode: number, flags: number, caller: Caller = ROOT_CALLER): Promise<number> {
