@@ -7,6 +7,7 @@ import { STATUS_HELP, statusCommand } from './cmd-status.js';
 import { FORMAT_HELP, formatCommand } from './cmd-format.js';
 import { MOUNT_HELP, UMOUNT_HELP, mountCommand, umountCommand } from './cmd-mount.js';
 import { REPAIR_HELP, repairCommand } from './cmd-repair.js';
+import { SCRUB_HELP, scrubCommand } from './cmd-scrub.js';
 import { UsageError } from './usage.js';
 import { VERSION } from './version.js';
 import { QfsError } from '../util/errors.js';
@@ -25,6 +26,7 @@ const COMMANDS: Record<string, Command> = {
   umount: { summary: 'unmount a quorumfs mount', help: UMOUNT_HELP, run: umountCommand },
   status: { summary: 'show nodes, health, capacity and replication', help: STATUS_HELP, run: statusCommand },
   repair: { summary: 'restore R copies of every record and chunk', help: REPAIR_HELP, run: repairCommand },
+  scrub: { summary: 'verify every chunk copy; replace bad ones from a good replica', help: SCRUB_HELP, run: scrubCommand },
   keygen: { summary: 'write a new cluster secret file', help: KEYGEN_HELP, run: keygenCommand },
 };
 

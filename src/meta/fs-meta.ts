@@ -178,15 +178,28 @@ export class FsMeta {
    * directory batch into one round. settle() waits for them (fsyncdir, unmount).
    */
   private touchDir(dir: Ino, linkDelta: number, time: Timespec): void {
-    const p = this.touchDirNow(dir, linkDelta, time).catch((err: unknown) => {
-      this.touchError ??= err;
-    });
-    let set = this.touches.get(dir);
-    if (!set) this.touches.set(dir, (set = new Set()));
+    this.background(dir, () => this.touchDirNow(dir, linkDelta, time));
+  }
+
+  /**
+   * Work on an inode that may finish after the call that caused it returned:
+   * the step before it is durable, and a crash in between leaves only what gc
+   * reclaims (an inode without its last name, a stale directory time). This
+   * mount waits for it before reading that inode again (settled).
+   */
+  private background(ino: Ino, work: () => Promise<unknown>): void {
+    const p = work().then(
+      () => {},
+      (err: unknown) => {
+        this.touchError ??= err;
+      },
+    );
+    let set = this.touches.get(ino);
+    if (!set) this.touches.set(ino, (set = new Set()));
     set.add(p);
     void p.finally(() => {
       set.delete(p);
-      if (set.size === 0 && this.touches.get(dir) === set) this.touches.delete(dir);
+      if (set.size === 0 && this.touches.get(ino) === set) this.touches.delete(ino);
     });
   }
 
@@ -299,8 +312,12 @@ export class FsMeta {
     return updated;
   }
 
-  /** Removes a non-directory name; drops the inode when its last link goes. Returns the inode after. */
-  async unlink(dir: Ino, name: Buffer): Promise<Inode | null> {
+  /**
+   * Removes a non-directory name and returns what it named. The link count
+   * drops (and the inode goes at zero) in the background: the name is gone
+   * durably first, which is the crash order the design asks for.
+   */
+  async unlink(dir: Ino, name: Buffer): Promise<Dirent> {
     checkName(name);
     const time = nowTimespec();
     let removed: Dirent | null = null;
@@ -312,7 +329,9 @@ export class FsMeta {
       return null;
     });
     this.touchDir(dir, 0, time);
-    return this.dropLink((removed as unknown as Dirent).ino, time);
+    const gone = removed as unknown as Dirent;
+    this.background(gone.ino, () => this.dropLink(gone.ino, time));
+    return gone;
   }
 
   /** One link fewer; at zero the inode and its chunk map go (chunks are gc's). */
@@ -348,7 +367,7 @@ export class FsMeta {
       return null;
     });
     this.touchDir(dir, -1, time);
-    await this.ks.delete(inodeKey(d.ino));
+    this.background(d.ino, () => this.ks.delete(inodeKey(d.ino)));
   }
 
   /** Is `ancestor` the directory `dir` or one of its ancestors? (for rename loops) */
@@ -418,7 +437,7 @@ export class FsMeta {
         this.touchDir(dstDir, -1, time);
         await this.ks.delete(inodeKey(r.ino));
       } else {
-        await this.dropLink(r.ino, time);
+        this.background(r.ino, () => this.dropLink(r.ino, time));
       }
     }
     await this.ks.delete(intentKey(id));

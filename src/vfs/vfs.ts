@@ -309,12 +309,11 @@ export class Vfs {
     const d = await this.lookupCached(dir, name);
     if (!d) throw new FsError('ENOENT');
     this.forgetEntry(dir, name);
-    const after = await this.meta.unlink(dir, name);
+    const gone = await this.meta.unlink(dir, name);
     this.attrs.delete(dir);
-    this.attrs.delete(d.ino);
-    if (after) this.remember(after);
-    const open = this.files.get(d.ino);
-    if (open && (!after || after.nlink === 0)) open.inode.nlink = 0;
+    this.attrs.delete(gone.ino);
+    const open = this.files.get(gone.ino);
+    if (open) open.inode.nlink = Math.max(0, open.inode.nlink - 1);
   }
 
   async rmdir(path: string): Promise<void> {
