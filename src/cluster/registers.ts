@@ -104,7 +104,6 @@ export class Registers {
   private readonly known = new Map<string, Known>();
   private readonly queues = new Map<string, QueuedChange[]>();
   private readonly quorum: number;
-  private readonly log: Logger;
   /** Counters for status and tests. */
   readonly stats = { fastChanges: 0, fullRounds: 0, conflicts: 0, fastReads: 0, slowReads: 0, recognised: 0 };
 
@@ -113,7 +112,6 @@ export class Registers {
     private readonly opts: RegisterOptions,
   ) {
     this.quorum = Math.floor(opts.replication / 2) + 1;
-    this.log = opts.log;
   }
 
   private observe(b: Ballot): void {

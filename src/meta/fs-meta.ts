@@ -23,7 +23,6 @@ import {
 } from './schema.js';
 import {
   FORMAT_VERSION,
-  MAP_PAGE_ENTRIES,
   ROOT_INO,
   S_IFDIR,
   S_IFMT,
