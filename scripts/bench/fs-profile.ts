@@ -1,16 +1,17 @@
 // Where the time of a metadata-heavy workload goes on a quorumfs mount.
 //
-// Starts what `quorumfs dev --no-mount` starts (three nodes on loopback, R=3),
-// formats it,
-// and mounts it from a child process of this script (--serve) built like
+// Starts what `quorumfs dev --no-mount` starts (three nodes on loopback, R=3:
+// the config of ensureDevCluster, one `quorumfs node` process per node), formats
+// it, and mounts it from a child process of this script (--serve) built like
 // `quorumfs mount` (src/cli/cmd-mount.ts: openCluster, FsMeta.load, Vfs,
 // vfsOps, FuseMount.mount with the same options) plus instrumentation:
 //
 //   - every FUSE op: count, time in the handler, and how much of that time a
 //     key-space call of that op was in flight (waiting on the nodes);
-//   - every key-space call (read/change/delete/scan/chunk), by key kind
-//     (inode, dirent, map page), foreground (answered before its op returned)
-//     or background (e.g. the directory mtime update after a create);
+//   - every key-space call (read/change/delete/scan/chunk), by the FUSE op
+//     that made it and the key kind (inode, dirent, map page), foreground
+//     (answered before its op returned) or background (e.g. the directory
+//     mtime update after a create);
 //   - the proposer paths (Registers.stats) and the time of each: full CASPaxos
 //     round (prepare + accept), one-round-trip change (accept with the
 //     pre-promised ballot), quorum read; RPCs sent per method;
@@ -242,7 +243,7 @@ class Meter {
             if (--this.ksInFlight === 0) this.ksBusyMs += t - this.ksBusySince;
             if (ctx && !ctx.done && --ctx.inFlight === 0) ctx.ksMs += t - ctx.since;
           }
-          Meter.add(into(), label(m, args), t - t0, ctx ? ctx.done : true);
+          Meter.add(into(), ks && ctx ? `${ctx.op}: ${label(m, args)}` : label(m, args), t - t0, ctx ? ctx.done : true);
         }
       };
     }
@@ -392,10 +393,11 @@ function unmount(mountpoint: string): void {
     }
   }
 }
+/** Running (a zombie counts as gone: in the exit handler nothing reaps our children). */
 function alive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
   } catch {
     return false;
   }
@@ -429,6 +431,12 @@ function cpuMs(pid: number): number {
   } catch {
     return NaN;
   }
+}
+/** Busy CPU time of the whole machine (all cores, /proc/stat: everything but idle and iowait), ms. */
+function machineBusyMs(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  return ((total - f[3]! - f[4]!) * 1000) / 100;
 }
 async function freeBasePort(): Promise<number> {
   const free = (p: number): Promise<boolean> =>
@@ -546,6 +554,26 @@ function fmt(v: number, digits = 2): string {
   return v.toFixed(digits);
 }
 
+/** Runs the workload in a child without blocking this event loop (so Ctrl-C/SIGTERM clean up at once). */
+function runWorkload(args: string[]): Promise<string> {
+  return new Promise((resolvePromise, reject) => {
+    const c = spawn('python3', args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    const kill = (): void => {
+      if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    };
+    cleanups.push(kill);
+    let out = '';
+    c.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    c.once('error', reject);
+    c.once('close', (code) => {
+      const i = cleanups.indexOf(kill);
+      if (i >= 0) cleanups.splice(i, 1);
+      if (code === 0) resolvePromise(out);
+      else reject(new Error(`workload ${args[2]} exited with ${code}`));
+    });
+  });
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('run as root (FUSE mount, as fsbench)');
   const nfiles = Number(values.files);
@@ -635,7 +663,7 @@ async function main(): Promise<void> {
   const nodeCpu = (): number => procs.reduce((s, p) => s + cpuMs(p.pid), 0);
   const dir = join(mnt, 'small');
   const treeDir = join(mnt, 'tree');
-  const results: Array<{ phase: string; units: number; unitName: string; work: { wallMs: number; userMs: number; sysMs: number }; nodeCpuMs: number; mountCpuMs: number; r: PhaseReport }> = [];
+  const results: Array<{ phase: string; units: number; unitName: string; work: { wallMs: number; userMs: number; sysMs: number }; nodeCpuMs: number; mountCpuMs: number; otherCores: number; r: PhaseReport }> = [];
   const load0 = loadavg()[0]!;
   for (const phase of phases) {
     const isTree = phase === 'tar-x' || phase === 'diff' || phase === 'rm-rf';
@@ -644,13 +672,16 @@ async function main(): Promise<void> {
     await mark();
     const n0 = nodeCpu();
     const m0 = cpuMs(ready.pid);
-    const out = execFileSync('python3', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 1_800_000 });
+    const b0 = machineBusyMs();
+    const out = await runWorkload(args);
     const n1 = nodeCpu();
     const m1 = cpuMs(ready.pid);
+    const b1 = machineBusyMs();
     const r = await mark();
     const work = JSON.parse(out.trim().split('\n').at(-1)!) as { wallMs: number; userMs: number; sysMs: number };
     const units = isTree ? 1 : phase === 'ls' ? 1 : nfiles;
-    results.push({ phase, units, unitName: isTree || phase === 'ls' ? 'run' : 'file', work, nodeCpuMs: n1 - n0, mountCpuMs: m1 - m0, r });
+    const otherMs = b1 - b0 - (n1 - n0) - (m1 - m0) - work.userMs - work.sysMs;
+    results.push({ phase, units, unitName: isTree || phase === 'ls' ? 'run' : 'file', work, nodeCpuMs: n1 - n0, mountCpuMs: m1 - m0, otherCores: otherMs / work.wallMs, r });
     process.stderr.write(`[fs-profile] ${phase}: ${fmt(work.wallMs / 1000)} s\n`);
   }
   const pingReport = await mark('ping');
@@ -671,19 +702,19 @@ async function main(): Promise<void> {
   o.push('');
   o.push('Per phase (ms per file for the small-file phases, per run for ls and the tree phases):');
   o.push('');
-  o.push('| phase | wall s | rate | wall ms/unit | FUSE ops/unit | op-busy % of wall | waiting on nodes % of op-busy | mount CPU ms/unit (ELU) | 3 nodes CPU ms/unit | workload CPU ms/unit (user+sys) |');
-  o.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  o.push('| phase | wall s | rate | wall ms/unit | FUSE ops/unit | op-busy % of wall | waiting on nodes % of op-busy | mount CPU ms/unit (ELU) | 3 nodes CPU ms/unit | workload CPU ms/unit (user+sys) | other cores |');
+  o.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const x of results) {
     const opsN = Object.values(x.r.ops).reduce((s, v) => s + v.count, 0);
     const ksInOps = Object.values(x.r.ops).reduce((s, v) => s + v.ksMs, 0);
     const opMs = Object.values(x.r.ops).reduce((s, v) => s + v.ms, 0);
     const rate = x.unitName === 'file' ? `${fmt(x.units / (x.work.wallMs / 1000))} files/s` : '';
     o.push(
-      `| ${x.phase} | ${fmt(x.work.wallMs / 1000)} | ${rate} | ${fmt(x.work.wallMs / x.units)} | ${fmt(opsN / x.units)} | ${fmt((100 * x.r.opBusyMs) / x.r.wallMs, 0)} | ${fmt(opMs > 0 ? (100 * ksInOps) / opMs : NaN, 0)} | ${fmt(x.mountCpuMs / x.units)} (${fmt(x.r.elu * 100, 0)}%) | ${fmt(x.nodeCpuMs / x.units)} | ${fmt((x.work.userMs + x.work.sysMs) / x.units)} |`,
+      `| ${x.phase} | ${fmt(x.work.wallMs / 1000)} | ${rate} | ${fmt(x.work.wallMs / x.units)} | ${fmt(opsN / x.units)} | ${fmt((100 * x.r.opBusyMs) / x.r.wallMs, 0)} | ${fmt(opMs > 0 ? (100 * ksInOps) / opMs : NaN, 0)} | ${fmt(x.mountCpuMs / x.units)} (${fmt(x.r.elu * 100, 0)}%) | ${fmt(x.nodeCpuMs / x.units)} | ${fmt((x.work.userMs + x.work.sysMs) / x.units)} | ${fmt(x.otherCores)} |`,
     );
   }
   o.push('');
-  o.push('op-busy: time with at least one FUSE op inside a quorumfs handler (the rest is the kernel, libfuse and the workload). waiting on nodes: the share of handler time during which a key-space call of that op was in flight. CPU from /proc (all threads, 10 ms ticks) and getrusage.');
+  o.push('op-busy: time with at least one FUSE op inside a quorumfs handler (the rest is the kernel, libfuse and the workload). waiting on nodes: the share of handler time during which a key-space call of that op was in flight. CPU from /proc (all threads, 10 ms ticks) and getrusage. other cores: the machine\'s busy time (/proc/stat) minus these processes, over the wall time; it includes kernel work not charged to a process (part of loopback TCP), so a few tenths is this benchmark itself, and more means other work shared the machine.');
   for (const x of results) {
     o.push('');
     o.push(`**${x.phase}** (${fmt(x.work.wallMs / 1000)} s wall; mount GC ${fmt(x.r.gcMs)} ms)`);
