@@ -8,6 +8,8 @@ import { FORMAT_HELP, formatCommand } from './cmd-format.js';
 import { MOUNT_HELP, UMOUNT_HELP, mountCommand, umountCommand } from './cmd-mount.js';
 import { REPAIR_HELP, repairCommand } from './cmd-repair.js';
 import { SCRUB_HELP, scrubCommand } from './cmd-scrub.js';
+import { FSCK_HELP, fsckCommand } from './cmd-fsck.js';
+import { GC_HELP, gcCommand } from './cmd-gc.js';
 import { UsageError } from './usage.js';
 import { VERSION } from './version.js';
 import { QfsError } from '../util/errors.js';
@@ -27,6 +29,8 @@ const COMMANDS: Record<string, Command> = {
   status: { summary: 'show nodes, health, capacity and replication', help: STATUS_HELP, run: statusCommand },
   repair: { summary: 'restore R copies of every record and chunk', help: REPAIR_HELP, run: repairCommand },
   scrub: { summary: 'verify every chunk copy; replace bad ones from a good replica', help: SCRUB_HELP, run: scrubCommand },
+  fsck: { summary: 'check the filesystem\'s records; --repair fixes what it can', help: FSCK_HELP, run: fsckCommand },
+  gc: { summary: 'reclaim unreferenced chunks, orphans and finished deletes', help: GC_HELP, run: gcCommand },
   keygen: { summary: 'write a new cluster secret file', help: KEYGEN_HELP, run: keygenCommand },
 };
 

@@ -3,8 +3,9 @@
 import type { ChunkId } from '../util/ids.js';
 import type { Logger } from '../util/log.js';
 import { QfsError } from '../util/errors.js';
-import { KEEP, type CallOpts, type ChangeFn, type KeySpace, type ScanPage } from '../keyspace/types.js';
+import { KEEP, type CallOpts, type ChangeFn, type MaintainableKeySpace, type RawRecord, type ScanPage } from '../keyspace/types.js';
 import { Chunks } from './chunks.js';
+import * as maintenance from './maintenance.js';
 import { Peer, type PeerSpec } from './peers.js';
 import { place } from './placement.js';
 import { Registers } from './registers.js';
@@ -23,7 +24,7 @@ export interface ClusterOptions {
   hintIntervalMs?: number;
 }
 
-export class ClusterKeySpace implements KeySpace {
+export class ClusterKeySpace implements MaintainableKeySpace {
   readonly peers: Peer[];
   readonly registers: Registers;
   readonly chunks: Chunks;
@@ -117,6 +118,26 @@ export class ClusterKeySpace implements KeySpace {
 
   hasChunk(id: ChunkId, opts?: CallOpts): Promise<boolean> {
     return this.chunks.has(id, opts);
+  }
+
+  private get maintenance(): maintenance.MaintenanceContext {
+    return { peers: this.peers, replication: this.opts.replication, requestTimeoutMs: this.opts.requestTimeoutMs };
+  }
+
+  listRecords(after: Buffer | null, limit: number, opts?: CallOpts): Promise<{ records: RawRecord[]; next: Buffer | null; complete: boolean }> {
+    return maintenance.listRecords(this.maintenance, after, limit, opts);
+  }
+
+  listChunks(after: ChunkId | null, limit: number, opts?: CallOpts): Promise<{ ids: ChunkId[]; next: ChunkId | null; complete: boolean }> {
+    return maintenance.listChunks(this.maintenance, after, limit, opts);
+  }
+
+  sweepChunk(id: ChunkId, minAgeMs: number, opts?: CallOpts): Promise<{ bytes: number; copies: number }> {
+    return maintenance.sweepChunk(this.maintenance, id, minAgeMs, opts);
+  }
+
+  purgeTombstone(key: Buffer, opts?: CallOpts): Promise<boolean> {
+    return this.registers.purgeSettledTombstone(key, opts);
   }
 
   async close(): Promise<void> {

@@ -2,11 +2,13 @@
 import { createHash } from 'node:crypto';
 import { QfsError } from '../util/errors.js';
 import type { ChunkId } from '../util/ids.js';
-import { KEEP, groupOf, type CallOpts, type ChangeFn, type KeySpace, type ScanEntry, type ScanPage } from './types.js';
+import { KEEP, groupOf, type CallOpts, type ChangeFn, type MaintainableKeySpace, type RawRecord, type ScanEntry, type ScanPage } from './types.js';
 
-export class MemoryKeySpace implements KeySpace {
+export class MemoryKeySpace implements MaintainableKeySpace {
   private readonly records = new Map<string, Buffer>();
   private readonly chunks = new Map<string, Buffer>();
+  /** When each chunk was last put (gc's grace period). */
+  private readonly putAt = new Map<string, number>();
   private closed = false;
 
   private check(opts?: CallOpts): void {
@@ -64,6 +66,7 @@ export class MemoryKeySpace implements KeySpace {
     await Promise.resolve();
     const id = createHash('sha256').update(bytes).digest('hex') as ChunkId;
     if (!this.chunks.has(id)) this.chunks.set(id, Buffer.from(bytes));
+    this.putAt.set(id, Date.now());
     return id;
   }
 
@@ -80,6 +83,42 @@ export class MemoryKeySpace implements KeySpace {
   async hasChunk(id: ChunkId, opts?: CallOpts): Promise<boolean> {
     this.check(opts);
     return this.chunks.has(id);
+  }
+
+  async listRecords(after: Buffer | null, limit: number, opts?: CallOpts): Promise<{ records: RawRecord[]; next: Buffer | null; complete: boolean }> {
+    this.check(opts);
+    await Promise.resolve();
+    const keys = [...this.records.keys()]
+      .map((k) => Buffer.from(k, 'latin1'))
+      .filter((k) => after === null || Buffer.compare(k, after) > 0)
+      .sort(Buffer.compare);
+    const page = keys.slice(0, limit);
+    const records = page.map((key) => ({ key, value: Buffer.from(this.records.get(key.toString('latin1'))!), others: [], tombstone: false }));
+    return { records, next: keys.length > limit ? page.at(-1)! : null, complete: true };
+  }
+
+  async listChunks(after: ChunkId | null, limit: number, opts?: CallOpts): Promise<{ ids: ChunkId[]; next: ChunkId | null; complete: boolean }> {
+    this.check(opts);
+    await Promise.resolve();
+    const ids = ([...this.chunks.keys()] as ChunkId[]).filter((id) => after === null || id > after).sort();
+    const page = ids.slice(0, limit);
+    return { ids: page, next: ids.length > limit ? page.at(-1)! : null, complete: true };
+  }
+
+  async sweepChunk(id: ChunkId, minAgeMs: number, opts?: CallOpts): Promise<{ bytes: number; copies: number }> {
+    this.check(opts);
+    await Promise.resolve();
+    const c = this.chunks.get(id);
+    if (!c || Date.now() - (this.putAt.get(id) ?? 0) < minAgeMs) return { bytes: 0, copies: 0 };
+    this.chunks.delete(id);
+    this.putAt.delete(id);
+    return { bytes: c.length, copies: 1 };
+  }
+
+  /** Deletes here leave no tombstones. */
+  async purgeTombstone(_key: Buffer, opts?: CallOpts): Promise<boolean> {
+    this.check(opts);
+    return false;
   }
 
   /** Test hook: how many chunks are stored (content addressing stores identical bytes once). */

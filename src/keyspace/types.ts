@@ -80,3 +80,37 @@ export function groupOf(key: Buffer): Buffer {
   if (n === undefined || n === 0 || key.length < 1 + n) throw new RangeError('malformed record key');
   return key.subarray(0, 1 + n);
 }
+
+/** One record as the maintenance walk sees it: what its replicas hold, not a linearizable read. */
+export interface RawRecord {
+  key: Buffer;
+  /** The value with the highest accepted ballot among the replicas asked; null when that is a delete. */
+  value: Buffer | null;
+  /** Every other live value some replica holds (an accepted value not, or not yet, chosen). */
+  others: Buffer[];
+  /** Some replica holds a delete (a tombstone not yet purged). */
+  tombstone: boolean;
+}
+
+/**
+ * What fsck and gc need beyond the filesystem's own calls: walks over every
+ * record and every chunk, and gc's conditional chunk delete. The walks are
+ * not snapshots: a record changed during a walk may be seen before or after
+ * the change, so callers confirm what they find with linearizable reads.
+ */
+export interface MaintenanceSpace {
+  /**
+   * Records with keys greater than `after`, in key order. `complete` is false
+   * when too few replicas answered to be sure that every chosen value was seen
+   * (then nothing may be deleted on the strength of this walk).
+   */
+  listRecords(after: Buffer | null, limit: number, opts?: CallOpts): Promise<{ records: RawRecord[]; next: Buffer | null; complete: boolean }>;
+  /** Chunk ids held by any node, greater than `after`, ascending. */
+  listChunks(after: ChunkId | null, limit: number, opts?: CallOpts): Promise<{ ids: ChunkId[]; next: ChunkId | null; complete: boolean }>;
+  /** Deletes every copy stored at least `minAgeMs` ago; the bytes freed and the copies deleted. */
+  sweepChunk(id: ChunkId, minAgeMs: number, opts?: CallOpts): Promise<{ bytes: number; copies: number }>;
+  /** Reclaims a delete once every replica holds it; false while some replica does not (yet). */
+  purgeTombstone(key: Buffer, opts?: CallOpts): Promise<boolean>;
+}
+
+export interface MaintainableKeySpace extends KeySpace, MaintenanceSpace {}

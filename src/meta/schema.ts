@@ -59,3 +59,20 @@ export function intentKey(id: Buffer): Buffer {
 }
 
 export const INTENT_GROUP_BYTES = INTENT_GROUP;
+
+// gc's record of an orphan it found: group "gc", name = the orphan's inode
+// group; value = when gc first saw it (ms). A later gc reclaims the orphan
+// only once it has stayed an orphan for the whole grace period.
+const GC_GROUP = Buffer.from('gc');
+
+export function gcCandidateKey(ino: Ino): Buffer {
+  return recordKey(GC_GROUP, inoGroup(ino));
+}
+
+export const GC_GROUP_BYTES = GC_GROUP;
+export const SUPERBLOCK_GROUP_BYTES = SUPERBLOCK_GROUP;
+
+/** The inode number of an 8-byte inode group. */
+export function inoOfGroup(group: Buffer): Ino {
+  return (group.readUInt32BE(0) * 0x1_0000_0000 + group.readUInt32BE(4)) as Ino;
+}

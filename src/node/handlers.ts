@@ -122,6 +122,15 @@ export function nodeOps(s: NodeStores): Map<number, OpHandler<any>> {
       }),
     ],
     [
+      M.Op.ChunkSweep,
+      handler('chunk_sweep', {
+        decode: M.ChunkSweep.decode,
+        async run(r, _ctx, reply) {
+          M.U53Reply.encode(reply, await s.chunks.sweep(r.id, r.minAgeMs));
+        },
+      }),
+    ],
+    [
       M.Op.ChunkVerify,
       handler('chunk_verify', {
         decode: M.ChunkIdRequest.decode,

@@ -22,6 +22,7 @@ export const Op = {
   ChunkList: 23,
   ChunkDelete: 24,
   ChunkVerify: 25,
+  ChunkSweep: 26,
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
 
@@ -287,6 +288,35 @@ export const ChunkIdRequest = {
     const id = decodeChunkId(d);
     d.end();
     return id;
+  },
+};
+
+export interface ChunkSweepRequest {
+  id: ChunkId;
+  /** Delete only a copy stored at least this long ago (the node's clock), ms. */
+  minAgeMs: number;
+}
+
+export const ChunkSweep = {
+  encode(e: Encoder, r: ChunkSweepRequest): void {
+    encodeChunkId(e, r.id);
+    e.u53(r.minAgeMs);
+  },
+  decode(d: Decoder): ChunkSweepRequest {
+    const r = { id: decodeChunkId(d), minAgeMs: d.u53('sweep age') };
+    d.end();
+    return r;
+  },
+};
+
+export const U53Reply = {
+  encode(e: Encoder, v: number): void {
+    e.u53(v);
+  },
+  decode(d: Decoder): number {
+    const v = d.u53('count');
+    d.end();
+    return v;
   },
 };
 

@@ -86,6 +86,11 @@ export class NodeClient {
     return this.call(M.Op.ChunkDelete, M.ChunkIdRequest, id, M.BoolReply, opts);
   }
 
+  /** Deletes the chunk if this node stored it at least `minAgeMs` ago; the bytes freed. */
+  sweepChunk(id: ChunkId, minAgeMs: number, opts?: CallOptions): Promise<number> {
+    return this.call(M.Op.ChunkSweep, M.ChunkSweep, { id, minAgeMs }, M.U53Reply, opts);
+  }
+
   verifyChunk(id: ChunkId, opts?: CallOptions): Promise<M.VerifyResult> {
     return this.call(M.Op.ChunkVerify, M.ChunkIdRequest, id, M.VerifyReply, opts);
   }

@@ -11,7 +11,7 @@
 // created, which also covers a crash between mkdir and that fsync last run.
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, statfs, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, statfs, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { QfsError, toQfsError } from '../util/errors.js';
 import { isChunkId, parseChunkId, type ChunkId } from '../util/ids.js';
@@ -173,6 +173,34 @@ export class ChunkStore {
     );
   }
 
+  /**
+   * gc's delete: removes the chunk only if it was stored (or last put again)
+   * at least `minAgeMs` ago by this node's clock, so a chunk that a write in
+   * flight has just put survives a sweep that marked before the write's
+   * commit. Returns the bytes freed (0: absent or too young).
+   */
+  async sweep(id: ChunkId, minAgeMs: number): Promise<number> {
+    this.checkOpen();
+    const cid = parseChunkId(id);
+    if (!Number.isSafeInteger(minAgeMs) || minAgeMs < 0) throw new QfsError('bad_request', `sweep age ${minAgeMs} must be a non-negative integer`);
+    return await this.track(
+      this.withLock(cid, async () => {
+        const path = this.chunkPath(cid);
+        try {
+          const st = await stat(path);
+          if (Date.now() - st.mtimeMs < minAgeMs) return 0;
+          await unlink(path);
+          this.forget(st.size);
+          await fsyncDir(this.fanoutDir(cid));
+          return st.size;
+        } catch (err) {
+          if (isErrno(err, 'ENOENT')) return 0;
+          throw this.fsError(err, cid, 'sweep');
+        }
+      }),
+    );
+  }
+
   /** Re-hashes the stored copy; a corrupt one is moved to quarantine so a later put can restore it. */
   async verify(id: ChunkId): Promise<VerifyResult> {
     this.checkOpen();
@@ -227,7 +255,12 @@ export class ChunkStore {
 
   private async store(cid: ChunkId, bytes: Buffer): Promise<PutResult> {
     const path = this.chunkPath(cid);
-    if (await fileExists(path)) return 'exists';
+    if (await fileExists(path)) {
+      // A put of stored bytes restarts gc's grace period: the writer is about to reference them.
+      const now = new Date();
+      await utimes(path, now, now).catch(() => {});
+      return 'exists';
+    }
     await this.reserveSpace(bytes.length);
     const tmp = join(this.tmpDir, `${cid}.${randomBytes(6).toString('hex')}`);
     try {

@@ -1,0 +1,42 @@
+// Recovery of a rename that a crash interrupted. FsMeta.rename writes its
+// intent first, then the destination name (replacing in one step), then drops
+// the source name, fixes a moved directory's parent, and deletes the intent.
+// So a stale intent is finished when the destination already names the inode
+// (the rename took effect: finish the rest), and undone when it does not (the
+// rename never took effect: the source name is still the only one).
+import { KEEP, type KeySpace } from '../keyspace/types.js';
+import { direntKey, inodeKey } from './schema.js';
+import { S_IFDIR, S_IFMT, decodeDirent, decodeInode, decodeIntent, encodeInode } from './types.js';
+
+export type IntentOutcome = 'finished' | 'undone' | 'gone' | 'busy';
+
+export async function resolveIntent(ks: KeySpace, key: Buffer): Promise<IntentOutcome> {
+  const raw = await ks.read(key);
+  if (!raw) return 'gone';
+  const intent = decodeIntent(raw);
+  const dst = await ks.read(direntKey(intent.dstDir, intent.dstName));
+  const tookEffect = dst !== null && decodeDirent(dst).ino === intent.ino;
+  if (tookEffect) {
+    const sameName = intent.srcDir === intent.dstDir && intent.srcName.equals(intent.dstName);
+    if (!sameName) {
+      await ks.change(direntKey(intent.srcDir, intent.srcName), (old) => (old && decodeDirent(old).ino === intent.ino ? null : KEEP));
+    }
+    if ((intent.type & S_IFMT) === S_IFDIR && intent.srcDir !== intent.dstDir) {
+      await ks.change(inodeKey(intent.ino), (old) => {
+        if (!old) return KEEP;
+        const i = decodeInode(old);
+        if (i.parent === intent.dstDir) return KEEP;
+        i.parent = intent.dstDir;
+        return encodeInode(i);
+      });
+    }
+  }
+  // Delete only the intent we judged: a rewritten one is someone else's.
+  let ours = true;
+  await ks.change(key, (old) => {
+    ours = old !== null && old.equals(raw);
+    return ours ? null : KEEP;
+  });
+  if (!ours) return 'busy';
+  return tookEffect ? 'finished' : 'undone';
+}
