@@ -50,12 +50,13 @@ export class TtlCache<K, V> {
 
   get(k: K): V | undefined {
     const e = this.map.get(k);
-    if (!e) return undefined;
-    if (Date.now() > e.until) {
-      this.map.delete(k);
-      return undefined;
-    }
+    if (!e || Date.now() > e.until) return undefined;
     return e.v;
+  }
+
+  /** The last value set, expired or not (until evicted or deleted): the answer of last resort. */
+  getStale(k: K): V | undefined {
+    return this.map.get(k)?.v;
   }
 
   set(k: K, v: V): void {
@@ -69,7 +70,34 @@ export class TtlCache<K, V> {
     this.map.delete(k);
   }
 
+  /** No longer an answer, but still the last value seen (getStale). */
+  expire(k: K): void {
+    const e = this.map.get(k);
+    if (e) e.until = 0;
+  }
+
   clear(): void {
     this.map.clear();
+  }
+}
+
+/** The last `max` values set, by key, with no expiry (insertion order evicts). */
+export class LastSeen<K, V> {
+  private readonly map = new Map<K, V>();
+
+  constructor(private readonly max: number) {}
+
+  get(k: K): V | undefined {
+    return this.map.get(k);
+  }
+
+  set(k: K, v: V): void {
+    this.map.delete(k);
+    this.map.set(k, v);
+    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value as K);
+  }
+
+  delete(k: K): void {
+    this.map.delete(k);
   }
 }

@@ -7,7 +7,7 @@ import { toQfsError } from '../util/errors.js';
 import { FsError } from '../meta/errors.js';
 import { FsMeta, checkName, isDir } from '../meta/fs-meta.js';
 import { ROOT_INO, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, nowTimespec, type Dirent, type Ino, type Inode, type Timespec } from '../meta/types.js';
-import { ByteLru, TtlCache } from './lru.js';
+import { ByteLru, LastSeen, TtlCache } from './lru.js';
 import { OpenFile, type WriteBudget } from './open-file.js';
 
 export interface Caller {
@@ -102,6 +102,9 @@ export class Vfs {
   private readonly attrs: TtlCache<Ino, Inode>;
   private readonly entries: TtlCache<string, Dirent | null>;
   private readonly cache: ByteLru<string, Buffer>;
+  /** Directory listings as last read, for answering ls while the cluster cannot (see stale()). */
+  private readonly listings = new LastSeen<Ino, Array<{ name: Buffer; dirent: Dirent }>>(256);
+  private staleWarnedAt = 0;
   private readonly files = new Map<Ino, OpenFile>();
   private readonly handles = new Map<number, Handle>();
   private nextFh = 1;
@@ -124,17 +127,45 @@ export class Vfs {
     return `${dir}/${name.toString('latin1')}`;
   }
 
+  /**
+   * Degraded reads: when a majority of a key's replicas cannot be reached, a
+   * lookup, getattr or readdir is answered from what this mount last saw, so
+   * ls and stat of what it has listed keep working; every change, and every
+   * open (close-to-open needs the current attributes), still fails with EIO.
+   */
+  private stale<T>(err: unknown, last: T | undefined): T {
+    const code = err instanceof FsError ? null : toQfsError(err).code;
+    if (last === undefined || (code !== 'unavailable' && code !== 'timeout')) throw err;
+    if (Date.now() - this.staleWarnedAt > 10_000) {
+      this.staleWarnedAt = Date.now();
+      this.opts.log.warn({ err: (err as Error).message }, 'cluster unavailable: answering lookups and listings from what this mount last saw');
+    }
+    return last;
+  }
+
   private async lookupCached(dir: Ino, name: Buffer): Promise<Dirent | null> {
     const k = this.entryKey(dir, name);
     const hit = this.entries.get(k);
     if (hit !== undefined) return hit;
-    const d = await this.meta.lookup(dir, name);
+    let d: Dirent | null;
+    try {
+      d = await this.meta.lookup(dir, name);
+    } catch (err) {
+      return this.stale(err, this.entries.getStale(k));
+    }
     this.entries.set(k, d);
     return d;
   }
 
+  /** The next lookup of the name asks the cluster (the old answer stays only as a last resort). */
   private forgetEntry(dir: Ino, name: Buffer): void {
+    this.entries.expire(this.entryKey(dir, name));
+  }
+
+  /** This mount changed the name: what it saw before is wrong even as a last resort. */
+  private changedEntry(dir: Ino, name: Buffer): void {
     this.entries.delete(this.entryKey(dir, name));
+    this.listings.delete(dir);
   }
 
   /** The inode, from an open file of this mount, the cache, or the cluster. */
@@ -146,7 +177,12 @@ export class Vfs {
       if (hit) return hit;
     }
     await this.meta.settled(ino);
-    const i = await this.meta.getInode(ino);
+    let i: Inode;
+    try {
+      i = await this.meta.getInode(ino);
+    } catch (err) {
+      return this.stale(err, fresh ? undefined : this.attrs.getStale(ino));
+    }
     this.attrs.set(ino, i);
     if (open) open.revalidate(i);
     return i;
@@ -238,18 +274,30 @@ export class Vfs {
   async readdir(path: string): Promise<Array<{ name: string; stat: Stat | null }>> {
     const dir = await this.resolveDir(path);
     const out: Array<{ name: string; stat: Stat | null }> = [];
+    const seen: Array<{ name: Buffer; dirent: Dirent }> = [];
     let after: Buffer | null = null;
     for (;;) {
-      const page = await this.meta.readdir(dir, after, 1000);
+      let page: Awaited<ReturnType<FsMeta['readdir']>>;
+      try {
+        page = await this.meta.readdir(dir, after, 1000);
+      } catch (err) {
+        const last = after === null ? this.listings.get(dir) : undefined;
+        const entries = this.stale(err, last);
+        const inodes = entries.map((e) => this.attrs.getStale(e.dirent.ino) ?? null);
+        return entries.map((e, k) => ({ name: e.name.toString('utf8'), stat: inodes[k] ? this.toStat(inodes[k]) : null }));
+      }
       const inodes = await Promise.all(page.entries.map((e) => this.inode(e.dirent.ino).catch(() => null)));
       page.entries.forEach((e, k) => {
         this.entries.set(this.entryKey(dir, e.name), e.dirent);
+        seen.push(e);
         const i = inodes[k];
         out.push({ name: e.name.toString('utf8'), stat: i ? this.toStat(i) : null });
       });
       if (!page.more || page.entries.length === 0) break;
       after = page.entries.at(-1)!.name;
     }
+    if (seen.length <= 10_000) this.listings.set(dir, seen);
+    else this.listings.delete(dir);
     return out;
   }
 
@@ -274,6 +322,7 @@ export class Vfs {
       // Created or found taken: either way a cached "no such name" is wrong now.
       this.forgetEntry(dir, name);
     }
+    if (r.created) this.changedEntry(dir, name);
     this.attrs.delete(dir);
     this.remember(r.inode);
     return r;
@@ -310,6 +359,7 @@ export class Vfs {
     if (!d) throw new FsError('ENOENT');
     this.forgetEntry(dir, name);
     const gone = await this.meta.unlink(dir, name);
+    this.changedEntry(dir, name);
     this.attrs.delete(dir);
     this.attrs.delete(gone.ino);
     const open = this.files.get(gone.ino);
@@ -321,6 +371,7 @@ export class Vfs {
     const dir = await this.resolveDir(parent);
     this.forgetEntry(dir, name);
     await this.meta.rmdir(dir, name);
+    this.changedEntry(dir, name);
     this.attrs.delete(dir);
   }
 
@@ -335,8 +386,8 @@ export class Vfs {
     this.forgetEntry(dstDir, b.name);
     const replaced = await this.meta.lookup(dstDir, b.name);
     await this.meta.rename(srcDir, a.name, dstDir, b.name, { noReplace: (flags & RENAME_NOREPLACE) !== 0 });
-    this.forgetEntry(srcDir, a.name);
-    this.forgetEntry(dstDir, b.name);
+    this.changedEntry(srcDir, a.name);
+    this.changedEntry(dstDir, b.name);
     this.attrs.delete(srcDir);
     this.attrs.delete(dstDir);
     if (replaced) this.attrs.delete(replaced.ino);
@@ -349,6 +400,7 @@ export class Vfs {
     const dir = await this.resolveDir(parent);
     this.forgetEntry(dir, name);
     const i = await this.meta.link(ino, dir, name);
+    this.changedEntry(dir, name);
     this.attrs.delete(dir);
     return this.toStat(this.remember(i));
   }
