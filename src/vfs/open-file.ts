@@ -46,6 +46,9 @@ export class OpenFile {
   private readonly pending = new Map<number, Map<number, ChunkId | null>>();
   private readonly maps = new Map<number, MapPage>();
   private error: Error | null = null;
+  /** When the oldest uploaded-but-unpublished chunk landed (gc spares unreferenced chunks only for its grace period). */
+  private pendingSince: number | null = null;
+  private publishing = false;
   private lastReadEnd = -1;
   /** Bumped by every change, so a flush knows whether more came in while it published. */
   private version = 0;
@@ -235,6 +238,26 @@ export class OpenFile {
     let p = this.pending.get(page);
     if (!p) this.pending.set(page, (p = new Map()));
     p.set(index % MAP_PAGE_ENTRIES, id);
+    this.pendingSince ??= Date.now();
+  }
+
+  /**
+   * Publishes a file that has held uploaded chunks unpublished for `maxAgeMs`
+   * (a file written for hours without fsync or close), so that they are
+   * referenced long before gc's grace period ends. A failure is kept for the
+   * next flush/fsync/close to report, as any upload failure is.
+   */
+  async publishIfOld(maxAgeMs: number): Promise<boolean> {
+    if (this.pendingSince === null || Date.now() - this.pendingSince < maxAgeMs || this.error || this.publishing) return false;
+    this.publishing = true;
+    try {
+      await this.flush();
+    } catch (err) {
+      this.error ??= err as Error;
+    } finally {
+      this.publishing = false;
+    }
+    return true;
   }
 
   /** Starts uploading one dirty buffer; its map entry becomes pending when it lands. */
@@ -278,6 +301,7 @@ export class OpenFile {
   private takeError(): FsError {
     const e = this.error;
     this.error = null;
+    if (e instanceof FsError) return e;
     const q = toQfsError(e);
     return new FsError(q.code === 'no_space' ? 'ENOSPC' : 'EIO', q.message);
   }
@@ -368,6 +392,7 @@ export class OpenFile {
       }
       this.inode = { ...published, size: local.size, inline: local.inline, mtime: local.mtime, ctime: local.ctime, mode: local.mode, uid: local.uid, gid: local.gid, atime: local.atime, xattrs: local.xattrs };
       this.dirty = this.version !== version || this.buffers.size > 0 || this.pending.size > 0;
+      this.pendingSince = this.pending.size > 0 ? Date.now() : null;
     } catch (err) {
       // Not published: keep the changes for the next attempt.
       for (const [page, entries] of changes) {
@@ -392,6 +417,7 @@ export class OpenFile {
     this.budget.used -= this.buffers.size * this.cs;
     this.buffers.clear();
     this.pending.clear();
+    this.pendingSince = null;
     this.dirty = false;
   }
 }

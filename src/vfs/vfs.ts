@@ -57,6 +57,8 @@ export interface VfsOptions {
   writeBackBytes?: number;
   maxUploads?: number;
   capacity?: () => Promise<{ totalBytes: number; freeBytes: number }>;
+  /** An open file whose uploaded chunks have waited this long unpublished is published (default 30 s; 0: never). */
+  publishAfterMs?: number;
 }
 
 export const O_ACCMODE = 3;
@@ -119,6 +121,20 @@ export class Vfs {
     this.entries = new TtlCache(opts.entryTtlMs ?? 1000);
     this.cache = new ByteLru(opts.chunkCacheBytes ?? 256 * 1024 * 1024);
     this.budget = { used: 0, max: opts.writeBackBytes ?? 256 * 1024 * 1024, uploads: 0, maxUploads: opts.maxUploads ?? 16, waiters: [] };
+    const publishAfterMs = opts.publishAfterMs ?? 30_000;
+    if (publishAfterMs > 0) {
+      this.publisher = setInterval(() => {
+        for (const f of this.files.values()) if (f.inode.nlink > 0) void f.publishIfOld(publishAfterMs);
+      }, Math.max(10, Math.min(5000, publishAfterMs / 2)));
+      this.publisher.unref();
+    }
+  }
+
+  private readonly publisher: NodeJS.Timeout | null = null;
+
+  /** Stops the background publisher (open files are the caller's: flushAll). */
+  close(): void {
+    if (this.publisher) clearInterval(this.publisher);
   }
 
   // ---- names and attributes

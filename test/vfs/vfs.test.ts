@@ -182,3 +182,31 @@ test('chmod, chown permissions and utimens with omit', async (t) => {
   t.deepEqual(after.mtime, { sec: 1_700_000_000, nsec: 123_456_789 });
   t.deepEqual(after.atime, before.atime);
 });
+
+test('a file written for long without fsync or close has its uploaded chunks published (gc counts their age from the upload)', async (t) => {
+  const { MemoryKeySpace } = await import('../../src/keyspace/memory.js');
+  const { FsMeta } = await import('../../src/meta/fs-meta.js');
+  const { Vfs } = await import('../../src/vfs/vfs.js');
+  const { silentLogger } = await import('../../src/util/log.js');
+  const ks = new MemoryKeySpace();
+  const sb = await FsMeta.format(ks, { chunkSize: 64 * 1024, replication: 1 });
+  const writer = new Vfs(new FsMeta(ks, sb), ks, { log: silentLogger(), publishAfterMs: 50 });
+  const reader = new Vfs(new FsMeta(ks, sb), ks, { log: silentLogger(), attrTtlMs: 0, entryTtlMs: 0, publishAfterMs: 0 });
+  t.teardown(() => {
+    writer.close();
+    reader.close();
+  });
+  const fh = await writer.create('/log', 0o644, O_CREAT | O_WRONLY);
+  const data = randomBytes(3 * 64 * 1024);
+  await writer.write(fh, 0, data); // three full chunks: uploaded in the background
+  let seen = 0;
+  for (let i = 0; i < 100 && seen < data.length; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    seen = (await reader.getattr('/log')).size;
+  }
+  t.is(seen, data.length, 'published while still open');
+  const r = await reader.open('/log', 0);
+  t.deepEqual(await reader.read(r, 0, data.length), data);
+  await reader.release(r);
+  await writer.release(fh);
+});
