@@ -62,6 +62,15 @@ test('chunks: put verifies the hash, get ranges, has/list/delete/verify', async 
   t.true(stat.totalBytes > 0 && stat.freeBytes > 0);
 });
 
+/** fetch, with the network error's cause in the message (undici only says "fetch failed"). */
+async function get(url: string): Promise<Response> {
+  try {
+    return await fetch(url);
+  } catch (err) {
+    throw new Error(`GET ${url}: ${(err as Error).message}: ${String((err as { cause?: unknown }).cause)}`);
+  }
+}
+
 test('/healthz and /metrics answer over HTTP', async (t) => {
   const cluster = await writeCluster(t, 1, { replication: 1 });
   await startNode(t, cluster, 'n1');
@@ -70,14 +79,14 @@ test('/healthz and /metrics answer over HTTP', async (t) => {
   const data = Buffer.from('metrics');
   await c.putChunk(sha(data), data);
   const base = cluster.nodes[0]!.url.replace('ws:', 'http:');
-  const health = await fetch(`${base}/healthz`);
+  const health = await get(`${base}/healthz`);
   t.is(health.status, 200);
   t.like(await health.json(), { status: 'ok', node: 'n1', cluster: 'test' });
-  const metrics = await (await fetch(`${base}/metrics`)).text();
+  const metrics = await (await get(`${base}/metrics`)).text();
   t.regex(metrics, /quorumfs_rpc_requests_total\{op="chunk_put",status="ok"\} 1/);
   t.regex(metrics, /quorumfs_chunks 1/);
   t.regex(metrics, /quorumfs_disk_free_bytes \d+/);
-  t.is((await fetch(`${base}/nope`)).status, 404);
+  t.is((await get(`${base}/nope`)).status, 404);
 });
 
 test('a data directory refuses a node id it does not belong to', async (t) => {
