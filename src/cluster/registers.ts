@@ -404,7 +404,14 @@ export class Registers {
         acceptors.map((p) => p.track((c) => c.accept(key, ballot, value, p.callOpts(deadline, opts?.signal)))),
       );
       const acked = results.filter((r) => r.status === 'fulfilled' && r.value.ok).length;
-      if (acked >= this.quorum) {
+      // A replica that refused (it promised higher: another proposer, or a purge floor raised
+      // while this round was prepared without it) gets another round at a ballot above it.
+      const refused = results.filter((r): r is PromiseFulfilledResult<Verdict> => r.status === 'fulfilled' && !r.value.ok);
+      for (const r of refused) {
+        this.observe(r.value.state.promised);
+        this.observe(r.value.state.accepted);
+      }
+      if (acked >= this.quorum && (refused.length === 0 || attempt >= 9)) {
         this.remember(key, null);
         return { acked, of: acceptors.length };
       }

@@ -130,7 +130,10 @@ async function repairRecord(ks: ClusterKeySpace, key: Buffer, opts: RepairOption
     }
     const r = await ks.registers.repair(key);
     if (r) counts.recordsRepaired++;
-    if (r && r.acked < r.of) counts.failures++;
+    if (r && r.acked < r.of) {
+      counts.failures++;
+      opts.onFailure?.(`record ${key.toString('hex')}`, `only ${r.acked} of ${r.of} replicas hold it after repair`);
+    }
   } catch (err) {
     counts.failures++;
     opts.onFailure?.(`record ${key.toString('hex')}`, (err as Error).message);

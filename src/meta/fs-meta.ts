@@ -161,13 +161,19 @@ export class FsMeta {
 
   /** A page of a directory's entries after `after` (exclusive), in name byte order. */
   async readdir(dir: Ino, after: Buffer | null, limit = 1000): Promise<{ entries: Array<{ name: Buffer; dirent: Dirent }>; more: boolean }> {
-    const start = after ? Buffer.concat([DIRENT_RANGE.start, after, Buffer.from([0])]) : DIRENT_RANGE.start;
-    const page = await this.ks.scan(inoGroup(dir), start, DIRENT_RANGE.end, { limit });
+    let start: Buffer = after ? Buffer.concat([DIRENT_RANGE.start, after, Buffer.from([0])]) : DIRENT_RANGE.start;
     const prefix = 1 + 8 + 1; // group length byte, 8-byte group, 'd'
-    return {
-      entries: page.entries.map((e) => ({ name: Buffer.from(e.key.subarray(prefix)), dirent: decodeDirent(e.value) })),
-      more: page.next !== null,
-    };
+    for (;;) {
+      const page = await this.ks.scan(inoGroup(dir), start, DIRENT_RANGE.end, { limit });
+      // A page can come back empty but unfinished (only deletes in it): an empty page is not the end.
+      if (page.entries.length > 0 || page.next === null) {
+        return {
+          entries: page.entries.map((e) => ({ name: Buffer.from(e.key.subarray(prefix)), dirent: decodeDirent(e.value) })),
+          more: page.next !== null,
+        };
+      }
+      start = page.next;
+    }
   }
 
   /**
@@ -350,7 +356,7 @@ export class FsMeta {
   }
 
   async isEmptyDir(dir: Ino): Promise<boolean> {
-    const page = await this.readdir(dir, null, 1);
+    const page = await this.readdir(dir, null, 16);
     return page.entries.length === 0;
   }
 
