@@ -2,11 +2,12 @@
 // HTTP(S) server, and an orderly shutdown.
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { mkdir, readFile, writeFile, rename } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { RpcServer } from '../rpc/server.js';
 import { ChunkStore } from '../store/chunk-store.js';
 import { RecordStore } from '../store/record-store.js';
+import { fsyncDir, writeFileDurably } from '../store/durable-files.js';
 import { QfsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { nodeOps } from './handlers.js';
@@ -61,8 +62,8 @@ async function claimDataDir(dir: string, nodeId: string, clusterName: string): P
     return;
   }
   const identity: Identity = { nodeId, clusterName, createdAt: new Date().toISOString() };
-  await writeFile(`${file}.tmp`, JSON.stringify(identity, null, 2) + '\n', { mode: 0o640 });
-  await rename(`${file}.tmp`, file);
+  await writeFileDurably(file, JSON.stringify(identity, null, 2) + '\n', 0o640);
+  await fsyncDir(dirname(dir)); // a directory just created must stay named in its parent
 }
 
 export class StorageNode {

@@ -17,6 +17,7 @@ import { QfsError, toQfsError } from '../util/errors.js';
 import { isChunkId, parseChunkId, type ChunkId } from '../util/ids.js';
 import type { Logger } from '../util/log.js';
 import { MAX_CHUNK_BYTES } from './types.js';
+import { fsyncDir } from './durable-files.js';
 
 export type PutResult = 'stored' | 'exists';
 export type VerifyResult = 'ok' | 'corrupt' | 'missing';
@@ -259,6 +260,8 @@ export class ChunkStore {
       // A put of stored bytes restarts gc's grace period: the writer is about to reference them.
       const now = new Date();
       await utimes(path, now, now).catch(() => {});
+      // The file may be there from a put that died (or failed) before its directory was synced.
+      await fsyncDir(this.fanoutDir(cid));
       return 'exists';
     }
     await this.reserveSpace(bytes.length);
@@ -381,14 +384,6 @@ async function hashFile(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-async function fsyncDir(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
 
 async function fileExists(path: string): Promise<boolean> {
   try {

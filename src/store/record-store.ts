@@ -35,12 +35,14 @@
 // the same transaction as the delete. A key with no stored state reads as
 // promised = floor, so prepare must exceed it and accept must reach it.
 import { mkdir, statfs } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { QfsError, toQfsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { compareBallots, isValidBallot, maxBallot, ZERO_BALLOT, type Ballot } from '../util/ballot.js';
 import { decodeBallot, decodeState, encodeBallot, encodeState } from './record-codec.js';
 import { EMPTY_VALUE, MAX_KEY_BYTES, MAX_VALUE_BYTES, type AcceptorState, type RecordValue } from './types.js';
+import { fsyncDir } from './durable-files.js';
 
 export interface Verdict {
   ok: boolean;
@@ -98,6 +100,9 @@ export class RecordStore {
       env = open({ path: dir, noSubdir: false, overlappingSync: false, noSync: false, eventTurnBatching: false, maxDbs: 4 });
       const records = env.openDB<Buffer, Buffer>({ name: 'records', keyEncoding: 'binary', encoding: 'binary' });
       const meta = env.openDB<Buffer, string>({ name: 'meta', encoding: 'binary' });
+      // lmdb creates data.mdb and lock.mdb but never syncs the directory that names them.
+      await fsyncDir(dir);
+      await fsyncDir(dirname(dir));
       const stored = meta.get(FLOOR_KEY);
       const floor = stored ? decodeBallot(stored) : ZERO_BALLOT;
       const store = new RecordStore(dir, env, records, meta, floor, log);
