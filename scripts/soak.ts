@@ -8,8 +8,7 @@
 // The run is a series of epochs; epoch e is a fresh cluster, mount and local
 // tree driven by seed N+e for M ops, then checked like the test (the trees on
 // the mount and on a fresh mount, fsck clean). Fresh epochs keep the disk
-// bounded (nothing reclaims overwritten chunks yet) and make every failure
-// replayable on its own: the first mismatch, failed batch, tree difference or
+// bounded and make every failure replayable on its own: the first mismatch, failed batch, tree difference or
 // unclean fsck stops the run with exit 1 and prints the epoch's seed, the op
 // index and the command that replays it. Exit 0 when the duration is over,
 // 130/143 on Ctrl-C/SIGTERM. Nodes, mounts and temp dirs are removed on every
