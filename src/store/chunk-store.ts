@@ -47,6 +47,8 @@ export class ChunkStore {
   /** Directories whose entry in their parent has been fsynced by this process. */
   private readonly dirsReady = new Map<string, Promise<void>>();
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** Chunks whose directory entry this process has synced (a repeated put of them needs no fsync). */
+  private readonly synced = new Set<string>();
   private closing: Promise<void> | null = null;
 
   private constructor(
@@ -163,6 +165,7 @@ export class ChunkStore {
         try {
           const { size } = await stat(path);
           await unlink(path);
+          this.synced.delete(cid);
           this.forget(size);
           await fsyncDir(this.fanoutDir(cid));
           return true;
@@ -191,6 +194,7 @@ export class ChunkStore {
           const st = await stat(path);
           if (Date.now() - st.mtimeMs < minAgeMs) return 0;
           await unlink(path);
+          this.synced.delete(cid);
           this.forget(st.size);
           await fsyncDir(this.fanoutDir(cid));
           return st.size;
@@ -220,6 +224,7 @@ export class ChunkStore {
         const dest = join(this.quarantineDir, `${cid}.${Date.now()}.${randomBytes(4).toString('hex')}`);
         try {
           await rename(path, dest);
+          this.synced.delete(cid);
           this.forget(size);
           await fsyncDir(this.fanoutDir(cid));
           await fsyncDir(this.quarantineDir);
@@ -256,12 +261,22 @@ export class ChunkStore {
 
   private async store(cid: ChunkId, bytes: Buffer): Promise<PutResult> {
     const path = this.chunkPath(cid);
-    if (await fileExists(path)) {
+    const existing = await stat(path).catch((err: unknown) => {
+      if (isErrno(err, 'ENOENT')) return null;
+      throw this.fsError(err, cid, 'put');
+    });
+    if (existing) {
       // A put of stored bytes restarts gc's grace period: the writer is about to reference them.
-      const now = new Date();
-      await utimes(path, now, now).catch(() => {});
+      // (At most once a second: a file of zeros puts the same chunk over and over.)
+      if (Date.now() - existing.mtimeMs > 1000) {
+        const now = new Date();
+        await utimes(path, now, now).catch(() => {});
+      }
       // The file may be there from a put that died (or failed) before its directory was synced.
-      await fsyncDir(this.fanoutDir(cid));
+      if (!this.synced.has(cid)) {
+        await fsyncDir(this.fanoutDir(cid));
+        this.markSynced(cid);
+      }
       return 'exists';
     }
     await this.reserveSpace(bytes.length);
@@ -279,6 +294,7 @@ export class ChunkStore {
       this.chunks += 1;
       this.bytes += bytes.length;
       await fsyncDir(this.fanoutDir(cid));
+      this.markSynced(cid);
       return 'stored';
     } catch (err) {
       await rm(tmp, { force: true }).catch(() => {});
@@ -323,6 +339,11 @@ export class ChunkStore {
       this.dirsReady.set(path, ready);
     }
     return ready;
+  }
+
+  private markSynced(cid: ChunkId): void {
+    if (this.synced.size >= 100_000) this.synced.clear(); // bounded; forgetting only costs an fsync
+    this.synced.add(cid);
   }
 
   private fanoutDir(cid: ChunkId): string {
