@@ -135,7 +135,7 @@ for (let epoch = 0; Date.now() < deadline; epoch++) {
   totalOps += res.applied;
   totalKills += res.kills;
   if (res.failure) await fail(epochSeed, describeFailure(res.failure));
-  say(`epoch ${epoch}: ${res.applied} ops, ${res.kills} kills, ${res.repairs} repairs; comparing`);
+  say(`epoch ${epoch}: ${res.applied} ops, ${res.kills} kills, ${res.repairs} repairs, ${res.gcs} gc runs; comparing`);
   const v = await verify(sys);
   const problems: string[] = [];
   if (v.first.length > 0) problems.push(`local tree vs the mount:\n${describeDiffs(v.first)}`);

@@ -174,6 +174,11 @@ async function repair(sys: System): Promise<{ code: number | null; stdout: strin
   return runCli(['repair', '--config', sys.rc.cluster.configPath, '--state', join(sys.work, 'repair-state.json'), '--restart', '--json'], { timeoutMs: 180_000 });
 }
 
+/** gc beside a batch: every op closes its files at once, so a 5 s grace covers every write in flight. */
+async function collect(sys: System): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return runCli(['gc', '--config', sys.rc.cluster.configPath, '--grace', '5s', '--json'], { timeoutMs: 180_000 });
+}
+
 // ---------------------------------------------------------------------------
 // A campaign: rounds of ops with one node at a time killed and restarted
 // ---------------------------------------------------------------------------
@@ -188,6 +193,8 @@ export interface CampaignOptions {
   downRounds?: [number, number];
   /** Chance of running `quorumfs repair` beside the batch that follows a restart. */
   repairChance?: number;
+  /** Chance that a round with every node up and no repair runs gc beside its batch. */
+  gcChance?: number;
   /** Kill a batch (and fail) that runs longer than this. */
   batchTimeoutMs?: number;
   log: (line: string) => void;
@@ -205,6 +212,8 @@ export interface CampaignResult {
   rounds: number;
   kills: number;
   repairs: number;
+  /** gc runs beside a batch. */
+  gcs: number;
   failure: Failure | null;
 }
 
@@ -239,9 +248,10 @@ export async function runCampaign(sys: System, opts: CampaignOptions): Promise<C
   const [upLo, upHi] = opts.upRounds ?? [1, 2];
   const [downLo, downHi] = opts.downRounds ?? [1, 2];
   const repairChance = opts.repairChance ?? 0.5;
+  const gcChance = opts.gcChance ?? 0.25;
   const timeoutMs = opts.batchTimeoutMs ?? 180_000;
   const ids = sys.rc.cluster.nodes.map((n) => n.id);
-  const res: CampaignResult = { applied: 0, rounds: 0, kills: 0, repairs: 0, failure: null };
+  const res: CampaignResult = { applied: 0, rounds: 0, kills: 0, repairs: 0, gcs: 0, failure: null };
   // rounds left in the current phase (up: all nodes running; down: one killed)
   let phaseLeft = rng.int(upLo, upHi);
   while (res.applied < opts.ops && !(opts.stop?.() ?? false)) {
@@ -264,13 +274,19 @@ export async function runCampaign(sys: System, opts: CampaignOptions): Promise<C
         }
       }
     }
+    if (!repairing && sys.down === null && rng.next() < gcChance) {
+      // All nodes up: gc may delete, and must not touch anything the ops still need.
+      res.gcs++;
+      opts.log(`op ${res.applied}: gc beside the next batch`);
+      repairing = collect(sys);
+    }
     const count = Math.min(opts.opsPerRound, opts.ops - res.applied);
     const b = await batch(sys, opts.seed, count, timeoutMs);
     res.rounds++;
     phaseLeft--;
     if (repairing) {
       const r = await repairing;
-      if (r.code !== 0 && !b.failure) res.failure = { kind: 'repair', detail: `repair exited ${r.code}: ${r.stderr.slice(-2000)} ${r.stdout.slice(-1000)}` };
+      if (r.code !== 0 && !b.failure) res.failure = { kind: 'repair', detail: `repair or gc exited ${r.code}: ${r.stderr.slice(-2000)} ${r.stdout.slice(-1000)}` };
     }
     if (b.failure) {
       res.failure = b.failure;

@@ -51,7 +51,7 @@ test.serial('random ops with node kills: the mount ends up equal to a local tree
   const t0 = Date.now();
   const sys = await startSystem(t);
   const res = await runCampaign(sys, { seed, ops: OPS, opsPerRound: OPS_PER_ROUND, log: (s) => t.log(s) });
-  t.log(`${res.applied} ops in ${res.rounds} rounds, ${res.kills} kills, ${res.repairs} repairs, ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  t.log(`${res.applied} ops in ${res.rounds} rounds, ${res.kills} kills, ${res.repairs} repairs, ${res.gcs} gc runs, ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   if (res.failure) {
     t.log(describeFailure(res.failure));
     t.log(`mount log:\n${sys.mount.logs().split('\n').slice(-40).join('\n')}`);
