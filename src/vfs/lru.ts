@@ -81,23 +81,37 @@ export class TtlCache<K, V> {
   }
 }
 
-/** The last `max` values set, by key, with no expiry (insertion order evicts). */
+/**
+ * The last values set, by key, with no expiry: at most `max` keys and at most
+ * `maxWeight` in all (the oldest go first).
+ */
 export class LastSeen<K, V> {
-  private readonly map = new Map<K, V>();
+  private readonly map = new Map<K, { v: V; w: number }>();
+  private weight = 0;
 
-  constructor(private readonly max: number) {}
+  constructor(
+    private readonly max: number,
+    private readonly maxWeight = Infinity,
+    private readonly weigh: (v: V) => number = () => 1,
+  ) {}
 
   get(k: K): V | undefined {
-    return this.map.get(k);
+    return this.map.get(k)?.v;
   }
 
   set(k: K, v: V): void {
-    this.map.delete(k);
-    this.map.set(k, v);
-    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value as K);
+    this.delete(k);
+    const w = this.weigh(v);
+    if (w > this.maxWeight) return;
+    this.map.set(k, { v, w });
+    this.weight += w;
+    while (this.map.size > this.max || this.weight > this.maxWeight) this.delete(this.map.keys().next().value as K);
   }
 
   delete(k: K): void {
+    const e = this.map.get(k);
+    if (!e) return;
     this.map.delete(k);
+    this.weight -= e.w;
   }
 }

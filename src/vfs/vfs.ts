@@ -105,7 +105,7 @@ export class Vfs {
   private readonly entries: TtlCache<string, Dirent | null>;
   private readonly cache: ByteLru<string, Buffer>;
   /** Directory listings as last read, for answering ls while the cluster cannot (see stale()). */
-  private readonly listings = new LastSeen<Ino, Array<{ name: Buffer; dirent: Dirent }>>(256);
+  private readonly listings = new LastSeen<Ino, Array<{ name: Buffer; dirent: Dirent }>>(256, 100_000, (entries) => entries.length + 1);
   private staleWarnedAt = 0;
   private readonly files = new Map<Ino, OpenFile>();
   private readonly handles = new Map<number, Handle>();
@@ -312,8 +312,7 @@ export class Vfs {
       if (!page.more || page.entries.length === 0) break;
       after = page.entries.at(-1)!.name;
     }
-    if (seen.length <= 10_000) this.listings.set(dir, seen);
-    else this.listings.delete(dir);
+    this.listings.set(dir, seen); // dropped instead when it alone exceeds the budget
     return out;
   }
 
