@@ -322,9 +322,8 @@ export class FsMeta {
    * drops (and the inode goes at zero) in the background: the name is gone
    * durably first, which is the crash order the design asks for.
    */
-  async unlink(dir: Ino, name: Buffer): Promise<Dirent> {
+  async unlink(dir: Ino, name: Buffer, time: Timespec = nowTimespec()): Promise<Dirent> {
     checkName(name);
-    const time = nowTimespec();
     let removed: Dirent | null = null;
     await this.ks.change(direntKey(dir, name), (old) => {
       if (!old) throw new FsError('ENOENT');
@@ -360,13 +359,12 @@ export class FsMeta {
     return page.entries.length === 0;
   }
 
-  async rmdir(dir: Ino, name: Buffer): Promise<void> {
+  async rmdir(dir: Ino, name: Buffer, time: Timespec = nowTimespec()): Promise<void> {
     checkName(name);
     const d = await this.lookup(dir, name);
     if (!d) throw new FsError('ENOENT');
     if (!isDir(d.type)) throw new FsError('ENOTDIR');
     if (!(await this.isEmptyDir(d.ino))) throw new FsError('ENOTEMPTY');
-    const time = nowTimespec();
     await this.ks.change(direntKey(dir, name), (old) => {
       if (!old || decodeDirent(old).ino !== d.ino) throw new FsError('ENOENT');
       return null;

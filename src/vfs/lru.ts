@@ -70,6 +70,12 @@ export class TtlCache<K, V> {
     this.map.delete(k);
   }
 
+  /** Replaces a live value without extending its life (a local edit must not outlive the TTL). */
+  update(k: K, v: V): void {
+    const e = this.map.get(k);
+    if (e && Date.now() <= e.until) e.v = v;
+  }
+
   /** No longer an answer, but still the last value seen (getStale). */
   expire(k: K): void {
     const e = this.map.get(k);

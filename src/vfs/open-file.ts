@@ -71,6 +71,18 @@ export class OpenFile {
     if (this.dirty) return;
     this.inode = inode;
     this.maps.clear();
+    this.mapless = false;
+  }
+
+  /**
+   * This mount has just created the file: it has no chunk-map pages yet, so
+   * none is read (a create used to pay a quorum read for page 0 at its first
+   * write). Cleared by the next revalidation, like any cached page.
+   */
+  private mapless = false;
+
+  markNew(): void {
+    if (this.inode.size === 0 && this.inode.chunks === 0) this.mapless = true;
   }
 
   private async mapped(index: number): Promise<ChunkId | null> {
@@ -80,7 +92,7 @@ export class OpenFile {
     if (p && p.has(slot)) return p.get(slot)!;
     let m = this.maps.get(page);
     if (!m) {
-      m = await this.meta.readMapPage(this.inode.ino, page);
+      m = this.mapless ? new Map() : await this.meta.readMapPage(this.inode.ino, page);
       this.maps.set(page, m);
     }
     return m.get(slot) ?? null;

@@ -331,14 +331,21 @@ export class Vfs {
       if (isDir(mode)) m |= 0o2000;
     }
     let r: { inode: Inode; created: boolean };
+    const time = nowTimespec();
     try {
-      r = await this.meta.create(dir, name, { mode: m, uid: caller.uid, gid, ...extra }, exclusive, true);
+      r = await this.meta.create(dir, name, { mode: m, uid: caller.uid, gid, time, ...extra }, exclusive, true);
     } finally {
       // Created or found taken: either way a cached "no such name" is wrong now.
       this.forgetEntry(dir, name);
     }
-    if (r.created) this.changedEntry(dir, name);
-    this.attrs.delete(dir);
+    if (r.created) {
+      this.changedEntry(dir, name);
+      // What this mount just wrote answers the lookup and getattr that follow a create.
+      this.entries.set(this.entryKey(dir, name), { ino: r.inode.ino, type: r.inode.mode & S_IFMT });
+      this.touchedDir(dir, time, isDir(r.inode.mode) ? 1 : 0);
+    } else {
+      this.attrs.delete(dir);
+    }
     this.remember(r.inode);
     return r;
   }
@@ -373,9 +380,10 @@ export class Vfs {
     const d = await this.lookupCached(dir, name);
     if (!d) throw new FsError('ENOENT');
     this.forgetEntry(dir, name);
-    const gone = await this.meta.unlink(dir, name);
+    const time = nowTimespec();
+    const gone = await this.meta.unlink(dir, name, time);
     this.changedEntry(dir, name);
-    this.attrs.delete(dir);
+    this.touchedDir(dir, time, 0);
     this.attrs.delete(gone.ino);
     const open = this.files.get(gone.ino);
     if (open) open.inode.nlink = Math.max(0, open.inode.nlink - 1);
@@ -385,9 +393,22 @@ export class Vfs {
     const { parent, name } = parentAndName(path);
     const dir = await this.resolveDir(parent);
     this.forgetEntry(dir, name);
-    await this.meta.rmdir(dir, name);
+    const time = nowTimespec();
+    await this.meta.rmdir(dir, name, time);
     this.changedEntry(dir, name);
-    this.attrs.delete(dir);
+    this.touchedDir(dir, time, -1);
+  }
+
+  /**
+   * The parent's cached attributes after this mount changed its entries: the
+   * times and link count meta's background update is writing, so that the
+   * getattr the kernel sends next needs no read (and no wait for that update).
+   * The cache entry keeps its expiry.
+   */
+  private touchedDir(dir: Ino, time: Timespec, linkDelta: number): void {
+    const p = this.attrs.get(dir);
+    if (p) this.attrs.update(dir, { ...p, mtime: time, ctime: time, nlink: Math.max(2, p.nlink + linkDelta) });
+    else this.attrs.delete(dir);
   }
 
   async rename(from: string, to: string, flags = 0): Promise<void> {
@@ -600,7 +621,9 @@ export class Vfs {
     const exclusive = (flags & O_EXCL) !== 0;
     const { inode, created } = await this.createNode(path, S_IFREG | (mode & 0o7777), caller, {}, exclusive);
     if (!created && isDir(inode.mode)) throw new FsError('EISDIR');
-    const fh = await this.openIno(inode.ino, flags);
+    // The inode was just written (created) or just read (found): no need to read it again.
+    const fh = await this.openIno(inode.ino, flags, inode);
+    if (created) this.handle(fh).file.markNew();
     if (!created && flags & O_TRUNC) await this.handle(fh).file.truncate(0);
     return fh;
   }
