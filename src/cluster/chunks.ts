@@ -129,8 +129,17 @@ export class Chunks {
   async drainHints(opts: { limit?: number; deadlineMs?: number } = {}): Promise<number> {
     let restored = 0;
     const limit = opts.limit ?? 256;
-    const batch = [...this.hints.entries()].slice(0, limit);
-    for (const [k, h] of batch) {
+    // A drain can find more bad copies (a source that fails verification is hinted
+    // in turn); those are drained in the same call, each key tried at most once.
+    const tried = new Set<string>();
+    const next = () => {
+      if (tried.size >= limit) return undefined;
+      for (const e of this.hints.entries()) if (!tried.has(e[0])) return e;
+      return undefined;
+    };
+    for (let e = next(); e; e = next()) {
+      const [k, h] = e;
+      tried.add(k);
       const target = this.replicasOf(h.id).find((p) => p.id === h.nodeId);
       if (!target) {
         this.hints.delete(k); // placement changed; a full repair handles it
