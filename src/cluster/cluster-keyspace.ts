@@ -92,6 +92,10 @@ export class ClusterKeySpace implements MaintainableKeySpace {
     return this.registers.read(key, opts);
   }
 
+  prepare(key: Buffer, opts?: CallOpts): Promise<void> {
+    return this.registers.prepare(key, opts);
+  }
+
   change(key: Buffer, fn: ChangeFn, opts?: CallOpts): Promise<Buffer | null> {
     return this.registers.change(key, fn, opts);
   }

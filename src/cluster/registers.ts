@@ -13,6 +13,10 @@
 //   change skips the prepare and sends accept(next) with the value it knows. Any
 //   other proposer that prepared meanwhile holds a higher promise on a majority,
 //   so that accept is refused and the full round runs.
+// - Prepare ahead: the first phase of a round may run before the change is
+//   known (prepare()). It writes only a promise, so it can overlap earlier
+//   steps of a multi-record operation without breaking their order; the change
+//   that follows is then the round's second phase, one accept.
 import type { Ballot } from '../util/ballot.js';
 import { ZERO_BALLOT, compareBallots, newProposerId } from '../util/ballot.js';
 import { QfsError } from '../util/errors.js';
@@ -34,8 +38,13 @@ export interface RegisterOptions {
   fastPathKeys?: number;
 }
 
+/**
+ * What this proposer may send as a single accept: a ballot a majority has
+ * promised it and the value that accept must build on (the highest accepted one
+ * that majority reported).
+ */
 interface Known {
-  ballot: Ballot;
+  next: Ballot;
   value: RecordValue;
 }
 
@@ -105,7 +114,7 @@ export class Registers {
   private readonly queues = new Map<string, QueuedChange[]>();
   private readonly quorum: number;
   /** Counters for status and tests. */
-  readonly stats = { fastChanges: 0, fullRounds: 0, conflicts: 0, fastReads: 0, slowReads: 0, recognised: 0 };
+  readonly stats = { fastChanges: 0, fullRounds: 0, conflicts: 0, fastReads: 0, slowReads: 0, recognised: 0, prepared: 0 };
 
   constructor(
     private readonly acceptorsOf: (group: Buffer) => Peer[],
@@ -130,6 +139,38 @@ export class Registers {
     this.known.set(id, k);
     const max = this.opts.fastPathKeys ?? 10_000;
     if (this.known.size > max) this.known.delete(this.known.keys().next().value!);
+  }
+
+  /**
+   * Phase one of this proposer's next change of `key`, run now. A later change
+   * then costs one accept, unless another proposer prepared the key meanwhile
+   * (its higher promise refuses the accept, and the change runs a full round).
+   * Writes no value. Failures are ignored: the change just runs in full.
+   */
+  async prepare(key: Buffer, opts?: CallOpts): Promise<void> {
+    const id = key.toString('latin1');
+    if (this.known.has(id) || this.queues.has(id)) return;
+    const deadline = this.deadline(opts);
+    const ballot = this.freshBallot();
+    let prep;
+    try {
+      prep = await gatherQuorum<Verdict, string>(
+        this.acceptorsOf(groupOf(key)).map((p) => ({ key: p.id, run: () => p.track((c) => c.prepare(key, ballot, p.callOpts(deadline, opts?.signal))) })),
+        this.quorum,
+        (v) => v.ok,
+      );
+    } catch {
+      return;
+    }
+    for (const x of [...prep.oks, ...prep.rejected]) {
+      this.observe(x.value.state.promised);
+      this.observe(x.value.state.accepted);
+    }
+    // A change that started meanwhile ran its own round with a higher ballot.
+    if (prep.oks.length < this.quorum || this.known.has(id) || this.queues.has(id)) return;
+    this.stats.prepared++;
+    const current = highestAccepted(prep.oks.map((o) => o.value.state));
+    this.remember(key, { next: ballot, value: current ? current.value : { kind: 'empty' } });
   }
 
   private deadline(opts?: CallOpts): number {
@@ -229,7 +270,7 @@ export class Registers {
     deadline: number,
     signal?: AbortSignal,
   ): Promise<{ value: Buffer | null; meta: T } | undefined> {
-    const ballot = nextOf(known.ballot);
+    const ballot = known.next;
     this.observe(ballot); // a fallback round must use a ballot above this one
     this.remember(key, null);
     const current = open(known.value);
@@ -244,7 +285,7 @@ export class Registers {
       return undefined;
     }
     this.stats.fastChanges++;
-    this.remember(key, { ballot, value });
+    this.remember(key, { next: nextOf(ballot), value });
     return { value: next, meta };
   }
 
@@ -309,7 +350,7 @@ export class Registers {
       if (chosen) return { done: true, value: env.payload, meta };
       const acc = await this.accept(key, ballot, currentValue, acceptors, deadline, signal);
       if (acc.oks.length < this.quorum) return { done: false };
-      this.remember(key, { ballot, value: currentValue });
+      this.remember(key, { next: nextOf(ballot), value: currentValue });
       return { done: true, value: env.payload, meta };
     }
     const tag = newTag();
@@ -323,7 +364,7 @@ export class Registers {
       if (!definitelyRefused(acc, acceptors.length)) attempts.markUncertain(ballot.counter);
       return { done: false };
     }
-    this.remember(key, { ballot, value });
+    this.remember(key, { next: nextOf(ballot), value });
     return { done: true, value: next, meta };
   }
 

@@ -41,6 +41,12 @@ export interface RegisterSpace {
   /** Deletes (writes a tombstone). */
   delete(key: Buffer, opts?: CallOpts): Promise<void>;
   /**
+   * A hint, not an operation: do now whatever makes this client's next change
+   * of `key` cheaper (the cluster runs a round's first phase). Changes no value
+   * and never fails; a key space without such work leaves it out.
+   */
+  prepare?(key: Buffer, opts?: CallOpts): Promise<void>;
+  /**
    * Keys of one group with names in [startName, endName) in byte order, values
    * as last accepted by the replicas (a scan is not linearizable as a whole;
    * each entry was a committed or in-flight value at some point during it).

@@ -75,14 +75,27 @@ export interface FormatOptions {
 
 /** A 53-bit inode number from randomness: no central counter, collisions checked on create. */
 function randomIno(): Ino {
-  return (randomInt(0, 2 ** 21) * 2 ** 32 + randomInt(0, 2 ** 32)) as Ino;
+  for (;;) {
+    const ino = (randomInt(0, 2 ** 21) * 2 ** 32 + randomInt(0, 2 ** 32)) as Ino;
+    if (ino > ROOT_INO) return ino;
+  }
 }
+
+/** Inode numbers kept prepared ahead: enough for a serial writer (tar, cp) to never wait for one. */
+const FRESH_INOS = 4;
 
 export class FsMeta {
   /** Directory time/link-count updates in flight (see touchDir), by directory. */
   private readonly touches = new Map<Ino, Set<Promise<void>>>();
   /** The last error of a background directory update, for settle(). */
   private touchError: unknown = null;
+  /**
+   * Inode numbers whose keys were prepared ahead (KeySpace.prepare), so that a
+   * create's inode write is one accept instead of a full round. A number
+   * nobody else knows is a key nobody else writes, so the promise holds.
+   */
+  private readonly freshInos: Ino[] = [];
+  private preparingInos = 0;
 
   constructor(
     readonly ks: KeySpace,
@@ -95,6 +108,30 @@ export class FsMeta {
     const e = this.touchError;
     this.touchError = null;
     if (e) throw e;
+  }
+
+  /** How many prepared inode numbers wait for a create (tests, profiling). */
+  get preparedInos(): number {
+    return this.freshInos.length;
+  }
+
+  private takeIno(): Ino {
+    const ino = this.freshInos.shift() ?? randomIno();
+    this.prepareInos();
+    return ino;
+  }
+
+  private prepareInos(): void {
+    const prepare = this.ks.prepare?.bind(this.ks);
+    if (!prepare) return;
+    while (this.freshInos.length + this.preparingInos < FRESH_INOS) {
+      const ino = randomIno();
+      this.preparingInos++;
+      void prepare(inodeKey(ino)).finally(() => {
+        this.preparingInos--;
+        this.freshInos.push(ino);
+      });
+    }
   }
 
   static async format(ks: KeySpace, opts: FormatOptions): Promise<Superblock> {
@@ -232,6 +269,9 @@ export class FsMeta {
   async create(dir: Ino, name: Buffer, attrs: NewInode, exclusive = true, parentChecked = false): Promise<{ inode: Inode; created: boolean }> {
     checkName(name);
     const time = attrs.time ?? nowTimespec();
+    // The dirent's first phase overlaps the inode write: a promise is no value,
+    // so no name can point at the inode before the inode is durable.
+    const direntPrepared = this.ks.prepare?.(direntKey(dir, name));
     if (!parentChecked) {
       const parent = await this.getInode(dir);
       if (!isDir(parent.mode)) throw new FsError('ENOTDIR');
@@ -244,8 +284,7 @@ export class FsMeta {
     const directory = isDir(attrs.mode);
     let inode: Inode | null = null;
     for (let tries = 0; !inode; tries++) {
-      const ino = randomIno();
-      if (ino <= ROOT_INO) continue;
+      const ino = this.takeIno();
       const candidate: Inode = {
         ino,
         mode: attrs.mode,
@@ -274,6 +313,7 @@ export class FsMeta {
       }
     }
     let raced: Dirent | null = null;
+    await direntPrepared;
     await this.ks.change(direntKey(dir, name), (old) => {
       raced = old ? decodeDirent(old) : null;
       if (old) return KEEP;
@@ -294,6 +334,7 @@ export class FsMeta {
   async link(ino: Ino, dir: Ino, name: Buffer): Promise<Inode> {
     checkName(name);
     const time = nowTimespec();
+    const direntPrepared = this.ks.prepare?.(direntKey(dir, name)); // as in create
     const target = await this.getInode(ino);
     if (isDir(target.mode)) throw new FsError('EPERM', 'hard links to directories');
     // Count the link first: a crash then leaves nlink one too high (fsck), never a name of a freed inode.
@@ -303,6 +344,7 @@ export class FsMeta {
       i.ctime = time;
     });
     let taken = false;
+    await direntPrepared;
     await this.ks.change(direntKey(dir, name), (old) => {
       taken = old !== null;
       return old ? KEEP : encodeDirent({ ino, type: target.mode & S_IFMT });
