@@ -23,6 +23,8 @@ export interface PeerOptions {
 }
 
 const EWMA_ALPHA = 0.2;
+/** A node with calls in flight and no answer for this long is read from last. */
+const SILENT_MS = 100;
 
 export class Peer implements PlacementNode {
   readonly id: string;
@@ -36,6 +38,9 @@ export class Peer implements PlacementNode {
   lastError: string | null = null;
   calls = 0;
   failures = 0;
+  /** Calls in flight, and when the node last answered anything (performance.now()). */
+  private inflight = 0;
+  private lastAnswerAt = performance.now();
   /**
    * Set once the node was seen unreachable (a connection lost or refused);
    * calls to it then fail at once instead of waiting for a reconnect, so a
@@ -69,9 +74,14 @@ export class Peer implements PlacementNode {
     return this.client.rpc.isOpen;
   }
 
-  /** Lower is better: down nodes last, then recent failures, then latency. */
+  /**
+   * Lower is better: down nodes last, then recent failures, then a node that
+   * holds calls but has answered none for a while (stopped, or cut off, before
+   * any call timed out), then latency.
+   */
   get rank(): number {
-    return (this.up ? 0 : 1e9) + this.consecutiveFailures * 1e6 + this.latencyMs;
+    const silent = this.inflight > 0 && performance.now() - this.lastAnswerAt > SILENT_MS;
+    return (this.up ? 0 : 1e9) + this.consecutiveFailures * 1e6 + (silent ? 1e5 : 0) + this.latencyMs;
   }
 
   /** Call options bounded by an overall deadline. */
@@ -89,13 +99,16 @@ export class Peer implements PlacementNode {
   async track<T>(fn: (c: NodeClient) => Promise<T>): Promise<T> {
     const t0 = performance.now();
     this.calls++;
+    this.inflight++;
     try {
       const r = await fn(this.client);
-      this.latencyMs += EWMA_ALPHA * (performance.now() - t0 - this.latencyMs);
+      this.lastAnswerAt = performance.now();
+      this.latencyMs += EWMA_ALPHA * (this.lastAnswerAt - t0 - this.latencyMs);
       this.consecutiveFailures = 0;
       return r;
     } catch (err) {
       const e = toQfsError(err);
+      if (e.code !== 'timeout' && e.code !== 'unavailable' && e.code !== 'closed') this.lastAnswerAt = performance.now();
       // A node's own verdicts (conflict, not_found, corrupt, bad_request) are answers, not ill health.
       if (e.code === 'unavailable' || e.code === 'timeout' || e.code === 'busy' || e.code === 'closed' || e.code === 'internal') {
         this.failures++;
@@ -104,6 +117,8 @@ export class Peer implements PlacementNode {
         if (e.code === 'unavailable' && !this.up) this.down = true;
       }
       throw e;
+    } finally {
+      this.inflight--;
     }
   }
 

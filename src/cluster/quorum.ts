@@ -66,3 +66,70 @@ export function summarize<K>(errors: ReadonlyArray<{ key: K; error: QfsError }>,
   const code = codes.has('no_space') ? 'no_space' : codes.has('corrupt') && codes.size === 1 ? 'corrupt' : codes.has('bad_request') && codes.size === 1 ? 'bad_request' : 'unavailable';
   return new QfsError(code, `${need} of ${total} replicas needed, ${total - errors.length} answered (${reasons})`);
 }
+
+/**
+ * A quorum of answers from as few calls as possible: the first `need` calls
+ * (callers order them best first) run at once; another starts when one fails,
+ * when `enough` says the answers so far do not settle it, or, for all the rest,
+ * when `hedgeMs` passes without a result. It saves the calls a full fan-out
+ * wastes on reads (each one a syscall and node work on both sides) and bounds
+ * what a slow replica costs to the hedge delay.
+ */
+export function hedgedQuorum<T, K>(
+  calls: ReadonlyArray<{ key: K; run: () => Promise<T> }>,
+  need: number,
+  enough: (values: readonly T[]) => boolean,
+  hedgeMs: number,
+): Promise<T[]> {
+  return new Promise((resolve, reject) => {
+    const oks: T[] = [];
+    const errors: Array<{ key: K; error: QfsError }> = [];
+    let started = 0;
+    let inFlight = 0;
+    let settled = false;
+    let timer: NodeJS.Timeout | undefined;
+    const finish = (f: () => void): void => {
+      settled = true;
+      clearTimeout(timer);
+      f();
+    };
+    const startOne = (): void => {
+      const { key, run } = calls[started++]!;
+      inFlight++;
+      let p: Promise<T>;
+      try {
+        p = run();
+      } catch (err) {
+        p = Promise.reject(err);
+      }
+      p.then(
+        (value) => {
+          inFlight--;
+          if (settled) return;
+          oks.push(value);
+          check();
+        },
+        (err: unknown) => {
+          inFlight--;
+          if (settled) return;
+          errors.push({ key, error: toQfsError(err) });
+          check();
+        },
+      );
+    };
+    const startRest = (): void => {
+      while (!settled && started < calls.length) startOne();
+    };
+    const check = (): void => {
+      if (settled) return;
+      if (oks.length >= need && (enough(oks) || (started === calls.length && inFlight === 0))) return finish(() => resolve([...oks]));
+      if (calls.length - errors.length < need) return finish(() => reject(summarize(errors, need, calls.length)));
+      if (oks.length >= need) return startRest(); // answers disagree: ask everyone
+      while (oks.length + inFlight < need && started < calls.length) startOne();
+    };
+    if (need <= 0 || calls.length === 0) return finish(() => (need <= 0 ? resolve([]) : reject(summarize(errors, need, 0))));
+    while (started < Math.min(need, calls.length)) startOne();
+    if (started < calls.length) timer = setTimeout(startRest, hedgeMs);
+    check();
+  });
+}

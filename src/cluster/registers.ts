@@ -24,8 +24,8 @@ import type { Logger } from '../util/log.js';
 import type { AcceptorState, RecordValue } from '../store/types.js';
 import type { Verdict } from '../rpc/messages.js';
 import { KEEP, groupOf, type CallOpts, type ChangeFn, type ChangeResult, type ScanEntry, type ScanPage } from '../keyspace/types.js';
-import type { Peer } from './peers.js';
-import { gatherQuorum } from './quorum.js';
+import { byHealth, type Peer } from './peers.js';
+import { gatherQuorum, hedgedQuorum } from './quorum.js';
 import { ChangeAttempts, newTag, open, seal } from './envelope.js';
 
 export interface RegisterOptions {
@@ -100,6 +100,12 @@ export function applyBatch(batch: ReadonlyArray<{ fn: ChangeFn }>, old: Buffer |
     }
   }
   return { next: changed ? cur : KEEP, meta };
+}
+
+/** How long a read waits for its chosen replicas before asking the others too. */
+export function hedgeDelayMs(chosen: readonly Peer[]): number {
+  const slowest = Math.max(0, ...chosen.map((p) => p.latencyMs));
+  return Math.min(50, Math.max(2, 3 * slowest));
 }
 
 /** Every acceptor answered with a refusal: the value reached none of them. */
@@ -179,12 +185,15 @@ export class Registers {
 
   async read(key: Buffer, opts?: CallOpts): Promise<Buffer | null> {
     const deadline = this.deadline(opts);
-    const acceptors = this.acceptorsOf(groupOf(key));
-    const r = await gatherQuorum(
+    // A majority of the healthiest replicas first; the rest only if those fail,
+    // disagree or are slow.
+    const acceptors = byHealth(this.acceptorsOf(groupOf(key)));
+    const states = await hedgedQuorum(
       acceptors.map((p) => ({ key: p.id, run: () => p.track((c) => c.read(key, p.callOpts(deadline, opts?.signal))) })),
       this.quorum,
+      (s) => agreedValue(s, this.quorum) !== null,
+      hedgeDelayMs(acceptors.slice(0, this.quorum)),
     );
-    const states = r.oks.map((o) => o.value);
     for (const s of states) this.observe(s.promised);
     const agreed = agreedValue(states, this.quorum);
     if (agreed) {
@@ -372,11 +381,14 @@ export class Registers {
   /** `group` is the encoded group prefix (length byte + group); start/end are whole keys. */
   async scan(group: Buffer, start: Buffer, end: Buffer | null, limit: number, opts?: CallOpts): Promise<ScanPage> {
     const deadline = this.deadline(opts);
-    const acceptors = this.acceptorsOf(group);
-    const r = await gatherQuorum(
+    const acceptors = byHealth(this.acceptorsOf(group));
+    const replies = await hedgedQuorum(
       acceptors.map((p) => ({ key: p.id, run: () => p.track((c) => c.scan(start, end, limit, p.callOpts(deadline, opts?.signal))) })),
       this.quorum,
+      () => true,
+      hedgeDelayMs(acceptors.slice(0, this.quorum)),
     );
+    const r = { oks: replies.map((value) => ({ value })) };
     // Each acceptor returned its first `limit` keys; only keys below the smallest
     // cut-off of a truncated reply are complete in every reply.
     let horizon: Buffer | null = null;

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { gatherQuorum } from '../../src/cluster/quorum.js';
+import { gatherQuorum, hedgedQuorum } from '../../src/cluster/quorum.js';
 import { QfsError, isQfsError } from '../../src/util/errors.js';
 
 const later = <T>(ms: number, v: T) => new Promise<T>((r) => setTimeout(() => r(v), ms));
@@ -74,4 +74,61 @@ test('no_space from any replica wins the summary; refusals resolve instead of re
     2,
   );
   t.is(r2.oks.length, 2);
+});
+
+test('hedgedQuorum: asks only a majority when it answers in time and agrees', async (t) => {
+  const ran: string[] = [];
+  const call = (key: string, ms: number, v: number) => ({ key, run: () => (ran.push(key), later(ms, v)) });
+  const r = await hedgedQuorum([call('a', 5, 1), call('b', 10, 1), call('c', 5, 1)], 2, (vs) => vs.every((v) => v === vs[0]), 200);
+  t.deepEqual(r, [1, 1]);
+  await later(30, 0);
+  t.deepEqual(ran, ['a', 'b'], 'the third replica was never asked');
+});
+
+test('hedgedQuorum: a failure or a disagreement brings in the next replica', async (t) => {
+  const ran: string[] = [];
+  const call = (key: string, run: () => Promise<number>) => ({ key, run: () => (ran.push(key), run()) });
+  const same = (vs: readonly number[]) => vs.filter((v) => v === vs[0]).length >= 2 || vs.filter((v) => v === vs[1]).length >= 2;
+  t.deepEqual((await hedgedQuorum([call('a', () => failLater(2)), call('b', () => later(5, 7)), call('c', () => later(5, 7))], 2, same, 200)).sort(), [7, 7]);
+  t.deepEqual(ran, ['a', 'b', 'c']);
+  ran.length = 0;
+  const r = await hedgedQuorum([call('a', () => later(2, 1)), call('b', () => later(4, 2)), call('c', () => later(6, 2))], 2, same, 200);
+  t.deepEqual(r, [1, 2, 2], 'disagreeing answers wait for the rest');
+  t.deepEqual(ran, ['a', 'b', 'c']);
+  // every answer in and still no agreement: resolves with what there is
+  t.deepEqual(await hedgedQuorum([call('a', () => later(1, 1)), call('b', () => later(2, 2)), call('c', () => later(3, 3))], 2, same, 200), [1, 2, 3]);
+});
+
+test('hedgedQuorum: a silent replica costs the hedge delay, not the deadline', async (t) => {
+  const t0 = Date.now();
+  const r = await hedgedQuorum(
+    [
+      { key: 'a', run: () => later(2, 1) },
+      { key: 'b', run: () => later(5000, 1) },
+      { key: 'c', run: () => later(2, 1) },
+    ],
+    2,
+    () => true,
+    30,
+  );
+  t.deepEqual(r, [1, 1]);
+  const took = Date.now() - t0;
+  t.true(took >= 25 && took < 1000, `took ${took} ms`);
+});
+
+test('hedgedQuorum: fails once a majority cannot answer, with every reason', async (t) => {
+  const err = await t.throwsAsync(
+    hedgedQuorum(
+      [
+        { key: 'a', run: () => failLater(1) },
+        { key: 'b', run: () => later(3, 1) },
+        { key: 'c', run: () => failLater(2, 'no_space') },
+      ],
+      2,
+      () => true,
+      100,
+    ),
+  );
+  t.true(isQfsError(err, 'no_space'), String(err));
+  t.regex(String(err), /a: down/);
 });
