@@ -432,6 +432,15 @@ function cpuMs(pid: number): number {
     return NaN;
   }
 }
+/** Write-type syscalls of a process so far (/proc/PID/io syscw: write, writev, send*, ...). */
+function writeCalls(pid: number): number {
+  try {
+    const m = /^syscw: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'));
+    return m ? Number(m[1]) : NaN;
+  } catch {
+    return NaN;
+  }
+}
 /** Busy CPU time of the whole machine (all cores, /proc/stat: everything but idle and iowait), ms. */
 function machineBusyMs(): number {
   const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
@@ -661,9 +670,10 @@ async function main(): Promise<void> {
   };
 
   const nodeCpu = (): number => procs.reduce((s, p) => s + cpuMs(p.pid), 0);
+  const nodeWrites = (): number => procs.reduce((s, p) => s + writeCalls(p.pid), 0);
   const dir = join(mnt, 'small');
   const treeDir = join(mnt, 'tree');
-  const results: Array<{ phase: string; units: number; unitName: string; work: { wallMs: number; userMs: number; sysMs: number }; nodeCpuMs: number; mountCpuMs: number; otherCores: number; r: PhaseReport }> = [];
+  const results: Array<{ phase: string; units: number; unitName: string; work: { wallMs: number; userMs: number; sysMs: number }; nodeCpuMs: number; mountCpuMs: number; mountWrites: number; nodeWrites: number; otherCores: number; r: PhaseReport }> = [];
   const load0 = loadavg()[0]!;
   for (const phase of phases) {
     const isTree = phase === 'tar-x' || phase === 'diff' || phase === 'rm-rf';
@@ -672,16 +682,18 @@ async function main(): Promise<void> {
     await mark();
     const n0 = nodeCpu();
     const m0 = cpuMs(ready.pid);
+    const w0 = [writeCalls(ready.pid), nodeWrites()];
     const b0 = machineBusyMs();
     const out = await runWorkload(args);
     const n1 = nodeCpu();
     const m1 = cpuMs(ready.pid);
+    const w1 = [writeCalls(ready.pid), nodeWrites()];
     const b1 = machineBusyMs();
     const r = await mark();
     const work = JSON.parse(out.trim().split('\n').at(-1)!) as { wallMs: number; userMs: number; sysMs: number };
     const units = isTree ? 1 : phase === 'ls' ? 1 : nfiles;
     const otherMs = b1 - b0 - (n1 - n0) - (m1 - m0) - work.userMs - work.sysMs;
-    results.push({ phase, units, unitName: isTree || phase === 'ls' ? 'run' : 'file', work, nodeCpuMs: n1 - n0, mountCpuMs: m1 - m0, otherCores: otherMs / work.wallMs, r });
+    results.push({ phase, units, unitName: isTree || phase === 'ls' ? 'run' : 'file', work, nodeCpuMs: n1 - n0, mountCpuMs: m1 - m0, mountWrites: w1[0]! - w0[0]!, nodeWrites: w1[1]! - w0[1]!, otherCores: otherMs / work.wallMs, r });
     process.stderr.write(`[fs-profile] ${phase}: ${fmt(work.wallMs / 1000)} s\n`);
   }
   const pingReport = await mark('ping');
@@ -702,15 +714,15 @@ async function main(): Promise<void> {
   o.push('');
   o.push('Per phase (ms per file for the small-file phases, per run for ls and the tree phases):');
   o.push('');
-  o.push('| phase | wall s | rate | wall ms/unit | FUSE ops/unit | op-busy % of wall | waiting on nodes % of op-busy | mount CPU ms/unit (ELU) | 3 nodes CPU ms/unit | workload CPU ms/unit (user+sys) | other cores |');
-  o.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  o.push('| phase | wall s | rate | wall ms/unit | FUSE ops/unit | op-busy % of wall | waiting on nodes % of op-busy | mount CPU ms/unit (ELU) | 3 nodes CPU ms/unit | workload CPU ms/unit (user+sys) | other cores | mount / nodes write syscalls per unit |');
+  o.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const x of results) {
     const opsN = Object.values(x.r.ops).reduce((s, v) => s + v.count, 0);
     const ksInOps = Object.values(x.r.ops).reduce((s, v) => s + v.ksMs, 0);
     const opMs = Object.values(x.r.ops).reduce((s, v) => s + v.ms, 0);
     const rate = x.unitName === 'file' ? `${fmt(x.units / (x.work.wallMs / 1000))} files/s` : '';
     o.push(
-      `| ${x.phase} | ${fmt(x.work.wallMs / 1000)} | ${rate} | ${fmt(x.work.wallMs / x.units)} | ${fmt(opsN / x.units)} | ${fmt((100 * x.r.opBusyMs) / x.r.wallMs, 0)} | ${fmt(opMs > 0 ? (100 * ksInOps) / opMs : NaN, 0)} | ${fmt(x.mountCpuMs / x.units)} (${fmt(x.r.elu * 100, 0)}%) | ${fmt(x.nodeCpuMs / x.units)} | ${fmt((x.work.userMs + x.work.sysMs) / x.units)} | ${fmt(x.otherCores)} |`,
+      `| ${x.phase} | ${fmt(x.work.wallMs / 1000)} | ${rate} | ${fmt(x.work.wallMs / x.units)} | ${fmt(opsN / x.units)} | ${fmt((100 * x.r.opBusyMs) / x.r.wallMs, 0)} | ${fmt(opMs > 0 ? (100 * ksInOps) / opMs : NaN, 0)} | ${fmt(x.mountCpuMs / x.units)} (${fmt(x.r.elu * 100, 0)}%) | ${fmt(x.nodeCpuMs / x.units)} | ${fmt((x.work.userMs + x.work.sysMs) / x.units)} | ${fmt(x.otherCores)} | ${fmt(x.mountWrites / x.units)} / ${fmt(x.nodeWrites / x.units)} |`,
     );
   }
   o.push('');

@@ -18,6 +18,7 @@ import {
 import { clientProof, newNonce, proofsEqual, serverProof } from './auth.js';
 import { QfsError, byteToErrorCode, toQfsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
+import { corkForTick } from './tick-cork.js';
 
 export interface RpcClientOptions {
   url: string;
@@ -281,6 +282,7 @@ export class RpcClient {
       };
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       this.pending.set(id, p);
+      corkForTick(ws);
       ws.send(frame, { binary: true }, () => this.wakeWaiters());
     });
   }

@@ -21,6 +21,7 @@ import {
 import { clientProof, newNonce, proofsEqual, serverProof } from './auth.js';
 import { QfsError, errorCodeToByte, toQfsError, type ErrorCode } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
+import { corkForTick } from './tick-cork.js';
 
 export interface RequestContext {
   /** Aborted when the client's deadline passes or the connection closes. */
@@ -146,6 +147,7 @@ class ServerConnection {
 
   private send(frame: Buffer): void {
     if (this.ws.readyState !== this.ws.OPEN) return;
+    corkForTick(this.ws);
     this.ws.send(frame, { binary: true }, () => this.maybeResume());
     if (this.ws.bufferedAmount > this.maxBuffered) this.pauseReading();
   }
