@@ -22,12 +22,20 @@ export type Errno =
   | 'EXDEV'
   | 'EROFS';
 
+/** Answers, not faults: a lookup of a missing name is the normal case, so no stack trace is taken for them. */
+const ANSWERS: ReadonlySet<Errno> = new Set(['ENOENT', 'EEXIST', 'ENODATA', 'ENOTEMPTY']);
+
 export class FsError extends Error {
-  constructor(
-    readonly errno: Errno,
-    message?: string,
-  ) {
-    super(message ? `${errno}: ${message}` : errno);
+  readonly errno: Errno;
+  constructor(errno: Errno, message?: string) {
+    const limit = Error.stackTraceLimit;
+    if (ANSWERS.has(errno)) Error.stackTraceLimit = 0;
+    try {
+      super(message ? `${errno}: ${message}` : errno);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
+    this.errno = errno;
     this.name = 'FsError';
   }
 }

@@ -269,14 +269,46 @@ export class Vfs {
    */
   private async inodeAt(path: string, fresh = false): Promise<Inode> {
     for (let attempt = 0; ; attempt++) {
+      const guess = attempt === 0 ? this.readAhead(path, fresh) : null;
       const ino = await this.resolve(path, attempt > 0);
       try {
+        if (guess?.ino === ino) {
+          const i = await guess.inode;
+          if (i) return i;
+        }
         return await this.inode(ino, fresh || attempt > 0);
       } catch (err) {
         if (!(err instanceof FsError && err.errno === 'ENOENT') || attempt >= 3) throw err;
         this.attrs.delete(ino);
       }
     }
+  }
+
+  /**
+   * When the last name of a path must be looked up again (its entry expired)
+   * and it named an inode whose attributes must be read too, read that inode
+   * while the name is looked up: one round trip instead of two when the name
+   * still names it (the usual case: stat, or the lookup before an unlink, of a
+   * file seen more than a second ago). Both reads start after the call did, so
+   * the answer is as fresh as reading them one after the other.
+   */
+  private readAhead(path: string, fresh: boolean): { ino: Ino; inode: Promise<Inode | null> } | null {
+    const names = split(path);
+    if (names.length === 0) return null;
+    let dir = ROOT_INO;
+    for (let k = 0; k < names.length - 1; k++) {
+      const d = this.entries.get(this.entryKey(dir, names[k]!));
+      if (!d) return null;
+      dir = d.ino;
+    }
+    const k = this.entryKey(dir, names.at(-1)!);
+    if (this.entries.get(k) !== undefined) return null;
+    const last = this.entries.getStale(k);
+    if (!last) return null;
+    const open = this.files.get(last.ino);
+    if (open && (open.dirty || !fresh)) return null;
+    if (!fresh && this.attrs.get(last.ino)) return null;
+    return { ino: last.ino, inode: this.inode(last.ino, fresh).catch(() => null) };
   }
 
   async getattr(path: string): Promise<Stat> {

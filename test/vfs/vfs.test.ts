@@ -4,6 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { isFsError } from '../../src/meta/errors.js';
 import { O_CREAT, O_EXCL, O_RDWR, O_TRUNC, O_WRONLY, O_APPEND, XATTR_CREATE, XATTR_REPLACE } from '../../src/vfs/vfs.js';
 import { memoryVfs } from '../helpers/memfs.js';
+import type { CallOpts } from '../../src/keyspace/types.js';
 
 const errno = async (p: Promise<unknown>) => {
   try {
@@ -209,4 +210,56 @@ test('a file written for long without fsync or close has its uploaded chunks pub
   t.deepEqual(await reader.read(r, 0, data.length), data);
   await reader.release(r);
   await writer.release(fh);
+});
+
+test('a stat whose name entry expired reads the name and the inode it named at once, and still follows a name that changed', async (t) => {
+  const { MemoryKeySpace } = await import('../../src/keyspace/memory.js');
+  const { FsMeta } = await import('../../src/meta/fs-meta.js');
+  const { Vfs } = await import('../../src/vfs/vfs.js');
+  const { silentLogger } = await import('../../src/util/log.js');
+  let inFlight = 0;
+  let most = 0;
+  let reads = 0;
+  class SlowReads extends MemoryKeySpace {
+    override async read(key: Buffer, opts?: CallOpts): Promise<Buffer | null> {
+      reads++;
+      inFlight++;
+      most = Math.max(most, inFlight);
+      try {
+        await new Promise((r) => setTimeout(r, 15));
+        return await super.read(key, opts);
+      } finally {
+        inFlight--;
+      }
+    }
+  }
+  const ks = new SlowReads();
+  const sb = await FsMeta.format(ks, { chunkSize: 64 * 1024, replication: 1 });
+  const writer = new Vfs(new FsMeta(ks, sb), ks, { log: silentLogger() });
+  // 1 ms caches: every answer has expired by the next call (0 would keep nothing, not even the last answer)
+  const reader = new Vfs(new FsMeta(ks, sb), ks, { log: silentLogger(), attrTtlMs: 1, entryTtlMs: 1 });
+  t.teardown(() => {
+    writer.close();
+    reader.close();
+  });
+  for (const name of ['/f', '/g']) await writer.release(await writer.create(name, 0o644, O_CREAT | O_WRONLY));
+  const f = await reader.getattr('/f'); // the reader has seen /f once
+  await new Promise((r) => setTimeout(r, 5)); // and what it saw has expired
+  most = 0;
+  reads = 0;
+  t.is((await reader.getattr('/f')).ino, f.ino);
+  t.is(reads, 2, 'the name and the inode');
+  t.is(most, 2, 'read at the same time');
+
+  // another mount changes the inode: the answer is fresh
+  await writer.chmod('/f', 0o600);
+  await new Promise((r) => setTimeout(r, 5));
+  t.is((await reader.getattr('/f')).mode & 0o777, 0o600);
+  // another mount puts a different inode under the name: the guess is dropped
+  const g = await writer.getattr('/g');
+  await writer.rename('/g', '/f');
+  await new Promise((r) => setTimeout(r, 5));
+  const now = await reader.getattr('/f');
+  t.is(now.ino, g.ino);
+  t.not(now.ino, f.ino);
 });
