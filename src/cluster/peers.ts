@@ -23,8 +23,12 @@ export interface PeerOptions {
 }
 
 const EWMA_ALPHA = 0.2;
-/** A node with calls in flight and no answer for this long is read from last. */
-const SILENT_MS = 100;
+/**
+ * A node with calls in flight and no answer for this long is read from last.
+ * Long enough for a burst: 1000 reads issued in one tick reach a node together
+ * and its first answers come back 150–250 ms later on this 2-core machine.
+ */
+const SILENT_MS = 500;
 
 export class Peer implements PlacementNode {
   readonly id: string;
@@ -41,6 +45,8 @@ export class Peer implements PlacementNode {
   /** Calls in flight, and when the node last answered anything (performance.now()). */
   private inflight = 0;
   private lastAnswerAt = performance.now();
+  /** When the node last went from no call in flight to one. */
+  private busySince = 0;
   /**
    * Set once the node was seen unreachable (a connection lost or refused);
    * calls to it then fail at once instead of waiting for a reconnect, so a
@@ -80,8 +86,12 @@ export class Peer implements PlacementNode {
    * any call timed out), then latency.
    */
   get rank(): number {
-    const silent = this.inflight > 0 && performance.now() - this.lastAnswerAt > SILENT_MS;
-    return (this.up ? 0 : 1e9) + this.consecutiveFailures * 1e6 + (silent ? 1e5 : 0) + this.latencyMs;
+    return (this.up ? 0 : 1e9) + this.consecutiveFailures * 1e6 + (this.silent ? 1e5 : 0) + this.latencyMs;
+  }
+
+  /** Holds calls but has answered none for a while: stopped, cut off or down, not merely busy. */
+  get silent(): boolean {
+    return !this.up || (this.inflight > 0 && performance.now() - Math.max(this.lastAnswerAt, this.busySince) > SILENT_MS);
   }
 
   /** Call options bounded by an overall deadline. */
@@ -99,7 +109,7 @@ export class Peer implements PlacementNode {
   async track<T>(fn: (c: NodeClient) => Promise<T>): Promise<T> {
     const t0 = performance.now();
     this.calls++;
-    this.inflight++;
+    if (this.inflight++ === 0) this.busySince = t0;
     try {
       const r = await fn(this.client);
       this.lastAnswerAt = performance.now();

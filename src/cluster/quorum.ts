@@ -73,13 +73,16 @@ export function summarize<K>(errors: ReadonlyArray<{ key: K; error: QfsError }>,
  * when `enough` says the answers so far do not settle it, or, for all the rest,
  * when `hedgeMs` passes without a result. It saves the calls a full fan-out
  * wastes on reads (each one a syscall and node work on both sides) and bounds
- * what a slow replica costs to the hedge delay.
+ * what a slow replica costs to the hedge delay. When the hedge delay passes
+ * and `keepWaiting` says the replicas asked are still answering (busy, not
+ * gone: a burst of reads queues behind itself), the wait starts over instead.
  */
 export function hedgedQuorum<T, K>(
   calls: ReadonlyArray<{ key: K; run: () => Promise<T> }>,
   need: number,
   enough: (values: readonly T[]) => boolean,
   hedgeMs: number,
+  keepWaiting?: () => boolean,
 ): Promise<T[]> {
   return new Promise((resolve, reject) => {
     const oks: T[] = [];
@@ -129,7 +132,20 @@ export function hedgedQuorum<T, K>(
     };
     if (need <= 0 || calls.length === 0) return finish(() => (need <= 0 ? resolve([]) : reject(summarize(errors, need, 0))));
     while (started < Math.min(need, calls.length)) startOne();
-    if (started < calls.length) timer = setTimeout(startRest, hedgeMs);
+    // Timers run before the loop polls sockets: after a busy stretch of the
+    // event loop, answers that already arrived are read (setImmediate runs
+    // after the poll) before the replicas are judged silent.
+    const decide = (): void => {
+      if (settled) return;
+      if (keepWaiting?.()) timer = setTimeout(hedge, hedgeMs);
+      else startRest();
+    };
+    const hedge = (): void => {
+      if (settled) return;
+      if (keepWaiting) setImmediate(decide);
+      else startRest();
+    };
+    if (started < calls.length) timer = setTimeout(hedge, hedgeMs);
     check();
   });
 }

@@ -108,6 +108,11 @@ export function hedgeDelayMs(chosen: readonly Peer[]): number {
   return Math.min(50, Math.max(2, 3 * slowest));
 }
 
+/** Whether a hedged read should keep waiting on the replicas it chose: none of them has gone silent. */
+function stillAnswering(chosen: readonly Peer[]): () => boolean {
+  return () => chosen.every((p) => !p.silent);
+}
+
 /** Every acceptor answered with a refusal: the value reached none of them. */
 function definitelyRefused(r: { oks: unknown[]; rejected: unknown[]; errors: unknown[] }, total: number): boolean {
   return r.oks.length === 0 && r.errors.length === 0 && r.rejected.length === total;
@@ -193,6 +198,7 @@ export class Registers {
       this.quorum,
       (s) => agreedValue(s, this.quorum) !== null,
       hedgeDelayMs(acceptors.slice(0, this.quorum)),
+      stillAnswering(acceptors.slice(0, this.quorum)),
     );
     for (const s of states) this.observe(s.promised);
     const agreed = agreedValue(states, this.quorum);
@@ -387,6 +393,7 @@ export class Registers {
       this.quorum,
       () => true,
       hedgeDelayMs(acceptors.slice(0, this.quorum)),
+      stillAnswering(acceptors.slice(0, this.quorum)),
     );
     const r = { oks: replies.map((value) => ({ value })) };
     // Each acceptor returned its first `limit` keys; only keys below the smallest

@@ -132,3 +132,19 @@ test('hedgedQuorum: fails once a majority cannot answer, with every reason', asy
   t.true(isQfsError(err, 'no_space'), String(err));
   t.regex(String(err), /a: down/);
 });
+
+test('hedgedQuorum: while the replicas asked are still answering, the hedge waits instead of asking the rest', async (t) => {
+  const ran: string[] = [];
+  let answering = true;
+  const call = (key: string, ms: number) => ({ key, run: () => (ran.push(key), later(ms, 1)) });
+  const r = await hedgedQuorum([call('a', 5), call('b', 80), call('c', 1)], 2, () => true, 10, () => answering);
+  t.deepEqual(r, [1, 1]);
+  t.deepEqual(ran, ['a', 'b'], 'busy but answering: the third was not asked');
+  // once the slow one counts as silent, the next hedge asks the rest
+  ran.length = 0;
+  setTimeout(() => (answering = false), 30);
+  const t0 = Date.now();
+  await hedgedQuorum([call('a', 5), call('b', 5000), call('c', 1)], 2, () => true, 10, () => answering);
+  t.deepEqual(ran, ['a', 'b', 'c']);
+  t.true(Date.now() - t0 < 1000);
+});
