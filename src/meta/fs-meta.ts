@@ -127,10 +127,13 @@ export class FsMeta {
     while (this.freshInos.length + this.preparingInos < FRESH_INOS) {
       const ino = randomIno();
       this.preparingInos++;
-      void prepare(inodeKey(ino)).finally(() => {
-        this.preparingInos--;
-        this.freshInos.push(ino);
-      });
+      // A hint never fails the caller; an unprepared number just costs a full round.
+      void prepare(inodeKey(ino))
+        .catch(() => {})
+        .finally(() => {
+          this.preparingInos--;
+          this.freshInos.push(ino);
+        });
     }
   }
 
@@ -271,7 +274,7 @@ export class FsMeta {
     const time = attrs.time ?? nowTimespec();
     // The dirent's first phase overlaps the inode write: a promise is no value,
     // so no name can point at the inode before the inode is durable.
-    const direntPrepared = this.ks.prepare?.(direntKey(dir, name));
+    const direntPrepared = this.ks.prepare?.(direntKey(dir, name)).catch(() => {});
     if (!parentChecked) {
       const parent = await this.getInode(dir);
       if (!isDir(parent.mode)) throw new FsError('ENOTDIR');
@@ -334,7 +337,7 @@ export class FsMeta {
   async link(ino: Ino, dir: Ino, name: Buffer): Promise<Inode> {
     checkName(name);
     const time = nowTimespec();
-    const direntPrepared = this.ks.prepare?.(direntKey(dir, name)); // as in create
+    const direntPrepared = this.ks.prepare?.(direntKey(dir, name)).catch(() => {}); // as in create
     const target = await this.getInode(ino);
     if (isDir(target.mode)) throw new FsError('EPERM', 'hard links to directories');
     // Count the link first: a crash then leaves nlink one too high (fsck), never a name of a freed inode.
