@@ -43,6 +43,7 @@ import type { ClusterKeySpace } from '../../src/cluster/cluster-keyspace.js';
 import { FuseMount, type FuseOps } from '../../src/fuse/binding.js';
 import { vfsOps } from '../../src/fuse/ops.js';
 import { FsMeta } from '../../src/meta/fs-meta.js';
+import { MemoryKeySpace } from '../../src/keyspace/memory.js';
 import { Vfs } from '../../src/vfs/vfs.js';
 import { openCluster } from '../../src/cli/wiring.js';
 import { ensureDevCluster } from '../../src/cli/cmd-dev.js';
@@ -61,11 +62,12 @@ const { values } = parseArgs({
     phases: { type: 'string', default: ALL_PHASES.join(',') },
     serve: { type: 'string' },
     config: { type: 'string' },
+    memfs: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
 if (values.help) {
-  process.stdout.write('usage: fs-profile [--files N] [--tree DIR] [--cpu-prof] [--keep DIR] [--phases create,stat,read,ls,unlink,tar-x,diff,rm-rf]\n');
+  process.stdout.write('usage: fs-profile [--memfs] [--files N] [--tree DIR] [--cpu-prof] [--keep DIR] [--phases create,stat,read,ls,unlink,tar-x,diff,rm-rf]\n');
   process.exit(0);
 }
 
@@ -253,16 +255,30 @@ class Meter {
 async function serve(mountpoint: string, configFile: string): Promise<void> {
   process.stdout.on('error', () => {});
   const log = createRootLogger({ level: 'warn' });
-  const { config, ks } = await openCluster(configFile, log.child({ component: 'cluster' }));
-  const unreachable = await ks.waitForPeers(config.timeouts.connectMs);
-  if (unreachable.length > 0) throw new Error(`nodes not reachable: ${unreachable.join(', ')}`);
-  const sb = await FsMeta.load(ks);
-  const vfs = new Vfs(new FsMeta(ks, sb), ks, { log: log.child({ component: 'vfs' }) });
+  // --memfs: the vfs over the in-memory key space (scripts/bench/memfs-mount.ts), the FUSE floor.
+  let ks: ClusterKeySpace | null = null;
+  let vfs: Vfs;
+  let fsname = 'quorumfs:memfs';
+  let requestMs = 5000;
+  if (configFile === 'memfs') {
+    const mem = new MemoryKeySpace();
+    const sb = await FsMeta.format(mem, { chunkSize: 1024 * 1024, replication: 3, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 });
+    vfs = new Vfs(new FsMeta(mem, sb), mem, { log: log.child({ component: 'vfs' }) });
+  } else {
+    const opened = await openCluster(configFile, log.child({ component: 'cluster' }));
+    ks = opened.ks;
+    const unreachable = await ks.waitForPeers(opened.config.timeouts.connectMs);
+    if (unreachable.length > 0) throw new Error(`nodes not reachable: ${unreachable.join(', ')}`);
+    const sb = await FsMeta.load(ks);
+    vfs = new Vfs(new FsMeta(ks, sb), ks, { log: log.child({ component: 'vfs' }) });
+    fsname = `quorumfs:${opened.config.name}`;
+    requestMs = opened.config.timeouts.requestMs;
+  }
   const meter = new Meter();
-  instrument(meter, ks);
+  if (ks) instrument(meter, ks);
   const fuse = await FuseMount.mount(mountpoint, meter.wrapOps(vfsOps(vfs, log)), {
-    fsname: `quorumfs:${config.name}`,
-    callbackTimeoutMs: Math.max(30_000, config.timeouts.requestMs * 4),
+    fsname,
+    callbackTimeoutMs: Math.max(30_000, requestMs * 4),
     toErrno: (err) => (err as { errno?: number }).errno ?? 5,
   });
   new PerformanceObserver((list) => {
@@ -273,14 +289,15 @@ async function serve(mountpoint: string, configFile: string): Promise<void> {
   let elu = performance.eventLoopUtilization();
   let from = performance.now();
   let fromUs = nowUs();
-  let regs = { ...ks.registers.stats };
+  const registerStats = (): Record<string, number> => ({ ...(ks?.registers.stats ?? {}) });
+  let regs = registerStats();
   const mark = (): PhaseReport => {
     const t = performance.now();
     meter.settle(t);
     const c = process.cpuUsage(cpu);
     const e = performance.eventLoopUtilization(elu);
     const r: Record<string, number> = {};
-    for (const [k, v] of Object.entries(ks.registers.stats)) r[k] = v - (regs as Record<string, number>)[k]!;
+    for (const [k, v] of Object.entries(registerStats())) r[k] = v - regs[k]!;
     const report: PhaseReport = {
       wallMs: t - from,
       opBusyMs: meter.opBusyMs,
@@ -301,13 +318,13 @@ async function serve(mountpoint: string, configFile: string): Promise<void> {
     elu = performance.eventLoopUtilization();
     from = performance.now();
     fromUs = nowUs();
-    regs = { ...ks.registers.stats };
+    regs = registerStats();
     meter.reset();
     return report;
   };
   const ping = async (n: number): Promise<number[]> => {
     const out: number[] = [];
-    for (const p of ks.peers) {
+    for (const p of ks?.peers ?? []) {
       const t: number[] = [];
       for (let i = 0; i < n; i++) {
         const t0 = performance.now();
@@ -327,7 +344,7 @@ async function serve(mountpoint: string, configFile: string): Promise<void> {
     stopping = true;
     await vfs.flushAll();
     await fuse.unmount().catch(() => {});
-    await ks.close();
+    await ks?.close();
     process.exit(0); // --cpu-prof writes its profile on exit
   };
   process.on('SIGTERM', () => void stop());
@@ -619,31 +636,34 @@ async function main(): Promise<void> {
   // ---- the cluster: what `quorumfs dev --no-mount` runs (its config via
   // ensureDevCluster, one `quorumfs node` process per node), started here so
   // that the nodes can run under --cpu-prof (not allowed in NODE_OPTIONS).
-  const port = await freeBasePort();
-  const devDir = join(base, 'dev');
-  const config = await ensureDevCluster(devDir, port);
   const procs: Proc[] = [];
   const nodeChildren: ChildProcess[] = [];
-  cleanups.push(() => {
-    for (const c of nodeChildren) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
-    const until = Date.now() + 10_000;
-    while (procs.some((p) => alive(p.pid)) && Date.now() < until) execFileSync('sleep', ['0.1']);
-    for (const p of procs) if (alive(p.pid)) process.kill(p.pid, 'SIGKILL');
-  });
-  for (const id of ['n1', 'n2', 'n3']) {
-    const logFd = openSync(join(base, `node-${id}.log`), 'a');
-    const nodeArgs = values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${join(profDir, 'nodes')}`] : [];
-    const c = spawn(process.execPath, [...nodeArgs, CLI, 'node', '--config', config, '--id', id], { stdio: ['ignore', logFd, logFd] });
-    nodeChildren.push(c);
-    procs.push({ pid: c.pid!, role: id });
-  }
-  for (let attempt = 0; ; attempt++) {
-    try {
-      execFileSync(process.execPath, [CLI, 'format', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
-      break;
-    } catch (err) {
-      if (attempt > 50) throw err;
-      await sleep(200);
+  let config = 'memfs';
+  if (!values.memfs) {
+    const port = await freeBasePort();
+    const devDir = join(base, 'dev');
+    config = await ensureDevCluster(devDir, port);
+    cleanups.push(() => {
+      for (const c of nodeChildren) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+      const until = Date.now() + 10_000;
+      while (procs.some((p) => alive(p.pid)) && Date.now() < until) execFileSync('sleep', ['0.1']);
+      for (const p of procs) if (alive(p.pid)) process.kill(p.pid, 'SIGKILL');
+    });
+    for (const id of ['n1', 'n2', 'n3']) {
+      const logFd = openSync(join(base, `node-${id}.log`), 'a');
+      const nodeArgs = values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${join(profDir, 'nodes')}`] : [];
+      const c = spawn(process.execPath, [...nodeArgs, CLI, 'node', '--config', config, '--id', id], { stdio: ['ignore', logFd, logFd] });
+      nodeChildren.push(c);
+      procs.push({ pid: c.pid!, role: id });
+    }
+    for (let attempt = 0; ; attempt++) {
+      try {
+        execFileSync(process.execPath, [CLI, 'format', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+        break;
+      } catch (err) {
+        if (attempt > 50) throw err;
+        await sleep(200);
+      }
     }
   }
 
@@ -709,7 +729,7 @@ async function main(): Promise<void> {
   // ---- report
   const o: string[] = [];
   const tree_ = tree;
-  o.push(`fs-profile: quorumfs dev (3 nodes, R=3, loopback), ${nfiles} files of 4 KiB, tree ${tree_}; ${cpus().length} × ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Linux ${release()}, Node ${process.version}; load1 ${load0.toFixed(2)} at start, ${load1.toFixed(2)} at end`);
+  o.push(`fs-profile: ${values.memfs ? 'memfs-fuse (the vfs over the in-memory key space)' : 'quorumfs dev (3 nodes, R=3, loopback)'}, ${nfiles} files of 4 KiB, tree ${tree_}; ${cpus().length} × ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Linux ${release()}, Node ${process.version}; load1 ${load0.toFixed(2)} at start, ${load1.toFixed(2)} at end`);
   o.push(`mount options: ${ready.options}`);
   o.push('');
   o.push('Per phase (ms per file for the small-file phases, per run for ls and the tree phases):');
@@ -793,7 +813,7 @@ async function main(): Promise<void> {
 
 if (values.serve !== undefined) {
   if (!values.config) throw new Error('--serve needs --config');
-  await serve(resolve(values.serve), resolve(values.config));
+  await serve(resolve(values.serve), values.config === 'memfs' ? 'memfs' : resolve(values.config));
 } else {
   await main();
 }

@@ -40,6 +40,11 @@ export interface Stat {
   atime: Timespec;
   mtime: Timespec;
   ctime: Timespec;
+  /**
+   * The file has no extended attributes: getxattr and listxattr of this path are
+   * then answered in C, without a trip into JS, for the attribute timeout.
+   */
+  noXattrs?: boolean;
 }
 
 /** Block counts travel as 32-bit numbers: scale frsize for volumes over 2^32 blocks. */
@@ -139,6 +144,16 @@ export interface MountOptions {
   hardLinkInvalidation: boolean;
   /** How many hard-linked names to remember for that (oldest dropped first). */
   hardLinkNamesMax: number;
+  /**
+   * Microseconds a FUSE thread polls for the JS thread's answer before it sleeps,
+   * and the JS loop stays awake after a request (0: sleep at once). Waking a
+   * sleeping thread costs tens of µs on a VM, paid twice per request otherwise
+   * (docs/fuse-binding.md, "The hand-off").
+   */
+  spinUs: number;
+  hotUs: number;
+  /** Answer getxattr/listxattr of files getattr showed without xattrs in C, for attrTimeout. */
+  xattrFastPath: boolean;
   /** Further -o options, verbatim. */
   extraOptions: readonly string[];
   /** libfuse debug output on stderr. */
@@ -178,6 +193,9 @@ export const DEFAULT_MOUNT_OPTIONS: Readonly<MountOptions> = Object.freeze({
   callbackTimeoutMs: 30_000,
   hardLinkInvalidation: true,
   hardLinkNamesMax: 100_000,
+  spinUs: 100,
+  hotUs: 1000,
+  xattrFastPath: true,
   extraOptions: [],
   debug: false,
   toErrno: defaultToErrno,
@@ -221,7 +239,7 @@ function loadNative(): NativeFuseClass {
   if (nativeClass === undefined) {
     const require = createRequire(import.meta.url);
     const cls = require('fuse-native') as NativeFuseClass;
-    if (cls.QUORUMFS_PATCH !== 1) {
+    if (cls.QUORUMFS_PATCH !== 2) {
       throw new Error('fuse-native is not the quorumfs-patched build: run `node patches/fuse-native.mjs` (docs/fuse-binding.md)');
     }
     nativeClass = cls;
@@ -327,6 +345,9 @@ export class FuseMount {
       extraOptions: optionList,
       timeout: o.callbackTimeoutMs === 0 ? false : o.callbackTimeoutMs,
       debug: o.debug,
+      spinUs: o.spinUs,
+      hotUs: o.hotUs,
+      noXattrTtlMs: o.xattrFastPath ? Math.round(o.attrTimeout * 1000) : 0,
     });
     holder.fuse = fuse;
     await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())));

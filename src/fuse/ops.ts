@@ -21,6 +21,7 @@ function fuseStat(s: VfsStat): Stat {
     atime: s.atime,
     mtime: s.mtime,
     ctime: s.ctime,
+    noXattrs: !s.hasXattrs,
   };
 }
 

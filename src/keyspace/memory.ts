@@ -5,7 +5,12 @@ import type { ChunkId } from '../util/ids.js';
 import { KEEP, groupOf, type CallOpts, type ChangeFn, type MaintainableKeySpace, type RawRecord, type ScanEntry, type ScanPage } from './types.js';
 
 export class MemoryKeySpace implements MaintainableKeySpace {
-  private readonly records = new Map<string, Buffer>();
+  /**
+   * Records by group, then by name within the group (both as latin1 strings,
+   * whose order is the byte order): a scan reads its own group only, as a
+   * node's range scan does, not every record of the key space.
+   */
+  private readonly groups = new Map<string, Map<string, Buffer>>();
   private readonly chunks = new Map<string, Buffer>();
   /** When each chunk was last put (gc's grace period). */
   private readonly putAt = new Map<string, number>();
@@ -16,24 +21,33 @@ export class MemoryKeySpace implements MaintainableKeySpace {
     if (opts?.signal?.aborted) throw new QfsError('timeout', 'aborted');
   }
 
+  /** The group (as a string) and the name of a record key; throws on a malformed key. */
+  private static split(key: Buffer): [string, string] {
+    const group = groupOf(key);
+    return [group.toString('latin1'), key.subarray(group.length).toString('latin1')];
+  }
+
   async read(key: Buffer, opts?: CallOpts): Promise<Buffer | null> {
     this.check(opts);
-    groupOf(key);
+    const [g, name] = MemoryKeySpace.split(key);
     await Promise.resolve();
-    const v = this.records.get(key.toString('latin1'));
+    const v = this.groups.get(g)?.get(name);
     return v ? Buffer.from(v) : null;
   }
 
   async change(key: Buffer, fn: ChangeFn, opts?: CallOpts): Promise<Buffer | null> {
     this.check(opts);
-    groupOf(key);
+    const [g, name] = MemoryKeySpace.split(key);
     await Promise.resolve();
-    const k = key.toString('latin1');
-    const old = this.records.get(k) ?? null;
+    const group = this.groups.get(g);
+    const old = group?.get(name) ?? null;
     const next = fn(old ? Buffer.from(old) : null);
     if (next === KEEP) return old ? Buffer.from(old) : null;
-    if (next === null) this.records.delete(k);
-    else this.records.set(k, Buffer.from(next));
+    if (next === null) {
+      group?.delete(name);
+      if (group?.size === 0) this.groups.delete(g);
+    } else if (group) group.set(name, Buffer.from(next));
+    else this.groups.set(g, new Map([[name, Buffer.from(next)]]));
     return next === null ? null : Buffer.from(next);
   }
 
@@ -45,20 +59,18 @@ export class MemoryKeySpace implements MaintainableKeySpace {
     this.check(opts);
     await Promise.resolve();
     const prefix = Buffer.concat([Buffer.from([group.length]), group]);
-    const start = Buffer.concat([prefix, startName]);
+    const start = startName.toString('latin1');
+    const end = endName?.toString('latin1') ?? null;
     const limit = opts?.limit ?? 1000;
-    const all: ScanEntry[] = [];
-    for (const [k, v] of this.records) {
-      const key = Buffer.from(k, 'latin1');
-      if (key.length < prefix.length || !key.subarray(0, prefix.length).equals(prefix)) continue;
-      if (Buffer.compare(key, start) < 0) continue;
-      if (endName && Buffer.compare(key.subarray(prefix.length), endName) >= 0) continue;
-      all.push({ key, value: Buffer.from(v) });
+    const names: string[] = [];
+    for (const name of this.groups.get(prefix.toString('latin1'))?.keys() ?? []) {
+      if (name >= start && (end === null || name < end)) names.push(name);
     }
-    all.sort((a, b) => Buffer.compare(a.key, b.key));
-    const page = all.slice(0, limit);
-    const next = all.length > limit ? all[limit]!.key.subarray(prefix.length) : null;
-    return { entries: page, next };
+    names.sort();
+    const members = this.groups.get(prefix.toString('latin1'))!;
+    const entries = names.slice(0, limit).map((name) => ({ key: Buffer.concat([prefix, Buffer.from(name, 'latin1')]), value: Buffer.from(members.get(name)!) }));
+    const next = names.length > limit ? Buffer.from(names[limit]!, 'latin1') : null;
+    return { entries, next };
   }
 
   async putChunk(bytes: Buffer, opts?: CallOpts): Promise<ChunkId> {
@@ -88,12 +100,19 @@ export class MemoryKeySpace implements MaintainableKeySpace {
   async listRecords(after: Buffer | null, limit: number, opts?: CallOpts): Promise<{ records: RawRecord[]; next: Buffer | null; complete: boolean }> {
     this.check(opts);
     await Promise.resolve();
-    const keys = [...this.records.keys()]
-      .map((k) => Buffer.from(k, 'latin1'))
-      .filter((k) => after === null || Buffer.compare(k, after) > 0)
-      .sort(Buffer.compare);
+    const keys: Buffer[] = [];
+    for (const [g, members] of this.groups) {
+      for (const name of members.keys()) {
+        const key = Buffer.from(g + name, 'latin1');
+        if (after === null || Buffer.compare(key, after) > 0) keys.push(key);
+      }
+    }
+    keys.sort(Buffer.compare);
     const page = keys.slice(0, limit);
-    const records = page.map((key) => ({ key, value: Buffer.from(this.records.get(key.toString('latin1'))!), others: [], tombstone: false }));
+    const records = page.map((key) => {
+      const [g, name] = MemoryKeySpace.split(key);
+      return { key, value: Buffer.from(this.groups.get(g)!.get(name)!), others: [], tombstone: false };
+    });
     return { records, next: keys.length > limit ? page.at(-1)! : null, complete: true };
   }
 

@@ -31,6 +31,8 @@ export interface Stat {
   atime: Timespec;
   mtime: Timespec;
   ctime: Timespec;
+  /** The file has extended attributes. */
+  hasXattrs: boolean;
 }
 
 export interface StatFs {
@@ -259,6 +261,7 @@ export class Vfs {
       atime: i.atime,
       mtime: i.mtime,
       ctime: i.ctime,
+      hasXattrs: i.xattrs.size > 0,
     };
   }
 

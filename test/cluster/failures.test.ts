@@ -1,7 +1,9 @@
 // Failure semantics of the replicated key space over real node processes.
 import test from 'ava';
+import { existsSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { byHealth } from '../../src/cluster/peers.js';
 import { recordKey } from '../../src/keyspace/types.js';
 import { isQfsError } from '../../src/util/errors.js';
 import type { ChunkId } from '../../src/util/ids.js';
@@ -58,19 +60,21 @@ test.serial('a corrupt copy is detected on read, another replica answers, and th
   await ks.waitForPeers(5000);
   const data = chunk(3);
   const id = await ks.putChunk(data);
-  // let all three copies land
-  await new Promise((r) => setTimeout(r, 300));
-  // flip a byte in every node's copy but one
+  const fileOf = (n: { dataDir: string }): string => join(n.dataDir, 'chunks', id.slice(0, 2), id.slice(2, 4), id);
+  // all three copies land (the put returned after W = 2 of them)
+  const deadline = Date.now() + 10_000;
+  while (!rc.cluster.nodes.every((n) => existsSync(fileOf(n))) && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+  t.true(rc.cluster.nodes.every((n) => existsSync(fileOf(n))), 'three copies');
+  // flip a byte in every copy but the one a read tries last, so that the first read meets a bad copy
+  const keep = byHealth(ks.chunks.replicasOf(id)).at(-1)!.id;
   let flipped = 0;
-  for (const n of rc.cluster.nodes.slice(0, 2)) {
-    const file = join(n.dataDir, 'chunks', id.slice(0, 2), id.slice(2, 4), id);
-    const bytes = await readFile(file).catch(() => null);
-    if (!bytes) continue;
+  for (const n of rc.cluster.nodes.filter((m) => m.id !== keep)) {
+    const bytes = await readFile(fileOf(n));
     bytes[100] = bytes[100]! ^ 0xff;
-    await writeFile(file, bytes);
+    await writeFile(fileOf(n), bytes);
     flipped++;
   }
-  t.true(flipped >= 1);
+  t.is(flipped, 2);
   for (let i = 0; i < 5; i++) t.deepEqual(await ks.getChunk(id), data);
   t.true(ks.chunks.stats.corruptCopies >= 1);
   t.true(ks.chunks.hints.size >= 1);

@@ -30,6 +30,7 @@ type LogEntry =
   | { op: 'create' | 'mkdir'; path: string; caller: Caller }
   | { op: 'utimens'; path: string; atime: TimeSet; mtime: TimeSet }
   | { op: 'write'; path: string; len: number }
+  | { op: 'getxattr' | 'listxattr' | 'setxattr'; path: string }
   | { op: 'invalidate-root'; res: number };
 
 // ---------------------------------------------------------------- the child
@@ -58,6 +59,7 @@ async function serveChild(config: ChildConfig): Promise<void> {
     ctime: Timespec;
     data: Buffer; // capacity; the file is data[0..size)
     size: number;
+    xattrs?: Map<string, Buffer>;
   }
   let nextIno = INO_BASE + 1;
   const t0 = now();
@@ -76,6 +78,7 @@ async function serveChild(config: ChildConfig): Promise<void> {
     atime: n.atime,
     mtime: n.mtime,
     ctime: n.ctime,
+    noXattrs: (n.xattrs?.size ?? 0) === 0,
   });
   const make = (c: Caller, path: string, mode: number): Inode => {
     if (names.has(path)) fail('EEXIST');
@@ -181,6 +184,20 @@ async function serveChild(config: ChildConfig): Promise<void> {
       }
       names.delete(from);
       names.set(to, n);
+      n.ctime = now();
+    },
+    getxattr: (_c, path, name) => {
+      log({ op: 'getxattr', path });
+      return get(path).xattrs?.get(name) ?? null;
+    },
+    listxattr: (_c, path) => {
+      log({ op: 'listxattr', path });
+      return [...(get(path).xattrs?.keys() ?? [])];
+    },
+    setxattr: (_c, path, name, value) => {
+      log({ op: 'setxattr', path });
+      const n = get(path);
+      (n.xattrs ??= new Map()).set(name, Buffer.from(value));
       n.ctime = now();
     },
     flush: () => {},
@@ -400,6 +417,44 @@ async function declareTests(): Promise<void> {
     t.deepEqual(nlinkOfB, [2, 2, 2]);
   });
 
+  // python3 (Node has no xattr calls): stat, then getxattr and listxattr of each path
+  const xattrProbe = (paths: string[]): Array<{ get: string; list: string[] }> =>
+    JSON.parse(
+      execFileSync('python3', ['-c', XATTR_PROBE_PY, ...paths], { encoding: 'utf8' }),
+    ) as Array<{ get: string; list: string[] }>;
+  const xattrCalls = (s: Served, path: string): number => s.entries().filter((e) => (e.op === 'getxattr' || e.op === 'listxattr') && e.path === path).length;
+
+  test.serial('getxattr/listxattr of a file getattr showed without xattrs are answered without JS; a setxattr is seen at once', async (t) => {
+    const s = await served(t, { attrTimeout: 60, entryTimeout: 60 });
+    writeFileSync(join(s.mnt, 'plain'), 'x');
+    writeFileSync(join(s.mnt, 'tagged'), 'y');
+    execFileSync('python3', ['-c', 'import os,sys; os.setxattr(sys.argv[1], "user.k", b"v1")', join(s.mnt, 'tagged')]);
+    const before = xattrProbe([join(s.mnt, 'plain'), join(s.mnt, 'tagged')]);
+    t.deepEqual(before, [
+      { get: 'ENODATA', list: [] },
+      { get: 'v1', list: ['user.k'] },
+    ]);
+    t.is(xattrCalls(s, '/plain'), 0, 'answered in C');
+    t.true(xattrCalls(s, '/tagged') >= 2, 'a file with xattrs is asked in JS');
+    // a new attribute on the plain file is visible to the very next call
+    execFileSync('python3', ['-c', 'import os,sys; os.setxattr(sys.argv[1], "user.k", b"v2")', join(s.mnt, 'plain')]);
+    t.deepEqual(xattrProbe([join(s.mnt, 'plain')]), [{ get: 'v2', list: ['user.k'] }]);
+    t.true(xattrCalls(s, '/plain') >= 2);
+    // a rename onto a known-plain name must not hide the renamed file's attributes
+    writeFileSync(join(s.mnt, 'plain2'), 'z');
+    t.deepEqual(xattrProbe([join(s.mnt, 'plain2')]), [{ get: 'ENODATA', list: [] }]);
+    renameSync(join(s.mnt, 'tagged'), join(s.mnt, 'plain2'));
+    t.deepEqual(xattrProbe([join(s.mnt, 'plain2')]), [{ get: 'v1', list: ['user.k'] }]);
+  });
+
+  test.serial('control: with xattrFastPath off every getxattr reaches JS', async (t) => {
+    const s = await served(t, { xattrFastPath: false });
+    writeFileSync(join(s.mnt, 'plain'), 'x');
+    const n0 = xattrCalls(s, '/plain'); // the kernel's security.capability check before the write
+    t.deepEqual(xattrProbe([join(s.mnt, 'plain')]), [{ get: 'ENODATA', list: [] }]);
+    t.is(xattrCalls(s, '/plain'), n0 + 2);
+  });
+
   test.serial('a bad mount option fails the mount and leaves nothing mounted', async (t) => {
     const err = await t.throwsAsync(served(t, { extraOptions: ['no_such_option'] }));
     t.truthy(err);
@@ -420,6 +475,19 @@ async function declareTests(): Promise<void> {
     t.deepEqual([...children].filter((c) => c.exitCode === null && c.signalCode === null).map((c) => c.pid), []);
   });
 }
+
+const XATTR_PROBE_PY = `
+import errno, json, os, sys
+out = []
+for p in sys.argv[1:]:
+    os.stat(p)
+    try:
+        got = os.getxattr(p, 'user.k').decode()
+    except OSError as e:
+        got = errno.errorcode[e.errno]
+    out.append({'get': got, 'list': sorted(os.listxattr(p))})
+print(json.dumps(out))
+`;
 
 const childConfig = process.env[CHILD_ENV];
 if (childConfig !== undefined) {
