@@ -51,6 +51,14 @@ export function parseMountOptions(list: readonly string[]): ParsedMountOptions {
         fuse.maxReadahead = n;
         break;
       }
+      case 'spin_us':
+      case 'hot_us': {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 0 || n > 100_000) throw new UsageError(`-o ${k}: expected microseconds from 0 to 100000`);
+        if (k === 'spin_us') fuse.spinUs = n;
+        else fuse.hotUs = n;
+        break;
+      }
       case 'callback_timeout': {
         const n = Number(v);
         if (!Number.isInteger(n) || n < 1000) throw new UsageError('-o callback_timeout: expected milliseconds, at least 1000');
