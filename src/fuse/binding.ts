@@ -42,7 +42,8 @@ export interface Stat {
   ctime: Timespec;
   /**
    * The file has no extended attributes: getxattr and listxattr of this path are
-   * then answered in C, without a trip into JS, for the attribute timeout.
+   * then answered in C, without a trip into JS, for the attribute timeout
+   * (`cacheXattrs`).
    */
   noXattrs?: boolean;
 }
@@ -152,8 +153,14 @@ export interface MountOptions {
    */
   spinUs: number;
   hotUs: number;
-  /** Answer getxattr/listxattr of files getattr showed without xattrs in C, for attrTimeout. */
-  xattrFastPath: boolean;
+  /**
+   * Keep what getattr and readdir answered, by path, in C for attrTimeout, and
+   * answer getattr (and so every LOOKUP) from it (`cacheAttrs`), and getxattr /
+   * listxattr of files shown without xattrs (`cacheXattrs`). Every change made
+   * through the mount drops what it touched first (docs/fuse-binding.md).
+   */
+  cacheAttrs: boolean;
+  cacheXattrs: boolean;
   /** Further -o options, verbatim. */
   extraOptions: readonly string[];
   /** libfuse debug output on stderr. */
@@ -195,7 +202,8 @@ export const DEFAULT_MOUNT_OPTIONS: Readonly<MountOptions> = Object.freeze({
   hardLinkNamesMax: 100_000,
   spinUs: 100,
   hotUs: 1000,
-  xattrFastPath: true,
+  cacheAttrs: true,
+  cacheXattrs: true,
   extraOptions: [],
   debug: false,
   toErrno: defaultToErrno,
@@ -226,6 +234,8 @@ interface NativeFuse {
   mount(cb: (err: Error | null) => void): void;
   unmount(cb: (err: Error | null) => void): void;
   invalidate(path: string): number;
+  cacheEpoch(): number;
+  cachePut(path: string, stat: Stat, epoch: number): void;
 }
 interface NativeFuseClass {
   new (mnt: string, ops: Record<string, NativeOp>, opts: Record<string, unknown>): NativeFuse;
@@ -239,7 +249,7 @@ function loadNative(): NativeFuseClass {
   if (nativeClass === undefined) {
     const require = createRequire(import.meta.url);
     const cls = require('fuse-native') as NativeFuseClass;
-    if (cls.QUORUMFS_PATCH !== 2) {
+    if (cls.QUORUMFS_PATCH !== 3) {
       throw new Error('fuse-native is not the quorumfs-patched build: run `node patches/fuse-native.mjs` (docs/fuse-binding.md)');
     }
     nativeClass = cls;
@@ -347,7 +357,9 @@ export class FuseMount {
       debug: o.debug,
       spinUs: o.spinUs,
       hotUs: o.hotUs,
-      noXattrTtlMs: o.xattrFastPath ? Math.round(o.attrTimeout * 1000) : 0,
+      cacheTtlMs: Math.round(o.attrTimeout * 1000),
+      cacheAttrs: o.cacheAttrs,
+      cacheXattrs: o.cacheXattrs,
     });
     holder.fuse = fuse;
     await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())));
@@ -459,7 +471,18 @@ function nativeOps(
     call(cb, (c) => ops.read!(c, path, fh, buf, len, off), (n) => cb(n))) as NativeOp);
   def('write', ((path: string, fh: number, buf: Buffer, len: number, off: number, cb: NativeCb) =>
     call(cb, (c) => ops.write!(c, path, fh, buf, len, off), (n) => cb(n))) as NativeOp);
-  def('flush', ((path: string, fh: number, cb: NativeCb) => call(cb, (c) => ops.flush!(c, path, fh), ok(cb), closed(path))) as NativeOp);
+  // After a close published the file, its attributes go to the C cache, so that the
+  // stat that follows a close (make, tar, cp) needs no trip into JS.
+  const published = (path: string) => (c: Caller): Awaitable<void> => {
+    closed(path)();
+    if (!o.cacheAttrs || ops.getattr === undefined) return;
+    const epoch = fuse().cacheEpoch();
+    return Promise.resolve(ops.getattr(c, path)).then(
+      (st) => fuse().cachePut(path, st, epoch),
+      () => {},
+    );
+  };
+  def('flush', ((path: string, fh: number, cb: NativeCb) => call(cb, (c) => ops.flush!(c, path, fh), ok(cb), published(path))) as NativeOp);
   def('fsync', ((path: string, datasync: number, fh: number, cb: NativeCb) =>
     call(cb, (c) => ops.fsync!(c, path, datasync !== 0, fh), ok(cb), closed(path))) as NativeOp);
   def('fsyncdir', ((path: string, datasync: number, fh: number, cb: NativeCb) =>

@@ -38,19 +38,39 @@ export interface KernelCache {
 export function vfsOps(vfs: Vfs, log: Logger, counters?: OpCounters, kernel?: KernelCache): FuseOps {
   const access = log.child({ component: 'access' });
   const debug = access.isLevelEnabled('debug');
-  // Wraps a handler: counts it and, at debug level, logs one line with its duration and errno.
+  // Wraps a handler: counts it and, at debug level, logs one line with its duration
+  // and errno. Every FUSE request passes here: no async frame of its own, only the
+  // handler's promise with a rejection mapper (and the timing only at debug level).
   const op = <A extends unknown[], R>(name: string, fn: (c: Caller, ...args: A) => Promise<R>) => {
+    const failed = (err: unknown): never => {
+      const n = errnoOf(err, log);
+      counters?.errors.set(name, (counters.errors.get(name) ?? 0) + 1);
+      throw Object.assign(new Error(`errno ${n}`), { errno: n });
+    };
+    if (!debug) {
+      return (c: Caller, ...args: A): Promise<R> => {
+        counters?.calls.set(name, (counters.calls.get(name) ?? 0) + 1);
+        let p: Promise<R>;
+        try {
+          p = fn(c, ...args);
+        } catch (err) {
+          return Promise.reject(err).catch(failed);
+        }
+        return p.catch(failed);
+      };
+    }
     return async (c: Caller, ...args: A): Promise<R> => {
-      const t0 = debug ? performance.now() : 0;
+      const t0 = performance.now();
       counters?.calls.set(name, (counters.calls.get(name) ?? 0) + 1);
+      const shown = args.filter((a) => typeof a !== 'object');
       try {
         const r = await fn(c, ...args);
-        if (debug) access.debug({ op: name, args: args.filter((a) => typeof a !== 'object'), ms: +(performance.now() - t0).toFixed(3), errno: 0 });
+        access.debug({ op: name, args: shown, ms: +(performance.now() - t0).toFixed(3), errno: 0 });
         return r;
       } catch (err) {
         const n = errnoOf(err, log);
         counters?.errors.set(name, (counters.errors.get(name) ?? 0) + 1);
-        if (debug) access.debug({ op: name, args: args.filter((a) => typeof a !== 'object'), ms: +(performance.now() - t0).toFixed(3), errno: n });
+        access.debug({ op: name, args: shown, ms: +(performance.now() - t0).toFixed(3), errno: n });
         throw Object.assign(new Error(`errno ${n}`), { errno: n });
       }
     };

@@ -16,6 +16,8 @@ import { MAP_PAGE_ENTRIES, nowTimespec, type Inode, type MapPage } from '../meta
 import type { ByteLru } from './lru.js';
 
 export const INLINE_MAX = 16 * 1024;
+/** Chunks fetched ahead of a sequential reader at most (8 MiB with 1 MiB chunks). */
+const READ_AHEAD_MAX = 8;
 
 export interface WriteBudget {
   /** Bytes of dirty and uploading buffers across the mount. */
@@ -50,6 +52,10 @@ export class OpenFile {
   private pendingSince: number | null = null;
   private publishing = false;
   private lastReadEnd = -1;
+  /** Sequential reads in a row: the read-ahead grows with them, up to READ_AHEAD_MAX chunks. */
+  private sequentialReads = 0;
+  private aheadUntil = 0;
+  private readonly fetching = new Map<ChunkId, Promise<Buffer>>();
   /** Bumped by every change, so a flush knows whether more came in while it published. */
   private version = 0;
   private readonly cs: number;
@@ -72,6 +78,7 @@ export class OpenFile {
     this.inode = inode;
     this.maps.clear();
     this.mapless = false;
+    this.aheadUntil = 0;
   }
 
   /**
@@ -98,12 +105,30 @@ export class OpenFile {
     return m.get(slot) ?? null;
   }
 
-  private async fetchChunk(id: ChunkId): Promise<Buffer> {
+  /**
+   * A chunk from the cache, or fetched once: a read that arrives while the
+   * read-ahead is fetching the same chunk waits for that fetch instead of
+   * starting a second one.
+   */
+  private fetchChunk(id: ChunkId): Promise<Buffer> {
     const hit = this.cache.get(id);
-    if (hit) return hit;
-    const bytes = await this.chunks.getChunk(id);
-    this.cache.set(id, bytes);
-    return bytes;
+    if (hit) return Promise.resolve(hit);
+    let p = this.fetching.get(id);
+    if (!p) {
+      p = this.chunks.getChunk(id).then(
+        (bytes) => {
+          this.fetching.delete(id);
+          this.cache.set(id, bytes);
+          return bytes;
+        },
+        (err: unknown) => {
+          this.fetching.delete(id);
+          throw err;
+        },
+      );
+      this.fetching.set(id, p);
+    }
+    return p;
   }
 
   /** The bytes of chunk `index` as this mount sees them (dirty, uploading, or published). */
@@ -141,17 +166,28 @@ export class OpenFile {
         if (from < c.len) c.buf.copy(out, cStart + from - pos, from, Math.min(to, c.len));
       }),
     );
-    // Sequential reading: fetch the next chunks before they are asked for.
-    if (pos === this.lastReadEnd || pos === 0) this.readAhead(last + 1, 2);
+    // Sequential reading: fetch the next chunks before they are asked for, more
+    // of them the longer the reader keeps going (a cold chunk is a round trip to a
+    // node and a disk read: several in flight keep both busy).
+    if (pos === this.lastReadEnd || pos === 0) {
+      this.sequentialReads++;
+      this.readAhead(last + 1, Math.min(READ_AHEAD_MAX, 2 + (this.sequentialReads >> 3)));
+    } else {
+      this.sequentialReads = 0;
+      this.aheadUntil = 0;
+    }
     this.lastReadEnd = end;
     return out;
   }
 
   private readAhead(from: number, count: number): void {
-    for (let index = from; index < from + count && index * this.cs < this.inode.size; index++) {
+    // chunks already asked for by an earlier read of this run are not asked again
+    const start = Math.max(from, this.aheadUntil);
+    this.aheadUntil = Math.max(this.aheadUntil, from + count);
+    for (let index = start; index < from + count && index * this.cs < this.inode.size; index++) {
       if (this.buffers.has(index) || this.uploading.has(index)) continue;
       void this.mapped(index)
-        .then((id) => (id && !this.cache.has(id) ? this.fetchChunk(id) : undefined))
+        .then((id) => (id && !this.cache.has(id) && !this.fetching.has(id) ? this.fetchChunk(id) : undefined))
         .catch(() => {});
     }
   }

@@ -222,14 +222,15 @@ export class Vfs {
     return i;
   }
 
-  async resolve(path: string, uncached = false): Promise<Ino> {
+  async resolve(path: string, uncached = false, names = split(path)): Promise<Ino> {
     let ino = ROOT_INO;
-    const names = split(path);
     for (let k = 0; k < names.length; k++) {
       const name = names[k]!;
       checkName(name);
       if (uncached) this.forgetEntry(ino, name);
-      const d = await this.lookupCached(ino, name);
+      // a cached name needs no await (a path of n names would otherwise cost n promise turns)
+      const hit = uncached ? undefined : this.entries.get(this.entryKey(ino, name));
+      const d = hit !== undefined ? hit : await this.lookupCached(ino, name);
       if (!d) throw new FsError('ENOENT');
       if (k < names.length - 1 && !isDir(d.type)) throw new FsError('ENOTDIR');
       ino = d.ino;
@@ -271,9 +272,10 @@ export class Vfs {
    * save): then look the name up again instead of answering ENOENT.
    */
   private async inodeAt(path: string, fresh = false): Promise<Inode> {
+    const names = split(path);
     for (let attempt = 0; ; attempt++) {
-      const guess = attempt === 0 ? this.readAhead(path, fresh) : null;
-      const ino = await this.resolve(path, attempt > 0);
+      const guess = attempt === 0 ? this.readAhead(names, fresh) : null;
+      const ino = await this.resolve(path, attempt > 0, names);
       try {
         if (guess?.ino === ino) {
           const i = await guess.inode;
@@ -295,8 +297,7 @@ export class Vfs {
    * file seen more than a second ago). Both reads start after the call did, so
    * the answer is as fresh as reading them one after the other.
    */
-  private readAhead(path: string, fresh: boolean): { ino: Ino; inode: Promise<Inode | null> } | null {
-    const names = split(path);
+  private readAhead(names: Buffer[], fresh: boolean): { ino: Ino; inode: Promise<Inode | null> } | null {
     if (names.length === 0) return null;
     let dir = ROOT_INO;
     for (let k = 0; k < names.length - 1; k++) {

@@ -447,8 +447,8 @@ async function declareTests(): Promise<void> {
     t.deepEqual(xattrProbe([join(s.mnt, 'plain2')]), [{ get: 'v1', list: ['user.k'] }]);
   });
 
-  test.serial('control: with xattrFastPath off every getxattr reaches JS', async (t) => {
-    const s = await served(t, { xattrFastPath: false });
+  test.serial('control: with cacheXattrs off every getxattr reaches JS', async (t) => {
+    const s = await served(t, { cacheXattrs: false });
     writeFileSync(join(s.mnt, 'plain'), 'x');
     const n0 = xattrCalls(s, '/plain'); // the kernel's security.capability check before the write
     t.deepEqual(xattrProbe([join(s.mnt, 'plain')]), [{ get: 'ENODATA', list: [] }]);
