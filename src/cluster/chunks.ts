@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { QfsError, toQfsError } from '../util/errors.js';
 import type { ChunkId } from '../util/ids.js';
 import type { Logger } from '../util/log.js';
+import { sha256Hex } from '../util/hash.js';
 import type { CallOpts } from '../keyspace/types.js';
 import { byHealth, type Peer } from './peers.js';
 import { gatherQuorum } from './quorum.js';
@@ -54,7 +55,7 @@ export class Chunks {
   }
 
   async put(bytes: Buffer, opts?: CallOpts & { id?: ChunkId }): Promise<ChunkId> {
-    const id = opts?.id ?? chunkIdOf(bytes);
+    const id = opts?.id ?? ((await sha256Hex(bytes)) as ChunkId);
     const deadline = this.deadline(opts);
     const replicas = this.replicasOf(id);
     this.stats.puts++;
@@ -81,7 +82,7 @@ export class Chunks {
     for (const p of replicas) {
       try {
         const bytes = await p.track((c) => c.getChunk(id, 0, 0xffffffff, p.callOpts(deadline, opts?.signal)));
-        if (chunkIdOf(bytes) !== id) {
+        if ((await sha256Hex(bytes)) !== id) {
           this.stats.corruptCopies++;
           this.hint(id, p.id, 'hash mismatch on read');
           this.opts.log.warn({ chunk: id, node: p.id }, 'corrupt chunk copy; reading another replica');
@@ -166,7 +167,7 @@ export class Chunks {
     for (const src of sources) {
       try {
         const bytes = await src.track((c) => c.getChunk(id, 0, 0xffffffff, src.callOpts(deadline)));
-        if (chunkIdOf(bytes) !== id) {
+        if ((await sha256Hex(bytes)) !== id) {
           this.hint(id, src.id, 'hash mismatch during repair');
           continue;
         }

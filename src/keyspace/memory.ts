@@ -1,8 +1,15 @@
 // An in-memory key space for tests of the layers above: same contract, one process.
-import { createHash } from 'node:crypto';
 import { QfsError } from '../util/errors.js';
 import type { ChunkId } from '../util/ids.js';
+import { sha256Hex } from '../util/hash.js';
 import { KEEP, groupOf, type CallOpts, type ChangeFn, type MaintainableKeySpace, type RawRecord, type ScanEntry, type ScanPage } from './types.js';
+
+/** A private copy (allocUnsafe + copy: Buffer.from of a Buffer zero-fills first, then copies). */
+function copyOf(bytes: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(bytes.length);
+  out.set(bytes);
+  return out;
+}
 
 export class MemoryKeySpace implements MaintainableKeySpace {
   /**
@@ -76,8 +83,8 @@ export class MemoryKeySpace implements MaintainableKeySpace {
   async putChunk(bytes: Buffer, opts?: CallOpts): Promise<ChunkId> {
     this.check(opts);
     await Promise.resolve();
-    const id = createHash('sha256').update(bytes).digest('hex') as ChunkId;
-    if (!this.chunks.has(id)) this.chunks.set(id, Buffer.from(bytes));
+    const id = (await sha256Hex(bytes)) as ChunkId;
+    if (!this.chunks.has(id)) this.chunks.set(id, copyOf(bytes));
     this.putAt.set(id, Date.now());
     return id;
   }
@@ -89,7 +96,7 @@ export class MemoryKeySpace implements MaintainableKeySpace {
     if (!c) throw new QfsError('not_found', `chunk ${id} not found`);
     const offset = opts?.offset ?? 0;
     const end = opts?.length === undefined ? c.length : Math.min(c.length, offset + opts.length);
-    return Buffer.from(c.subarray(Math.min(offset, c.length), end));
+    return copyOf(c.subarray(Math.min(offset, c.length), end));
   }
 
   async hasChunk(id: ChunkId, opts?: CallOpts): Promise<boolean> {

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { QfsError, toQfsError } from '../util/errors.js';
 import { isChunkId, parseChunkId, type ChunkId } from '../util/ids.js';
 import type { Logger } from '../util/log.js';
+import { sha256Hex } from '../util/hash.js';
 import { MAX_CHUNK_BYTES } from './types.js';
 import { fsyncDir } from './durable-files.js';
 
@@ -86,7 +87,7 @@ export class ChunkStore {
     const cid = parseChunkId(id);
     if (!Buffer.isBuffer(bytes)) throw new QfsError('bad_request', 'chunk bytes must be a Buffer');
     if (bytes.length > MAX_CHUNK_BYTES) throw new QfsError('bad_request', `chunk of ${bytes.length} bytes exceeds ${MAX_CHUNK_BYTES}`);
-    if (sha256(bytes) !== cid) throw new QfsError('corrupt', `chunk bytes do not hash to ${cid}`);
+    if ((await sha256Hex(bytes)) !== cid) throw new QfsError('corrupt', `chunk bytes do not hash to ${cid}`);
     // Serialised per id: a concurrent put of the same id waits and finds the file.
     return await this.track(this.withLock(cid, () => this.store(cid, bytes)));
   }

@@ -207,7 +207,9 @@ export class OpenFile {
     await this.waitBudget(this.cs);
     d = this.buffers.get(index);
     if (d) return d;
-    const buf = Buffer.alloc(this.cs);
+    // Not zeroed: bytes below `len` are always written or zero-filled (write fills a
+    // gap it leaves), and nothing past `len` is ever read or uploaded.
+    const buf = Buffer.allocUnsafe(this.cs);
     let len = 0;
     const beyondEof = index * this.cs >= this.inode.size;
     if (!coversWhole && !beyondEof) {
@@ -250,6 +252,7 @@ export class OpenFile {
       const off = at - index * this.cs;
       const n = Math.min(this.cs - off, data.length - done);
       const d = await this.dirtyBuffer(index, off === 0 && n === this.cs);
+      if (off > d.len) d.buf.fill(0, d.len, off); // a hole inside the chunk reads as zeros
       data.copy(d.buf, off, done, done + n);
       d.len = Math.max(d.len, off + n);
       done += n;
