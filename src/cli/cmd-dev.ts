@@ -1,5 +1,6 @@
 // `quorumfs dev`: a whole cluster on loopback in one command, for a first try.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { parseMountOptions } from './mount-options.js';
 import { randomBytes } from 'node:crypto';
 import { access, mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -7,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig } from './config.js';
 import { parseFlags, parseIntFlag } from './usage.js';
 
-export const DEV_HELP = `usage: quorumfs dev [--dir DIR] [--base-port PORT] [--mount DIR]
+export const DEV_HELP = `usage: quorumfs dev [--dir DIR] [--base-port PORT] [--mount DIR] [-o OPTIONS]
 
 Runs three storage nodes on loopback with their config in DIR/cluster.json and
 their data under DIR (default ./.quorumfs-dev), formats the filesystem on first
@@ -17,7 +18,8 @@ again finds the same files.
   --dir DIR          where the config, secret and data live (default ./.quorumfs-dev)
   --base-port PORT   nodes listen on PORT, PORT+1, PORT+2 (default 7401)
   --mount DIR        where to mount (default ./mnt; created if missing)
-  --no-mount         only run the nodes`;
+  --no-mount         only run the nodes
+  -o OPTIONS         mount options, as for quorumfs mount`;
 
 async function exists(p: string): Promise<boolean> {
   return access(p).then(
@@ -44,7 +46,8 @@ export async function ensureDevCluster(dir: string, basePort: number): Promise<s
 }
 
 export async function devCommand(args: string[]): Promise<number> {
-  const { values } = parseFlags(args, { dir: { type: 'string' }, 'base-port': { type: 'string' }, mount: { type: 'string' }, 'no-mount': { type: 'boolean' } });
+  const { values } = parseFlags(args, { dir: { type: 'string' }, 'base-port': { type: 'string' }, mount: { type: 'string' }, 'no-mount': { type: 'boolean' }, o: { type: 'string', short: 'o', multiple: true } });
+  parseMountOptions(values.o ?? []); // a bad -o is a usage error now, not a failed mount later
   const dir = resolve(values.dir ?? '.quorumfs-dev');
   const basePort = parseIntFlag(values['base-port'], '--base-port', 1, 65533) ?? 7401;
   const configPath = await ensureDevCluster(dir, basePort);
@@ -88,7 +91,8 @@ export async function devCommand(args: string[]): Promise<number> {
       process.stderr.write(fmtErr);
       await stopAll();
     } else if (!stopping) {
-      mount = spawn(process.execPath, [cli, 'mount', '--config', configPath, mountpoint], { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
+      const mountOptions = (values.o ?? []).flatMap((o) => ['-o', o]);
+      mount = spawn(process.execPath, [cli, 'mount', '--config', configPath, mountpoint, ...mountOptions], { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
       mountExit = new Promise<number>((r) => mount!.once('exit', (code) => r(code ?? 1)));
       process.stdout.write(`quorumfs dev: mounting at ${mountpoint} (Ctrl-C unmounts and stops the nodes)\n`);
       void mountExit.then(() => stopAll());
