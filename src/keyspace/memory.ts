@@ -147,6 +147,14 @@ export class MemoryKeySpace implements MaintainableKeySpace {
     return false;
   }
 
+  /**
+   * Test hook: every stored chunk becomes `ms` older, so that a test of gc's
+   * grace period does not depend on how many milliseconds its own steps took.
+   */
+  ageChunks(ms: number): void {
+    for (const [id, at] of this.putAt) this.putAt.set(id, at - ms);
+  }
+
   /** Test hook: how many chunks are stored (content addressing stores identical bytes once). */
   get chunkCount(): number {
     return this.chunks.size;
