@@ -456,6 +456,24 @@ test.serial('2 close-to-open after a stat on the reading mount: a longer rewrite
   t.is(await must(`tail -c 4 ${b}/cto2/f`), 'tail');
 });
 
+test.serial('2 sequential reads: concurrent readers agree; after the other mount rewrites and closes, the read-ahead serves only the new bytes', async (t) => {
+  const { a, b } = await two();
+  const tmp = await scratch(t);
+  const mib = 24; // enough chunks for the read-ahead to grow past its first two
+  await must(`mkdir -p ${a}/ra && head -c ${mib}M /dev/urandom > ${tmp}/v1 && head -c ${mib}M /dev/urandom > ${tmp}/v2 && cat ${tmp}/v1 > ${a}/ra/f`);
+  const v1 = await must(`sha256sum < ${tmp}/v1`);
+  const v2 = await must(`sha256sum < ${tmp}/v2`);
+  // three readers at once on the other mount, each from the start
+  const sums = await must(`for i in 1 2 3; do sha256sum < ${b}/ra/f & done; wait`);
+  t.deepEqual(sums.trim().split('\n'), [v1.trim(), v1.trim(), v1.trim()]);
+  // a reader that stops halfway has chunks of v1 fetched ahead in b's cache
+  await must(`head -c ${mib / 2}M ${b}/ra/f > /dev/null`);
+  await must(`cat ${tmp}/v2 > ${a}/ra/f`);
+  t.is(await must(`sha256sum < ${b}/ra/f`), v2, 'the rewrite is read whole, no chunk of the old content');
+  // and the writer's own mount reads what it wrote
+  t.is(await must(`sha256sum < ${a}/ra/f`), v2);
+});
+
 const CREATE_MANY = `import os, sys
 d, prefix, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 for i in range(n):
