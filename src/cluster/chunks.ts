@@ -9,7 +9,7 @@ import type { ChunkId } from '../util/ids.js';
 import type { Logger } from '../util/log.js';
 import { sha256Hex } from '../util/hash.js';
 import type { CallOpts } from '../keyspace/types.js';
-import { byHealth, type Peer } from './peers.js';
+import { byHealth, bySpread, type Peer } from './peers.js';
 import { gatherQuorum } from './quorum.js';
 
 export function chunkIdOf(bytes: Uint8Array): ChunkId {
@@ -73,12 +73,17 @@ export class Chunks {
   }
 
   /** The whole chunk, verified; `offset`/`length` slice it after verification. */
+  /** The replicas a read of `id` tries, in order (see bySpread). */
+  readOrder(id: ChunkId): Peer[] {
+    return bySpread(this.replicasOf(id), parseInt(id.slice(-6), 16));
+  }
+
   async get(id: ChunkId, opts?: CallOpts & { offset?: number; length?: number }): Promise<Buffer> {
     const deadline = this.deadline(opts);
     this.stats.gets++;
     const errors: string[] = [];
     let sawNotFound = 0;
-    const replicas = byHealth(this.replicasOf(id));
+    const replicas = this.readOrder(id);
     for (const p of replicas) {
       try {
         const bytes = await p.track((c) => c.getChunk(id, 0, 0xffffffff, p.callOpts(deadline, opts?.signal)));

@@ -145,3 +145,19 @@ export class Peer implements PlacementNode {
 export function byHealth<P extends Peer>(peers: readonly P[]): P[] {
   return [...peers].sort((a, b) => a.rank - b.rank);
 }
+
+/**
+ * By health, but the healthy ones (up, no recent failure, not silent) taken in
+ * an order that `spread` (any number, e.g. from a chunk id) rotates: reads of
+ * different chunks start on different replicas, so a sequential reader with
+ * several chunks in flight keeps every replica's disk and CPU busy, not only
+ * the one with the lowest latency.
+ */
+export function bySpread<P extends Peer>(peers: readonly P[], spread: number): P[] {
+  const ranked = byHealth(peers);
+  let healthy = 0;
+  while (healthy < ranked.length && ranked[healthy]!.rank < 1e5) healthy++;
+  if (healthy < 2) return ranked;
+  const k = spread % healthy;
+  return [...ranked.slice(k, healthy), ...ranked.slice(0, k), ...ranked.slice(healthy)];
+}

@@ -90,8 +90,8 @@ export function vfsOps(vfs: Vfs, log: Logger, counters?: OpCounters, kernel?: Ke
     // found no such name, so it is exclusive (and an O_EXCL race has one winner).
     create: op('create', async (c, path: string, mode: number) => vfs.create(path, mode, O_CREAT | O_EXCL | O_RDWR, c)),
     read: op('read', async (_c, _path: string, fh: number, buf: Buffer, len: number, offset: number) => {
-      const data = await vfs.read(fh, offset, len);
-      data.copy(buf);
+      const data = await vfs.read(fh, offset, len, buf);
+      if (data.buffer !== buf.buffer || data.byteOffset !== buf.byteOffset) data.copy(buf);
       return data.length;
     }),
     write: op('write', async (_c, _path: string, fh: number, buf: Buffer, len: number, offset: number) =>

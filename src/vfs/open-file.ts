@@ -143,16 +143,16 @@ export class OpenFile {
     return { buf: bytes, len: bytes.length };
   }
 
-  async read(pos: number, len: number): Promise<Buffer> {
+  async read(pos: number, len: number, into?: Buffer): Promise<Buffer> {
     const size = this.inode.size;
     if (pos >= size || len <= 0) return Buffer.alloc(0);
     const end = Math.min(size, pos + len);
+    // holes and the parts past a chunk's stored bytes read as zeros
+    const out = into !== undefined && into.length >= end - pos ? into.subarray(0, end - pos).fill(0) : Buffer.alloc(end - pos);
     if (this.inode.inline) {
-      const out = Buffer.alloc(end - pos);
       this.inode.inline.copy(out, 0, pos, Math.min(end, this.inode.inline.length));
       return out;
     }
-    const out = Buffer.alloc(end - pos);
     const first = Math.floor(pos / this.cs);
     const last = Math.floor((end - 1) / this.cs);
     await Promise.all(

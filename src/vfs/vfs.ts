@@ -664,11 +664,16 @@ export class Vfs {
     return fh;
   }
 
-  async read(fh: number, pos: number, len: number): Promise<Buffer> {
+  /**
+   * Up to `len` bytes at `pos`; with `into` (at least `len` bytes), they are
+   * written there and the answer is `into` cut to what was read: FUSE's own
+   * buffer, so a read costs no buffer of its own and no second copy.
+   */
+  async read(fh: number, pos: number, len: number, into?: Buffer): Promise<Buffer> {
     const h = this.handle(fh);
     if ((h.flags & O_ACCMODE) === O_WRONLY) throw new FsError('EBADF');
     try {
-      return await h.file.read(pos, len);
+      return await h.file.read(pos, len, into);
     } catch (err) {
       throw asFsError(err);
     }

@@ -3,7 +3,6 @@ import test from 'ava';
 import { existsSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { byHealth } from '../../src/cluster/peers.js';
 import { recordKey } from '../../src/keyspace/types.js';
 import { isQfsError } from '../../src/util/errors.js';
 import type { ChunkId } from '../../src/util/ids.js';
@@ -66,7 +65,7 @@ test.serial('a corrupt copy is detected on read, another replica answers, and th
   while (!rc.cluster.nodes.every((n) => existsSync(fileOf(n))) && Date.now() < deadline) await new Promise((r) => setImmediate(r));
   t.true(rc.cluster.nodes.every((n) => existsSync(fileOf(n))), 'three copies');
   // flip a byte in every copy but the one a read tries last, so that the first read meets a bad copy
-  const keep = byHealth(ks.chunks.replicasOf(id)).at(-1)!.id;
+  const keep = ks.chunks.readOrder(id).at(-1)!.id;
   let flipped = 0;
   for (const n of rc.cluster.nodes.filter((m) => m.id !== keep)) {
     const bytes = await readFile(fileOf(n));
