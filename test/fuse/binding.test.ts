@@ -447,6 +447,12 @@ async function declareTests(): Promise<void> {
     t.deepEqual(xattrProbe([join(s.mnt, 'plain2')]), [{ get: 'v1', list: ['user.k'] }]);
   });
 
+  test.serial('with a stat racing every write, each write is seen by the next stat (the C attribute cache never keeps a size older than a finished write)', async (t) => {
+    const s = await served(t, { attrTimeout: 60, entryTimeout: 60 });
+    const stale = execFileSync('python3', ['-c', WRITE_VS_STAT_PY, join(s.mnt, 'grow'), '1500'], { encoding: 'utf8' });
+    t.is(stale.trim(), '0 stale of 1500');
+  });
+
   test.serial('control: with cacheXattrs off every getxattr reaches JS', async (t) => {
     const s = await served(t, { cacheXattrs: false });
     writeFileSync(join(s.mnt, 'plain'), 'x');
@@ -487,6 +493,29 @@ for p in sys.argv[1:]:
         got = errno.errorcode[e.errno]
     out.append({'get': got, 'list': sorted(os.listxattr(p))})
 print(json.dumps(out))
+`;
+
+// One process appends 10 bytes at a time and stats the file after each append,
+// while a second process stats it in a loop (getattrs racing the writes).
+const WRITE_VS_STAT_PY = `
+import os, sys, multiprocessing
+path, n = sys.argv[1], int(sys.argv[2])
+open(path, 'wb').close()
+def hammer(stop):
+    while not stop.is_set():
+        os.stat(path)
+stop = multiprocessing.Event()
+p = multiprocessing.Process(target=hammer, args=(stop,))
+p.start()
+stale = 0
+with open(path, 'ab', buffering=0) as f:
+    for i in range(1, n + 1):
+        f.write(b'0123456789')
+        if os.stat(path).st_size != 10 * i:
+            stale += 1
+stop.set()
+p.join()
+print(f'{stale} stale of {n}')
 `;
 
 const childConfig = process.env[CHILD_ENV];
