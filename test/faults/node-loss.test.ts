@@ -3,7 +3,7 @@
 // loss of another node. Each ends with the mount's contents checked against
 // what was written and closed, every chunk back at R copies, and fsck clean.
 import test from 'ava';
-import { rm } from 'node:fs/promises';
+import { access, rm, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { must, quote, run } from '../helpers/e2e-fixtures.js';
 import { runCli, tempDir } from '../helpers/cluster.js';
@@ -104,4 +104,65 @@ test.serial('3 a node wiped and restarted empty, repaired, then another node sto
   t.deepEqual(await verifyClosed(w.closed, { from: first.dir, to: second.dir }), []);
   t.is((await must(`cat ${quote(second.dir)}/tree/hard && readlink ${quote(second.dir)}/tree/link && stat -c %h ${quote(second.dir)}/tree/a/b/c`)).trim(), 'hi\n../data\n2');
   await assertFsckClean(t, rc.cluster.configPath, ['--grace', '0']);
+});
+
+// Reads the file in 1 MiB pieces, hashing; after `pause` bytes it creates
+// `marker` and waits for `go` to exist before it reads on, so the test can kill a
+// node at a known point of the read without any sleep of its own.
+const READ_WITH_PAUSE = `
+import hashlib, os, sys, time
+path, pause, marker, go = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+h = hashlib.sha256()
+done = 0
+with open(path, 'rb', buffering=0) as f:
+    while True:
+        b = f.read(1 << 20)
+        if not b:
+            break
+        h.update(b)
+        done += len(b)
+        if done == pause:
+            open(marker, 'w').close()
+            while not os.path.exists(go):
+                time.sleep(0.01)
+print(h.hexdigest())
+`;
+
+test.serial('4 a 2 GiB file of random bytes written on one mount reads back equal on another, also with a node SIGKILLed halfway through a sequential read', async (t) => {
+  const rc = await formatted(t);
+  const fs = await statfs(rc.cluster.dir);
+  const freeGiB = (fs.bavail * fs.bsize) / 2 ** 30;
+  if (freeGiB < 10) {
+    t.log(`skipped: ${freeGiB.toFixed(1)} GiB free, the test stores 3 copies of 2 GiB`);
+    t.pass();
+    return;
+  }
+  const writer = await mountCluster(t, rc);
+  const reader = await mountCluster(t, rc, 'mnt2');
+  const tmp = await tempDir(t);
+  // written from a stream: no source file on the disk, its hash taken on the way
+  const written = (await must(`set -o pipefail; head -c 2G /dev/urandom | tee ${quote(writer.dir)}/big | sha256sum | cut -d' ' -f1`, { timeoutMs: 240_000 })).trim();
+  t.is((await must(`stat -c %s ${quote(reader.dir)}/big`)).trim(), String(2 ** 31));
+  t.is((await must(`sha256sum < ${quote(reader.dir)}/big | cut -d' ' -f1`, { timeoutMs: 240_000 })).trim(), written, 'read whole on the other mount');
+
+  // again, from a fresh open, with n2 killed once 512 MiB have been read
+  const marker = join(tmp, 'half');
+  const go = join(tmp, 'go');
+  const read = run(`python3 -c "$QFS_PY" ${quote(reader.dir)}/big ${512 * 2 ** 20} ${quote(marker)} ${quote(go)}`, { env: { QFS_PY: READ_WITH_PAUSE }, timeoutMs: 240_000 });
+  const until = Date.now() + 120_000;
+  for (;;) {
+    try {
+      await access(marker);
+      break;
+    } catch {
+      if (Date.now() > until) throw new Error('the reader did not reach 512 MiB within 120 s');
+      await new Promise((r) => setTimeout(r, 20)); // the interval of a condition poll, not a wait for time to pass
+    }
+  }
+  rc.nodes.get('n2')!.kill('SIGKILL');
+  await rc.nodes.get('n2')!.exited;
+  await writeFile(go, '');
+  const r = await read;
+  t.is(r.code, 0, r.stderr.slice(-2000));
+  t.is(r.stdout.trim(), written, 'the read went on with n2 dead and got every byte right');
 });
