@@ -146,9 +146,10 @@ export interface MountOptions {
   /** How many hard-linked names to remember for that (oldest dropped first). */
   hardLinkNamesMax: number;
   /**
-   * Microseconds a FUSE thread polls for the JS thread's answer before it sleeps,
-   * and the JS loop stays awake after a request (0: sleep at once). Waking a
-   * sleeping thread costs tens of µs on a VM, paid twice per request otherwise
+   * Microseconds a FUSE thread polls for the JS thread's answer before it sleeps
+   * (while its answers keep coming that fast), and the JS loop keeps polling for
+   * the next request after an answer (0: sleep at once). Waking a sleeping thread
+   * costs tens of µs on a VM, paid twice per request otherwise
    * (docs/fuse-binding.md, "The hand-off").
    */
   spinUs: number;
@@ -157,7 +158,8 @@ export interface MountOptions {
    * Keep what getattr and readdir answered, by path, in C for attrTimeout, and
    * answer getattr (and so every LOOKUP) from it (`cacheAttrs`), and getxattr /
    * listxattr of files shown without xattrs (`cacheXattrs`). Every change made
-   * through the mount drops what it touched first (docs/fuse-binding.md).
+   * through the mount drops what it touches, before JS sees it and again after
+   * JS answered it (docs/fuse-binding.md).
    */
   cacheAttrs: boolean;
   cacheXattrs: boolean;
