@@ -3,7 +3,6 @@
 // running are remembered as repair hints. A get reads from the healthiest
 // replica, verifies the SHA-256, and falls over to the next replica on any
 // error or mismatch (reporting the bad copy as a hint).
-import { createHash } from 'node:crypto';
 import { QfsError, toQfsError } from '../util/errors.js';
 import type { ChunkId } from '../util/ids.js';
 import type { Logger } from '../util/log.js';
@@ -11,10 +10,6 @@ import { sha256Hex } from '../util/hash.js';
 import type { CallOpts } from '../keyspace/types.js';
 import { byHealth, bySpread, type Peer } from './peers.js';
 import { gatherQuorum } from './quorum.js';
-
-export function chunkIdOf(bytes: Uint8Array): ChunkId {
-  return createHash('sha256').update(bytes).digest('hex') as ChunkId;
-}
 
 export interface ChunkOptions {
   writeQuorum: number;
