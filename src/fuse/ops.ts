@@ -42,10 +42,14 @@ export function vfsOps(vfs: Vfs, log: Logger, counters?: OpCounters, kernel?: Ke
   // and errno. Every FUSE request passes here: no async frame of its own, only the
   // handler's promise with a rejection mapper (and the timing only at debug level).
   const op = <A extends unknown[], R>(name: string, fn: (c: Caller, ...args: A) => Promise<R>) => {
-    const failed = (err: unknown): never => {
+    // The one place a handler's error becomes the errno FUSE answers.
+    const errnoError = (err: unknown): Error & { errno: number } => {
       const n = errnoOf(err, log);
       counters?.errors.set(name, (counters.errors.get(name) ?? 0) + 1);
-      throw Object.assign(new Error(`errno ${n}`), { errno: n });
+      return Object.assign(new Error(`errno ${n}`), { errno: n });
+    };
+    const failed = (err: unknown): never => {
+      throw errnoError(err);
     };
     if (!debug) {
       return (c: Caller, ...args: A): Promise<R> => {
@@ -68,10 +72,9 @@ export function vfsOps(vfs: Vfs, log: Logger, counters?: OpCounters, kernel?: Ke
         access.debug({ op: name, args: shown, ms: +(performance.now() - t0).toFixed(3), errno: 0 });
         return r;
       } catch (err) {
-        const n = errnoOf(err, log);
-        counters?.errors.set(name, (counters.errors.get(name) ?? 0) + 1);
-        access.debug({ op: name, args: shown, ms: +(performance.now() - t0).toFixed(3), errno: n });
-        throw Object.assign(new Error(`errno ${n}`), { errno: n });
+        const e = errnoError(err);
+        access.debug({ op: name, args: shown, ms: +(performance.now() - t0).toFixed(3), errno: e.errno });
+        throw e;
       }
     };
   };

@@ -69,12 +69,12 @@ export class MemoryKeySpace implements MaintainableKeySpace {
     const start = startName.toString('latin1');
     const end = endName?.toString('latin1') ?? null;
     const limit = opts?.limit ?? 1000;
+    const members = this.groups.get(prefix.toString('latin1')) ?? new Map<string, Buffer>();
     const names: string[] = [];
-    for (const name of this.groups.get(prefix.toString('latin1'))?.keys() ?? []) {
+    for (const name of members.keys()) {
       if (name >= start && (end === null || name < end)) names.push(name);
     }
     names.sort();
-    const members = this.groups.get(prefix.toString('latin1'))!;
     const entries = names.slice(0, limit).map((name) => ({ key: Buffer.concat([prefix, Buffer.from(name, 'latin1')]), value: Buffer.from(members.get(name)!) }));
     const next = names.length > limit ? Buffer.from(names[limit]!, 'latin1') : null;
     return { entries, next };

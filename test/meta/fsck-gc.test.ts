@@ -136,9 +136,12 @@ test('directory link count, parent and a file\'s chunk count out of step are lef
   const a = await inoOf(ks, ROOT_INO, 'a');
   const sub = await inoOf(ks, a, 'sub');
   const x = await inoOf(ks, a, 'x');
-  await editInode(ks, a, (i) => (i.nlink = 7));
-  await editInode(ks, sub, (i) => (i.parent = ROOT_INO));
-  await editInode(ks, x, (i) => (i.chunks = 9));
+  // changed an hour ago: "recent" compares inode times (hrtime anchored to the wall
+  // clock once) with Date.now(), which can be a millisecond behind them
+  const hourAgo = { sec: Math.floor(Date.now() / 1000) - 3600, nsec: 0 };
+  await editInode(ks, a, (i) => ((i.nlink = 7), (i.ctime = hourAgo)));
+  await editInode(ks, sub, (i) => ((i.parent = ROOT_INO), (i.ctime = hourAgo)));
+  await editInode(ks, x, (i) => ((i.chunks = 9), (i.ctime = hourAgo), (i.mtime = hourAgo)));
   const r = await fsck(ks, { graceMs: 0 });
   t.true(r.clean, 'leftovers are not errors');
   t.deepEqual(kinds(r), ['chunk-count', 'dir-nlink', 'dir-parent']);
