@@ -1,12 +1,14 @@
 // Replicated immutable chunks. A put goes to the chunk's R placement nodes in
 // parallel and succeeds at W durable acks; copies that failed or were still
 // running are remembered as repair hints. A get reads from the healthiest
-// replica, verifies the SHA-256, and falls over to the next replica on any
-// error or mismatch (reporting the bad copy as a hint).
+// replica, verifies it against the id, and falls over to the next replica on
+// any error or mismatch (reporting the bad copy as a hint). A ranged get moves
+// and verifies only the 64 KiB blocks it needs, against the chunk's leaf
+// digests, which are fetched once per chunk and checked against the id.
 import { QfsError, toQfsError } from '../util/errors.js';
 import type { ChunkId } from '../util/ids.js';
 import type { Logger } from '../util/log.js';
-import { sha256Hex } from '../util/hash.js';
+import { BLOCK_BYTES, blockCount, blocksMatch, chunkIdOf, rootOf } from '../util/hash.js';
 import type { CallOpts } from '../keyspace/types.js';
 import { byHealth, bySpread, type Peer } from './peers.js';
 import { gatherQuorum } from './quorum.js';
@@ -50,7 +52,7 @@ export class Chunks {
   }
 
   async put(bytes: Buffer, opts?: CallOpts & { id?: ChunkId }): Promise<ChunkId> {
-    const id = opts?.id ?? ((await sha256Hex(bytes)) as ChunkId);
+    const id = opts?.id ?? ((await chunkIdOf(bytes)) as ChunkId);
     const deadline = this.deadline(opts);
     const replicas = this.replicasOf(id);
     this.stats.puts++;
@@ -67,13 +69,65 @@ export class Chunks {
     return id;
   }
 
-  /** The whole chunk, verified; `offset`/`length` slice it after verification. */
   /** The replicas a read of `id` tries, in order (see bySpread). */
   readOrder(id: ChunkId): Peer[] {
     return bySpread(this.replicasOf(id), parseInt(id.slice(-6), 16));
   }
 
+  /** Verified leaf digests of recently read chunks (immutable, so never stale). */
+  private readonly trees = new Map<ChunkId, { size: number; leaves: Buffer }>();
+
+  /**
+   * Bytes [offset, offset+length) of a chunk (shorter at its end), verified
+   * block by block: only the blocks that hold the range travel.
+   */
+  async getRange(id: ChunkId, offset: number, length: number, opts?: CallOpts): Promise<Buffer> {
+    const deadline = this.deadline(opts);
+    this.stats.gets++;
+    const errors: string[] = [];
+    let sawNotFound = 0;
+    const replicas = this.readOrder(id);
+    for (const p of replicas) {
+      try {
+        let tree = this.trees.get(id);
+        const r = await p.track((c) => c.getBlocks(id, offset, length, !tree, p.callOpts(deadline, opts?.signal)));
+        if (!tree) {
+          if (!r.leaves || r.leaves.length !== blockCount(r.size) * 32 || rootOf(r.leaves, r.size) !== id) throw this.corrupt(id, p.id, 'leaves do not match the id');
+          tree = { size: r.size, leaves: Buffer.from(r.leaves) };
+          if (this.trees.size >= 65_536) this.trees.delete(this.trees.keys().next().value as ChunkId);
+          this.trees.set(id, tree);
+        }
+        const start = r.first * BLOCK_BYTES;
+        const want = Math.min(tree.size, offset + length);
+        if (r.size !== tree.size || start > offset || start + r.bytes.length < Math.min(want, tree.size) || !(await blocksMatch(tree.leaves, tree.size, r.first, r.bytes))) {
+          throw this.corrupt(id, p.id, 'block does not match its leaf');
+        }
+        return r.bytes.subarray(Math.min(offset, tree.size) - start, Math.max(Math.min(offset, tree.size), want) - start);
+      } catch (err) {
+        const e = toQfsError(err);
+        if (opts?.signal?.aborted) throw e;
+        if (e.code === 'not_found') {
+          sawNotFound++;
+          this.hint(id, p.id, 'missing on read');
+        }
+        errors.push(`${p.id}: ${e.message}`);
+        this.stats.failovers++;
+        if (Date.now() >= deadline) break;
+      }
+    }
+    if (sawNotFound === replicas.length) throw new QfsError('not_found', `chunk ${id} is on none of its replicas`);
+    throw new QfsError('unavailable', `chunk ${id} unreadable: ${errors.join('; ')}`);
+  }
+
+  private corrupt(id: ChunkId, nodeId: string, what: string): QfsError {
+    this.stats.corruptCopies++;
+    this.hint(id, nodeId, `${what} on read`);
+    this.opts.log.warn({ chunk: id, node: nodeId }, `corrupt chunk copy (${what}); reading another replica`);
+    return new QfsError('corrupt', what);
+  }
+
   async get(id: ChunkId, opts?: CallOpts & { offset?: number; length?: number }): Promise<Buffer> {
+    if (opts?.offset !== undefined || opts?.length !== undefined) return this.getRange(id, opts.offset ?? 0, opts.length ?? 0xffffffff, opts);
     const deadline = this.deadline(opts);
     this.stats.gets++;
     const errors: string[] = [];
@@ -82,7 +136,7 @@ export class Chunks {
     for (const p of replicas) {
       try {
         const bytes = await p.track((c) => c.getChunk(id, 0, 0xffffffff, p.callOpts(deadline, opts?.signal)));
-        if ((await sha256Hex(bytes)) !== id) {
+        if ((await chunkIdOf(bytes)) !== id) {
           this.stats.corruptCopies++;
           this.hint(id, p.id, 'hash mismatch on read');
           this.opts.log.warn({ chunk: id, node: p.id }, 'corrupt chunk copy; reading another replica');
@@ -167,7 +221,7 @@ export class Chunks {
     for (const src of sources) {
       try {
         const bytes = await src.track((c) => c.getChunk(id, 0, 0xffffffff, src.callOpts(deadline)));
-        if ((await sha256Hex(bytes)) !== id) {
+        if ((await chunkIdOf(bytes)) !== id) {
           this.hint(id, src.id, 'hash mismatch during repair');
           continue;
         }

@@ -1,7 +1,7 @@
 // An in-memory key space for tests of the layers above: same contract, one process.
 import { QfsError } from '../util/errors.js';
 import type { ChunkId } from '../util/ids.js';
-import { sha256Hex } from '../util/hash.js';
+import { chunkIdOf } from '../util/hash.js';
 import { KEEP, groupOf, type CallOpts, type ChangeFn, type MaintainableKeySpace, type RawRecord, type ScanEntry, type ScanPage } from './types.js';
 
 /** A private copy (allocUnsafe + copy: Buffer.from of a Buffer zero-fills first, then copies). */
@@ -83,7 +83,7 @@ export class MemoryKeySpace implements MaintainableKeySpace {
   async putChunk(bytes: Buffer, opts?: CallOpts): Promise<ChunkId> {
     this.check(opts);
     await Promise.resolve();
-    const id = (await sha256Hex(bytes)) as ChunkId;
+    const id = (await chunkIdOf(bytes)) as ChunkId;
     if (!this.chunks.has(id)) this.chunks.set(id, copyOf(bytes));
     this.putAt.set(id, Date.now());
     return id;

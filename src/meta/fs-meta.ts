@@ -10,8 +10,8 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { KEEP, type KeySpace } from '../keyspace/types.js';
 import { QfsError } from '../util/errors.js';
-import type { ChunkId } from '../util/ids.js';
 import { FsError } from './errors.js';
+import { applyOps, decodeMapPage, encodeMapPage, type Extent, type MapPage, type SlotOp } from './extents.js';
 import {
   DIRENT_RANGE,
   direntKey,
@@ -28,18 +28,15 @@ import {
   S_IFMT,
   decodeDirent,
   decodeInode,
-  decodeMapPage,
   decodeSuperblock,
   encodeDirent,
   encodeInode,
   encodeIntent,
-  encodeMapPage,
   encodeSuperblock,
   nowTimespec,
   type Dirent,
   type Ino,
   type Inode,
-  type MapPage,
   type Superblock,
   type Timespec,
 } from './types.js';
@@ -511,35 +508,64 @@ export class FsMeta {
 
   /**
    * Publishes a file's new contents: chunk-map page changes first (each page
-   * one register change), then the inode. A reader sees the new size only once
-   * every chunk it covers is mapped.
+   * one register change that applies this mount's ops to the page's current
+   * value), then the inode. A reader sees the new size only once every byte it
+   * covers is mapped. Returns the inode and the pages as committed.
    */
   async commitFile(
     ino: Ino,
-    changes: ReadonlyMap<number, ReadonlyMap<number, ChunkId | null>>,
+    changes: ReadonlyMap<number, ReadonlyMap<number, readonly SlotOp[]>>,
     update: (i: Inode) => void,
-  ): Promise<Inode> {
-    // How many chunks each page change added or removed, for the inode's count.
+  ): Promise<{ inode: Inode; pages: Map<number, MapPage> }> {
+    const pages = new Map<number, MapPage>();
+    // How many slots each page change mapped or emptied, for the inode's count.
     const deltas = await Promise.all(
-      [...changes].map(async ([page, entries]) => {
+      [...changes].map(async ([page, slots]) => {
         let delta = 0;
         await this.ks.change(mapPageKey(ino, page), (old) => {
-          const p = old ? decodeMapPage(old) : new Map<number, ChunkId>();
+          const p = old ? decodeMapPage(old) : new Map();
           const before = p.size;
-          for (const [index, id] of entries) {
-            if (id === null) p.delete(index);
-            else p.set(index, id);
+          for (const [slot, ops] of slots) {
+            const list = applyOps(p.get(slot) ?? [], ops);
+            if (list.length === 0) p.delete(slot);
+            else p.set(slot, list);
           }
           delta = p.size - before;
+          pages.set(page, p);
           return p.size === 0 ? null : encodeMapPage(p);
         });
         return delta;
       }),
     );
     const added = deltas.reduce((a, b) => a + b, 0);
-    return this.changeInode(ino, (i) => {
+    const inode = await this.changeInode(ino, (i) => {
       update(i);
       i.chunks = Math.max(0, i.chunks + added);
     });
+    return { inode, pages };
   }
+
+  /**
+   * Compaction's commit: replaces a slot's extents with `next` only if they
+   * are still exactly `expected` (anything that changed them meanwhile wins;
+   * the slot is compacted another time). True when replaced.
+   */
+  async replaceSlot(ino: Ino, page: number, slot: number, expected: readonly Extent[], next: Extent[]): Promise<boolean> {
+    let replaced = false;
+    await this.ks.change(mapPageKey(ino, page), (old) => {
+      replaced = false;
+      if (!old) return KEEP;
+      const p = decodeMapPage(old);
+      const cur = p.get(slot) ?? [];
+      if (!sameExtents(cur, expected)) return KEEP;
+      replaced = true;
+      p.set(slot, next);
+      return encodeMapPage(p);
+    });
+    return replaced;
+  }
+}
+
+function sameExtents(a: readonly Extent[], b: readonly Extent[]): boolean {
+  return a.length === b.length && a.every((x, k) => x.start === b[k]!.start && x.len === b[k]!.len && x.src === b[k]!.src && x.off === b[k]!.off);
 }

@@ -32,13 +32,13 @@ import {
   S_IFMT,
   decodeDirent,
   decodeInode,
-  decodeMapPage,
   encodeDirent,
   encodeInode,
   type Ino,
   type Inode,
 } from './types.js';
 import { resolveIntent } from './intents.js';
+import { MAP_PAGE_SLOTS, decodeMapPage } from './extents.js';
 
 export type FindingKind =
   | 'dangling-dirent'
@@ -203,14 +203,14 @@ export async function fsck(ks: MaintainableKeySpace, opts: FsckOptions = {}): Pr
   for (const [ino, pages] of s.pages) {
     if (!r.names.has(ino) && ino !== ROOT_INO) continue;
     for (const [pageNo, page] of pages) {
-      for (const [index, id] of page) {
+      for (const [index, id] of [...page].flatMap(([slot, list]) => [...new Set(list.map((x) => x.src))].map((id) => [slot, id] as const))) {
         referenced++;
         if (stored.has(id) || !chunksComplete) continue;
         if (await ks.hasChunk(id).catch(() => true)) continue;
-        // Confirm the page still names it (a rewrite may have replaced it meanwhile).
+        // Confirm the page still names it (a rewrite or a compaction may have replaced it meanwhile).
         const now2 = await ks.read(mapPageKey(ino, pageNo));
-        if (!now2 || decodeMapPage(now2).get(index) !== id) continue;
-        const f = add({ kind: 'missing-chunk', where: whereOf(ino), ino, detail: `chunk ${id} (index ${pageNo * 256 + index}) is on no node: those bytes are lost` });
+        if (!now2 || !decodeMapPage(now2).get(index)?.some((x) => x.src === id)) continue;
+        const f = add({ kind: 'missing-chunk', where: whereOf(ino), ino, detail: `chunk ${id} (slot ${pageNo * MAP_PAGE_SLOTS + index}) is on no node: those bytes are lost` });
         if (opts.repair) f.repair = 'not fixed: the bytes exist nowhere; restore the file from a copy';
       }
     }

@@ -20,14 +20,13 @@ import {
   decodeDirent,
   decodeInode,
   decodeIntent,
-  decodeMapPage,
   type Dirent,
   type Ino,
   type Inode,
-  type MapPage,
   type RenameIntent,
   type Timespec,
 } from './types.js';
+import { chunksOfPage, decodeMapPage, type MapPage } from './extents.js';
 
 export interface NamedEntry {
   name: Buffer;
@@ -142,7 +141,7 @@ function classify(s: Survey, key: Buffer, value: Buffer | null, others: readonly
       for (const b of [value, ...others]) {
         if (!b) continue;
         const p = decode('chunk-map page', decodeMapPage, b);
-        if (p) for (const id of p.values()) refs().add(id);
+        if (p) for (const id of chunksOfPage(p)) refs().add(id);
       }
     }
     if (value === null) return;

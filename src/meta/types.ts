@@ -2,7 +2,6 @@
 // the superblock hold, and their binary encodings.
 import { Decoder, Encoder } from '../util/codec.js';
 import { QfsError } from '../util/errors.js';
-import type { ChunkId } from '../util/ids.js';
 
 /** Inode numbers: random, below 2^53, never reused while referenced. */
 export type Ino = number & { readonly __ino: unique symbol };
@@ -49,7 +48,7 @@ export interface Inode {
   target: Buffer | null;
   /** Small files keep their bytes in the inode instead of chunks. */
   inline: Buffer | null;
-  /** Chunks mapped (not holes), for st_blocks. */
+  /** Slots with at least one extent (not all hole), for st_blocks. */
   chunks: number;
   xattrs: Map<string, Buffer>;
 }
@@ -69,9 +68,8 @@ export interface Superblock {
   createdAt: number;
 }
 
-export const FORMAT_VERSION = 1;
-/** Chunk indexes per chunk-map page: a 1 MiB-chunk file has one page per 256 MiB. */
-export const MAP_PAGE_ENTRIES = 256;
+// 2: chunk ids are hash-tree roots and chunk maps hold extents (meta/extents.ts).
+export const FORMAT_VERSION = 2;
 
 // 2: signed times and the mapped-chunk count (st_blocks of sparse files).
 const INODE_VERSION = 2;
@@ -145,29 +143,6 @@ export function decodeDirent(b: Buffer): Dirent {
   const r = { ino: d.u53() as Ino, type: d.u32() };
   d.end();
   return r;
-}
-
-/** A chunk-map page: chunk index within the page → chunk id (absent = hole). */
-export type MapPage = Map<number, ChunkId>;
-
-export function encodeMapPage(p: MapPage): Buffer {
-  const e = new Encoder(4 + p.size * 34);
-  const entries = [...p].sort((a, b) => a[0] - b[0]);
-  e.u16(entries.length);
-  for (const [index, id] of entries) e.u16(index).raw(Buffer.from(id, 'hex'));
-  return e.finish();
-}
-
-export function decodeMapPage(b: Buffer): MapPage {
-  const d = new Decoder(b);
-  const n = d.u16();
-  const p: MapPage = new Map();
-  for (let k = 0; k < n; k++) {
-    const index = d.u16();
-    p.set(index, d.raw(32).toString('hex') as ChunkId);
-  }
-  d.end();
-  return p;
 }
 
 export function encodeSuperblock(s: Superblock): Buffer {

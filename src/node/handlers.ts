@@ -94,6 +94,16 @@ export function nodeOps(s: NodeStores): Map<number, OpHandler<any>> {
       }),
     ],
     [
+      M.Op.ChunkBlocks,
+      handler('chunk_blocks', {
+        decode: M.ChunkBlocks.decode,
+        async run(r, _ctx, reply) {
+          M.ChunkBlocksReply.encode(reply, await s.chunks.getBlocks(r.id, r.offset, r.length, r.withLeaves));
+        },
+        replySize: 128 * 1024,
+      }),
+    ],
+    [
       M.Op.ChunkHas,
       handler('chunk_has', {
         decode: M.ChunkIdList.decode,

@@ -23,6 +23,7 @@ export const Op = {
   ChunkDelete: 24,
   ChunkVerify: 25,
   ChunkSweep: 26,
+  ChunkBlocks: 27,
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
 
@@ -277,6 +278,56 @@ export const ChunkGet = {
     if (r.offset > MAX_CHUNK_BYTES) throw new QfsError('bad_request', 'chunk offset out of bounds');
     d.end();
     return r;
+  },
+};
+
+export interface ChunkBlocksRequest {
+  id: ChunkId;
+  offset: number;
+  length: number;
+  withLeaves: boolean;
+}
+
+/** A ranged read in whole 64 KiB blocks, with the chunk's leaf digests when asked (see util/hash.ts). */
+export const ChunkBlocks = {
+  encode(e: Encoder, r: ChunkBlocksRequest): void {
+    encodeChunkId(e, r.id);
+    e.u32(r.offset).u32(r.length).bool(r.withLeaves);
+  },
+  decode(d: Decoder): ChunkBlocksRequest {
+    const r = { id: decodeChunkId(d), offset: d.u32('offset'), length: d.u32('length'), withLeaves: d.bool('withLeaves') };
+    if (r.offset > MAX_CHUNK_BYTES) throw new QfsError('bad_request', 'chunk offset out of bounds');
+    d.end();
+    return r;
+  },
+};
+
+export interface ChunkBlocksResult {
+  /** The whole chunk's length. */
+  size: number;
+  /** Index of the first block returned. */
+  first: number;
+  leaves: Buffer | null;
+  bytes: Buffer;
+}
+
+const MAX_LEAVES = Math.ceil(MAX_CHUNK_BYTES / (64 * 1024));
+
+export const ChunkBlocksReply = {
+  encode(e: Encoder, r: ChunkBlocksResult): void {
+    e.u32(r.size).u16(r.first);
+    const n = r.leaves ? r.leaves.length / 32 : 0;
+    e.u16(n);
+    if (r.leaves) e.raw(r.leaves);
+    e.raw(r.bytes);
+  },
+  decode(d: Decoder): ChunkBlocksResult {
+    const size = d.u32('size');
+    const first = d.u16('first');
+    const n = d.u16('leaves');
+    if (n > MAX_LEAVES) throw new QfsError('bad_request', `${n} leaves`);
+    const leaves = n > 0 ? d.raw(n * 32, 'leaves') : null;
+    return { size, first, leaves, bytes: d.rest() };
   },
 };
 

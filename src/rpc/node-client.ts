@@ -74,6 +74,11 @@ export class NodeClient {
     return d.rest();
   }
 
+  async getBlocks(id: ChunkId, offset: number, length: number, withLeaves: boolean, opts?: CallOptions): Promise<M.ChunkBlocksResult> {
+    const d = await this.rpc.call(M.Op.ChunkBlocks, (e) => M.ChunkBlocks.encode(e, { id, offset, length: Math.min(length, 0xffffffff), withLeaves }), opts);
+    return M.ChunkBlocksReply.decode(d);
+  }
+
   hasChunks(ids: readonly ChunkId[], opts?: CallOptions): Promise<boolean[]> {
     return this.call(M.Op.ChunkHas, M.ChunkIdList, ids, M.BoolListReply, opts);
   }

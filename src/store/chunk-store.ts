@@ -9,14 +9,14 @@
 // into its fan-out directory, that directory fsynced; a fan-out directory's
 // parent is fsynced once per process after the directory is (or was found)
 // created, which also covers a crash between mkdir and that fsync last run.
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { mkdir, open, readdir, rename, rm, stat, statfs, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { QfsError, toQfsError } from '../util/errors.js';
 import { isChunkId, parseChunkId, type ChunkId } from '../util/ids.js';
 import type { Logger } from '../util/log.js';
-import { sha256Hex } from '../util/hash.js';
+import { BLOCK_BYTES, chunkTree } from '../util/hash.js';
 import { MAX_CHUNK_BYTES } from './types.js';
 import { fsyncDir } from './durable-files.js';
 
@@ -33,6 +33,8 @@ const STATFS_TTL_MS = 1000;
 // Within this distance of the reserve a cached statfs is not trusted.
 const LOW_SPACE_MARGIN = 4 * MAX_CHUNK_BYTES;
 const HAS_CONCURRENCY = 64;
+// 16 leaves of 32 bytes per 1 MiB chunk: about 20 MiB of memory at most.
+const LEAVES_CACHED = 32_768;
 const FANOUT_RE = /^[0-9a-f]{2}$/;
 
 export class ChunkStore {
@@ -87,7 +89,9 @@ export class ChunkStore {
     const cid = parseChunkId(id);
     if (!Buffer.isBuffer(bytes)) throw new QfsError('bad_request', 'chunk bytes must be a Buffer');
     if (bytes.length > MAX_CHUNK_BYTES) throw new QfsError('bad_request', `chunk of ${bytes.length} bytes exceeds ${MAX_CHUNK_BYTES}`);
-    if ((await sha256Hex(bytes)) !== cid) throw new QfsError('corrupt', `chunk bytes do not hash to ${cid}`);
+    const tree = await chunkTree(bytes);
+    if (tree.id !== cid) throw new QfsError('corrupt', `chunk bytes do not hash to ${cid}`);
+    this.rememberLeaves(cid, tree.leaves);
     // Serialised per id: a concurrent put of the same id waits and finds the file.
     return await this.track(this.withLock(cid, () => this.store(cid, bytes)));
   }
@@ -120,6 +124,71 @@ export class ChunkStore {
     } finally {
       await fh.close();
     }
+  }
+
+  /**
+   * The whole 64 KiB blocks that hold [offset, offset+length) of a chunk (the
+   * chunk's last block may be short), and with `withLeaves` the chunk's leaf
+   * digests, so that the reader can verify the blocks without the rest.
+   * Leaves come from memory, or are computed from the file once.
+   */
+  async getBlocks(id: ChunkId, offset: number, length: number, withLeaves: boolean): Promise<{ size: number; first: number; leaves: Buffer | null; bytes: Buffer }> {
+    this.checkOpen();
+    const cid = parseChunkId(id);
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new QfsError('bad_request', `invalid offset ${offset}`);
+    if (!Number.isSafeInteger(length) || length < 0) throw new QfsError('bad_request', `invalid length ${length}`);
+    let leaves = withLeaves ? this.leaves.get(cid) ?? null : null;
+    if (leaves) {
+      // refresh its place in the LRU
+      this.leaves.delete(cid);
+      this.leaves.set(cid, leaves);
+    }
+    if (withLeaves && !leaves) {
+      let whole: Buffer;
+      try {
+        whole = await readFile(this.chunkPath(cid));
+      } catch (err) {
+        throw this.fsError(err, cid, 'get');
+      }
+      // Not checked against the id here: the reader checks the leaves against the id, and the blocks against the leaves.
+      leaves = (await chunkTree(whole)).leaves;
+      this.rememberLeaves(cid, leaves);
+      const first = Math.floor(Math.min(offset, whole.length) / BLOCK_BYTES);
+      const end = Math.min(whole.length, Math.ceil(Math.min(whole.length, offset + length) / BLOCK_BYTES) * BLOCK_BYTES);
+      return { size: whole.length, first, leaves, bytes: whole.subarray(first * BLOCK_BYTES, Math.max(first * BLOCK_BYTES, end)) };
+    }
+    let fh;
+    try {
+      fh = await open(this.chunkPath(cid), 'r');
+    } catch (err) {
+      throw this.fsError(err, cid, 'get');
+    }
+    try {
+      const size = (await fh.stat()).size;
+      const first = Math.floor(Math.min(offset, size) / BLOCK_BYTES);
+      const start = first * BLOCK_BYTES;
+      const end = Math.min(size, Math.ceil(Math.min(size, offset + length) / BLOCK_BYTES) * BLOCK_BYTES);
+      const buf = Buffer.allocUnsafe(Math.max(0, end - start));
+      let done = 0;
+      while (done < buf.length) {
+        const { bytesRead } = await fh.read(buf, done, buf.length - done, start + done);
+        if (bytesRead === 0) throw new QfsError('corrupt', `chunk ${cid} shrank while being read`);
+        done += bytesRead;
+      }
+      return { size, first, leaves, bytes: buf };
+    } catch (err) {
+      throw this.fsError(err, cid, 'get');
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Leaf digests of recently stored or read chunks: a ranged read needs them, and computing them reads the whole chunk. */
+  private readonly leaves = new Map<string, Buffer>();
+
+  private rememberLeaves(cid: string, leaves: Buffer): void {
+    if (this.leaves.size >= LEAVES_CACHED) this.leaves.delete(this.leaves.keys().next().value as string);
+    this.leaves.set(cid, leaves);
   }
 
   async has(ids: ChunkId[]): Promise<boolean[]> {
@@ -217,7 +286,7 @@ export class ChunkStore {
         let size: number;
         try {
           size = (await stat(path)).size;
-          if (size <= MAX_CHUNK_BYTES && (await hashFile(path)) === cid) return 'ok';
+          if (size <= MAX_CHUNK_BYTES && (await chunkTree(await readFile(path))).id === cid) return 'ok';
         } catch (err) {
           if (isErrno(err, 'ENOENT')) return 'missing';
           throw this.fsError(err, cid, 'verify');
@@ -396,11 +465,6 @@ export class ChunkStore {
   }
 }
 
-async function hashFile(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const piece of createReadStream(path, { highWaterMark: 1024 * 1024 })) hash.update(piece as Buffer);
-  return hash.digest('hex');
-}
 
 
 async function fileExists(path: string): Promise<boolean> {

@@ -1,18 +1,41 @@
-// One open file in this mount: its write-back buffers, uploads in flight and
-// map changes not yet published. Shared by every handle of the inode.
+// One open file in this mount: its write-back pieces, uploads in flight and
+// extent changes not yet published. Shared by every handle of the inode.
 //
-// Writes land in chunk-sized buffers. A buffer that fills up is uploaded in
-// the background (bounded); flush/fsync/release upload the rest, wait, and
-// publish chunk-map pages then the inode. Any upload failure is kept and
-// reported by the next flush/fsync as EIO: never dropped. Small files keep
+// The file's bytes are extents over immutable chunks (meta/extents.ts). A
+// write copies its bytes into a piece of memory and lays a span over the
+// slot's list; it never reads or rewrites what it did not touch. Pieces are
+// uploaded in the background: a piece that fills a whole slot becomes a chunk
+// of its own (so identical whole chunks are stored once); small pieces are
+// packed together into one chunk. When an upload lands, the parts of its
+// pieces that are still newest become ops (overlay an extent), queued in
+// order with truncation cuts; flush/fsync/release upload the rest, wait, and
+// publish the ops page by page, then the inode. Any upload failure is kept
+// and reported by the next flush/fsync as EIO: never dropped. Small files keep
 // their bytes inline in the inode and never touch the chunk space.
+//
+// Reads assemble the newest spans: bytes still in memory, whole chunks from
+// the cache (sequential reads fetch whole chunks ahead of the reader), or only
+// the 64 KiB blocks that hold the range, each verified on its own.
 import type { ChunkSpace } from '../keyspace/types.js';
 import type { ChunkId } from '../util/ids.js';
 import type { Logger } from '../util/log.js';
+import { BLOCK_BYTES } from '../util/hash.js';
 import { toQfsError } from '../util/errors.js';
 import { FsError } from '../meta/errors.js';
 import type { FsMeta } from '../meta/fs-meta.js';
-import { MAP_PAGE_ENTRIES, nowTimespec, type Inode, type MapPage } from '../meta/types.js';
+import {
+  COMPACT_EXTENTS,
+  MAP_PAGE_SLOTS,
+  MAX_EXTENTS_PER_SLOT,
+  cutAt,
+  overlay,
+  spansIn,
+  type Extent,
+  type MapPage,
+  type SlotOp,
+  type Span,
+} from '../meta/extents.js';
+import { nowTimespec, type Inode } from '../meta/types.js';
 import type { ByteLru } from './lru.js';
 
 export const INLINE_MAX = 16 * 1024;
@@ -20,7 +43,7 @@ export const INLINE_MAX = 16 * 1024;
 const READ_AHEAD_MAX = 8;
 
 export interface WriteBudget {
-  /** Bytes of dirty and uploading buffers across the mount. */
+  /** Bytes of pieces not yet uploaded or uploading, across the mount. */
   used: number;
   readonly max: number;
   /** Uploads in flight across the mount. */
@@ -29,35 +52,50 @@ export interface WriteBudget {
   waiters: Array<() => void>;
 }
 
-interface Dirty {
+/** Bytes written by this mount and not yet stored in a chunk. */
+interface Piece {
+  slot: number;
   buf: Buffer;
-  /** Valid bytes from the chunk start. */
-  len: number;
+  /** Bytes of buf written so far, from 0 (appends go here). */
+  used: number;
+  /** Being uploaded: its bytes must not change any more. */
+  uploading: boolean;
 }
+
+type Src = ChunkId | Piece;
+type LocalSpan = Span<Src>;
 
 export class OpenFile {
   inode: Inode;
   handles = 0;
   /** Any change not yet published (writes, truncate). */
   dirty = false;
-  private readonly buffers = new Map<number, Dirty>();
-  private readonly uploading = new Map<number, { buf: Buffer; gen: number }>();
-  private readonly gens = new Map<number, number>();
+  /** Slots this mount changed: the newest spans, over the published extents. */
+  private readonly local = new Map<number, LocalSpan[]>();
+  /** Per slot, the changes to publish, in order. */
+  private readonly ops = new Map<number, SlotOp[]>();
+  /** Pieces not yet uploading. */
+  private readonly pieces = new Set<Piece>();
+  /** Bytes of those pieces that will be packed with others (not a whole slot of their own). */
+  private packable = 0;
   private readonly inflight = new Set<Promise<void>>();
-  /** Uploaded but unpublished map entries: page → index in page → id (null: dropped). */
-  private readonly pending = new Map<number, Map<number, ChunkId | null>>();
+  /** Published pages as last read or committed. */
   private readonly maps = new Map<number, MapPage>();
+  private readonly mapLoads = new Map<number, Promise<MapPage>>();
   private error: Error | null = null;
   /** When the oldest uploaded-but-unpublished chunk landed (gc spares unreferenced chunks only for its grace period). */
   private pendingSince: number | null = null;
   private publishing = false;
   private lastReadEnd = -1;
+  private lastWriteEnd = -1;
   /** Sequential reads in a row: the read-ahead grows with them, up to READ_AHEAD_MAX chunks. */
   private sequentialReads = 0;
   private aheadUntil = 0;
-  private readonly fetching = new Map<ChunkId, Promise<Buffer>>();
+  private readonly fetching = new Map<string, Promise<Buffer>>();
   /** Bumped by every change, so a flush knows whether more came in while it published. */
   private version = 0;
+  private compacting: Promise<void> = Promise.resolve();
+  private readonly compactQueued = new Set<number>();
   private readonly cs: number;
 
   constructor(
@@ -67,6 +105,8 @@ export class OpenFile {
     private readonly cache: ByteLru<string, Buffer>,
     private readonly budget: WriteBudget,
     private readonly log: Logger,
+    /** Hands background work (compactions) to the mount, which waits for it at unmount. */
+    private readonly track: (work: Promise<void>) => void = () => {},
   ) {
     this.inode = inode;
     this.cs = meta.sb.chunkSize;
@@ -77,6 +117,7 @@ export class OpenFile {
     if (this.dirty) return;
     this.inode = inode;
     this.maps.clear();
+    this.local.clear();
     this.mapless = false;
     this.aheadUntil = 0;
   }
@@ -92,84 +133,140 @@ export class OpenFile {
     if (this.inode.size === 0 && this.inode.chunks === 0) this.mapless = true;
   }
 
-  private async mapped(index: number): Promise<ChunkId | null> {
-    const page = Math.floor(index / MAP_PAGE_ENTRIES);
-    const slot = index % MAP_PAGE_ENTRIES;
-    const p = this.pending.get(page);
-    if (p && p.has(slot)) return p.get(slot)!;
-    let m = this.maps.get(page);
-    if (!m) {
-      m = this.mapless ? new Map() : await this.meta.readMapPage(this.inode.ino, page);
-      this.maps.set(page, m);
+  private page(page: number): MapPage | Promise<MapPage> {
+    const m = this.maps.get(page);
+    if (m) return m;
+    if (this.mapless) {
+      const empty: MapPage = new Map();
+      this.maps.set(page, empty);
+      return empty;
     }
-    return m.get(slot) ?? null;
-  }
-
-  /**
-   * A chunk from the cache, or fetched once: a read that arrives while the
-   * read-ahead is fetching the same chunk waits for that fetch instead of
-   * starting a second one.
-   */
-  private fetchChunk(id: ChunkId): Promise<Buffer> {
-    const hit = this.cache.get(id);
-    if (hit) return Promise.resolve(hit);
-    let p = this.fetching.get(id);
+    let p = this.mapLoads.get(page);
     if (!p) {
-      p = this.chunks.getChunk(id).then(
-        (bytes) => {
-          this.fetching.delete(id);
-          this.cache.set(id, bytes);
-          return bytes;
+      p = this.meta.readMapPage(this.inode.ino, page).then(
+        (loaded) => {
+          this.mapLoads.delete(page);
+          // a commit that landed meanwhile is newer than what was read
+          const now = this.maps.get(page) ?? loaded;
+          this.maps.set(page, now);
+          return now;
         },
         (err: unknown) => {
-          this.fetching.delete(id);
+          this.mapLoads.delete(page);
           throw err;
         },
       );
-      this.fetching.set(id, p);
+      this.mapLoads.set(page, p);
     }
     return p;
   }
 
-  /** The bytes of chunk `index` as this mount sees them (dirty, uploading, or published). */
-  private async chunkBytes(index: number): Promise<{ buf: Buffer; len: number } | null> {
-    const d = this.buffers.get(index);
-    if (d) return d;
-    const u = this.uploading.get(index);
-    if (u) return { buf: u.buf, len: u.buf.length };
-    const id = await this.mapped(index);
-    if (!id) return null;
-    const bytes = await this.fetchChunk(id);
-    return { buf: bytes, len: bytes.length };
+  /** The newest spans of a slot as this mount sees them. */
+  private async spans(slot: number): Promise<readonly LocalSpan[]> {
+    const l = this.local.get(slot);
+    if (l) return l;
+    const p = await this.page(Math.floor(slot / MAP_PAGE_SLOTS));
+    return this.local.get(slot) ?? p.get(slot % MAP_PAGE_SLOTS) ?? [];
   }
+
+  /** The slot's local list, made from the published one on first change. */
+  private async localSpans(slot: number): Promise<void> {
+    if (this.local.has(slot)) return;
+    const base = await this.spans(slot);
+    if (!this.local.has(slot)) this.local.set(slot, base.slice());
+  }
+
+  // ---- chunk bytes
+
+  private shared(key: string, load: () => Promise<Buffer>): Promise<Buffer> {
+    let p = this.fetching.get(key);
+    if (!p) {
+      p = load().then(
+        (bytes) => {
+          this.fetching.delete(key);
+          return bytes;
+        },
+        (err: unknown) => {
+          this.fetching.delete(key);
+          throw err;
+        },
+      );
+      this.fetching.set(key, p);
+    }
+    return p;
+  }
+
+  /** A whole chunk from the cache, or fetched once (a read during the read-ahead's fetch waits for it). */
+  private fetchChunk(id: ChunkId): Promise<Buffer> {
+    const hit = this.cache.get(id);
+    if (hit) return Promise.resolve(hit);
+    return this.shared(id, async () => {
+      const bytes = await this.chunks.getChunk(id);
+      this.cache.set(id, bytes);
+      return bytes;
+    });
+  }
+
+  /** Bytes [off, off+len) of a chunk: from a cached whole chunk, or only the verified blocks that hold them. */
+  private async chunkRange(id: ChunkId, off: number, len: number): Promise<Buffer> {
+    const whole = this.cache.get(id) ?? (await this.fetching.get(id)?.catch(() => undefined));
+    if (whole) return whole.subarray(off, off + len);
+    const first = Math.floor(off / BLOCK_BYTES);
+    const last = Math.floor((off + len - 1) / BLOCK_BYTES);
+    const blocks: Buffer[] = [];
+    let missFrom = -1;
+    const fetchRun = async (from: number, to: number): Promise<void> => {
+      const bytes = await this.shared(`${id}:${from}:${to}`, () => this.chunks.getChunk(id, { offset: from * BLOCK_BYTES, length: (to - from) * BLOCK_BYTES }));
+      for (let b = from; b < to; b++) {
+        const piece = bytes.subarray((b - from) * BLOCK_BYTES, (b - from + 1) * BLOCK_BYTES);
+        this.cache.set(`${id}:${b}`, piece);
+        blocks[b - first] = piece;
+      }
+    };
+    const runs: Promise<void>[] = [];
+    for (let b = first; b <= last + 1; b++) {
+      const hit = b <= last ? this.cache.get(`${id}:${b}`) : undefined;
+      if (hit) blocks[b - first] = hit;
+      if (b <= last && !hit) {
+        if (missFrom < 0) missFrom = b;
+      } else if (missFrom >= 0) {
+        runs.push(fetchRun(missFrom, b));
+        missFrom = -1;
+      }
+    }
+    await Promise.all(runs);
+    const joined = blocks.length === 1 ? blocks[0]! : Buffer.concat(blocks);
+    const from = off - first * BLOCK_BYTES;
+    return joined.subarray(from, from + len);
+  }
+
+  // ---- reads
 
   async read(pos: number, len: number, into?: Buffer): Promise<Buffer> {
     const size = this.inode.size;
     if (pos >= size || len <= 0) return Buffer.alloc(0);
     const end = Math.min(size, pos + len);
-    // holes and the parts past a chunk's stored bytes read as zeros
+    // holes read as zeros
     const out = into !== undefined && into.length >= end - pos ? into.subarray(0, end - pos).fill(0) : Buffer.alloc(end - pos);
     if (this.inode.inline) {
       this.inode.inline.copy(out, 0, pos, Math.min(end, this.inode.inline.length));
       return out;
     }
+    const sequential = pos === this.lastReadEnd || pos === 0;
     const first = Math.floor(pos / this.cs);
     const last = Math.floor((end - 1) / this.cs);
-    await Promise.all(
-      Array.from({ length: last - first + 1 }, async (_, k) => {
-        const index = first + k;
-        const c = await this.chunkBytes(index);
-        if (!c) return; // a hole reads as zeros
-        const cStart = index * this.cs;
-        const from = Math.max(pos, cStart) - cStart;
-        const to = Math.min(end, cStart + this.cs) - cStart;
-        if (from < c.len) c.buf.copy(out, cStart + from - pos, from, Math.min(to, c.len));
-      }),
-    );
+    const work: Promise<void>[] = [];
+    for (let slot = first; slot <= last; slot++) {
+      const base = slot * this.cs;
+      const from = Math.max(pos, base) - base;
+      const to = Math.min(end, base + this.cs) - base;
+      work.push(this.readSlot(slot, from, to, out, base - pos, sequential));
+    }
+    await Promise.all(work);
     // Sequential reading: fetch the next chunks before they are asked for, more
     // of them the longer the reader keeps going (a cold chunk is a round trip to a
     // node and a disk read: several in flight keep both busy).
-    if (pos === this.lastReadEnd || pos === 0) {
+    if (sequential) {
       this.sequentialReads++;
       this.readAhead(last + 1, Math.min(READ_AHEAD_MAX, 2 + (this.sequentialReads >> 3)));
     } else {
@@ -180,51 +277,47 @@ export class OpenFile {
     return out;
   }
 
+  /** Copies slot bytes [from, to) to out at (slot offset + shift). */
+  private async readSlot(slot: number, from: number, to: number, out: Buffer, shift: number, sequential: boolean): Promise<void> {
+    const list = await this.spans(slot);
+    const whole = sequential && list.length === 1 && list[0]!.off === 0;
+    await Promise.all(
+      spansIn(list, from, to - from).map(async (s) => {
+        const a = Math.max(from, s.start);
+        const b = Math.min(to, s.start + s.len);
+        const srcOff = s.off + (a - s.start);
+        if (typeof s.src !== 'string') {
+          s.src.buf.copy(out, a + shift, srcOff, srcOff + (b - a));
+          return;
+        }
+        const bytes = whole ? (await this.fetchChunk(s.src)).subarray(srcOff, srcOff + (b - a)) : await this.chunkRange(s.src, srcOff, b - a);
+        if (bytes.length < b - a) throw new FsError('EIO', `chunk ${s.src} is shorter than its extent`);
+        bytes.copy(out, a + shift);
+      }),
+    );
+  }
+
   private readAhead(from: number, count: number): void {
     // chunks already asked for by an earlier read of this run are not asked again
     const start = Math.max(from, this.aheadUntil);
     this.aheadUntil = Math.max(this.aheadUntil, from + count);
-    for (let index = start; index < from + count && index * this.cs < this.inode.size; index++) {
-      if (this.buffers.has(index) || this.uploading.has(index)) continue;
-      void this.mapped(index)
-        .then((id) => (id && !this.cache.has(id) && !this.fetching.has(id) ? this.fetchChunk(id) : undefined))
-        .catch(() => {});
+    for (let slot = start; slot < from + count && slot * this.cs < this.inode.size; slot++) {
+      void (async () => {
+        const list = await this.spans(slot);
+        const only = list.length === 1 ? list[0]! : null;
+        if (only && only.off === 0 && typeof only.src === 'string' && !this.cache.has(only.src) && !this.fetching.has(only.src)) await this.fetchChunk(only.src);
+      })().catch(() => {});
     }
   }
+
+  // ---- writes
 
   private async waitBudget(extra: number): Promise<void> {
     while (this.budget.used + extra > this.budget.max && this.budget.used > 0) {
-      // Push out our own full or partial buffers first, then wait for any upload to finish.
-      if (this.buffers.size > 0) this.uploadAll();
+      // Push out our own pieces first, then wait for any upload to finish.
+      if (this.pieces.size > 0) this.uploadAll();
       await new Promise<void>((r) => this.budget.waiters.push(r));
     }
-  }
-
-  /** A dirty buffer for chunk `index`, seeded with what the chunk holds now. */
-  private async dirtyBuffer(index: number, coversWhole: boolean): Promise<Dirty> {
-    let d = this.buffers.get(index);
-    if (d) return d;
-    await this.waitBudget(this.cs);
-    d = this.buffers.get(index);
-    if (d) return d;
-    // Not zeroed: bytes below `len` are always written or zero-filled (write fills a
-    // gap it leaves), and nothing past `len` is ever read or uploaded.
-    const buf = Buffer.allocUnsafe(this.cs);
-    let len = 0;
-    const beyondEof = index * this.cs >= this.inode.size;
-    if (!coversWhole && !beyondEof) {
-      const cur = await this.chunkBytes(index);
-      if (cur) {
-        len = Math.min(cur.len, this.cs);
-        cur.buf.copy(buf, 0, 0, len);
-      }
-    }
-    d = this.buffers.get(index);
-    if (d) return d; // another write seeded it while we read
-    d = { buf, len };
-    this.buffers.set(index, d);
-    this.budget.used += this.cs;
-    return d;
   }
 
   async write(pos: number, data: Buffer): Promise<number> {
@@ -233,7 +326,7 @@ export class OpenFile {
     const end = pos + data.length;
     this.dirty = true;
     this.version++;
-    if (this.inode.inline !== null || (this.inode.size === 0 && this.pending.size === 0 && this.buffers.size === 0 && (await this.hasNoChunks()))) {
+    if (this.inode.inline !== null || (this.inode.size === 0 && this.ops.size === 0 && this.pieces.size === 0 && (await this.hasNoExtents()))) {
       if (end <= INLINE_MAX) {
         const cur = this.inode.inline ?? Buffer.alloc(0);
         const next = Buffer.alloc(Math.max(cur.length, end, this.inode.size));
@@ -243,38 +336,91 @@ export class OpenFile {
         this.touchWrite(end);
         return data.length;
       }
-      this.convertInline();
+      await this.convertInline();
     }
+    if (pos > this.inode.size) await this.cutStale(this.inode.size);
     let done = 0;
     while (done < data.length) {
       const at = pos + done;
-      const index = Math.floor(at / this.cs);
-      const off = at - index * this.cs;
+      const slot = Math.floor(at / this.cs);
+      const off = at - slot * this.cs;
       const n = Math.min(this.cs - off, data.length - done);
-      const d = await this.dirtyBuffer(index, off === 0 && n === this.cs);
-      if (off > d.len) d.buf.fill(0, d.len, off); // a hole inside the chunk reads as zeros
-      data.copy(d.buf, off, done, done + n);
-      d.len = Math.max(d.len, off + n);
+      await this.writeSlot(slot, off, data.subarray(done, done + n), at === this.lastWriteEnd || off === 0);
       done += n;
-      if (d.len === this.cs && off + n === this.cs) this.upload(index);
     }
+    this.lastWriteEnd = end;
     this.touchWrite(end);
     return data.length;
   }
 
-  private async hasNoChunks(): Promise<boolean> {
-    return this.inode.size === 0 && (await this.mapped(0)) === null;
+  private async writeSlot(slot: number, off: number, data: Buffer, sequential: boolean): Promise<void> {
+    await this.localSpans(slot);
+    let list = this.local.get(slot)!;
+    // Into a piece that already holds this range, or at its end: in place.
+    const [s] = spansIn(list, Math.max(0, off - 1), 1);
+    if (s && typeof s.src !== 'string' && !s.src.uploading) {
+      const p = s.src;
+      const inside = s.start <= off && off + data.length <= s.start + s.len;
+      const atEnd = s.start + s.len === off && s.off + s.len === p.used && p.used + data.length <= p.buf.length;
+      if (inside || atEnd) {
+        const bufOff = s.off + (off - s.start);
+        data.copy(p.buf, bufOff);
+        if (atEnd) {
+          p.used += data.length;
+          if (!this.ownChunk(p)) this.packable += data.length;
+          this.local.set(slot, overlay(list, { start: off, len: data.length, src: p, off: bufOff }));
+          this.uploadIfDue(p);
+        }
+        return;
+      }
+    }
+    // A new piece: room to grow to the slot's end for a sequential writer.
+    const cap = sequential ? this.cs - off : data.length;
+    await this.waitBudget(cap);
+    await this.localSpans(slot);
+    list = this.local.get(slot)!;
+    const p: Piece = { slot, buf: Buffer.allocUnsafe(cap), used: data.length, uploading: false };
+    data.copy(p.buf);
+    this.budget.used += cap;
+    this.pieces.add(p);
+    if (!this.ownChunk(p)) this.packable += data.length;
+    this.local.set(slot, overlay(list, { start: off, len: data.length, src: p, off: 0 }));
+    this.uploadIfDue(p);
   }
 
-  private convertInline(): void {
+  /** A full piece of its own goes now; small pieces go once they fill a chunk together. */
+  private uploadIfDue(p: Piece): void {
+    if (this.ownChunk(p) && p.used === p.buf.length) this.upload([p]);
+    else if (this.packable >= this.cs) this.uploadPieces(false);
+  }
+
+  /** A piece big enough to be a chunk of its own (a whole slot, or a large part of one). */
+  private ownChunk(p: Piece): boolean {
+    return p.buf.length * 4 >= this.cs;
+  }
+
+  private async hasNoExtents(): Promise<boolean> {
+    return this.inode.size === 0 && (await this.spans(0)).length === 0;
+  }
+
+  private async convertInline(): Promise<void> {
     const inline = this.inode.inline;
     this.inode.inline = null;
-    if (inline && inline.length > 0) {
-      const buf = Buffer.alloc(this.cs);
-      inline.copy(buf);
-      this.buffers.set(0, { buf, len: inline.length });
-      this.budget.used += this.cs;
-    }
+    if (inline && inline.length > 0) await this.writeSlot(0, 0, inline, true);
+  }
+
+  /**
+   * The file grows past `oldSize`: whatever an interrupted publish left mapped
+   * past the old end must read as zeros, not come back.
+   */
+  private async cutStale(oldSize: number): Promise<void> {
+    const slot = Math.floor(oldSize / this.cs);
+    const at = oldSize - slot * this.cs;
+    const list = await this.spans(slot);
+    if (list.length === 0 || list[list.length - 1]!.start + list[list.length - 1]!.len <= at) return;
+    await this.localSpans(slot);
+    this.local.set(slot, cutAt(this.local.get(slot)!, at));
+    this.pushOp(slot, { cut: at });
   }
 
   private touchWrite(end: number): void {
@@ -284,12 +430,10 @@ export class OpenFile {
     this.inode.ctime = now;
   }
 
-  private setPending(index: number, id: ChunkId | null): void {
-    const page = Math.floor(index / MAP_PAGE_ENTRIES);
-    let p = this.pending.get(page);
-    if (!p) this.pending.set(page, (p = new Map()));
-    p.set(index % MAP_PAGE_ENTRIES, id);
-    this.pendingSince ??= Date.now();
+  private pushOp(slot: number, op: SlotOp): void {
+    let l = this.ops.get(slot);
+    if (!l) this.ops.set(slot, (l = []));
+    l.push(op);
   }
 
   /**
@@ -311,42 +455,110 @@ export class OpenFile {
     return true;
   }
 
-  /** Starts uploading one dirty buffer; its map entry becomes pending when it lands. */
-  private upload(index: number): void {
-    const d = this.buffers.get(index);
-    if (!d) return;
-    this.buffers.delete(index);
-    const gen = (this.gens.get(index) ?? 0) + 1;
-    this.gens.set(index, gen);
-    const bytes = d.len === this.cs ? d.buf : Buffer.from(d.buf.subarray(0, d.len));
-    this.uploading.set(index, { buf: bytes, gen });
-    this.budget.uploads++;
-    const p = (async () => {
-      try {
-        const id = await this.chunks.putChunk(bytes);
-        this.cache.set(id, bytes);
-        if (this.gens.get(index) === gen) this.setPending(index, id);
-      } catch (err) {
-        // Keep the bytes: the next flush tries again, and reports this failure.
-        this.error ??= err as Error;
-        this.log.warn({ ino: this.inode.ino, index, err: toQfsError(err).message }, 'chunk upload failed');
-        if (!this.buffers.has(index) && this.gens.get(index) === gen) {
-          this.buffers.set(index, { buf: Buffer.concat([bytes, Buffer.alloc(this.cs - bytes.length)]), len: bytes.length });
-          this.budget.used += this.cs;
-        }
-      } finally {
-        if (this.uploading.get(index)?.gen === gen) this.uploading.delete(index);
-        this.budget.used -= this.cs;
-        this.budget.uploads--;
-        for (const w of this.budget.waiters.splice(0)) w();
-      }
-    })();
-    this.inflight.add(p);
-    void p.finally(() => this.inflight.delete(p));
+  private uploadAll(): void {
+    this.uploadPieces(true);
   }
 
-  private uploadAll(): void {
-    for (const index of [...this.buffers.keys()]) this.upload(index);
+  /** Small pieces in packs of at most a chunk each; with `all`, pieces of their own too. */
+  private uploadPieces(all: boolean): void {
+    const small: Piece[] = [];
+    for (const p of [...this.pieces]) {
+      if (!this.ownChunk(p)) small.push(p);
+      else if (all) this.upload([p]);
+    }
+    // packs of at most a chunk each
+    let batch: Piece[] = [];
+    let bytes = 0;
+    for (const p of small) {
+      if (bytes + p.used > this.cs && batch.length > 0) {
+        this.upload(batch);
+        batch = [];
+        bytes = 0;
+      }
+      batch.push(p);
+      bytes += p.used;
+    }
+    if (batch.length > 0) this.upload(batch);
+  }
+
+  /**
+   * Stores pieces as one chunk in the background. When it lands, the parts of
+   * them that are still the newest bytes of their slots point at the chunk,
+   * and become ops to publish.
+   */
+  private upload(batch: Piece[]): void {
+    // What of each piece is still visible decides what is stored.
+    const parts: Array<{ p: Piece; from: number; to: number; at: number }> = [];
+    let size = 0;
+    let reserved = 0;
+    for (const p of batch) {
+      this.pieces.delete(p);
+      if (!this.ownChunk(p)) this.packable -= p.used;
+      p.uploading = true;
+      reserved += p.buf.length;
+      let from = Infinity;
+      let to = -Infinity;
+      for (const s of this.local.get(p.slot) ?? []) {
+        if (s.src !== p) continue;
+        from = Math.min(from, s.off);
+        to = Math.max(to, s.off + s.len);
+      }
+      if (from < to) {
+        parts.push({ p, from, to, at: size });
+        size += to - from;
+      }
+    }
+    this.packable = Math.max(0, this.packable);
+    const release = (): void => {
+      this.budget.used -= reserved;
+      for (const w of this.budget.waiters.splice(0)) w();
+    };
+    if (parts.length === 0) {
+      release();
+      return;
+    }
+    const only = parts.length === 1 ? parts[0]! : null;
+    const bytes = only ? only.p.buf.subarray(only.from, only.to) : Buffer.concat(parts.map((x) => x.p.buf.subarray(x.from, x.to)), size);
+    this.budget.uploads++;
+    const run = (async () => {
+      try {
+        const id = await this.chunks.putChunk(bytes);
+        if (only && only.from === 0 && only.to === this.cs) this.cache.set(id, bytes);
+        this.landed(parts, id);
+      } catch (err) {
+        // Keep the bytes: the next flush uploads them again, and reports this failure.
+        this.error ??= err as Error;
+        this.log.warn({ ino: this.inode.ino, err: toQfsError(err).message }, 'chunk upload failed');
+        for (const { p } of parts) {
+          p.uploading = false;
+          this.pieces.add(p);
+          if (!this.ownChunk(p)) this.packable += p.used;
+        }
+        reserved = 0; // still held by the pieces
+      } finally {
+        this.budget.uploads--;
+        release();
+      }
+    })();
+    this.inflight.add(run);
+    void run.finally(() => this.inflight.delete(run));
+  }
+
+  private landed(parts: Array<{ p: Piece; from: number; at: number }>, id: ChunkId): void {
+    for (const { p, from, at } of parts) {
+      const list = this.local.get(p.slot);
+      if (!list) continue;
+      let changed = false;
+      const next = list.map((s) => {
+        if (s.src !== p) return s;
+        changed = true;
+        const x: Extent = { start: s.start, len: s.len, src: id, off: at + (s.off - from) };
+        this.pushOp(p.slot, x);
+        return x;
+      });
+      if (changed) this.local.set(p.slot, next);
+    }
+    this.pendingSince ??= Date.now();
   }
 
   private takeError(): FsError {
@@ -362,7 +574,7 @@ export class OpenFile {
     this.dirty = true;
     this.version++;
     const old = this.inode.size;
-    if (this.inode.inline !== null || (old === 0 && this.buffers.size === 0 && this.pending.size === 0 && (await this.hasNoChunks()))) {
+    if (this.inode.inline !== null || (old === 0 && this.pieces.size === 0 && this.ops.size === 0 && (await this.hasNoExtents()))) {
       if (size <= INLINE_MAX) {
         const next = Buffer.alloc(size);
         (this.inode.inline ?? Buffer.alloc(0)).copy(next, 0, 0, size);
@@ -371,28 +583,22 @@ export class OpenFile {
         this.touchTruncate();
         return;
       }
-      this.convertInline();
+      await this.convertInline();
     }
     if (size < old) {
-      const keep = Math.ceil(size / this.cs); // chunks [0, keep) stay
-      const lastOld = Math.ceil(old / this.cs);
-      for (let index = keep; index < lastOld; index++) {
-        const d = this.buffers.get(index);
-        if (d) {
-          this.buffers.delete(index);
-          this.budget.used -= this.cs;
-        }
-        this.gens.set(index, (this.gens.get(index) ?? 0) + 1);
-        this.uploading.delete(index);
-        this.setPending(index, null);
+      const keep = Math.ceil(size / this.cs); // slots [0, keep) stay
+      for (let slot = keep; slot < Math.ceil(old / this.cs); slot++) {
+        this.local.set(slot, []);
+        this.pushOp(slot, { cut: 0 });
       }
       const tail = size % this.cs;
       if (tail !== 0) {
-        // The kept part of the last chunk is rewritten, so a later extension reads zeros.
-        const d = await this.dirtyBuffer(keep - 1, false);
-        d.buf.fill(0, tail);
-        d.len = Math.min(d.len, tail);
+        await this.localSpans(keep - 1);
+        this.local.set(keep - 1, cutAt(this.local.get(keep - 1)!, tail));
+        this.pushOp(keep - 1, { cut: tail });
       }
+    } else if (size > old) {
+      await this.cutStale(old);
     }
     this.inode.size = size;
     this.touchTruncate();
@@ -404,24 +610,32 @@ export class OpenFile {
     this.inode.ctime = now;
   }
 
-  /** Uploads everything, waits, publishes. Throws EIO/ENOSPC if any byte could not be stored. */
-  async flush(): Promise<void> {
-    if (!this.dirty && !this.error) return;
+  private async settle(): Promise<void> {
     this.uploadAll();
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
     if (this.error) throw this.takeError();
-    if (this.buffers.size > 0) {
-      // a write raced the flush; publish what is uploaded now, the rest on the next flush
-      this.uploadAll();
-      while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
-      if (this.error) throw this.takeError();
+  }
+
+  /** Uploads everything, waits, publishes. Throws EIO/ENOSPC if any byte could not be stored. */
+  async flush(): Promise<void> {
+    if (!this.dirty && !this.error) return;
+    await this.settle();
+    // a write raced the flush: upload it too (it is published now or by the next flush)
+    if (this.pieces.size > 0) await this.settle();
+    await this.boundExtents();
+    const taken = new Map(this.ops);
+    this.ops.clear();
+    const changes = new Map<number, Map<number, SlotOp[]>>();
+    for (const [slot, ops] of taken) {
+      const page = Math.floor(slot / MAP_PAGE_SLOTS);
+      let c = changes.get(page);
+      if (!c) changes.set(page, (c = new Map()));
+      c.set(slot % MAP_PAGE_SLOTS, ops);
     }
-    const changes = new Map(this.pending);
-    this.pending.clear();
     const local = this.inode;
     const version = this.version;
     try {
-      const published = await this.meta.commitFile(local.ino, changes, (i) => {
+      const { inode: published, pages } = await this.meta.commitFile(local.ino, changes, (i) => {
         i.size = local.size;
         i.mtime = local.mtime;
         i.ctime = local.ctime;
@@ -433,28 +647,85 @@ export class OpenFile {
         i.gid = local.gid;
         i.xattrs = local.xattrs;
       });
-      for (const [page, entries] of changes) {
-        const m = this.maps.get(page);
-        if (!m) continue;
-        for (const [slot, id] of entries) {
-          if (id === null) m.delete(slot);
-          else m.set(slot, id);
-        }
+      for (const [page, p] of pages) this.maps.set(page, p);
+      for (const slot of taken.keys()) {
+        // published as this mount saw it, unless more came in meanwhile
+        const l = this.local.get(slot);
+        if (!this.ops.has(slot) && l && l.every((s) => typeof s.src === 'string')) this.local.delete(slot);
       }
       this.inode = { ...published, size: local.size, inline: local.inline, mtime: local.mtime, ctime: local.ctime, mode: local.mode, uid: local.uid, gid: local.gid, atime: local.atime, xattrs: local.xattrs };
-      this.dirty = this.version !== version || this.buffers.size > 0 || this.pending.size > 0;
-      this.pendingSince = this.pending.size > 0 ? Date.now() : null;
-    } catch (err) {
-      // Not published: keep the changes for the next attempt.
-      for (const [page, entries] of changes) {
-        const p = this.pending.get(page) ?? new Map<number, ChunkId | null>();
-        for (const [slot, id] of entries) if (!p.has(slot)) p.set(slot, id);
-        this.pending.set(page, p);
+      this.dirty = this.version !== version || this.pieces.size > 0 || this.ops.size > 0;
+      this.pendingSince = this.ops.size > 0 ? Date.now() : null;
+      for (const [page, p] of pages) {
+        for (const [s, list] of p) if (list.length > COMPACT_EXTENTS) this.queueCompaction(page * MAP_PAGE_SLOTS + s);
       }
+    } catch (err) {
+      // Not published: keep the changes for the next attempt, before any made since.
+      for (const [slot, ops] of taken) this.ops.set(slot, ops.concat(this.ops.get(slot) ?? []));
       if (err instanceof FsError) throw err;
       const q = toQfsError(err);
       throw new FsError(q.code === 'no_space' ? 'ENOSPC' : 'EIO', q.message);
     }
+  }
+
+  /**
+   * Before publishing: a slot whose list grew past MAX_EXTENTS_PER_SLOT is
+   * rewritten as one chunk here and now, so that no publish of this mount
+   * leaves more than that many for readers to search.
+   */
+  private async boundExtents(): Promise<void> {
+    for (const [slot, list] of [...this.local]) {
+      if (list.length <= MAX_EXTENTS_PER_SLOT || !this.ops.has(slot) || list.some((s) => typeof s.src !== 'string')) continue;
+      const x = await this.compactedSlot(slot, list as Extent[]);
+      // a write that came in meanwhile is newer than the compacted bytes: leave the slot for the next flush
+      if (!x || this.local.get(slot) !== list) continue;
+      this.local.set(slot, [x]);
+      this.ops.set(slot, [{ cut: 0 }, x]);
+    }
+  }
+
+  /** The bytes a slot's extents cover, stored as one chunk; one extent over it. */
+  private async compactedSlot(slot: number, list: readonly Extent[]): Promise<Extent | null> {
+    if (list.length === 0) return null;
+    const from = list[0]!.start;
+    const last = list[list.length - 1]!;
+    const to = last.start + last.len;
+    const bytes = Buffer.alloc(to - from);
+    await this.readSlot(slot, from, to, bytes, -from, false);
+    const id = await this.chunks.putChunk(bytes);
+    return { start: from, len: to - from, src: id, off: 0 };
+  }
+
+  private queueCompaction(slot: number): void {
+    if (this.compactQueued.has(slot)) return;
+    this.compactQueued.add(slot);
+    this.compacting = this.compacting.then(async () => {
+      this.compactQueued.delete(slot);
+      try {
+        await this.compact(slot);
+      } catch (err) {
+        this.log.debug({ ino: this.inode.ino, slot, err: toQfsError(err).message }, 'compaction skipped');
+      }
+    });
+    this.track(this.compacting);
+  }
+
+  /**
+   * Background compaction of a published slot: its bytes become one chunk,
+   * committed only if the slot's extents are still the ones read (a write or
+   * another compaction meanwhile wins; the slot is compacted another time).
+   * A crash in between leaves an unreferenced chunk for gc, nothing else.
+   */
+  private async compact(slot: number): Promise<void> {
+    if (this.local.has(slot) || this.inode.nlink === 0) return;
+    const page = Math.floor(slot / MAP_PAGE_SLOTS);
+    const p = this.maps.get(page);
+    const list = p?.get(slot % MAP_PAGE_SLOTS);
+    if (!p || !list || list.length <= COMPACT_EXTENTS) return;
+    const x = await this.compactedSlot(slot, list);
+    if (!x) return;
+    const replaced = await this.meta.replaceSlot(this.inode.ino, page, slot % MAP_PAGE_SLOTS, list, [x]);
+    if (replaced && this.maps.get(page) === p && p.get(slot % MAP_PAGE_SLOTS) === list) p.set(slot % MAP_PAGE_SLOTS, [x]);
   }
 
   /** An attribute (mode, owner, times, xattrs) changed locally: publish it with the data. */
@@ -463,12 +734,15 @@ export class OpenFile {
     this.version++;
   }
 
-  /** Drops buffers without publishing (the file was removed). */
+  /** Drops pieces without publishing (the file was removed). */
   discard(): void {
-    this.budget.used -= this.buffers.size * this.cs;
-    this.buffers.clear();
-    this.pending.clear();
+    for (const p of this.pieces) this.budget.used -= p.buf.length;
+    this.pieces.clear();
+    this.packable = 0;
+    this.ops.clear();
+    this.local.clear();
     this.pendingSince = null;
     this.dirty = false;
+    for (const w of this.budget.waiters.splice(0)) w();
   }
 }

@@ -133,6 +133,13 @@ export class Vfs {
   }
 
   private readonly publisher: NodeJS.Timeout | null = null;
+  /** Compactions running in the background, also of files already closed. */
+  private readonly background = new Set<Promise<void>>();
+
+  /** Waits until no compaction runs (unmount; tests). */
+  async backgroundIdle(): Promise<void> {
+    while (this.background.size > 0) await Promise.allSettled([...this.background]);
+  }
 
   /** Stops the background publisher (open files are the caller's: flushAll). */
   close(): void {
@@ -621,7 +628,10 @@ export class Vfs {
       file.revalidate(fresh ?? (await this.inode(ino, true)));
     } else {
       const i = fresh ?? (await this.inode(ino, true));
-      file = new OpenFile(i, this.meta, this.chunks, this.cache, this.budget, this.opts.log);
+      file = new OpenFile(i, this.meta, this.chunks, this.cache, this.budget, this.opts.log, (work) => {
+        this.background.add(work);
+        void work.finally(() => this.background.delete(work));
+      });
       this.files.set(ino, file);
     }
     file.handles++;
@@ -726,6 +736,7 @@ export class Vfs {
       await f.flush().catch((e: Error) => errors.push(e));
     }
     await this.meta.settle().catch((e: Error) => errors.push(e));
+    await this.backgroundIdle();
     return errors;
   }
 

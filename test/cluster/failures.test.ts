@@ -1,5 +1,6 @@
 // Failure semantics of the replicated key space over real node processes.
 import test from 'ava';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -86,6 +87,39 @@ test.serial('a corrupt copy is detected on read, another replica answers, and th
     t.deepEqual(await readFile(file), data, `copy on ${n.id} is good again`);
     t.true((await readdir(join(n.dataDir, 'quarantine'))).length >= 1, `bad copy on ${n.id} kept aside`);
   }
+});
+
+test.serial('a 4 KiB read moves one 64 KiB block, detects a flipped byte in it, reads another replica, and the copy is healed', async (t) => {
+  const rc = await startCluster(t, 3);
+  const ks = clusterKeySpace(t, rc);
+  await ks.waitForPeers(5000);
+  const data = randomBytes(1024 * 1024);
+  const id = await ks.putChunk(data);
+  const fileOf = (n: { dataDir: string }): string => join(n.dataDir, 'chunks', id.slice(0, 2), id.slice(2, 4), id);
+  const deadline = Date.now() + 10_000;
+  while (!rc.cluster.nodes.every((n) => existsSync(fileOf(n))) && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+  t.true(rc.cluster.nodes.every((n) => existsSync(fileOf(n))), 'three copies');
+  // a byte inside block 5 of every copy but the one a read tries last, so that the read meets a bad copy first
+  const keep = ks.chunks.readOrder(id).at(-1)!.id;
+  const bad = rc.cluster.nodes.filter((n) => n.id !== keep);
+  for (const n of bad) {
+    const bytes = await readFile(fileOf(n));
+    bytes[5 * 65536 + 1234] = bytes[5 * 65536 + 1234]! ^ 0x01;
+    await writeFile(fileOf(n), bytes);
+  }
+  // a read elsewhere in those copies is fine: only the blocks read are checked
+  t.deepEqual(await ks.getChunk(id, { offset: 100_000, length: 4096 }), data.subarray(100_000, 104_096));
+  t.is(ks.chunks.stats.corruptCopies, 0);
+  // a 4 KiB read inside the bad block: the right bytes, from the good replica
+  t.deepEqual(await ks.getChunk(id, { offset: 5 * 65536 + 1000, length: 4096 }), data.subarray(5 * 65536 + 1000, 5 * 65536 + 5096));
+  t.true(ks.chunks.stats.corruptCopies >= 1);
+  const reported = new Set([...ks.chunks.hints.values()].map((h) => h.nodeId));
+  t.true(reported.size >= 1 && [...reported].every((id) => bad.some((n) => n.id === id)), [...reported].join());
+  // the end of the chunk, shorter than asked
+  t.deepEqual(await ks.getChunk(id, { offset: data.length - 10, length: 4096 }), data.subarray(data.length - 10));
+  await ks.chunks.drainHints();
+  t.is(ks.chunks.hints.size, 0);
+  for (const n of bad.filter((x) => reported.has(x.id))) t.deepEqual(await readFile(fileOf(n)), data, `the copy on ${n.id} is good again`);
 });
 
 test.serial('puts while a node is down are copied to it when it returns', async (t) => {

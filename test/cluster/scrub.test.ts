@@ -1,5 +1,6 @@
 // scrub as an operator runs it: the CLI against real nodes whose chunk files
 // were damaged behind their back.
+import { chunkIdSync } from '../../src/util/hash.js';
 import test from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
@@ -10,7 +11,7 @@ import { runCli, type TestCluster } from '../helpers/cluster.js';
 import { clusterKeySpace, startCluster } from '../helpers/keyspace.js';
 
 const chunk = (i: number) => Buffer.alloc(20_000 + i * 13, (i * 31) % 256);
-const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const sha256 = (b: Buffer) => chunkIdSync(b);
 
 function chunkFile(rc: { cluster: TestCluster }, nodeId: string, id: string): string {
   const n = rc.cluster.nodes.find((x) => x.id === nodeId)!;

@@ -2,6 +2,7 @@
 // well-behaved client never would: frames before authentication, replayed
 // handshakes, oversized or mangled frames. Also a seeded PRNG, a node starter
 // that sandboxes the process's cwd and TMPDIR, and /metrics parsing.
+import { chunkIdSync } from '../../src/util/hash.js';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
@@ -63,8 +64,9 @@ export class Rand {
   }
 }
 
+/** The chunk id of `buf` (the name is older than hash-tree ids). */
 export function sha256(buf: Buffer): ChunkId {
-  return createHash('sha256').update(buf).digest('hex') as ChunkId;
+  return chunkIdSync(buf) as ChunkId;
 }
 
 // ---- a raw WebSocket connection

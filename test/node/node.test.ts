@@ -1,4 +1,5 @@
 // One real node process on loopback, driven over the wire.
+import { chunkIdSync } from '../../src/util/hash.js';
 import test from 'ava';
 import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -8,7 +9,7 @@ import { isQfsError } from '../../src/util/errors.js';
 import type { ChunkId } from '../../src/util/ids.js';
 
 const b = (counter: number, proposer = '00000000000000aa') => ({ counter, proposer });
-const sha = (buf: Buffer) => createHash('sha256').update(buf).digest('hex') as ChunkId;
+const sha = (buf: Buffer) => chunkIdSync(buf) as ChunkId;
 
 test('records: acceptor rules over the wire, and state survives a restart', async (t) => {
   const cluster = await writeCluster(t, 1, { replication: 1 });

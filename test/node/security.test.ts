@@ -1,6 +1,7 @@
 // The node's trust boundary: nothing runs before both sides proved the cluster
 // secret, a recorded handshake is worthless, oversized and mangled frames close
 // only their own connection, and no request names a path outside the data dir.
+import { chunkIdSync } from '../../src/util/hash.js';
 import test from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
@@ -583,7 +584,7 @@ test('the chunk store refuses path-like and malformed ids with bad_request and c
   const store = await ChunkStore.open(dir, silentLogger(), { reserveBytes: 0 });
   t.teardown(() => store.close());
   const data = Buffer.from('payload');
-  const valid = createHash('sha256').update(data).digest('hex');
+  const valid = chunkIdSync(data);
   const before = await tree(root);
   const passwdBefore = await readFile('/etc/passwd').catch(() => null);
 

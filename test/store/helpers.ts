@@ -1,4 +1,5 @@
 // Fresh directories and stores for store tests; each registers its own cleanup.
+import { chunkIdSync } from '../../src/util/hash.js';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -24,5 +25,5 @@ export function ballot(counter: number, proposer = '00000000000000aa'): Ballot {
 }
 
 export function chunkIdOf(bytes: Buffer): ChunkId {
-  return createHash('sha256').update(bytes).digest('hex') as ChunkId;
+  return chunkIdSync(bytes) as ChunkId;
 }
