@@ -32,16 +32,19 @@ print(n)
   return Number(r.stdout.trim());
 }
 
-/** Chunk files whose bytes do not hash to their name. */
+/** Chunk files whose bytes do not hash to their name (the chunk id). */
 async function badCopies(dataDir: string): Promise<string[]> {
   const r = await python(
     String.raw`
 import hashlib, json, os, sys
+def chunk_id(b):  # the hash-tree root of src/util/hash.ts
+    leaves = b''.join(hashlib.sha256(b[i:i + 65536]).digest() for i in range(0, len(b), 65536))
+    return hashlib.sha256(b'qfs-tree-1' + len(b).to_bytes(4, 'big') + leaves).hexdigest()
 bad = []
 for d, _, files in os.walk(os.path.join(sys.argv[1], 'chunks')):
     for f in files:
         with open(os.path.join(d, f), 'rb') as fh:
-            if hashlib.sha256(fh.read()).hexdigest() != f: bad.append(f)
+            if chunk_id(fh.read()) != f: bad.append(f)
 print(json.dumps(bad))
 `,
     [dataDir],

@@ -40,10 +40,13 @@ const PHASE_MAX_MS = 30_000;
 //   ok NAME SIZE SHA256 T_OPEN T_CLOSE CHUNK_SHA,CHUNK_SHA,...   (times in ms)
 //   err NAME ERRNO T_OPEN T_FAIL
 // Only "ok" files are promised to exist; the chunk hashes are the chunk ids
-// (1 MiB chunks, content-addressed) for files too big to be stored inline.
+// (1 MiB chunks, named by their hash-tree root) for files too big to be stored inline.
 const WRITER = `import os, sys, time, hashlib, random, errno
 d, stop, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
 CH, INLINE = 1 << 20, 16 * 1024
+def chunk_id(b):  # the hash-tree root of src/util/hash.ts
+    leaves = b''.join(hashlib.sha256(b[i:i + 65536]).digest() for i in range(0, len(b), 65536))
+    return hashlib.sha256(b'qfs-tree-1' + len(b).to_bytes(4, 'big') + leaves).hexdigest()
 sizes = [100, 5000, 40000, 300000, 1200000, 2500000, 20000]
 i = 0
 while not os.path.exists(stop):
@@ -64,7 +67,7 @@ while not os.path.exists(stop):
                 pass
             raise
         os.close(fd)
-        chunks = [hashlib.sha256(data[o:o + CH]).hexdigest() for o in range(0, size, CH)] if size > INLINE else []
+        chunks = [chunk_id(data[o:o + CH]) for o in range(0, size, CH)] if size > INLINE else []
         print('ok', name, size, hashlib.sha256(data).hexdigest(), '%.1f' % t0, '%.1f' % (time.time() * 1000), ','.join(chunks) or '-', flush=True)
     except OSError as e:
         print('err', name, errno.errorcode.get(e.errno, str(e.errno)), '%.1f' % t0, '%.1f' % (time.time() * 1000), flush=True)
