@@ -41,6 +41,16 @@ import type { ByteLru } from './lru.js';
 export const INLINE_MAX = 16 * 1024;
 /** Chunks fetched ahead of a sequential reader at most (8 MiB with 1 MiB chunks). */
 const READ_AHEAD_MAX = 8;
+/** Background compaction waits until the file has seen no read or write here for this long. */
+export const COMPACT_IDLE_MS = 1000;
+
+/** What the mount lends an open file for work in the background. */
+export interface Background {
+  /** Hands over a promise the mount waits for (or stops) at unmount. */
+  track(work: Promise<void>): void;
+  /** True once the mount is going away: queued work is dropped. */
+  stopped(): boolean;
+}
 
 export interface WriteBudget {
   /** Bytes of pieces not yet uploaded or uploading, across the mount. */
@@ -88,6 +98,8 @@ export class OpenFile {
   private publishing = false;
   private lastReadEnd = -1;
   private lastWriteEnd = -1;
+  /** When this mount last read or wrote the file (ms). */
+  private lastIo = 0;
   /** Sequential reads in a row: the read-ahead grows with them, up to READ_AHEAD_MAX chunks. */
   private sequentialReads = 0;
   private aheadUntil = 0;
@@ -105,8 +117,7 @@ export class OpenFile {
     private readonly cache: ByteLru<string, Buffer>,
     private readonly budget: WriteBudget,
     private readonly log: Logger,
-    /** Hands background work (compactions) to the mount, which waits for it at unmount. */
-    private readonly track: (work: Promise<void>) => void = () => {},
+    private readonly background: Background = { track: () => {}, stopped: () => false },
   ) {
     this.inode = inode;
     this.cs = meta.sb.chunkSize;
@@ -252,6 +263,7 @@ export class OpenFile {
       this.inode.inline.copy(out, 0, pos, Math.min(end, this.inode.inline.length));
       return out;
     }
+    this.lastIo = Date.now();
     const sequential = pos === this.lastReadEnd || pos === 0;
     const first = Math.floor(pos / this.cs);
     const last = Math.floor((end - 1) / this.cs);
@@ -326,6 +338,7 @@ export class OpenFile {
     const end = pos + data.length;
     this.dirty = true;
     this.version++;
+    this.lastIo = Date.now();
     if (this.inode.inline !== null || (this.inode.size === 0 && this.ops.size === 0 && this.pieces.size === 0 && (await this.hasNoExtents()))) {
       if (end <= INLINE_MAX) {
         const cur = this.inode.inline ?? Buffer.alloc(0);
@@ -700,14 +713,30 @@ export class OpenFile {
     if (this.compactQueued.has(slot)) return;
     this.compactQueued.add(slot);
     this.compacting = this.compacting.then(async () => {
-      this.compactQueued.delete(slot);
       try {
+        await this.idle();
+        this.compactQueued.delete(slot);
+        if (this.background.stopped()) return;
         await this.compact(slot);
       } catch (err) {
         this.log.debug({ ino: this.inode.ino, slot, err: toQfsError(err).message }, 'compaction skipped');
       }
     });
-    this.track(this.compacting);
+    this.background.track(this.compacting);
+  }
+
+  /**
+   * Resolves once this mount has not read or written the file for
+   * COMPACT_IDLE_MS (or the mount is going away): compaction is a debt paid
+   * when the file is quiet, not on top of a random-I/O workload; the bound of
+   * MAX_EXTENTS_PER_SLOT is kept at publish time whatever happens here.
+   */
+  private async idle(): Promise<void> {
+    for (;;) {
+      const wait = this.lastIo + COMPACT_IDLE_MS - Date.now();
+      if (wait <= 0 || this.background.stopped()) return;
+      await new Promise((r) => setTimeout(r, wait));
+    }
   }
 
   /**

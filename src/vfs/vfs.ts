@@ -133,8 +133,9 @@ export class Vfs {
   }
 
   private readonly publisher: NodeJS.Timeout | null = null;
-  /** Compactions running in the background, also of files already closed. */
+  /** Compactions queued or running in the background, also of files already closed. */
   private readonly background = new Set<Promise<void>>();
+  private stopping = false;
 
   /** Waits until no compaction runs (unmount; tests). */
   async backgroundIdle(): Promise<void> {
@@ -143,6 +144,7 @@ export class Vfs {
 
   /** Stops the background publisher (open files are the caller's: flushAll). */
   close(): void {
+    this.stopping = true; // queued compactions are dropped: they are an optimisation, redone later
     if (this.publisher) clearInterval(this.publisher);
   }
 
@@ -628,9 +630,12 @@ export class Vfs {
       file.revalidate(fresh ?? (await this.inode(ino, true)));
     } else {
       const i = fresh ?? (await this.inode(ino, true));
-      file = new OpenFile(i, this.meta, this.chunks, this.cache, this.budget, this.opts.log, (work) => {
-        this.background.add(work);
-        void work.finally(() => this.background.delete(work));
+      file = new OpenFile(i, this.meta, this.chunks, this.cache, this.budget, this.opts.log, {
+        track: (work) => {
+          this.background.add(work);
+          void work.finally(() => this.background.delete(work));
+        },
+        stopped: () => this.stopping,
       });
       this.files.set(ino, file);
     }
@@ -736,6 +741,8 @@ export class Vfs {
       await f.flush().catch((e: Error) => errors.push(e));
     }
     await this.meta.settle().catch((e: Error) => errors.push(e));
+    // queued compactions are dropped (an optimisation, redone by a later mount); one running ends first
+    this.stopping = true;
     await this.backgroundIdle();
     return errors;
   }

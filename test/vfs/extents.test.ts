@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { MemoryKeySpace } from '../../src/keyspace/memory.js';
 import { FsMeta } from '../../src/meta/fs-meta.js';
 import { fsck } from '../../src/meta/fsck.js';
+import { gc } from '../../src/meta/gc.js';
 import { inodeKey, mapPageKey } from '../../src/meta/schema.js';
 import { decodeInode, ROOT_INO } from '../../src/meta/types.js';
 import { MAX_EXTENTS_PER_SLOT, MAP_PAGE_SLOTS, decodeMapPage, type MapPage } from '../../src/meta/extents.js';
@@ -156,4 +157,50 @@ test('a slot fragmented past the threshold is compacted into one chunk in the ba
   t.is(decodeInode((await ks.read(inodeKey(ino)))!).chunks, 1, 'still one mapped slot for st_blocks');
   t.true((await fsck(ks, { graceMs: 0 })).clean);
   t.is(ROOT_INO, 1 as Ino);
+});
+
+/** A key space whose chunk-map changes fail while `failMaps` is set: a mount that dies between a compaction's put and its commit. */
+class CrashingMaps extends MemoryKeySpace {
+  failMaps = false;
+  override async change(key: Buffer, fn: Parameters<MemoryKeySpace['change']>[1], opts?: Parameters<MemoryKeySpace['change']>[2]): Promise<Buffer | null> {
+    // a map page key: group length 8, the ino, then 'm' and the page number
+    if (this.failMaps && key.length === 1 + 8 + 5 && key[9] === 0x6d) throw new Error('mount died here');
+    return super.change(key, fn, opts);
+  }
+}
+
+test('a compaction cut off between its put and its commit loses nothing: the old extents stay, fsck is clean, gc takes the spare chunk', async (t) => {
+  const ks = new CrashingMaps();
+  const sb = await FsMeta.format(ks, { chunkSize: CHUNK, replication: 1 });
+  const vfs = new Vfs(new FsMeta(ks, sb), ks, { log: silentLogger(), attrTtlMs: 0, entryTtlMs: 0 });
+  const model = randomBytes(CHUNK);
+  const w = await vfs.create('/c', 0o644, O_CREAT | O_RDWR);
+  await vfs.write(w, 0, model);
+  for (let k = 0; k < 128; k++) {
+    const b = randomBytes(300);
+    await vfs.write(w, k * 512, b);
+    b.copy(model, k * 512);
+  }
+  await vfs.release(w);
+  const ino = await inoOf(ks, vfs, '/c');
+  const [before] = await pagesOf(ks, ino, CHUNK);
+  t.true(before!.get(0)!.length > 64, 'fragmented');
+  const chunksBefore = ks.chunkCount;
+  ks.failMaps = true;
+  await vfs.backgroundIdle();
+  ks.failMaps = false;
+  t.is(ks.chunkCount, chunksBefore + 1, 'the compacted chunk was stored');
+  const [after] = await pagesOf(ks, ino, CHUNK);
+  t.deepEqual(after!.get(0), before!.get(0), 'the slot is as it was');
+  const fresh = new Vfs(new FsMeta(ks, sb), ks, { log: silentLogger(), attrTtlMs: 0, entryTtlMs: 0 });
+  const r = await fresh.open('/c', 0);
+  t.true((await fresh.read(r, 0, CHUNK)).equals(model));
+  await fresh.release(r);
+  const report = await fsck(ks, { graceMs: 0 });
+  t.is(report.errors, 0, JSON.stringify(report.findings));
+  const swept = await gc(ks, { graceMs: 0 });
+  t.is(swept.chunksSwept, 1, 'the unreferenced compacted chunk');
+  const r2 = await fresh.open('/c', 0);
+  t.true((await fresh.read(r2, 0, CHUNK)).equals(model), 'still readable after gc');
+  await fresh.release(r2);
 });
