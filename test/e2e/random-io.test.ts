@@ -1,7 +1,7 @@
 // Random I/O on real mounts over three real nodes (R=3), checked black-box
 // through ordinary file syscalls, so that the checks hold whatever the data
-// layout underneath is (whole chunks today; extents over chunks, compaction and
-// 64 KiB block reads next). Three groups, each on its own cluster:
+// layout underneath is (extents over chunks, compaction, 64 KiB block reads).
+// Three groups, each on its own cluster:
 //   1. fsx (test/e2e/fsx.py): seeded pwrite/pread/ftruncate/fsync/reopen
 //      against a local reference file, on one mount, then alternating between
 //      two mounts with close-to-open; plus the known bugs this file found
@@ -242,17 +242,12 @@ except OSError as e:
   t.is(r.stdout.trim(), 'A closed: ok', r.stderr);
 });
 
-// BUG (OpenFile.mapless): a file created by this mount starts "mapless" (no
-// chunk-map page is read, every page counts as empty) until the next
-// revalidation, which only another open of the file does. A flush publishes
-// map pages, but updates its cached copies only of pages it had read, so once
-// the file is published past its first map page (256 chunks: 256 MiB), a later
-// write into a published chunk of page 1+ in the same open finds "no chunk"
-// there, seeds its buffer with zeros and uploads it: the rest of that 1 MiB is
-// lost. SQLite loading a > 256 MiB database it created hits it (every 1 MiB
-// past 256 MiB that a later transaction touches reads back as zeros but for
-// the pages written last; integrity_check fails after reopening).
-test.serial.failing('a file created here, fsynced past 256 MiB, then written 1 byte at 256 MiB + 10, keeps its other bytes', async (t) => {
+// Found as a bug of the old layout (OpenFile.mapless): a file created by this
+// mount counted every unread map page as empty, and a flush refreshed only
+// the pages it had read, so a write past 256 MiB in the same open seeded its
+// chunk with zeros. With extents a write never seeds anything, and a publish
+// keeps every page it committed.
+test.serial('a file created here, fsynced past 256 MiB, then written 1 byte at 256 MiB + 10, keeps its other bytes', async (t) => {
   const { a } = await two();
   const t0 = Date.now();
   const r = await python(
@@ -288,17 +283,12 @@ else:
   t.is(r.stdout.trim(), 'equal', r.stderr);
 });
 
-// BUG (OpenFile.flush): a flush moves the pending chunk-map entries into the
-// commit and clears them, but updates its cached map pages only after the
-// commit (a quorum round trip) returns; a read of the chunk in between finds
-// neither a buffer nor a pending entry and reads the previous chunk. So while
-// one thread fsyncs, another thread reading through its own descriptor
-// (O_DIRECT, so the kernel's page cache is out of it) sees the value from
-// before a write that had already returned. The same window lets a write seed
-// its buffer from the previous chunk and undo the bytes being published; with
-// a close(2) of a second descriptor as the flush, a few thousand 1-5000 byte
-// writes lost some bytes in 1 of 6 runs (not made a test: too rare).
-test.serial.failing('a read during an fsync on the same mount sees the write that returned before it', async (t) => {
+// Found as a bug of the old layout (OpenFile.flush): a flush cleared its
+// pending map entries before its cached pages were updated, so a read in that
+// window saw the bytes from before a write that had returned (and a write
+// could seed from them). Now a slot's local spans stay until the commit is
+// back, so reads during a flush see the newest bytes.
+test.serial('a read during an fsync on the same mount sees the write that returned before it', async (t) => {
   const { a } = await two();
   const r = await python(
     String.raw`
@@ -674,9 +664,9 @@ test.serial('the SQLite checks catch a changed, a missing and an extra row, and 
   t.is(typeof o['damaged'], 'string');
 });
 
-// The schema is created by a connection that is closed before the load: the
-// load in the very open that created the file would hit the mapless bug above
-// (the database passes 256 MiB), which its own test.failing pins.
+// The schema is created by a connection that is closed before the load (kept
+// from when the load in the creating open hit the mapless bug above; the
+// test of that bug now covers that case on its own).
 test.serial(`SQLite (journal_mode DELETE): a ${SQL_TARGET / MiB} MiB database, ${SQL_TXNS} random transactions, integrity_check ok and every row equal, also on a fresh mount`, async (t) => {
   t.log(replay(t));
   const t0 = Date.now();
