@@ -50,6 +50,10 @@ export interface Background {
   track(work: Promise<void>): void;
   /** True once the mount is going away: queued work is dropped. */
   stopped(): boolean;
+  /** A read or write of the inode on this mount, through any open file. */
+  touch(ino: number): void;
+  /** When the inode was last read or written on this mount (ms; 0: not lately). */
+  lastIo(ino: number): number;
 }
 
 export interface WriteBudget {
@@ -98,8 +102,6 @@ export class OpenFile {
   private publishing = false;
   private lastReadEnd = -1;
   private lastWriteEnd = -1;
-  /** When this mount last read or wrote the file (ms). */
-  private lastIo = 0;
   /** Sequential reads in a row: the read-ahead grows with them, up to READ_AHEAD_MAX chunks. */
   private sequentialReads = 0;
   private aheadUntil = 0;
@@ -117,7 +119,7 @@ export class OpenFile {
     private readonly cache: ByteLru<string, Buffer>,
     private readonly budget: WriteBudget,
     private readonly log: Logger,
-    private readonly background: Background = { track: () => {}, stopped: () => false },
+    private readonly background: Background = { track: () => {}, stopped: () => false, touch: () => {}, lastIo: () => 0 },
   ) {
     this.inode = inode;
     this.cs = meta.sb.chunkSize;
@@ -263,7 +265,7 @@ export class OpenFile {
       this.inode.inline.copy(out, 0, pos, Math.min(end, this.inode.inline.length));
       return out;
     }
-    this.lastIo = Date.now();
+    this.background.touch(this.inode.ino);
     const sequential = pos === this.lastReadEnd || pos === 0;
     const first = Math.floor(pos / this.cs);
     const last = Math.floor((end - 1) / this.cs);
@@ -291,7 +293,11 @@ export class OpenFile {
 
   /** Copies slot bytes [from, to) to out at (slot offset + shift). */
   private async readSlot(slot: number, from: number, to: number, out: Buffer, shift: number, sequential: boolean): Promise<void> {
-    const list = await this.spans(slot);
+    await this.readSpans(await this.spans(slot), from, to, out, shift, sequential);
+  }
+
+  /** Copies bytes [from, to) of the slot `list` describes to out at (slot offset + shift). */
+  private async readSpans(list: readonly LocalSpan[], from: number, to: number, out: Buffer, shift: number, sequential: boolean): Promise<void> {
     const whole = sequential && list.length === 1 && list[0]!.off === 0;
     await Promise.all(
       spansIn(list, from, to - from).map(async (s) => {
@@ -338,7 +344,7 @@ export class OpenFile {
     const end = pos + data.length;
     this.dirty = true;
     this.version++;
-    this.lastIo = Date.now();
+    this.background.touch(this.inode.ino);
     if (this.inode.inline !== null || (this.inode.size === 0 && this.ops.size === 0 && this.pieces.size === 0 && (await this.hasNoExtents()))) {
       if (end <= INLINE_MAX) {
         const cur = this.inode.inline ?? Buffer.alloc(0);
@@ -689,7 +695,7 @@ export class OpenFile {
   private async boundExtents(): Promise<void> {
     for (const [slot, list] of [...this.local]) {
       if (list.length <= MAX_EXTENTS_PER_SLOT || !this.ops.has(slot) || list.some((s) => typeof s.src !== 'string')) continue;
-      const x = await this.compactedSlot(slot, list as Extent[]);
+      const x = await this.compactedSlot(list as Extent[]);
       // a write that came in meanwhile is newer than the compacted bytes: leave the slot for the next flush
       if (!x || this.local.get(slot) !== list) continue;
       this.local.set(slot, [x]);
@@ -698,13 +704,14 @@ export class OpenFile {
   }
 
   /** The bytes a slot's extents cover, stored as one chunk; one extent over it. */
-  private async compactedSlot(slot: number, list: readonly Extent[]): Promise<Extent | null> {
+  private async compactedSlot(list: readonly Extent[]): Promise<Extent | null> {
     if (list.length === 0) return null;
     const from = list[0]!.start;
     const last = list[list.length - 1]!;
     const to = last.start + last.len;
     const bytes = Buffer.alloc(to - from);
-    await this.readSlot(slot, from, to, bytes, -from, false);
+    // from `list` itself: the commit replaces exactly that list, so its bytes are what must be kept
+    await this.readSpans(list, from, to, bytes, -from, false);
     const id = await this.chunks.putChunk(bytes);
     return { start: from, len: to - from, src: id, off: 0 };
   }
@@ -733,7 +740,7 @@ export class OpenFile {
    */
   private async idle(): Promise<void> {
     for (;;) {
-      const wait = this.lastIo + COMPACT_IDLE_MS - Date.now();
+      const wait = this.background.lastIo(this.inode.ino) + COMPACT_IDLE_MS - Date.now();
       if (wait <= 0 || this.background.stopped()) return;
       await new Promise((r) => setTimeout(r, wait));
     }
@@ -748,13 +755,15 @@ export class OpenFile {
   private async compact(slot: number): Promise<void> {
     if (this.local.has(slot) || this.inode.nlink === 0) return;
     const page = Math.floor(slot / MAP_PAGE_SLOTS);
-    const p = this.maps.get(page);
-    const list = p?.get(slot % MAP_PAGE_SLOTS);
-    if (!p || !list || list.length <= COMPACT_EXTENTS) return;
-    const x = await this.compactedSlot(slot, list);
+    // read afresh: this object may be a closed file's, whose cached pages another open has moved past
+    const list = (await this.meta.readMapPage(this.inode.ino, page)).get(slot % MAP_PAGE_SLOTS);
+    if (!list || list.length <= COMPACT_EXTENTS) return;
+    const x = await this.compactedSlot(list);
     if (!x) return;
     const replaced = await this.meta.replaceSlot(this.inode.ino, page, slot % MAP_PAGE_SLOTS, list, [x]);
-    if (replaced && this.maps.get(page) === p && p.get(slot % MAP_PAGE_SLOTS) === list) p.set(slot % MAP_PAGE_SLOTS, [x]);
+    const p = this.maps.get(page);
+    const cached = p?.get(slot % MAP_PAGE_SLOTS);
+    if (replaced && p && cached && sameList(cached, list)) p.set(slot % MAP_PAGE_SLOTS, [x]);
   }
 
   /** An attribute (mode, owner, times, xattrs) changed locally: publish it with the data. */
@@ -774,4 +783,8 @@ export class OpenFile {
     this.dirty = false;
     for (const w of this.budget.waiters.splice(0)) w();
   }
+}
+
+function sameList(a: readonly Extent[], b: readonly Extent[]): boolean {
+  return a.length === b.length && a.every((x, k) => x.start === b[k]!.start && x.len === b[k]!.len && x.src === b[k]!.src && x.off === b[k]!.off);
 }

@@ -136,6 +136,8 @@ export class Vfs {
   /** Compactions queued or running in the background, also of files already closed. */
   private readonly background = new Set<Promise<void>>();
   private stopping = false;
+  /** When each recently used inode was last read or written here: compaction waits for quiet. */
+  private readonly activity = new Map<number, number>();
 
   /** Waits until no compaction runs (unmount; tests). */
   async backgroundIdle(): Promise<void> {
@@ -636,6 +638,12 @@ export class Vfs {
           void work.finally(() => this.background.delete(work));
         },
         stopped: () => this.stopping,
+        touch: (ino) => {
+          // bounded: forgetting only lets a compaction start a little early
+          if (this.activity.size >= 10_000 && !this.activity.has(ino)) this.activity.clear();
+          this.activity.set(ino, Date.now());
+        },
+        lastIo: (ino) => this.activity.get(ino) ?? 0,
       });
       this.files.set(ino, file);
     }
