@@ -11,7 +11,7 @@
 // created, which also covers a crash between mkdir and that fsync last run.
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { mkdir, open, readdir, rename, rm, stat, statfs, unlink, utimes } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, statfs, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { QfsError, toQfsError } from '../util/errors.js';
 import { isChunkId, parseChunkId, type ChunkId } from '../util/ids.js';
@@ -33,6 +33,8 @@ const STATFS_TTL_MS = 1000;
 // Within this distance of the reserve a cached statfs is not trusted.
 const LOW_SPACE_MARGIN = 4 * MAX_CHUNK_BYTES;
 const HAS_CONCURRENCY = 64;
+// Chunk files kept open for ranged reads.
+const OPEN_HANDLES = 256;
 // 16 leaves of 32 bytes per 1 MiB chunk: about 20 MiB of memory at most.
 const LEAVES_CACHED = 32_768;
 const FANOUT_RE = /^[0-9a-f]{2}$/;
@@ -157,14 +159,14 @@ export class ChunkStore {
       const end = Math.min(whole.length, Math.ceil(Math.min(whole.length, offset + length) / BLOCK_BYTES) * BLOCK_BYTES);
       return { size: whole.length, first, leaves, bytes: whole.subarray(first * BLOCK_BYTES, Math.max(first * BLOCK_BYTES, end)) };
     }
-    let fh;
+    let open_: { fh: FileHandle; size: number };
     try {
-      fh = await open(this.chunkPath(cid), 'r');
+      open_ = await this.handle(cid);
     } catch (err) {
       throw this.fsError(err, cid, 'get');
     }
+    const { fh, size } = open_;
     try {
-      const size = (await fh.stat()).size;
       const first = Math.floor(Math.min(offset, size) / BLOCK_BYTES);
       const start = first * BLOCK_BYTES;
       const end = Math.min(size, Math.ceil(Math.min(size, offset + length) / BLOCK_BYTES) * BLOCK_BYTES);
@@ -177,10 +179,52 @@ export class ChunkStore {
       }
       return { size, first, leaves, bytes: buf };
     } catch (err) {
+      this.dropHandle(cid);
       throw this.fsError(err, cid, 'get');
-    } finally {
-      await fh.close();
     }
+  }
+
+  /**
+   * Open chunk files, kept for ranged reads (a random 4 KiB read otherwise
+   * pays open, fstat and close on the thread pool besides its read). A chunk
+   * never changes while stored; delete, sweep and quarantine drop its handle,
+   * so a read never reaches a removed file through it.
+   */
+  private readonly handles = new Map<string, Promise<{ fh: FileHandle; size: number }>>();
+
+  private handle(cid: ChunkId): Promise<{ fh: FileHandle; size: number }> {
+    let h = this.handles.get(cid);
+    if (h) {
+      this.handles.delete(cid);
+      this.handles.set(cid, h);
+      return h;
+    }
+    if (this.handles.size >= OPEN_HANDLES) this.dropHandle(this.handles.keys().next().value as string);
+    h = (async () => {
+      const fh = await open(this.chunkPath(cid), 'r');
+      try {
+        return { fh, size: (await fh.stat()).size };
+      } catch (err) {
+        await fh.close();
+        throw err;
+      }
+    })();
+    this.handles.set(cid, h);
+    h.catch(() => {
+      if (this.handles.get(cid) === h) this.handles.delete(cid);
+    });
+    return h;
+  }
+
+  /** Closes a kept handle (the close waits for reads in flight on it). */
+  private dropHandle(cid: string): void {
+    const h = this.handles.get(cid);
+    if (!h) return;
+    this.handles.delete(cid);
+    h.then(
+      ({ fh }) => fh.close().catch(() => {}),
+      () => {},
+    );
   }
 
   /** Leaf digests of recently stored or read chunks: a ranged read needs them, and computing them reads the whole chunk. */
@@ -234,6 +278,7 @@ export class ChunkStore {
         const path = this.chunkPath(cid);
         try {
           const { size } = await stat(path);
+          this.dropHandle(cid);
           await unlink(path);
           this.synced.delete(cid);
           this.forget(size);
@@ -263,6 +308,7 @@ export class ChunkStore {
         try {
           const st = await stat(path);
           if (Date.now() - st.mtimeMs < minAgeMs) return 0;
+          this.dropHandle(cid);
           await unlink(path);
           this.synced.delete(cid);
           this.forget(st.size);
@@ -292,6 +338,7 @@ export class ChunkStore {
           throw this.fsError(err, cid, 'verify');
         }
         const dest = join(this.quarantineDir, `${cid}.${Date.now()}.${randomBytes(4).toString('hex')}`);
+        this.dropHandle(cid);
         try {
           await rename(path, dest);
           this.synced.delete(cid);
@@ -325,7 +372,9 @@ export class ChunkStore {
 
   /** Waits for writes in flight; later calls throw `closed`. Idempotent. */
   close(): Promise<void> {
-    this.closing ??= Promise.allSettled([...this.inFlight]).then(() => undefined);
+    this.closing ??= Promise.allSettled([...this.inFlight]).then(() => {
+      for (const cid of [...this.handles.keys()]) this.dropHandle(cid);
+    });
     return this.closing;
   }
 
@@ -360,6 +409,7 @@ export class ChunkStore {
         await fh.close();
       }
       await this.ensureFanout(cid);
+      this.dropHandle(cid); // one left on a file removed behind the store's back
       await rename(tmp, path);
       this.chunks += 1;
       this.bytes += bytes.length;

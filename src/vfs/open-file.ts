@@ -28,6 +28,7 @@ import {
   MAP_PAGE_SLOTS,
   MAX_EXTENTS_PER_SLOT,
   cutAt,
+  firstEndingAfter,
   overlay,
   spansIn,
   type Extent,
@@ -66,14 +67,25 @@ export interface WriteBudget {
   waiters: Array<() => void>;
 }
 
-/** Bytes written by this mount and not yet stored in a chunk. */
+/** Bytes written by this mount and not yet stored in a chunk: buf[base, base + used). */
 interface Piece {
   slot: number;
   buf: Buffer;
-  /** Bytes of buf written so far, from 0 (appends go here). */
+  base: number;
   used: number;
+  /** Most bytes it may grow to (a piece of its own). */
+  cap: number;
+  /** The pack it lives in (small writes), or null for a piece of its own. */
+  pack: Pack | null;
   /** Being uploaded: its bytes must not change any more. */
   uploading: boolean;
+}
+
+/** Small writes of a file packed into one buffer, uploaded as one chunk. */
+interface Pack {
+  buf: Buffer;
+  used: number;
+  pieces: Piece[];
 }
 
 type Src = ChunkId | Piece;
@@ -88,10 +100,12 @@ export class OpenFile {
   private readonly local = new Map<number, LocalSpan[]>();
   /** Per slot, the changes to publish, in order. */
   private readonly ops = new Map<number, SlotOp[]>();
-  /** Pieces not yet uploading. */
+  /** Pieces of their own not yet uploading. */
   private readonly pieces = new Set<Piece>();
-  /** Bytes of those pieces that will be packed with others (not a whole slot of their own). */
-  private packable = 0;
+  /** The pack small writes go into now. */
+  private pack: Pack | null = null;
+  /** Packs whose upload failed: uploaded again by the next flush. */
+  private readonly failedPacks = new Set<Pack>();
   private readonly inflight = new Set<Promise<void>>();
   /** Published pages as last read or committed. */
   private readonly maps = new Map<number, MapPage>();
@@ -333,7 +347,7 @@ export class OpenFile {
   private async waitBudget(extra: number): Promise<void> {
     while (this.budget.used + extra > this.budget.max && this.budget.used > 0) {
       // Push out our own pieces first, then wait for any upload to finish.
-      if (this.pieces.size > 0) this.uploadAll();
+      if (this.unstored()) this.uploadAll();
       await new Promise<void>((r) => this.budget.waiters.push(r));
     }
   }
@@ -345,7 +359,7 @@ export class OpenFile {
     this.dirty = true;
     this.version++;
     this.background.touch(this.inode.ino);
-    if (this.inode.inline !== null || (this.inode.size === 0 && this.ops.size === 0 && this.pieces.size === 0 && (await this.hasNoExtents()))) {
+    if (this.inode.inline !== null || (this.inode.size === 0 && this.ops.size === 0 && !this.unstored() && (await this.hasNoExtents()))) {
       if (end <= INLINE_MAX) {
         const cur = this.inode.inline ?? Buffer.alloc(0);
         const next = Buffer.alloc(Math.max(cur.length, end, this.inode.size));
@@ -364,7 +378,8 @@ export class OpenFile {
       const slot = Math.floor(at / this.cs);
       const off = at - slot * this.cs;
       const n = Math.min(this.cs - off, data.length - done);
-      await this.writeSlot(slot, off, data.subarray(done, done + n), at === this.lastWriteEnd || off === 0);
+      // sequential: continuing the last write, at the file's start, or a large aligned write
+      await this.writeSlot(slot, off, data.subarray(done, done + n), at === this.lastWriteEnd || at === 0 || (off === 0 && n >= BLOCK_BYTES));
       done += n;
     }
     this.lastWriteEnd = end;
@@ -373,49 +388,92 @@ export class OpenFile {
   }
 
   private async writeSlot(slot: number, off: number, data: Buffer, sequential: boolean): Promise<void> {
-    await this.localSpans(slot);
-    let list = this.local.get(slot)!;
-    // Into a piece that already holds this range, or at its end: in place.
-    const [s] = spansIn(list, Math.max(0, off - 1), 1);
-    if (s && typeof s.src !== 'string' && !s.src.uploading) {
-      const p = s.src;
-      const inside = s.start <= off && off + data.length <= s.start + s.len;
-      const atEnd = s.start + s.len === off && s.off + s.len === p.used && p.used + data.length <= p.buf.length;
-      if (inside || atEnd) {
-        const bufOff = s.off + (off - s.start);
-        data.copy(p.buf, bufOff);
-        if (atEnd) {
-          p.used += data.length;
-          if (!this.ownChunk(p)) this.packable += data.length;
-          this.local.set(slot, overlay(list, { start: off, len: data.length, src: p, off: bufOff }));
-          this.uploadIfDue(p);
-        }
-        return;
+    if (!this.local.has(slot)) await this.localSpans(slot);
+    if (this.writeInPlace(slot, off, data)) return;
+    // A new piece: a sequential writer's has room to grow to the slot's end
+    // and becomes a chunk of its own; a small write goes into the pack.
+    if (sequential) {
+      const cap = this.cs - off;
+      if (this.budget.used + cap > this.budget.max) await this.waitBudget(cap);
+      if (!this.local.has(slot)) await this.localSpans(slot);
+      const p: Piece = { slot, buf: Buffer.allocUnsafe(cap), base: 0, used: data.length, cap, pack: null, uploading: false };
+      data.copy(p.buf);
+      this.budget.used += cap;
+      this.pieces.add(p);
+      this.lay(slot, { start: off, len: data.length, src: p, off: 0 });
+      if (p.used === p.cap) this.upload(p);
+      return;
+    }
+    let pack = this.pack;
+    if (!pack || pack.used + data.length > pack.buf.length) {
+      if (pack) this.sealPack();
+      if (this.budget.used + this.cs > this.budget.max) await this.waitBudget(this.cs);
+      if (!this.local.has(slot)) await this.localSpans(slot);
+      if (this.writeInPlace(slot, off, data)) return; // another write made room meanwhile
+      pack = this.pack;
+      if (!pack || pack.used + data.length > pack.buf.length) {
+        if (pack) this.sealPack();
+        pack = this.pack = { buf: Buffer.allocUnsafe(Math.max(this.cs, data.length)), used: 0, pieces: [] };
+        this.budget.used += pack.buf.length;
       }
     }
-    // A new piece: room to grow to the slot's end for a sequential writer.
-    const cap = sequential ? this.cs - off : data.length;
-    await this.waitBudget(cap);
-    await this.localSpans(slot);
-    list = this.local.get(slot)!;
-    const p: Piece = { slot, buf: Buffer.allocUnsafe(cap), used: data.length, uploading: false };
-    data.copy(p.buf);
-    this.budget.used += cap;
-    this.pieces.add(p);
-    if (!this.ownChunk(p)) this.packable += data.length;
-    this.local.set(slot, overlay(list, { start: off, len: data.length, src: p, off: 0 }));
-    this.uploadIfDue(p);
+    const p: Piece = { slot, buf: pack.buf, base: pack.used, used: data.length, cap: data.length, pack, uploading: false };
+    data.copy(pack.buf, pack.used);
+    pack.used += data.length;
+    pack.pieces.push(p);
+    this.lay(slot, { start: off, len: data.length, src: p, off: p.base });
+    if (pack.used === pack.buf.length) this.sealPack();
   }
 
-  /** A full piece of its own goes now; small pieces go once they fill a chunk together. */
-  private uploadIfDue(p: Piece): void {
-    if (this.ownChunk(p) && p.used === p.buf.length) this.upload([p]);
-    else if (this.packable >= this.cs) this.uploadPieces(false);
+  /**
+   * A write into bytes a piece already holds, or at the end of the piece that
+   * ends where it starts (with room left): copied in place. False otherwise.
+   */
+  private writeInPlace(slot: number, off: number, data: Buffer): boolean {
+    const list = this.local.get(slot)!;
+    const [s] = spansIn(list, Math.max(0, off - 1), 1);
+    if (!s || typeof s.src === 'string' || s.src.uploading) return false;
+    const p = s.src;
+    if (s.start <= off && off + data.length <= s.start + s.len) {
+      data.copy(p.buf, s.off + (off - s.start));
+      return true;
+    }
+    // appends: a piece of its own with room, or the last piece of the pack
+    const tail = p.base + p.used;
+    if (s.start + s.len !== off || s.off + s.len !== tail) return false;
+    if (p.pack ? !(p.pack === this.pack && p.pack.used === tail && tail + data.length <= p.buf.length) : p.used + data.length > p.cap) return false;
+    data.copy(p.buf, tail);
+    p.used += data.length;
+    if (p.pack) p.pack.used += data.length;
+    this.lay(slot, { start: off, len: data.length, src: p, off: tail });
+    if (!p.pack && p.used === p.cap) this.upload(p);
+    else if (p.pack && p.pack.used === p.buf.length) this.sealPack();
+    return true;
   }
 
-  /** A piece big enough to be a chunk of its own (a whole slot, or a large part of one). */
-  private ownChunk(p: Piece): boolean {
-    return p.buf.length * 4 >= this.cs;
+  /** Lays a span over the slot's local list, in place (the list is this file's own). */
+  private lay(slot: number, span: LocalSpan): void {
+    const list = this.local.get(slot)!;
+    const i = firstEndingAfter(list, span.start);
+    let j = i;
+    const e = span.start + span.len;
+    while (j < list.length && list[j]!.start < e) j++;
+    if (i === j && i === list.length) {
+      const prev = list[i - 1];
+      if (prev && prev.start + prev.len === span.start && prev.src === span.src && prev.off + prev.len === span.off) prev.len += span.len;
+      else list.push(span);
+      return;
+    }
+    // the general case: rebuild the few spans around i..j (overlay is the reference rule)
+    const lo = Math.max(0, i - 1);
+    const hi = Math.min(list.length, j + 1);
+    const around = overlay(list.slice(lo, hi), span);
+    list.splice(lo, hi - lo, ...around);
+  }
+
+  /** Written bytes not stored in a chunk yet (pieces, the pack, packs to upload again). */
+  private unstored(): boolean {
+    return this.pieces.size > 0 || (this.pack !== null && this.pack.used > 0) || this.failedPacks.size > 0;
   }
 
   private async hasNoExtents(): Promise<boolean> {
@@ -475,84 +533,61 @@ export class OpenFile {
   }
 
   private uploadAll(): void {
-    this.uploadPieces(true);
+    if (this.pack && this.pack.used > 0) this.sealPack();
+    for (const p of [...this.pieces]) this.upload(p);
   }
 
-  /** Small pieces in packs of at most a chunk each; with `all`, pieces of their own too. */
-  private uploadPieces(all: boolean): void {
-    const small: Piece[] = [];
-    for (const p of [...this.pieces]) {
-      if (!this.ownChunk(p)) small.push(p);
-      else if (all) this.upload([p]);
+  /** The current pack takes no more writes and is uploaded. */
+  private sealPack(): void {
+    const pack = this.pack;
+    if (!pack) return;
+    this.pack = null;
+    if (pack.used === 0) {
+      this.budget.used -= pack.buf.length;
+      for (const w of this.budget.waiters.splice(0)) w();
+      return;
     }
-    // packs of at most a chunk each
-    let batch: Piece[] = [];
-    let bytes = 0;
-    for (const p of small) {
-      if (bytes + p.used > this.cs && batch.length > 0) {
-        this.upload(batch);
-        batch = [];
-        bytes = 0;
-      }
-      batch.push(p);
-      bytes += p.used;
-    }
-    if (batch.length > 0) this.upload(batch);
+    this.store(pack.pieces, pack.buf.subarray(0, pack.used), 0, pack.buf.length);
+  }
+
+  /** Uploads a piece of its own. */
+  private upload(p: Piece): void {
+    if (p.pack || p.uploading) return;
+    this.store([p], p.buf.subarray(0, p.used), 0, p.cap);
   }
 
   /**
-   * Stores pieces as one chunk in the background. When it lands, the parts of
-   * them that are still the newest bytes of their slots point at the chunk,
-   * and become ops to publish.
+   * Stores `bytes` (piece bytes from offset `from` of their buffer) as one
+   * chunk in the background. When it lands, the parts of the pieces that are
+   * still the newest bytes of their slots point at the chunk, and become ops
+   * to publish. `reserved` budget bytes are given back at the end.
    */
-  private upload(batch: Piece[]): void {
-    // What of each piece is still visible decides what is stored.
-    const parts: Array<{ p: Piece; from: number; to: number; at: number }> = [];
-    let size = 0;
-    let reserved = 0;
-    for (const p of batch) {
+  private store(pieces: Piece[], bytes: Buffer, from: number, reserved: number): void {
+    for (const p of pieces) {
       this.pieces.delete(p);
-      if (!this.ownChunk(p)) this.packable -= p.used;
       p.uploading = true;
-      reserved += p.buf.length;
-      let from = Infinity;
-      let to = -Infinity;
-      for (const s of this.local.get(p.slot) ?? []) {
-        if (s.src !== p) continue;
-        from = Math.min(from, s.off);
-        to = Math.max(to, s.off + s.len);
-      }
-      if (from < to) {
-        parts.push({ p, from, to, at: size });
-        size += to - from;
-      }
     }
-    this.packable = Math.max(0, this.packable);
     const release = (): void => {
       this.budget.used -= reserved;
       for (const w of this.budget.waiters.splice(0)) w();
     };
-    if (parts.length === 0) {
-      release();
-      return;
-    }
-    const only = parts.length === 1 ? parts[0]! : null;
-    const bytes = only ? only.p.buf.subarray(only.from, only.to) : Buffer.concat(parts.map((x) => x.p.buf.subarray(x.from, x.to)), size);
     this.budget.uploads++;
     const run = (async () => {
       try {
         const id = await this.chunks.putChunk(bytes);
-        if (only && only.from === 0 && only.to === this.cs) this.cache.set(id, bytes);
-        this.landed(parts, id);
+        if (bytes.length === this.cs && pieces.length === 1) this.cache.set(id, bytes);
+        this.landed(pieces, id, from);
       } catch (err) {
         // Keep the bytes: the next flush uploads them again, and reports this failure.
         this.error ??= err as Error;
         this.log.warn({ ino: this.inode.ino, err: toQfsError(err).message }, 'chunk upload failed');
-        for (const { p } of parts) {
+        const again: Pack | null = pieces[0]?.pack ? { buf: pieces[0].buf, used: bytes.length, pieces } : null;
+        for (const p of pieces) {
           p.uploading = false;
-          this.pieces.add(p);
-          if (!this.ownChunk(p)) this.packable += p.used;
+          if (again) p.pack = again;
+          else this.pieces.add(p);
         }
+        if (again) this.failedPacks.add(again);
         reserved = 0; // still held by the pieces
       } finally {
         this.budget.uploads--;
@@ -563,19 +598,23 @@ export class OpenFile {
     void run.finally(() => this.inflight.delete(run));
   }
 
-  private landed(parts: Array<{ p: Piece; from: number; at: number }>, id: ChunkId): void {
-    for (const { p, from, at } of parts) {
-      const list = this.local.get(p.slot);
+  private landed(pieces: Piece[], id: ChunkId, from: number): void {
+    const bySlot = new Map<number, Set<Piece>>();
+    for (const p of pieces) {
+      let set = bySlot.get(p.slot);
+      if (!set) bySlot.set(p.slot, (set = new Set()));
+      set.add(p);
+    }
+    for (const [slot, set] of bySlot) {
+      const list = this.local.get(slot);
       if (!list) continue;
-      let changed = false;
-      const next = list.map((s) => {
-        if (s.src !== p) return s;
-        changed = true;
-        const x: Extent = { start: s.start, len: s.len, src: id, off: at + (s.off - from) };
-        this.pushOp(p.slot, x);
-        return x;
-      });
-      if (changed) this.local.set(p.slot, next);
+      for (let k = 0; k < list.length; k++) {
+        const s = list[k]!;
+        if (typeof s.src === 'string' || !set.has(s.src)) continue;
+        const x: Extent = { start: s.start, len: s.len, src: id, off: s.off - from };
+        list[k] = x;
+        this.pushOp(slot, x);
+      }
     }
     this.pendingSince ??= Date.now();
   }
@@ -593,7 +632,7 @@ export class OpenFile {
     this.dirty = true;
     this.version++;
     const old = this.inode.size;
-    if (this.inode.inline !== null || (old === 0 && this.pieces.size === 0 && this.ops.size === 0 && (await this.hasNoExtents()))) {
+    if (this.inode.inline !== null || (old === 0 && !this.unstored() && this.ops.size === 0 && (await this.hasNoExtents()))) {
       if (size <= INLINE_MAX) {
         const next = Buffer.alloc(size);
         (this.inode.inline ?? Buffer.alloc(0)).copy(next, 0, 0, size);
@@ -630,6 +669,10 @@ export class OpenFile {
   }
 
   private async settle(): Promise<void> {
+    for (const pack of this.failedPacks) {
+      this.failedPacks.delete(pack);
+      this.store(pack.pieces, pack.buf.subarray(0, pack.used), 0, pack.buf.length);
+    }
     this.uploadAll();
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
     if (this.error) throw this.takeError();
@@ -640,7 +683,7 @@ export class OpenFile {
     if (!this.dirty && !this.error) return;
     await this.settle();
     // a write raced the flush: upload it too (it is published now or by the next flush)
-    if (this.pieces.size > 0) await this.settle();
+    if (this.unstored()) await this.settle();
     await this.boundExtents();
     const taken = new Map(this.ops);
     this.ops.clear();
@@ -673,7 +716,7 @@ export class OpenFile {
         if (!this.ops.has(slot) && l && l.every((s) => typeof s.src === 'string')) this.local.delete(slot);
       }
       this.inode = { ...published, size: local.size, inline: local.inline, mtime: local.mtime, ctime: local.ctime, mode: local.mode, uid: local.uid, gid: local.gid, atime: local.atime, xattrs: local.xattrs };
-      this.dirty = this.version !== version || this.pieces.size > 0 || this.ops.size > 0;
+      this.dirty = this.version !== version || this.unstored() || this.ops.size > 0;
       this.pendingSince = this.ops.size > 0 ? Date.now() : null;
       for (const [page, p] of pages) {
         for (const [s, list] of p) if (list.length > COMPACT_EXTENTS) this.queueCompaction(page * MAP_PAGE_SLOTS + s);
@@ -695,9 +738,10 @@ export class OpenFile {
   private async boundExtents(): Promise<void> {
     for (const [slot, list] of [...this.local]) {
       if (list.length <= MAX_EXTENTS_PER_SLOT || !this.ops.has(slot) || list.some((s) => typeof s.src !== 'string')) continue;
+      const version = this.version;
       const x = await this.compactedSlot(list as Extent[]);
       // a write that came in meanwhile is newer than the compacted bytes: leave the slot for the next flush
-      if (!x || this.local.get(slot) !== list) continue;
+      if (!x || this.version !== version || this.local.get(slot) !== list) continue;
       this.local.set(slot, [x]);
       this.ops.set(slot, [{ cut: 0 }, x]);
     }
@@ -774,9 +818,12 @@ export class OpenFile {
 
   /** Drops pieces without publishing (the file was removed). */
   discard(): void {
-    for (const p of this.pieces) this.budget.used -= p.buf.length;
+    for (const p of this.pieces) this.budget.used -= p.cap;
     this.pieces.clear();
-    this.packable = 0;
+    if (this.pack) this.budget.used -= this.pack.buf.length;
+    this.pack = null;
+    for (const pack of this.failedPacks) this.budget.used -= pack.buf.length;
+    this.failedPacks.clear();
     this.ops.clear();
     this.local.clear();
     this.pendingSince = null;
