@@ -113,9 +113,20 @@ function stillAnswering(chosen: readonly Peer[]): () => boolean {
   return () => chosen.every((p) => !p.silent);
 }
 
-/** Every acceptor answered with a refusal: the value reached none of them. */
-function definitelyRefused(r: { oks: unknown[]; rejected: unknown[]; errors: unknown[] }, total: number): boolean {
-  return r.oks.length === 0 && r.errors.length === 0 && r.rejected.length === total;
+/**
+ * Whether a value sent in an accept at `ballot` that did not reach a quorum
+ * can never be adopted (so a retry may run the change again):
+ * - every acceptor refused it: it reached none of them; or
+ * - a majority refused it while holding an accepted ballot above `ballot`:
+ *   any later prepare quorum meets one of them, which reports an accepted
+ *   ballot higher than this value's (accepted ballots only grow), so this
+ *   value is never the highest a proposer sees, and nothing adopts it.
+ * A refusal for a promise alone proves nothing (the promised proposer may not
+ * have accepted anything yet); such an attempt stays uncertain.
+ */
+export function definitelyNotAdopted(r: { oks: unknown[]; rejected: Array<{ value: Verdict }>; errors: unknown[] }, total: number, quorum: number, ballot: Ballot): boolean {
+  if (r.oks.length === 0 && r.errors.length === 0 && r.rejected.length === total) return true;
+  return r.rejected.filter((x) => compareBallots(x.value.state.accepted, ballot) > 0).length >= quorum;
 }
 
 export class Registers {
@@ -296,7 +307,7 @@ export class Registers {
     attempts.record(tag, next, meta);
     const r = await this.accept(key, ballot, value, acceptors, deadline, signal).catch(() => null);
     if (!r || r.oks.length < this.quorum) {
-      if (!r || !definitelyRefused(r, acceptors.length)) attempts.markUncertain(ballot.counter);
+      if (!r || !definitelyNotAdopted(r, acceptors.length, this.quorum, ballot)) attempts.markUncertain(ballot.counter);
       return undefined;
     }
     this.stats.fastChanges++;
@@ -376,7 +387,7 @@ export class Registers {
       throw err;
     });
     if (acc.oks.length < this.quorum) {
-      if (!definitelyRefused(acc, acceptors.length)) attempts.markUncertain(ballot.counter);
+      if (!definitelyNotAdopted(acc, acceptors.length, this.quorum, ballot)) attempts.markUncertain(ballot.counter);
       return { done: false };
     }
     this.remember(key, { next: nextOf(ballot), value });

@@ -4,7 +4,7 @@
 // Three groups, each on its own cluster:
 //   1. fsx (test/e2e/fsx.py): seeded pwrite/pread/ftruncate/fsync/reopen
 //      against a local reference file, on one mount, then alternating between
-//      two mounts with close-to-open; plus the known bugs this file found
+//      two mounts with close-to-open; plus the bugs this file found
 //   2. fsx with a node SIGKILLed partway through a run, restarted before the
 //      next run; the file compared on the mount and on a fresh mount
 //   3. SQLite (python3's sqlite3) with a database larger than the mount's chunk
@@ -15,8 +15,8 @@
 // in every failure message with the command that replays the test. fsx.py can
 // also be run by hand against a mount (see its header).
 //
-// Known bugs are `test.failing` with a comment naming the bug (as in
-// mount.test.ts): the suite stays green and the bug stays visible.
+// Bugs it found are pinned by tests of their own, each with a comment on the
+// cause and the fix.
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -193,30 +193,28 @@ test.serial('fsx: 2000 random ops on one mount read back equal to a local refere
   assertFsx(t, r, 2000, 'one mount');
 });
 
-// BUG (registers, "outcome unknown"): see the test.failing below. Without the
-// workaround (--max-syncs-per-visit), 5 of 6 seeds tried failed here with EIO
-// at a close or fsync, none with a wrong byte.
+// Before the registers' fix below, 5 of 6 seeds failed here with EIO at a
+// close or fsync (none with a wrong byte) unless fsx limited the syncs per
+// visit (--max-syncs-per-visit, still there for experiments).
 test.serial('fsx: 1000 random ops alternating between two mounts (close-to-open) read back equal', async (t) => {
   t.log(replay(t));
   const { a, b } = await two();
   const dir = await scratch(t);
   const seed = SEED + 1;
-  const r = await fsx(t, { seed, count: 1000, mountFile: `${a.dir}/fsx-two`, mountFile2: `${b.dir}/fsx-two`, refFile: join(dir, 'ref'), maxSyncsPerVisit: 4 });
+  const r = await fsx(t, { seed, count: 1000, mountFile: `${a.dir}/fsx-two`, mountFile2: `${b.dir}/fsx-two`, refFile: join(dir, 'ref') });
   assertFsx(t, r, 1000, 'two mounts');
 });
 
-// BUG (registers, "outcome unknown"): a mount that changed a record before
-// keeps its pre-promised next ballot for a one-accept fast path. When another
-// mount has changed the record 6 or more times since, that accept is refused
-// by a majority, but gatherQuorum settles before the third answer, so the
-// refusal is not "definite" and the attempt is marked uncertain; the full round
-// that follows finds 6 newer lineage entries, all above the stale ballot, and
-// ChangeAttempts.find throws "outcome unknown: more than 6 other changes of the
-// key landed while this one was retried". The flush answers EIO: close(2) on
-// mount A fails after mount B wrote and closed the same file 6 times (5 is
-// fine). The bytes land anyway (B read them right after; presumably the
-// release that follows retried the publish), although close reported an error.
-test.serial.failing('close on one mount succeeds after another mount published the same file 6 times', async (t) => {
+// Found as a bug (registers, "outcome unknown"): a mount that changed a record
+// before keeps its pre-promised next ballot for a one-accept fast path. When
+// another mount has changed the record 6 or more times since, that accept is
+// refused by a majority, but gatherQuorum settles before the third answer, so
+// the refusal was not "definite" and the attempt was marked uncertain; the
+// full round that followed found 6 newer lineage entries, all above the stale
+// ballot, and reported "outcome unknown" (EIO at close, the bytes landing
+// anyway). Now a refusal by a majority that holds higher accepted ballots
+// counts as definite (definitelyNotAdopted in src/cluster/registers.ts).
+test.serial('close on one mount succeeds after another mount published the same file 6 times', async (t) => {
   const { a, b } = await two();
   const r = await python(
     String.raw`
