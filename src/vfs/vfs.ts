@@ -6,7 +6,7 @@ import type { Logger } from '../util/log.js';
 import { toQfsError } from '../util/errors.js';
 import { FsError } from '../meta/errors.js';
 import { FsMeta, checkName, isDir } from '../meta/fs-meta.js';
-import { ROOT_INO, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, nowTimespec, type Dirent, type Ino, type Inode, type Timespec } from '../meta/types.js';
+import { ROOT_INO, S_IFDIR, S_IFBLK, S_IFCHR, S_IFIFO, S_IFLNK, S_IFSOCK, S_IFMT, S_IFREG, nowTimespec, type Dirent, type Ino, type Inode, type Timespec } from '../meta/types.js';
 import { ByteLru, LastSeen, TtlCache } from './lru.js';
 import { OpenFile, type WriteBudget } from './open-file.js';
 
@@ -403,9 +403,13 @@ export class Vfs {
   }
 
   async mknod(path: string, mode: number, rdev: number, caller: Caller = ROOT_CALLER): Promise<Stat> {
-    const type = mode & S_IFMT;
-    if (type !== S_IFIFO && type !== S_IFREG && type !== 0) throw new FsError('EPERM', 'only FIFOs and regular files');
-    return this.toStat((await this.createNode(path, (type || S_IFREG) | (mode & 0o7777), caller, { rdev })).inode);
+    const type = mode & S_IFMT || S_IFREG;
+    // Devices exist as files (tar, cp -a, images); the mount is nodev, so opening them does nothing.
+    // Making one needs CAP_MKNOD, which the kernel checks too; here root stands for it.
+    const device = type === S_IFCHR || type === S_IFBLK;
+    if (device && caller.uid !== 0) throw new FsError('EPERM', 'making a device node needs CAP_MKNOD');
+    if (![S_IFREG, S_IFIFO, S_IFSOCK].includes(type) && !device) throw new FsError('EINVAL', `mknod of file type ${type.toString(8)}`);
+    return this.toStat((await this.createNode(path, type | (mode & 0o7777), caller, { rdev: device ? rdev : 0 })).inode);
   }
 
   async symlink(target: string, path: string, caller: Caller = ROOT_CALLER): Promise<Stat> {

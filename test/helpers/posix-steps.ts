@@ -9,7 +9,7 @@
 // Runners: test/helpers/posix_runner.py (any directory: the local reference,
 // later a real mount) and test/helpers/posix-vfs.ts (a Vfs instance).
 
-export type FileType = 'file' | 'dir' | 'symlink' | 'fifo' | 'other';
+export type FileType = 'file' | 'dir' | 'symlink' | 'fifo' | 'char' | 'block' | 'socket' | 'other';
 
 export type OpenFlag = 'O_RDONLY' | 'O_WRONLY' | 'O_RDWR' | 'O_CREAT' | 'O_EXCL' | 'O_TRUNC' | 'O_APPEND' | 'O_DIRECTORY';
 
@@ -59,6 +59,8 @@ export interface StatExpect {
   atime?: Time | 'recent';
   mtime?: Time | 'recent';
   ino?: string;
+  /** Devices: [major, minor]. */
+  rdev?: [number, number];
   /** A different inode than the stat saved under that label. */
   notIno?: string;
 }
@@ -102,7 +104,9 @@ export type Step =
   | { op: 'listxattr'; path: string; expect?: Fails | Gives<string[]> }
   | { op: 'removexattr'; path: string; name: string; expect?: Fails }
   | { op: 'mkfifo'; path: string; mode: number; expect?: Fails }
-  | { op: 'mknod'; path: string; type: 'file' | 'fifo'; mode: number; expect?: Fails };
+  // bind(2) of a Unix socket at the path (the kernel makes it with mknod S_IFSOCK)
+  | { op: 'bind'; path: string; expect?: Fails }
+  | { op: 'mknod'; path: string; type: 'file' | 'fifo' | 'char' | 'block' | 'socket'; mode: number; dev?: [major: number, minor: number]; expect?: Fails };
 
 export type Op = Step['op'];
 
@@ -167,6 +171,8 @@ export interface StatView {
   uid: number;
   gid: number;
   ino: string;
+  /** [major, minor] of st_rdev. */
+  rdev: [number, number];
   atime: Time;
   mtime: Time;
   ctime: Time;
@@ -256,8 +262,10 @@ export function describeStep(s: Step): string {
     case 'chmod':
     case 'mkfifo':
       return `${s.op}(${short(s.path)}, ${oct(s.mode)})`;
+    case 'bind':
+      return `bind(AF_UNIX, ${short(s.path)})`;
     case 'mknod':
-      return `mknod(${short(s.path)}, ${s.type}, ${oct(s.mode)})`;
+      return `mknod(${short(s.path)}, ${s.type}, ${oct(s.mode)}${s.dev ? `, ${s.dev.join(':')}` : ''})`;
     case 'rename':
       return `rename(${short(s.from)} → ${short(s.to)}${s.noreplace ? ', RENAME_NOREPLACE' : ''})`;
     case 'link':
@@ -331,6 +339,7 @@ function checkStat(want: StatExpect, got: StatView, saved: Map<string, string>):
   };
   if (want.type !== undefined && want.type !== got.type) out.push(`type: want ${want.type}, got ${got.type}`);
   if (want.mode !== undefined && want.mode !== got.mode) out.push(`mode: want ${oct(want.mode)}, got ${oct(got.mode)}`);
+  if (want.rdev !== undefined && (want.rdev[0] !== got.rdev?.[0] || want.rdev[1] !== got.rdev?.[1])) out.push(`rdev: want ${want.rdev.join(':')}, got ${got.rdev?.join(':')}`);
   num('nlink');
   num('size');
   num('uid');

@@ -13,7 +13,7 @@
 //   - close(2) is FUSE flush then release.
 // Every other rule (EEXIST, EISDIR, ENOTEMPTY, name lengths, ...) is the vfs's.
 import { FsError, isFsError } from '../../src/meta/errors.js';
-import { S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from '../../src/meta/types.js';
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../../src/meta/types.js';
 import { O_APPEND, O_CREAT, O_EXCL, O_RDWR, O_TRUNC, O_WRONLY, XATTR_CREATE, XATTR_REPLACE, type Stat, type TimeSet, type Vfs } from '../../src/vfs/vfs.js';
 import type { FileType, Outcome, RunnableScenario, ScenarioResult, StatView, Step, TimeArg } from './posix-steps.js';
 import { materialize } from './posix-steps.js';
@@ -48,6 +48,12 @@ function fileType(mode: number): FileType {
       return 'symlink';
     case S_IFIFO:
       return 'fifo';
+    case S_IFCHR:
+      return 'char';
+    case S_IFBLK:
+      return 'block';
+    case S_IFSOCK:
+      return 'socket';
     default:
       return 'other';
   }
@@ -62,6 +68,8 @@ export function statView(s: Stat): StatView {
     uid: s.uid,
     gid: s.gid,
     ino: String(s.ino),
+    // the kernel's encoding of a dev_t in 32 bits (new_encode_dev), as FUSE carries it
+    rdev: [(s.rdev >>> 8) & 0xfff, (s.rdev & 0xff) | ((s.rdev >>> 12) & 0xfff00)],
     atime: { sec: s.atime.sec, nsec: s.atime.nsec },
     mtime: { sec: s.mtime.sec, nsec: s.mtime.nsec },
     ctime: { sec: s.ctime.sec, nsec: s.ctime.nsec },
@@ -263,8 +271,22 @@ class VfsScenario {
       case 'mkfifo':
         await vfs.mknod(await this.walk(s.path, false), S_IFIFO | s.mode, 0);
         return null;
+      case 'bind':
+        // what the kernel asks of the filesystem: mknod(S_IFSOCK | 0777 & ~umask); the runners' umask is 0
+        try {
+          await vfs.mknod(await this.walk(s.path, false), S_IFSOCK | 0o777, 0);
+        } catch (e) {
+          // the kernel's unix_bind turns a taken name into EADDRINUSE
+          if (isFsError(e, 'EEXIST')) throw new KernelError('EADDRINUSE');
+          throw e;
+        }
+        return null;
       case 'mknod':
-        await vfs.mknod(await this.walk(s.path, false), (s.type === 'fifo' ? S_IFIFO : S_IFREG) | s.mode, 0);
+        {
+          const kind = { file: S_IFREG, fifo: S_IFIFO, char: S_IFCHR, block: S_IFBLK, socket: S_IFSOCK }[s.type];
+          const [major, minor] = s.dev ?? [0, 0];
+          await vfs.mknod(await this.walk(s.path, false), kind | s.mode, (minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12));
+        }
         return null;
     }
   }

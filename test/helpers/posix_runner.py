@@ -23,6 +23,7 @@ import ctypes.util
 import errno
 import json
 import os
+import socket
 import stat
 import sys
 
@@ -97,6 +98,12 @@ def ftype(mode):
         return 'symlink'
     if stat.S_ISFIFO(mode):
         return 'fifo'
+    if stat.S_ISCHR(mode):
+        return 'char'
+    if stat.S_ISBLK(mode):
+        return 'block'
+    if stat.S_ISSOCK(mode):
+        return 'socket'
     return 'other'
 
 
@@ -113,6 +120,7 @@ def view(st):
         'uid': st.st_uid,
         'gid': st.st_gid,
         'ino': str(st.st_ino),
+        'rdev': [os.major(st.st_rdev), os.minor(st.st_rdev)],
         'atime': timespec(st.st_atime_ns),
         'mtime': timespec(st.st_mtime_ns),
         'ctime': timespec(st.st_ctime_ns),
@@ -250,9 +258,17 @@ class Scenario:
         if op == 'mkfifo':
             os.mkfifo(self.p(s['path']), s['mode'])
             return None
+        if op == 'bind':
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(self.p(s['path']))
+            finally:
+                sock.close()
+            return None
         if op == 'mknod':
-            kind = stat.S_IFIFO if s['type'] == 'fifo' else stat.S_IFREG
-            os.mknod(self.p(s['path']), kind | s['mode'])
+            kind = {'file': stat.S_IFREG, 'fifo': stat.S_IFIFO, 'char': stat.S_IFCHR, 'block': stat.S_IFBLK, 'socket': stat.S_IFSOCK}[s['type']]
+            major, minor = s.get('dev', [0, 0])
+            os.mknod(self.p(s['path']), kind | s['mode'], os.makedev(major, minor))
             return None
         raise ValueError('unknown op %r' % op)
 

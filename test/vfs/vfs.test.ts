@@ -263,3 +263,17 @@ test('a stat whose name entry expired reads the name and the inode it named at o
   t.is(now.ino, g.ino);
   t.not(now.ino, f.ino);
 });
+
+test('device nodes need root (CAP_MKNOD); sockets and fifos do not; an unknown file type is EINVAL', async (t) => {
+  const { vfs } = await memoryVfs();
+  const user = { uid: 1000, gid: 1000, pid: 1 };
+  await vfs.chmod('/', 0o777);
+  t.is(await errno(vfs.mknod('/c', 0o020000 | 0o600, 0x103, user)), 'EPERM');
+  t.is(await errno(vfs.mknod('/b', 0o060000 | 0o600, 0x801, user)), 'EPERM');
+  t.is(await errno(vfs.mknod('/s', 0o140000 | 0o600, 0, user)), 'ok');
+  t.is(await errno(vfs.mknod('/p', 0o010000 | 0o600, 0, user)), 'ok');
+  t.is(await errno(vfs.mknod('/x', 0o170000 | 0o600, 0)), 'EINVAL');
+  const st = await vfs.mknod('/c', 0o020000 | 0o600, 0x103);
+  t.is(st.rdev, 0x103, 'the device numbers are kept');
+  t.is((await vfs.getattr('/s')).rdev, 0, 'no device numbers on a socket');
+});
