@@ -5,6 +5,7 @@ import type { Logger } from '../util/log.js';
 import { FsError } from '../meta/errors.js';
 import { O_CREAT, O_EXCL, O_RDWR, type Stat as VfsStat, type Vfs } from '../vfs/vfs.js';
 import type { Caller, FuseOps, Stat } from './binding.js';
+import { supplementaryGroups } from './caller-groups.js';
 import { errnoOf } from './errno.js';
 
 function fuseStat(s: VfsStat): Stat {
@@ -112,8 +113,10 @@ export function vfsOps(vfs: Vfs, log: Logger, counters?: OpCounters, kernel?: Ke
       return { names: present.map((e) => e.name), stats: present.map((e) => fuseStat(e.stat!)) };
     }),
     readlink: op('readlink', async (_c, path: string) => vfs.readlink(path)),
-    chown: op('chown', async (c, path: string, uid: number, gid: number) => vfs.chown(path, uid, gid, c)),
-    chmod: op('chmod', async (c, path: string, mode: number) => vfs.chmod(path, mode, c)),
+    chown: op('chown', async (c, path: string, uid: number, gid: number) =>
+      vfs.chown(path, uid, gid, c.uid !== 0 && gid !== c.gid && gid !== -1 && gid !== 0xffffffff ? { ...c, groups: await supplementaryGroups(c.pid) } : c),
+    ),
+    chmod: op('chmod', async (c, path: string, mode: number) => vfs.chmod(path, mode, c.uid !== 0 && mode & 0o2000 ? { ...c, groups: await supplementaryGroups(c.pid) } : c)),
     mknod: op('mknod', async (c, path: string, mode: number, dev: number) => {
       await vfs.mknod(path, mode, dev, c);
     }),

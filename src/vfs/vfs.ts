@@ -14,6 +14,12 @@ export interface Caller {
   uid: number;
   gid: number;
   pid: number;
+  /** Supplementary groups, when the caller's layer looked them up (chown, chmod). */
+  groups?: readonly number[];
+}
+
+function inGroup(caller: Caller, gid: number): boolean {
+  return caller.gid === gid || (caller.groups?.includes(gid) ?? false);
 }
 
 export const ROOT_CALLER: Caller = { uid: 0, gid: 0, pid: 0 };
@@ -517,7 +523,7 @@ export class Vfs {
       if (caller.uid !== 0 && caller.uid !== i.uid) throw new FsError('EPERM');
       let m = mode & 0o7777;
       // a non-member may not set the setgid bit on a file
-      if (caller.uid !== 0 && caller.gid !== i.gid && !isDir(i.mode)) m &= ~0o2000;
+      if (caller.uid !== 0 && !inGroup(caller, i.gid) && !isDir(i.mode)) m &= ~0o2000;
       i.mode = (i.mode & S_IFMT) | m;
       i.ctime = nowTimespec();
     });
@@ -531,7 +537,7 @@ export class Vfs {
       const newGid = gid === keep || gid === -1 ? i.gid : gid;
       if (caller.uid !== 0) {
         if (newUid !== i.uid || caller.uid !== i.uid) throw new FsError('EPERM');
-        if (newGid !== i.gid && newGid !== caller.gid) throw new FsError('EPERM');
+        if (newGid !== i.gid && !inGroup(caller, newGid)) throw new FsError('EPERM');
       }
       i.uid = newUid;
       i.gid = newGid;

@@ -690,6 +690,18 @@ test.serial('4 uid 65534 gets EPERM on chmod / chown of a root file', async (t) 
   t.is(await must(`stat -c '%a %u:%g' ${m}/rootfile`), '666 0:0\n');
 });
 
+test.serial('4 a user may chgrp its file to a group it holds only as a supplementary group, and keep setgid there; not to any other group', async (t) => {
+  const { m } = await other();
+  await must(`mkdir -p ${m}/grp && chmod 777 ${m}/grp`);
+  // uid 65534, primary group 65534, supplementary group 4242
+  const as = (cmd: string) => `setpriv --reuid=65534 --regid=65534 --groups=4242 bash -c ${quote(cmd)}`;
+  t.is(await must(as(`echo x > ${m}/grp/f && chgrp 4242 ${m}/grp/f && chmod 2755 ${m}/grp/f && stat -c '%g %a' ${m}/grp/f`)), '4242 2755\n');
+  const r = await run(as(`chgrp 4343 ${m}/grp/f`));
+  t.not(r.code, 0);
+  t.regex(r.stderr, /Operation not permitted/);
+  t.is(await must(`stat -c '%u:%g %a' ${m}/grp/f`), '65534:4242 2755\n');
+});
+
 test.serial('4 sticky 1777 directory: uid 65534 cannot delete root\'s file, can delete its own', async (t) => {
   const { m } = await other();
   await must(`mkdir ${m}/sticky && chmod 1777 ${m}/sticky && echo r > ${m}/sticky/rootf && chmod 666 ${m}/sticky/rootf`);

@@ -277,3 +277,19 @@ test('device nodes need root (CAP_MKNOD); sockets and fifos do not; an unknown f
   t.is(st.rdev, 0x103, 'the device numbers are kept');
   t.is((await vfs.getattr('/s')).rdev, 0, 'no device numbers on a socket');
 });
+
+test('chown to a supplementary group of the caller is allowed, to another group EPERM; chmod keeps setgid for a member', async (t) => {
+  const { vfs } = await memoryVfs();
+  await vfs.chmod('/', 0o777);
+  const user = { uid: 1000, gid: 1000, pid: 1, groups: [50, 60] };
+  const fh = await vfs.create('/f', 0o644, O_CREAT | O_WRONLY, user);
+  await vfs.release(fh);
+  t.is(await errno(vfs.chown('/f', -1, 60, user)), 'ok');
+  t.is((await vfs.getattr('/f')).gid, 60);
+  t.is(await errno(vfs.chown('/f', -1, 70, user)), 'EPERM');
+  t.is(await errno(vfs.chown('/f', -1, 70, { ...user, groups: undefined })), 'EPERM');
+  await vfs.chmod('/f', 0o2755, user);
+  t.is((await vfs.getattr('/f')).mode & 0o7777, 0o2755, 'a member keeps setgid');
+  await vfs.chmod('/f', 0o2755, { ...user, groups: [] });
+  t.is((await vfs.getattr('/f')).mode & 0o7777, 0o755, 'a non-member loses it');
+});
