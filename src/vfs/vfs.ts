@@ -520,10 +520,18 @@ export class Vfs {
   async chmod(path: string, mode: number, caller: Caller = ROOT_CALLER): Promise<void> {
     const ino = await this.resolve(path);
     await this.setattr(ino, (i) => {
-      if (caller.uid !== 0 && caller.uid !== i.uid) throw new FsError('EPERM');
+      // A write or truncate by another user makes the kernel clear setuid and
+      // setgid first ("kill priv", a forced chmod on the writer's behalf):
+      // a chmod that only clears those bits is allowed to anyone. A user's own
+      // chmod of a file it does not own never gets here on a mount: the
+      // kernel refuses it (default_permissions).
+      const old = i.mode & 0o7777;
+      const next = mode & 0o7777;
+      const onlyKillsPriv = next !== old && (next & ~old) === 0 && ((old & ~next) & ~0o6000) === 0;
+      if (caller.uid !== 0 && caller.uid !== i.uid && !onlyKillsPriv) throw new FsError('EPERM');
       let m = mode & 0o7777;
       // a non-member may not set the setgid bit on a file
-      if (caller.uid !== 0 && !inGroup(caller, i.gid) && !isDir(i.mode)) m &= ~0o2000;
+      if (caller.uid !== 0 && !inGroup(caller, i.gid) && !isDir(i.mode) && !onlyKillsPriv) m &= ~0o2000;
       i.mode = (i.mode & S_IFMT) | m;
       i.ctime = nowTimespec();
     });

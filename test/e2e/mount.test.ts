@@ -702,6 +702,15 @@ test.serial('4 a user may chgrp its file to a group it holds only as a supplemen
   t.is(await must(`stat -c '%u:%g %a' ${m}/grp/f`), '65534:4242 2755\n');
 });
 
+test.serial('4 a write or truncate by uid 65534 clears setuid and setgid of a root file, as Linux does, and succeeds', async (t) => {
+  const { m } = await other();
+  await must(`echo a > ${m}/suid && chmod 6777 ${m}/suid && echo a > ${m}/suid2 && chmod 6747 ${m}/suid2 && echo a > ${m}/suid3 && chmod 4777 ${m}/suid3`);
+  await must(asNobody(`echo b >> ${m}/suid && truncate -s 1 ${m}/suid3`));
+  // setgid goes only with group-execute set (without it, it marks mandatory locking and stays)
+  await must(asNobody(`echo b >> ${m}/suid2`));
+  t.is(await must(`stat -c '%a %s' ${m}/suid ${m}/suid2 ${m}/suid3`), '777 4\n2747 4\n777 1\n');
+});
+
 test.serial('4 sticky 1777 directory: uid 65534 cannot delete root\'s file, can delete its own', async (t) => {
   const { m } = await other();
   await must(`mkdir ${m}/sticky && chmod 1777 ${m}/sticky && echo r > ${m}/sticky/rootf && chmod 666 ${m}/sticky/rootf`);

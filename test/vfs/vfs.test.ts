@@ -287,9 +287,23 @@ test('chown to a supplementary group of the caller is allowed, to another group 
   t.is(await errno(vfs.chown('/f', -1, 60, user)), 'ok');
   t.is((await vfs.getattr('/f')).gid, 60);
   t.is(await errno(vfs.chown('/f', -1, 70, user)), 'EPERM');
-  t.is(await errno(vfs.chown('/f', -1, 70, { ...user, groups: undefined })), 'EPERM');
+  t.is(await errno(vfs.chown('/f', -1, 70, { uid: 1000, gid: 1000, pid: 1 })), 'EPERM');
   await vfs.chmod('/f', 0o2755, user);
   t.is((await vfs.getattr('/f')).mode & 0o7777, 0o2755, 'a member keeps setgid');
   await vfs.chmod('/f', 0o2755, { ...user, groups: [] });
   t.is((await vfs.getattr('/f')).mode & 0o7777, 0o755, 'a non-member loses it');
+});
+
+test('the kernel\'s kill-priv chmod on a write by another user clears setuid/setgid; any other chmod by a non-owner is EPERM', async (t) => {
+  const { vfs } = await memoryVfs();
+  const fh = await vfs.create('/s', 0o6777, O_CREAT | O_WRONLY);
+  await vfs.release(fh);
+  const other = { uid: 1000, gid: 1000, pid: 1 };
+  t.is(await errno(vfs.chmod('/s', 0o0777, other)), 'ok');
+  t.is((await vfs.getattr('/s')).mode & 0o7777, 0o777);
+  await vfs.chmod('/s', 0o6777);
+  t.is(await errno(vfs.chmod('/s', 0o2777, other)), 'ok', 'setuid alone (a file without group-execute keeps setgid)');
+  t.is(await errno(vfs.chmod('/s', 0o2775, other)), 'EPERM', 'a permission bit too');
+  t.is(await errno(vfs.chmod('/s', 0o6777, other)), 'EPERM', 'adding back');
+  t.is((await vfs.getattr('/s')).mode & 0o7777, 0o2777);
 });
