@@ -18,7 +18,7 @@
 //   u8 version (1) | u8 n | n × (8-byte tag, u64 ballot counter), oldest first | payload
 import { randomBytes } from 'node:crypto';
 import { QfsError } from '../util/errors.js';
-import type { RecordValue } from '../store/types.js';
+import type { RecordValue } from '../util/paxos.js';
 
 export const MAX_ENTRIES = 6;
 const VERSION = 1;

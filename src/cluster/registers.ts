@@ -21,7 +21,7 @@ import type { Ballot } from '../util/ballot.js';
 import { ZERO_BALLOT, compareBallots, newProposerId } from '../util/ballot.js';
 import { QfsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
-import type { AcceptorState, RecordValue } from '../store/types.js';
+import type { AcceptorState, RecordValue } from '../util/paxos.js';
 import type { Verdict } from '../rpc/messages.js';
 import { KEEP, groupOf, type CallOpts, type ChangeFn, type ChangeResult, type ScanEntry, type ScanPage } from '../keyspace/types.js';
 import { byHealth, type Peer } from './peers.js';

@@ -10,7 +10,7 @@
 // the frame's tail.
 import { Decoder, Encoder } from '../util/codec.js';
 import { QfsError } from '../util/errors.js';
-import { MAX_CHUNK_BYTES } from '../store/types.js';
+import { MAX_CHUNK_BYTES } from '../util/paxos.js';
 
 export const PROTOCOL_VERSION = 1;
 export const NONCE_BYTES = 32;

@@ -5,8 +5,8 @@ import type { Ballot } from '../util/ballot.js';
 import { isValidBallot } from '../util/ballot.js';
 import { QfsError } from '../util/errors.js';
 import { parseChunkId, type ChunkId } from '../util/ids.js';
-import type { AcceptorState, RecordValue } from '../store/types.js';
-import { MAX_CHUNK_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES } from '../store/types.js';
+import type { AcceptorState, RecordValue } from '../util/paxos.js';
+import { MAX_CHUNK_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES } from '../util/paxos.js';
 
 export const Op = {
   Ping: 1,

@@ -4,7 +4,7 @@ import type { Decoder, Encoder } from '../util/codec.js';
 import * as M from './messages.js';
 import type { Ballot } from '../util/ballot.js';
 import type { ChunkId } from '../util/ids.js';
-import type { AcceptorState, RecordValue } from '../store/types.js';
+import type { AcceptorState, RecordValue } from '../util/paxos.js';
 
 interface RequestCodec<T> {
   encode(e: Encoder, v: T): void;

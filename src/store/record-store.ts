@@ -40,6 +40,7 @@ import { open, type Database, type RootDatabase } from 'lmdb';
 import { QfsError, toQfsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { compareBallots, isValidBallot, maxBallot, ZERO_BALLOT, type Ballot } from '../util/ballot.js';
+import { decideAccept, decidePrepare, decidePurge } from '../util/paxos.js';
 import { decodeBallot, decodeState, encodeBallot, encodeState } from './record-codec.js';
 import { EMPTY_VALUE, MAX_KEY_BYTES, MAX_VALUE_BYTES, type AcceptorState, type RecordValue } from './types.js';
 import { fsyncDir } from './durable-files.js';
@@ -120,11 +121,12 @@ export class RecordStore {
     checkBallot(ballot);
     const k = key.toString('latin1');
     const cur = this.decisionState(k, key);
-    if (compareBallots(ballot, cur.promised) <= 0 || compareBallots(ballot, cur.accepted) <= 0) {
+    const decided = decidePrepare(cur, copyBallot(ballot));
+    if (!decided) {
       await this.settled(k);
       return { ok: false, state: cur };
     }
-    const next = this.persistState(k, key, { promised: copyBallot(ballot), accepted: cur.accepted, value: cur.value });
+    const next = this.persistState(k, key, decided);
     await next.written;
     return { ok: true, state: next.state };
   }
@@ -141,14 +143,12 @@ export class RecordStore {
     checkValue(value);
     const k = key.toString('latin1');
     const cur = this.decisionState(k, key);
-    // An equal accepted ballot is the same proposer retrying the same accept.
-    if (compareBallots(ballot, cur.promised) < 0 || compareBallots(ballot, cur.accepted) < 0) {
+    const decided = decideAccept(cur, copyBallot(ballot), value, promiseNext);
+    if (!decided) {
       await this.settled(k);
       return { ok: false, state: cur };
     }
-    const b = copyBallot(ballot);
-    const promise = promiseNext && Number.isSafeInteger(b.counter + 1) ? { counter: b.counter + 1, proposer: b.proposer } : b;
-    const next = this.persistState(k, key, { promised: maxBallot(cur.promised, promise), accepted: b, value });
+    const next = this.persistState(k, key, decided);
     await next.written;
     return { ok: true, state: next.state };
   }
@@ -199,11 +199,11 @@ export class RecordStore {
     checkBallot(ballot);
     const k = key.toString('latin1');
     const cur = this.decisionState(k, key);
-    if (cur.value.kind !== 'tombstone' || compareBallots(cur.accepted, ballot) !== 0) {
+    const floor = decidePurge(cur, ballot, this.floor);
+    if (!floor) {
       await this.settled(k);
       return false;
     }
-    const floor = maxBallot(this.floor, cur.promised);
     const floorBytes = encodeBallot(floor);
     this.floor = floor;
     const floorSeq = ++this.floorSeq;

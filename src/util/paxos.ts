@@ -1,0 +1,61 @@
+// The acceptor side of CASPaxos as data and pure decisions, shared by the
+// node's record store (which persists what they decide), the wire protocol
+// and the proposer: none of them imports another's layer for these, and the
+// deterministic simulator drives the same functions.
+import { compareBallots, maxBallot, type Ballot } from './ballot.js';
+
+/** A record's accepted value: nothing yet, bytes, or a delete marker. */
+export type RecordValue =
+  | { readonly kind: 'empty' }
+  | { readonly kind: 'value'; readonly bytes: Buffer }
+  /** A delete; its bytes are the proposer's bookkeeping (operation tags), often empty. */
+  | { readonly kind: 'tombstone'; readonly bytes: Buffer };
+
+export const EMPTY_VALUE: RecordValue = Object.freeze({ kind: 'empty' });
+
+export interface AcceptorState {
+  /** Highest ballot promised by a prepare. */
+  readonly promised: Ballot;
+  /** Ballot of the accepted value (ZERO_BALLOT when nothing was accepted). */
+  readonly accepted: Ballot;
+  readonly value: RecordValue;
+}
+
+/** Limits that both the store and the wire protocol enforce. */
+export const MAX_KEY_BYTES = 1024;
+export const MAX_VALUE_BYTES = 1024 * 1024;
+export const MAX_CHUNK_BYTES = 16 * 1024 * 1024;
+
+/**
+ * prepare(b): promised only if b is above both the promise and the accepted
+ * ballot; the state to persist before answering, or null to refuse (the
+ * answer then carries the current state).
+ */
+export function decidePrepare(cur: AcceptorState, ballot: Ballot): AcceptorState | null {
+  if (compareBallots(ballot, cur.promised) <= 0 || compareBallots(ballot, cur.accepted) <= 0) return null;
+  return { promised: ballot, accepted: cur.accepted, value: cur.value };
+}
+
+/**
+ * accept(b, v): taken if b is at least the promise and the accepted ballot (an
+ * equal ballot is the same proposer retrying the same accept: a proposer
+ * sends one value per ballot). With `promiseNext`, the acceptor also promises
+ * (counter + 1, same proposer), so that proposer's next change is one accept.
+ * The state to persist before answering, or null to refuse.
+ */
+export function decideAccept(cur: AcceptorState, ballot: Ballot, value: RecordValue, promiseNext: boolean): AcceptorState | null {
+  if (compareBallots(ballot, cur.promised) < 0 || compareBallots(ballot, cur.accepted) < 0) return null;
+  const promise = promiseNext && Number.isSafeInteger(ballot.counter + 1) ? { counter: ballot.counter + 1, proposer: ballot.proposer } : ballot;
+  return { promised: maxBallot(cur.promised, promise), accepted: ballot, value };
+}
+
+/**
+ * purge(b): a tombstone accepted at exactly b may go (every replica holds it;
+ * the proposer checked). The new purge floor when it may, else null: the
+ * floor keeps the key's promise, so a delayed proposer with an old ballot
+ * cannot get a value accepted on a key that reads as never written.
+ */
+export function decidePurge(cur: AcceptorState, ballot: Ballot, floor: Ballot): Ballot | null {
+  if (cur.value.kind !== 'tombstone' || compareBallots(cur.accepted, ballot) !== 0) return null;
+  return maxBallot(floor, cur.promised);
+}
