@@ -251,7 +251,7 @@ function loadNative(): NativeFuseClass {
   if (nativeClass === undefined) {
     const require = createRequire(import.meta.url);
     const cls = require('fuse-native') as NativeFuseClass;
-    if (cls.QUORUMFS_PATCH !== 3) {
+    if (cls.QUORUMFS_PATCH !== 4) {
       throw new Error('fuse-native is not the quorumfs-patched build: run `node patches/fuse-native.mjs` (docs/fuse-binding.md)');
     }
     nativeClass = cls;

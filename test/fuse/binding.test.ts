@@ -447,6 +447,20 @@ async function declareTests(): Promise<void> {
     t.deepEqual(xattrProbe([join(s.mnt, 'plain2')]), [{ get: 'v1', list: ['user.k'] }]);
   });
 
+  test.serial('the kernel\'s security.capability check before each write is answered in C (a write drops the attributes, not the known absence of xattrs); a setxattr still shows', async (t) => {
+    const s = await served(t, { attrTimeout: 60, entryTimeout: 60 });
+    const f = join(s.mnt, 'w');
+    writeFileSync(f, 'start');
+    t.deepEqual(xattrProbe([f]), [{ get: 'ENODATA', list: [] }]);
+    const before = xattrCalls(s, '/w');
+    // 200 writes through one descriptor: each one is preceded by a getxattr from the kernel
+    execFileSync('python3', ['-c', 'import os,sys\nfd=os.open(sys.argv[1], os.O_WRONLY)\nfor i in range(200): os.pwrite(fd, b"x", i)\nos.close(fd)', f]);
+    t.is(xattrCalls(s, '/w') - before, 0, 'no getxattr reached JS');
+    t.is(statSync(f).size, 200, 'the size after the writes is fresh');
+    execFileSync('python3', ['-c', 'import os,sys; os.setxattr(sys.argv[1], "user.k", b"v")', f]);
+    t.deepEqual(xattrProbe([f]), [{ get: 'v', list: ['user.k'] }]);
+  });
+
   test.serial('with a stat racing every write, each write is seen by the next stat (the C attribute cache never keeps a size older than a finished write)', async (t) => {
     const s = await served(t, { attrTimeout: 60, entryTimeout: 60 });
     const stale = execFileSync('python3', ['-c', WRITE_VS_STAT_PY, join(s.mnt, 'grow'), '1500'], { encoding: 'utf8' });
