@@ -23,6 +23,8 @@ export interface PeerOptions {
 }
 
 const EWMA_ALPHA = 0.2;
+/** A node seen down is tried again at most this often by calls that need it, and they wait this long for it. */
+const DOWN_RETRY_MS = 100;
 /**
  * A node with calls in flight and no answer for this long is read from last.
  * Long enough for a burst: 1000 reads issued in one tick reach a node together
@@ -100,9 +102,26 @@ export class Peer implements PlacementNode {
     if (remaining <= 0) throw new QfsError('timeout', 'deadline passed');
     return {
       timeoutMs: Math.min(remaining, this.opts.requestTimeoutMs),
-      connectWaitMs: this.down ? 0 : this.opts.connectWaitMs,
+      connectWaitMs: this.down ? this.retryDown() : this.opts.connectWaitMs,
       ...(signal ? { signal } : {}),
     };
+  }
+
+  private lastRetry = 0;
+
+  /**
+   * A call to a node seen down: try its connection now rather than at the end
+   * of the backoff (at most every DOWN_RETRY_MS), and give the call that long
+   * to find it back. A node restarted a moment ago then serves the call; a
+   * dead one costs at most DOWN_RETRY_MS, and only to a call that cannot
+   * reach its quorum without it (the others resolve at the quorum).
+   */
+  private retryDown(): number {
+    const now = performance.now();
+    if (now - this.lastRetry < DOWN_RETRY_MS) return 0;
+    this.lastRetry = now;
+    this.client.rpc.reconnectNow();
+    return DOWN_RETRY_MS;
   }
 
   /** Runs one call and keeps the health figures. */

@@ -194,6 +194,18 @@ export class RpcClient {
     }, delay);
   }
 
+  /**
+   * Skips the rest of a reconnect backoff: a caller needs this node now (a
+   * node that was restarted is then found at once instead of after up to the
+   * backoff maximum). No-op while connecting or connected.
+   */
+  reconnectNow(): void {
+    if (this.state !== 'idle' || this.reconnectTimer === null) return;
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    this.open();
+  }
+
   private wakeWaiters(): void {
     while (this.waiters.length > 0 && this.canSend()) this.waiters.shift()!.wake();
   }
