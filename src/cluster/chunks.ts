@@ -82,41 +82,22 @@ export class Chunks {
    * block by block: only the blocks that hold the range travel.
    */
   async getRange(id: ChunkId, offset: number, length: number, opts?: CallOpts): Promise<Buffer> {
-    const deadline = this.deadline(opts);
-    this.stats.gets++;
-    const errors: string[] = [];
-    let sawNotFound = 0;
-    const replicas = this.readOrder(id);
-    for (const p of replicas) {
-      try {
-        let tree = this.trees.get(id);
-        const r = await p.track((c) => c.getBlocks(id, offset, length, !tree, p.callOpts(deadline, opts?.signal)));
-        if (!tree) {
-          if (!r.leaves || r.leaves.length !== blockCount(r.size) * 32 || rootOf(r.leaves, r.size) !== id) throw this.corrupt(id, p.id, 'leaves do not match the id');
-          tree = { size: r.size, leaves: Buffer.from(r.leaves) };
-          if (this.trees.size >= 65_536) this.trees.delete(this.trees.keys().next().value as ChunkId);
-          this.trees.set(id, tree);
-        }
-        const start = r.first * BLOCK_BYTES;
-        const want = Math.min(tree.size, offset + length);
-        if (r.size !== tree.size || start > offset || start + r.bytes.length < Math.min(want, tree.size) || !(await blocksMatch(tree.leaves, tree.size, r.first, r.bytes))) {
-          throw this.corrupt(id, p.id, 'block does not match its leaf');
-        }
-        return r.bytes.subarray(Math.min(offset, tree.size) - start, Math.max(Math.min(offset, tree.size), want) - start);
-      } catch (err) {
-        const e = toQfsError(err);
-        if (opts?.signal?.aborted) throw e;
-        if (e.code === 'not_found') {
-          sawNotFound++;
-          this.hint(id, p.id, 'missing on read');
-        }
-        errors.push(`${p.id}: ${e.message}`);
-        this.stats.failovers++;
-        if (Date.now() >= deadline) break;
+    return this.fromReplicas(id, opts, async (p, deadline) => {
+      let tree = this.trees.get(id);
+      const r = await p.track((c) => c.getBlocks(id, offset, length, !tree, p.callOpts(deadline, opts?.signal)));
+      if (!tree) {
+        if (!r.leaves || r.leaves.length !== blockCount(r.size) * 32 || rootOf(r.leaves, r.size) !== id) throw this.corrupt(id, p.id, 'leaves do not match the id');
+        tree = { size: r.size, leaves: Buffer.from(r.leaves) };
+        if (this.trees.size >= 65_536) this.trees.delete(this.trees.keys().next().value as ChunkId);
+        this.trees.set(id, tree);
       }
-    }
-    if (sawNotFound === replicas.length) throw new QfsError('not_found', `chunk ${id} is on none of its replicas`);
-    throw new QfsError('unavailable', `chunk ${id} unreadable: ${errors.join('; ')}`);
+      const start = r.first * BLOCK_BYTES;
+      const want = Math.min(tree.size, offset + length);
+      if (r.size !== tree.size || start > offset || start + r.bytes.length < want || !(await blocksMatch(tree.leaves, tree.size, r.first, r.bytes))) {
+        throw this.corrupt(id, p.id, 'block does not match its leaf');
+      }
+      return r.bytes.subarray(Math.min(offset, tree.size) - start, Math.max(Math.min(offset, tree.size), want) - start);
+    });
   }
 
   private corrupt(id: ChunkId, nodeId: string, what: string): QfsError {
@@ -126,8 +107,22 @@ export class Chunks {
     return new QfsError('corrupt', what);
   }
 
+  /** The whole chunk, verified against its id; with `offset`/`length`, only the blocks that hold that range (getRange). */
   async get(id: ChunkId, opts?: CallOpts & { offset?: number; length?: number }): Promise<Buffer> {
     if (opts?.offset !== undefined || opts?.length !== undefined) return this.getRange(id, opts.offset ?? 0, opts.length ?? 0xffffffff, opts);
+    return this.fromReplicas(id, opts, async (p, deadline) => {
+      const bytes = await p.track((c) => c.getChunk(id, 0, 0xffffffff, p.callOpts(deadline, opts?.signal)));
+      if ((await chunkIdOf(bytes)) !== id) throw this.corrupt(id, p.id, 'hash mismatch');
+      return bytes;
+    });
+  }
+
+  /**
+   * Runs `readOne` against the chunk's replicas in read order until one
+   * answers: a missing copy becomes a hint, any error moves on to the next
+   * replica while the deadline allows.
+   */
+  private async fromReplicas(id: ChunkId, opts: CallOpts | undefined, readOne: (p: Peer, deadline: number) => Promise<Buffer>): Promise<Buffer> {
     const deadline = this.deadline(opts);
     this.stats.gets++;
     const errors: string[] = [];
@@ -135,16 +130,7 @@ export class Chunks {
     const replicas = this.readOrder(id);
     for (const p of replicas) {
       try {
-        const bytes = await p.track((c) => c.getChunk(id, 0, 0xffffffff, p.callOpts(deadline, opts?.signal)));
-        if ((await chunkIdOf(bytes)) !== id) {
-          this.stats.corruptCopies++;
-          this.hint(id, p.id, 'hash mismatch on read');
-          this.opts.log.warn({ chunk: id, node: p.id }, 'corrupt chunk copy; reading another replica');
-          throw new QfsError('corrupt', 'hash mismatch');
-        }
-        const offset = opts?.offset ?? 0;
-        const end = opts?.length === undefined ? bytes.length : Math.min(bytes.length, offset + opts.length);
-        return offset === 0 && end === bytes.length ? bytes : bytes.subarray(Math.min(offset, bytes.length), end);
+        return await readOne(p, deadline);
       } catch (err) {
         const e = toQfsError(err);
         if (opts?.signal?.aborted) throw e;

@@ -462,6 +462,16 @@ class Table:
             self.pos[last] = j
         del self.ref[k]
 
+def insert_rows(c, tab, n):
+    """n new rows with random blobs, in one transaction, also in the reference."""
+    rows = []
+    for _ in range(n):
+        k, v = tab.new_key(), tab.blob()
+        rows.append((k, v))
+        tab.put(k, v)
+    with c:
+        c.executemany('INSERT INTO t VALUES (?, ?)', rows)
+
 def transaction(c, tab, counts):
     rng = tab.rng
     with c:
@@ -509,13 +519,7 @@ elif cmd == 'load':
     out['journal_mode'] = c.execute('PRAGMA journal_mode').fetchone()[0]
     dropper = os.open(db, os.O_RDONLY)  # closed only after SQLite closed (POSIX locks)
     while os.path.getsize(db) < target:
-        rows = []
-        for _ in range(2000):
-            k, v = tab.new_key(), tab.blob()
-            rows.append((k, v))
-            tab.put(k, v)
-        with c:
-            c.executemany('INSERT INTO t VALUES (?, ?)', rows)
+        insert_rows(c, tab, 2000)
     out['load_s'] = round(time.time() - t0, 1)
     out['db_bytes'] = os.path.getsize(db)
     t1 = time.time()
@@ -591,13 +595,7 @@ elif cmd == 'wal':
         out['unsupported'] = 'PRAGMA journal_mode = WAL answered %r' % mode
         print(json.dumps(out))
         sys.exit(0)
-    rows = []
-    for _ in range(2000):
-        k, v = tab.new_key(), tab.blob()
-        rows.append((k, v))
-        tab.put(k, v)
-    with c:
-        c.executemany('INSERT INTO t VALUES (?, ?)', rows)
+    insert_rows(c, tab, 2000)
     counts = {'update': 0, 'insert': 0, 'delete': 0}
     stale = []
     for i in range(txns):

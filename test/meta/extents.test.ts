@@ -1,5 +1,6 @@
 // Extents: the overlay/cut rules against a byte-array model, and the page codec.
 import test from 'ava';
+import { prng } from '../helpers/raw-rpc.js';
 import { applyOps, chunksOfPage, cutAt, decodeMapPage, encodeMapPage, overlay, spansIn, type Extent, type MapPage, type SlotOp } from '../../src/meta/extents.js';
 import type { ChunkId } from '../../src/util/ids.js';
 
@@ -22,19 +23,10 @@ function wellFormed(t: import('ava').ExecutionContext, list: readonly Extent[]):
   }
 }
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 32;
-  };
-}
 
 test('overlay and cut agree with a byte model over random sequences', (t) => {
   for (let seed = 1; seed <= 200; seed++) {
-    const r = rng(seed);
+    const r = prng(seed);
     let list: Extent[] = [];
     const bytes: Array<string | null> = new Array(SLOT).fill(null);
     for (let step = 0; step < 40; step++) {

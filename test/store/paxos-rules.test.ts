@@ -2,24 +2,16 @@
 // of prepares, accepts and purges: ballots only grow, a refusal changes
 // nothing, and an accept at a ballot below a promise never lands.
 import test from 'ava';
+import { prng } from '../helpers/raw-rpc.js';
 import { compareBallots, ZERO_BALLOT, type Ballot } from '../../src/util/ballot.js';
 import { decideAccept, decidePrepare, decidePurge, EMPTY_VALUE, type AcceptorState, type RecordValue } from '../../src/util/paxos.js';
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 32;
-  };
-}
 
 const proposers = ['00000000000000aa', '00000000000000bb', '00000000000000cc'];
 
 test('random sequences: promised and accepted only grow; refusals change nothing; promised >= accepted', (t) => {
   for (let seed = 1; seed <= 300; seed++) {
-    const r = rng(seed);
+    const r = prng(seed);
     let st: AcceptorState = { promised: ZERO_BALLOT, accepted: ZERO_BALLOT, value: EMPTY_VALUE };
     let floor: Ballot = ZERO_BALLOT;
     for (let step = 0; step < 60; step++) {

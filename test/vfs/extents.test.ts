@@ -3,6 +3,7 @@
 // mounts taking turns with close-to-open, compaction meanwhile; then the
 // extent bound, what a small write stores, and fsck.
 import test from 'ava';
+import { prng } from '../helpers/raw-rpc.js';
 import { randomBytes } from 'node:crypto';
 import { MemoryKeySpace } from '../../src/keyspace/memory.js';
 import { FsMeta } from '../../src/meta/fs-meta.js';
@@ -17,15 +18,6 @@ import type { Ino } from '../../src/meta/types.js';
 
 const CHUNK = 64 * 1024;
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 32;
-  };
-}
 
 async function twoMounts(): Promise<{ ks: MemoryKeySpace; mounts: [Vfs, Vfs] }> {
   const ks = new MemoryKeySpace();
@@ -59,7 +51,7 @@ async function storedBytes(ks: MemoryKeySpace): Promise<number> {
 
 for (const seed of [1, 2, 3, 4, 5, 6]) {
   test(`seed ${seed}: random writes, truncates and reads on two mounts match a local model`, async (t) => {
-    const r = rng(seed);
+    const r = prng(seed);
     const { ks, mounts } = await twoMounts();
     let model = Buffer.alloc(0);
     let which = 0;
