@@ -213,7 +213,12 @@ export function printableName(name: Buffer): string {
   return [...name].map((b) => (b >= 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`)).join('');
 }
 
-/** Has this inode been changed within `graceMs` of `now` (work that may be in flight)? */
+/**
+ * Has this inode been changed within `graceMs` of `now` (work that may be in flight)?
+ * No grace means nothing is recent: mounts stamp times from a monotonic clock
+ * anchored to the wall clock, which can run a little ahead of `Date.now()`.
+ */
 export function isRecent(t: Timespec, now: number, graceMs: number): boolean {
+  if (graceMs <= 0) return false;
   return t.sec * 1000 + t.nsec / 1e6 > now - graceMs;
 }
