@@ -22,13 +22,19 @@ export interface Timespec {
   nsec: number;
 }
 
+/**
+ * The wall clock in nanoseconds, strictly increasing within this process:
+ * make and rsync compare these times with local files, so they follow the
+ * wall clock (a monotonic clock anchored once drifts over a long-lived mount),
+ * and two changes in one millisecond still get different times. A wall clock
+ * stepped back by more than a second is followed; a smaller step is absorbed.
+ */
 export function nowTimespec(): Timespec {
-  const ns = process.hrtime.bigint() - HR_BASE + EPOCH_NS_BASE;
-  return { sec: Number(ns / 1_000_000_000n), nsec: Number(ns % 1_000_000_000n) };
+  const wallNs = BigInt(Date.now()) * 1_000_000n + (process.hrtime.bigint() % 1_000_000n);
+  lastStampNs = wallNs > lastStampNs || lastStampNs - wallNs > 1_000_000_000n ? wallNs : lastStampNs + 1n;
+  return { sec: Number(lastStampNs / 1_000_000_000n), nsec: Number(lastStampNs % 1_000_000_000n) };
 }
-// hrtime is monotonic and precise; anchor it to the wall clock once.
-const HR_BASE = process.hrtime.bigint();
-const EPOCH_NS_BASE = BigInt(Date.now()) * 1_000_000n;
+let lastStampNs = 0n;
 
 export interface Inode {
   ino: Ino;
