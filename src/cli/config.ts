@@ -34,7 +34,7 @@ export interface ClusterConfig {
   writeQuorum: number;
   nodes: NodeConfig[];
   tls: TlsConfig;
-  timeouts: { requestMs: number; connectMs: number };
+  timeouts: { requestMs: number; connectMs: number; tombstoneGraceMs: number };
 }
 
 export class ConfigError extends Error {
@@ -151,10 +151,21 @@ export function validateConfig(raw: unknown, path: string): ClusterConfig {
   const writeQuorum = int(raw, 'writeQuorum', 'config', Math.floor(replication / 2) + 1, 1, replication);
   const timeoutsRaw = raw['timeouts'] ?? {};
   if (!isObject(timeoutsRaw)) throw new ConfigError('config.timeouts: expected an object');
-  checkKeys(timeoutsRaw, ['requestMs', 'connectMs'], 'config.timeouts');
+  checkKeys(timeoutsRaw, ['requestMs', 'connectMs', 'tombstoneGraceMs'], 'config.timeouts');
+  const requestMs = int(timeoutsRaw, 'requestMs', 'config.timeouts', 5000, 100, 600_000);
+  // A change call retries until its deadline (requestMs after it started, which
+  // was before the delete it could meet); the grace must outlast it.
+  const minGrace = requestMs + 1000;
+  const grace = timeoutsRaw['tombstoneGraceMs'];
+  if (typeof grace === 'number' && grace < minGrace) {
+    throw new ConfigError(`config.timeouts.tombstoneGraceMs: ${grace} is below requestMs + 1000 (${minGrace}); a delete purged that soon could meet a change still retrying`);
+  }
   const timeouts = {
-    requestMs: int(timeoutsRaw, 'requestMs', 'config.timeouts', 5000, 100, 600_000),
+    requestMs,
     connectMs: int(timeoutsRaw, 'connectMs', 'config.timeouts', 3000, 100, 600_000),
+    // A delete is purged only after it has been settled this long: longer than any
+    // change call can keep retrying (see Registers.purgeSettledTombstone).
+    tombstoneGraceMs: int(timeoutsRaw, 'tombstoneGraceMs', 'config.timeouts', Math.max(60_000, 2 * requestMs), minGrace, 86_400_000),
   };
   return { path, name, secretFile, replication, writeQuorum, nodes, tls, timeouts };
 }

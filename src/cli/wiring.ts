@@ -21,6 +21,7 @@ export async function openCluster(configFile: string, log: Logger, extra: { hint
     writeQuorum: config.writeQuorum,
     requestTimeoutMs: config.timeouts.requestMs,
     connectTimeoutMs: config.timeouts.connectMs,
+    tombstoneGraceMs: config.timeouts.tombstoneGraceMs,
     log,
     ...(ca ? { ca } : {}),
     ...extra,

@@ -1,5 +1,6 @@
 // The key space over many storage nodes: placement picks each key's R nodes,
 // registers run CASPaxos on them, chunks are written to a W-of-R quorum.
+import type { PurgeOutcome } from '../keyspace/tombstones.js';
 import type { ChunkId } from '../util/ids.js';
 import type { Logger } from '../util/log.js';
 import { QfsError } from '../util/errors.js';
@@ -22,6 +23,8 @@ export interface ClusterOptions {
   ca?: Buffer;
   /** How often hinted chunk copies are retried, ms (0 disables the background loop). */
   hintIntervalMs?: number;
+  /** How long a delete stays settled before it is purged (see Registers). */
+  tombstoneGraceMs?: number;
 }
 
 export class ClusterKeySpace implements MaintainableKeySpace {
@@ -53,6 +56,7 @@ export class ClusterKeySpace implements MaintainableKeySpace {
       replication: opts.replication,
       requestTimeoutMs: opts.requestTimeoutMs,
       log: opts.log.child({ component: 'registers' }),
+      ...(opts.tombstoneGraceMs !== undefined ? { tombstoneGraceMs: opts.tombstoneGraceMs } : {}),
     });
     this.chunks = new Chunks((id) => place(this.peers, Buffer.from(id, 'hex'), opts.replication), {
       writeQuorum: opts.writeQuorum,
@@ -140,7 +144,7 @@ export class ClusterKeySpace implements MaintainableKeySpace {
     return maintenance.sweepChunk(this.maintenance, id, minAgeMs, opts);
   }
 
-  purgeTombstone(key: Buffer, opts?: CallOpts): Promise<boolean> {
+  purgeTombstone(key: Buffer, opts?: CallOpts): Promise<PurgeOutcome> {
     return this.registers.purgeSettledTombstone(key, opts);
   }
 

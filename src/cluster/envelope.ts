@@ -16,7 +16,7 @@
 // window test sound.
 //
 //   u8 version (1) | u8 n | n × (8-byte tag, u64 ballot counter), oldest first | payload
-import { randomBytes } from 'node:crypto';
+import { systemClock, type Clock } from '../util/clock.js';
 import { QfsError } from '../util/errors.js';
 import type { RecordValue } from '../util/paxos.js';
 
@@ -36,8 +36,8 @@ export interface Enveloped {
   lineage: LineageEntry[];
 }
 
-export function newTag(): string {
-  return randomBytes(TAG_BYTES).toString('hex');
+export function newTag(clock: Clock = systemClock): string {
+  return clock.randomHex(TAG_BYTES);
 }
 
 export function open(v: RecordValue): Enveloped {

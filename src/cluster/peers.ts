@@ -5,6 +5,12 @@ import type { CallOptions } from '../rpc/client.js';
 import type { Logger } from '../util/log.js';
 import { QfsError, toQfsError } from '../util/errors.js';
 import type { PlacementNode } from './placement.js';
+import type { Ballot } from '../util/ballot.js';
+import type { AcceptorState, RecordValue } from '../util/paxos.js';
+import type { ScanReply, Verdict } from '../rpc/messages.js';
+import { byHealth, type Acceptor, type AcceptorCall } from './acceptor.js';
+
+export { byHealth };
 
 export interface PeerSpec extends PlacementNode {
   /** Base URL, ws://host:port or wss://host:port. */
@@ -32,7 +38,7 @@ const DOWN_RETRY_MS = 100;
  */
 const SILENT_MS = 500;
 
-export class Peer implements PlacementNode {
+export class Peer implements PlacementNode, Acceptor {
   readonly id: string;
   readonly weight: number;
   readonly zone: string | null;
@@ -151,6 +157,26 @@ export class Peer implements PlacementNode {
     }
   }
 
+  prepare(key: Buffer, ballot: Ballot, call: AcceptorCall): Promise<Verdict> {
+    return this.track((c) => c.prepare(key, ballot, this.callOpts(call.deadline, call.signal)));
+  }
+
+  accept(key: Buffer, ballot: Ballot, value: RecordValue, promiseNext: boolean, call: AcceptorCall): Promise<Verdict> {
+    return this.track((c) => c.accept(key, ballot, value, { ...this.callOpts(call.deadline, call.signal), promiseNext }));
+  }
+
+  read(key: Buffer, call: AcceptorCall): Promise<AcceptorState> {
+    return this.track((c) => c.read(key, this.callOpts(call.deadline, call.signal)));
+  }
+
+  scan(start: Buffer, end: Buffer | null, limit: number, call: AcceptorCall): Promise<ScanReply> {
+    return this.track((c) => c.scan(start, end, limit, this.callOpts(call.deadline, call.signal)));
+  }
+
+  purge(key: Buffer, ballot: Ballot, call: AcceptorCall): Promise<boolean> {
+    return this.track((c) => c.purge(key, ballot, this.callOpts(call.deadline, call.signal)));
+  }
+
   connect(): void {
     this.client.rpc.connect();
   }
@@ -158,11 +184,6 @@ export class Peer implements PlacementNode {
   close(): void {
     this.client.close();
   }
-}
-
-/** Peers sorted best first for reading. */
-export function byHealth<P extends Peer>(peers: readonly P[]): P[] {
-  return [...peers].sort((a, b) => a.rank - b.rank);
 }
 
 /**

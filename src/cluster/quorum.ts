@@ -2,6 +2,7 @@
 // succeed, fail as soon as that has become impossible. Stragglers run on; their
 // outcomes are passed to `onLate` (for repair hints) and never raise.
 import { QfsError, toQfsError } from '../util/errors.js';
+import { systemClock, type Clock, type Timer } from '../util/clock.js';
 
 export interface QuorumResult<T, K> {
   oks: Array<{ key: K; value: T }>;
@@ -83,6 +84,7 @@ export function hedgedQuorum<T, K>(
   enough: (values: readonly T[]) => boolean,
   hedgeMs: number,
   keepWaiting?: () => boolean,
+  clock: Clock = systemClock,
 ): Promise<T[]> {
   return new Promise((resolve, reject) => {
     const oks: T[] = [];
@@ -90,10 +92,10 @@ export function hedgedQuorum<T, K>(
     let started = 0;
     let inFlight = 0;
     let settled = false;
-    let timer: NodeJS.Timeout | undefined;
+    let timer: Timer | undefined;
     const finish = (f: () => void): void => {
       settled = true;
-      clearTimeout(timer);
+      timer?.cancel();
       f();
     };
     const startOne = (): void => {
@@ -137,15 +139,15 @@ export function hedgedQuorum<T, K>(
     // after the poll) before the replicas are judged silent.
     const decide = (): void => {
       if (settled) return;
-      if (keepWaiting?.()) timer = setTimeout(hedge, hedgeMs);
+      if (keepWaiting?.()) timer = clock.after(hedgeMs, hedge);
       else startRest();
     };
     const hedge = (): void => {
       if (settled) return;
-      if (keepWaiting) setImmediate(decide);
+      if (keepWaiting) clock.soon(decide);
       else startRest();
     };
-    if (started < calls.length) timer = setTimeout(hedge, hedgeMs);
+    if (started < calls.length) timer = clock.after(hedgeMs, hedge);
     check();
   });
 }

@@ -18,15 +18,16 @@
 //   steps of a multi-record operation without breaking their order; the change
 //   that follows is then the round's second phase, one accept.
 import type { Ballot } from '../util/ballot.js';
-import { ZERO_BALLOT, compareBallots, newProposerId } from '../util/ballot.js';
+import { ZERO_BALLOT, compareBallots } from '../util/ballot.js';
+import { sleep, systemClock, type Clock } from '../util/clock.js';
 import { QfsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import type { AcceptorState, RecordValue } from '../util/paxos.js';
 import type { Verdict } from '../rpc/messages.js';
 import { KEEP, groupOf, type CallOpts, type ChangeFn, type ChangeResult, type ScanEntry, type ScanPage } from '../keyspace/types.js';
-import { byHealth, type Peer } from './peers.js';
+import { byHealth, type Acceptor } from './acceptor.js';
 import { gatherQuorum, hedgedQuorum } from './quorum.js';
-import { ChangeAttempts, newTag, open, seal } from './envelope.js';
+import { ChangeAttempts, MAX_ENTRIES, newTag, open, seal } from './envelope.js';
 
 export interface RegisterOptions {
   replication: number;
@@ -36,6 +37,20 @@ export interface RegisterOptions {
   maxAttempts?: number;
   /** Keys whose last ballot this proposer remembers for the one-round-trip change. */
   fastPathKeys?: number;
+  /** Time, timers and chance (the simulator's own; the system's by default). */
+  clock?: Clock;
+  /**
+   * How long a tombstone must be seen settled on every replica before it is
+   * purged; longer than any change call's deadline (default: 60 s, or twice
+   * the request timeout if that is longer).
+   */
+  tombstoneGraceMs?: number;
+  /**
+   * Test-only: reintroduces a fixed bug, so that the simulator shows it finds
+   * it. `ignoreLineage`: a retry never looks for its own earlier attempt in the
+   * value's lineage and runs the change again (the double-applied retry).
+   */
+  injectBugs?: { ignoreLineage?: boolean };
 }
 
 /**
@@ -81,6 +96,8 @@ type Outcome = { ok: true; value: Buffer | null } | { ok: false; error: unknown 
 type Compute<T> = (old: Buffer | null) => { next: ChangeResult; meta: T };
 
 const MAX_BATCH = 256;
+/** Settled tombstones whose grace this proposer is timing. */
+const MAX_SETTLED_TOMBSTONES = 1_000_000;
 
 /** Applies queued changes in order; each one's result or exception is its own. */
 export function applyBatch(batch: ReadonlyArray<{ fn: ChangeFn }>, old: Buffer | null): { next: ChangeResult; meta: Outcome[] } {
@@ -103,46 +120,76 @@ export function applyBatch(batch: ReadonlyArray<{ fn: ChangeFn }>, old: Buffer |
 }
 
 /** How long a read waits for its chosen replicas before asking the others too. */
-export function hedgeDelayMs(chosen: readonly Peer[]): number {
+export function hedgeDelayMs(chosen: readonly Acceptor[]): number {
   const slowest = Math.max(0, ...chosen.map((p) => p.latencyMs));
   return Math.min(50, Math.max(2, 3 * slowest));
 }
 
 /** Whether a hedged read should keep waiting on the replicas it chose: none of them has gone silent. */
-function stillAnswering(chosen: readonly Peer[]): () => boolean {
+function stillAnswering(chosen: readonly Acceptor[]): () => boolean {
   return () => chosen.every((p) => !p.silent);
 }
 
 /**
- * Whether a value sent in an accept at `ballot` that did not reach a quorum
- * can never be adopted (so a retry may run the change again):
+ * Whether a value sent in an accept at `ballot` (written by the attempt
+ * tagged `tag`) that did not reach a quorum can never be adopted, so that a
+ * retry may run the change again:
  * - every acceptor refused it: it reached none of them; or
- * - a majority refused it while holding an accepted ballot above `ballot`:
- *   any later prepare quorum meets one of them, which reports an accepted
- *   ballot higher than this value's (accepted ballots only grow), so this
- *   value is never the highest a proposer sees, and nothing adopts it.
- * A refusal for a promise alone proves nothing (the promised proposer may not
- * have accepted anything yet); such an attempt stays uncertain.
+ * - a majority refused it while holding accepted values above `ballot` that
+ *   provably do not build on it: each one's lineage lacks `tag` yet reaches
+ *   back before `ballot` (or is whole). Any later prepare quorum meets one of
+ *   them, which reports at least that value (accepted ballots only grow); by
+ *   induction on ballots, no value built on ours can be the highest such a
+ *   quorum sees, so nothing adopts it (docs/architecture.md, "Registers").
+ * A higher accepted ballot alone proves nothing: another proposer may have
+ * prepared on the acceptor that took our value and carried it on (the
+ * simulator found that: seed 1181 applied an increment twice once the tag
+ * had left the lineage window). A refusal for a promise alone proves nothing
+ * either; such an attempt stays uncertain.
  */
-export function definitelyNotAdopted(r: { oks: unknown[]; rejected: Array<{ value: Verdict }>; errors: unknown[] }, total: number, quorum: number, ballot: Ballot): boolean {
+export function definitelyNotAdopted(
+  r: { oks: unknown[]; rejected: Array<{ value: Verdict }>; errors: unknown[] },
+  total: number,
+  quorum: number,
+  ballot: Ballot,
+  tag: string,
+): boolean {
   if (r.oks.length === 0 && r.errors.length === 0 && r.rejected.length === total) return true;
-  return r.rejected.filter((x) => compareBallots(x.value.state.accepted, ballot) > 0).length >= quorum;
+  const unrelated = r.rejected.filter((x) => {
+    const state = x.value.state;
+    if (compareBallots(state.accepted, ballot) <= 0) return false;
+    let lineage;
+    try {
+      lineage = open(state.value).lineage;
+    } catch {
+      return false;
+    }
+    if (lineage.some((e) => e.tag === tag)) return false;
+    return lineage.length < MAX_ENTRIES || lineage[0]!.counter < ballot.counter;
+  });
+  return unrelated.length >= quorum;
 }
 
 export class Registers {
-  readonly proposer = newProposerId();
+  readonly proposer: string;
+  private readonly clock: Clock;
   private counter = 0;
   private readonly known = new Map<string, Known>();
   private readonly queues = new Map<string, QueuedChange[]>();
+  private readonly settledTombstones = new Map<string, { ballot: Ballot; since: number }>();
+  readonly tombstoneGraceMs: number;
   private readonly quorum: number;
   /** Counters for status and tests. */
   readonly stats = { fastChanges: 0, fullRounds: 0, conflicts: 0, fastReads: 0, slowReads: 0, recognised: 0, prepared: 0 };
 
   constructor(
-    private readonly acceptorsOf: (group: Buffer) => Peer[],
+    private readonly acceptorsOf: (group: Buffer) => Acceptor[],
     private readonly opts: RegisterOptions,
   ) {
     this.quorum = Math.floor(opts.replication / 2) + 1;
+    this.clock = opts.clock ?? systemClock;
+    this.tombstoneGraceMs = opts.tombstoneGraceMs ?? Math.max(60_000, 2 * opts.requestTimeoutMs);
+    this.proposer = this.clock.randomHex(8); // a ballot's proposer: 16 hex characters
   }
 
   private observe(b: Ballot): void {
@@ -177,7 +224,7 @@ export class Registers {
     let prep;
     try {
       prep = await gatherQuorum<Verdict, string>(
-        this.acceptorsOf(groupOf(key)).map((p) => ({ key: p.id, run: () => p.track((c) => c.prepare(key, ballot, p.callOpts(deadline, opts?.signal))) })),
+        this.acceptorsOf(groupOf(key)).map((p) => ({ key: p.id, run: () => p.prepare(key, ballot, { deadline, signal: opts?.signal }) })),
         this.quorum,
         (v) => v.ok,
       );
@@ -196,7 +243,7 @@ export class Registers {
   }
 
   private deadline(opts?: CallOpts): number {
-    return Date.now() + (opts?.timeoutMs ?? this.opts.requestTimeoutMs);
+    return this.clock.now() + (opts?.timeoutMs ?? this.opts.requestTimeoutMs);
   }
 
   async read(key: Buffer, opts?: CallOpts): Promise<Buffer | null> {
@@ -205,11 +252,12 @@ export class Registers {
     // disagree or are slow.
     const acceptors = byHealth(this.acceptorsOf(groupOf(key)));
     const states = await hedgedQuorum(
-      acceptors.map((p) => ({ key: p.id, run: () => p.track((c) => c.read(key, p.callOpts(deadline, opts?.signal))) })),
+      acceptors.map((p) => ({ key: p.id, run: () => p.read(key, { deadline, signal: opts?.signal }) })),
       this.quorum,
       (s) => agreedValue(s, this.quorum) !== null,
       hedgeDelayMs(acceptors.slice(0, this.quorum)),
       stillAnswering(acceptors.slice(0, this.quorum)),
+      this.clock,
     );
     for (const s of states) this.observe(s.promised);
     const agreed = agreedValue(states, this.quorum);
@@ -245,7 +293,7 @@ export class Registers {
     const queue = this.queues.get(id)!;
     while (queue.length > 0) {
       const batch = queue.splice(0, MAX_BATCH).filter((op) => {
-        if (op.signal?.aborted || Date.now() >= op.deadline) {
+        if (op.signal?.aborted || this.clock.now() >= op.deadline) {
           op.reject(new QfsError('timeout', 'deadline passed while queued behind other changes of the key'));
           return false;
         }
@@ -280,9 +328,9 @@ export class Registers {
       if (outcome.done) return outcome;
       this.stats.conflicts++;
       if (attempt + 1 >= maxAttempts) throw new QfsError('conflict', `gave up after ${maxAttempts} conflicting rounds`);
-      const wait = Math.random() * Math.min(200, 2 * 2 ** attempt);
-      if (Date.now() + wait >= deadline) throw new QfsError('timeout', `no quorum for the change within the deadline (${attempt + 1} conflicts)`);
-      await new Promise((r) => setTimeout(r, wait));
+      const wait = this.clock.random() * Math.min(200, 2 * 2 ** attempt);
+      if (this.clock.now() + wait >= deadline) throw new QfsError('timeout', `no quorum for the change within the deadline (${attempt + 1} conflicts)`);
+      await sleep(this.clock, wait);
     }
   }
 
@@ -291,7 +339,7 @@ export class Registers {
     key: Buffer,
     compute: Compute<T>,
     known: Known,
-    acceptors: Peer[],
+    acceptors: Acceptor[],
     attempts: ChangeAttempts<T>,
     deadline: number,
     signal?: AbortSignal,
@@ -302,12 +350,12 @@ export class Registers {
     const current = open(known.value);
     const { next, meta } = compute(current.payload);
     if (next === KEEP) return undefined; // a read-repair wants a fresh look, not the cached value
-    const tag = newTag();
+    const tag = newTag(this.clock);
     const value = seal(next, [...current.lineage, { tag, counter: ballot.counter }]);
     attempts.record(tag, next, meta);
     const r = await this.accept(key, ballot, value, acceptors, deadline, signal).catch(() => null);
     if (!r || r.oks.length < this.quorum) {
-      if (!r || !definitelyNotAdopted(r, acceptors.length, this.quorum, ballot)) attempts.markUncertain(ballot.counter);
+      if (!r || !definitelyNotAdopted(r, acceptors.length, this.quorum, ballot, tag)) attempts.markUncertain(ballot.counter);
       return undefined;
     }
     this.stats.fastChanges++;
@@ -315,12 +363,9 @@ export class Registers {
     return { value: next, meta };
   }
 
-  private accept(key: Buffer, ballot: Ballot, value: RecordValue, acceptors: Peer[], deadline: number, signal?: AbortSignal) {
+  private accept(key: Buffer, ballot: Ballot, value: RecordValue, acceptors: Acceptor[], deadline: number, signal?: AbortSignal) {
     return gatherQuorum<Verdict, string>(
-      acceptors.map((p) => ({
-        key: p.id,
-        run: () => p.track((c) => c.accept(key, ballot, value, { ...p.callOpts(deadline, signal), promiseNext: true })),
-      })),
+      acceptors.map((p) => ({ key: p.id, run: () => p.accept(key, ballot, value, true, { deadline, signal }) })),
       this.quorum,
       (verdict) => verdict.ok,
     ).then((r) => {
@@ -335,7 +380,7 @@ export class Registers {
   private async round<T>(
     key: Buffer,
     compute: Compute<T>,
-    acceptors: Peer[],
+    acceptors: Acceptor[],
     attempts: ChangeAttempts<T>,
     deadline: number,
     signal?: AbortSignal,
@@ -343,7 +388,7 @@ export class Registers {
     this.stats.fullRounds++;
     const ballot = this.freshBallot();
     const prep = await gatherQuorum<Verdict, string>(
-      acceptors.map((p) => ({ key: p.id, run: () => p.track((c) => c.prepare(key, ballot, p.callOpts(deadline, signal))) })),
+      acceptors.map((p) => ({ key: p.id, run: () => p.prepare(key, ballot, { deadline, signal }) })),
       this.quorum,
       (v) => v.ok,
     );
@@ -361,7 +406,7 @@ export class Registers {
 
     // An earlier attempt of this very call is in the value's lineage: the change
     // took effect once already. Make sure that value is chosen, and report it.
-    const mine = attempts.find(env.lineage);
+    const mine = this.opts.injectBugs?.ignoreLineage ? null : attempts.find(env.lineage);
     if (mine) {
       this.stats.recognised++;
       if (!chosen) {
@@ -379,7 +424,7 @@ export class Registers {
       this.remember(key, { next: nextOf(ballot), value: currentValue });
       return { done: true, value: env.payload, meta };
     }
-    const tag = newTag();
+    const tag = newTag(this.clock);
     const value = seal(next, [...env.lineage, { tag, counter: ballot.counter }]);
     attempts.record(tag, next, meta);
     const acc = await this.accept(key, ballot, value, acceptors, deadline, signal).catch((err: unknown) => {
@@ -387,7 +432,7 @@ export class Registers {
       throw err;
     });
     if (acc.oks.length < this.quorum) {
-      if (!definitelyNotAdopted(acc, acceptors.length, this.quorum, ballot)) attempts.markUncertain(ballot.counter);
+      if (!definitelyNotAdopted(acc, acceptors.length, this.quorum, ballot, tag)) attempts.markUncertain(ballot.counter);
       return { done: false };
     }
     this.remember(key, { next: nextOf(ballot), value });
@@ -400,11 +445,12 @@ export class Registers {
     const deadline = this.deadline(opts);
     const acceptors = byHealth(this.acceptorsOf(group));
     const replies = await hedgedQuorum(
-      acceptors.map((p) => ({ key: p.id, run: () => p.track((c) => c.scan(start, end, limit, p.callOpts(deadline, opts?.signal))) })),
+      acceptors.map((p) => ({ key: p.id, run: () => p.scan(start, end, limit, { deadline, signal: opts?.signal }) })),
       this.quorum,
       () => true,
       hedgeDelayMs(acceptors.slice(0, this.quorum)),
       stillAnswering(acceptors.slice(0, this.quorum)),
+      this.clock,
     );
     const r = { oks: replies.map((value) => ({ value })) };
     // Each acceptor returned its first `limit` keys; only keys below the smallest
@@ -431,13 +477,13 @@ export class Registers {
   }
 
   /** The acceptor states of a key on every replica that answers (repair, status). */
-  async states(key: Buffer, opts?: CallOpts): Promise<Array<{ peer: Peer; state: AcceptorState | null; error: string | null }>> {
+  async states(key: Buffer, opts?: CallOpts): Promise<Array<{ peer: Acceptor; state: AcceptorState | null; error: string | null }>> {
     const deadline = this.deadline(opts);
     const acceptors = this.acceptorsOf(groupOf(key));
     return Promise.all(
       acceptors.map(async (p) => {
         try {
-          return { peer: p, state: await p.track((c) => c.read(key, p.callOpts(deadline, opts?.signal))), error: null };
+          return { peer: p, state: await p.read(key, { deadline, signal: opts?.signal }), error: null };
         } catch (err) {
           return { peer: p, state: null, error: (err as Error).message };
         }
@@ -456,7 +502,7 @@ export class Registers {
     for (let attempt = 0; attempt < 10; attempt++) {
       const ballot = this.freshBallot();
       const prep = await gatherQuorum<Verdict, string>(
-        acceptors.map((p) => ({ key: p.id, run: () => p.track((c) => c.prepare(key, ballot, p.callOpts(deadline, opts?.signal))) })),
+        acceptors.map((p) => ({ key: p.id, run: () => p.prepare(key, ballot, { deadline, signal: opts?.signal }) })),
         this.quorum,
         (v) => v.ok,
       );
@@ -465,14 +511,14 @@ export class Registers {
         this.observe(x.value.state.accepted);
       }
       if (prep.oks.length < this.quorum) {
-        await new Promise((r) => setTimeout(r, Math.random() * 20 * (attempt + 1)));
+        await sleep(this.clock, this.clock.random() * 20 * (attempt + 1));
         continue;
       }
       const current = highestAccepted(prep.oks.map((o) => o.value.state));
       if (!current || current.value.kind === 'empty') return null;
       const value = current.value;
       const results = await Promise.allSettled(
-        acceptors.map((p) => p.track((c) => c.accept(key, ballot, value, p.callOpts(deadline, opts?.signal)))),
+        acceptors.map((p) => p.accept(key, ballot, value, false, { deadline, signal: opts?.signal })),
       );
       const acked = results.filter((r) => r.status === 'fulfilled' && r.value.ok).length;
       // A replica that refused (it promised higher: another proposer, or a purge floor raised
@@ -491,20 +537,42 @@ export class Registers {
   }
 
   /**
-   * Removes a tombstone once every replica holds the same one: only then can no
-   * stale copy of the old value come back. Returns whether it was purged.
+   * Removes a tombstone once every replica has held the same one for the
+   * tombstone grace, as this proposer saw it: only then can no stale copy of
+   * the old value come back, and no change call still retrying an attempt from
+   * before the delete can be misled. A purge turns the key back into "never
+   * written" and takes its lineage with it, so a retry that came after it
+   * could not find its own earlier attempt and would run the change again (the
+   * simulator found that: a write applied twice, seed 2319). Retries end at
+   * their call's deadline, which started before the delete; the grace is
+   * longer than any deadline. `retryInMs` > 0: settled, but not yet for the
+   * grace; ask again then.
    */
-  async purgeSettledTombstone(key: Buffer, opts?: CallOpts): Promise<boolean> {
+  async purgeSettledTombstone(key: Buffer, opts?: CallOpts): Promise<{ purged: boolean; retryInMs: number }> {
+    const id = key.toString('latin1');
     const states = await this.states(key, opts);
     const first = states[0]?.state;
-    if (!first || first.value.kind !== 'tombstone') return false;
-    for (const s of states) {
-      if (!s.state || s.state.value.kind !== 'tombstone' || compareBallots(s.state.accepted, first.accepted) !== 0) return false;
+    const settled = !!first && first.value.kind === 'tombstone' && states.every((s) => s.state && s.state.value.kind === 'tombstone' && compareBallots(s.state.accepted, first.accepted) === 0);
+    if (!settled || !first) {
+      this.settledTombstones.delete(id);
+      return { purged: false, retryInMs: 0 };
+    }
+    if (this.tombstoneGraceMs > 0) {
+      const now = this.clock.now();
+      const seen = this.settledTombstones.get(id);
+      if (!seen || compareBallots(seen.ballot, first.accepted) !== 0) {
+        this.settledTombstones.delete(id);
+        this.settledTombstones.set(id, { ballot: first.accepted, since: now });
+        if (this.settledTombstones.size > MAX_SETTLED_TOMBSTONES) this.settledTombstones.delete(this.settledTombstones.keys().next().value!);
+        return { purged: false, retryInMs: this.tombstoneGraceMs };
+      }
+      if (now - seen.since < this.tombstoneGraceMs) return { purged: false, retryInMs: seen.since + this.tombstoneGraceMs - now };
     }
     const deadline = this.deadline(opts);
-    const results = await Promise.allSettled(states.map((s) => s.peer.track((c) => c.purge(key, first.accepted, s.peer.callOpts(deadline, opts?.signal)))));
+    const results = await Promise.allSettled(states.map((s) => s.peer.purge(key, first.accepted, { deadline, signal: opts?.signal })));
     this.remember(key, null);
-    return results.every((r) => r.status === 'fulfilled' && r.value);
+    this.settledTombstones.delete(id);
+    return { purged: results.every((r) => r.status === 'fulfilled' && r.value), retryInMs: 0 };
   }
 
   /** Forget the fast-path ballot of a key (after an error whose effect is unknown). */

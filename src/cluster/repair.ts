@@ -8,6 +8,7 @@ import type { ChunkId } from '../util/ids.js';
 import { compareBallots } from '../util/ballot.js';
 import type { ClusterKeySpace } from './cluster-keyspace.js';
 import type { Peer } from './peers.js';
+import { purgeWithGrace } from '../keyspace/tombstones.js';
 
 export interface RepairCheckpoint {
   phase: 'records' | 'chunks' | 'done';
@@ -45,6 +46,8 @@ export async function repairCluster(ks: ClusterKeySpace, opts: RepairOptions = {
   const page = opts.pageSize ?? 500;
   const seenKeys = new Set<string>();
   const seenChunks = new Set<string>();
+  /** Deletes every replica holds: purged at the end, once their grace has run. */
+  const settledDeletes: Buffer[] = [];
   const save = async (c: RepairCheckpoint): Promise<void> => {
     if (opts.saveCheckpoint) await opts.saveCheckpoint(c);
   };
@@ -66,7 +69,7 @@ export async function repairCluster(ks: ClusterKeySpace, opts: RepairOptions = {
           if (seenKeys.has(id)) continue;
           seenKeys.add(id);
           counts.recordsScanned++;
-          await repairRecord(ks, e.key, opts, counts);
+          await repairRecord(ks, e.key, opts, counts, settledDeletes);
         }
         const last: Buffer | null = reply.entries.at(-1)?.key ?? null;
         if (!reply.next || !last) break;
@@ -105,10 +108,23 @@ export async function repairCluster(ks: ClusterKeySpace, opts: RepairOptions = {
     }
     await save({ phase: 'done', node: 0, cursor: null });
   }
+  if (settledDeletes.length > 0) {
+    opts.onProgress?.('deletes (purged once settled for the tombstone grace)', counts);
+    await purgeWithGrace(
+      settledDeletes,
+      (key) => ks.registers.purgeSettledTombstone(key),
+      () => counts.tombstonesPurged++,
+      (key, err) => {
+        counts.failures++;
+        opts.onFailure?.(`record ${key.toString('hex')}`, (err as Error).message);
+      },
+      opts.signal,
+    );
+  }
   return counts;
 }
 
-async function repairRecord(ks: ClusterKeySpace, key: Buffer, opts: RepairOptions, counts: RepairCounts): Promise<void> {
+async function repairRecord(ks: ClusterKeySpace, key: Buffer, opts: RepairOptions, counts: RepairCounts, settledDeletes: Buffer[]): Promise<void> {
   try {
     const states = await ks.registers.states(key);
     const held = states.filter((s) => s.state && s.state.value.kind !== 'empty');
@@ -120,7 +136,7 @@ async function repairRecord(ks: ClusterKeySpace, key: Buffer, opts: RepairOption
       held.every((s) => compareBallots(s.state!.accepted, first.accepted) === 0);
     if (healthy) {
       // A delete every replica has seen is finished: reclaim it.
-      if (!opts.dryRun && first.value.kind === 'tombstone' && (await ks.registers.purgeSettledTombstone(key))) counts.tombstonesPurged++;
+      if (!opts.dryRun && first.value.kind === 'tombstone') settledDeletes.push(key);
       return;
     }
     if (held.length === 0 && states.every((s) => s.state)) return; // promises only, nothing to copy

@@ -1,4 +1,5 @@
 // An in-memory key space for tests of the layers above: same contract, one process.
+import type { PurgeOutcome } from './tombstones.js';
 import { QfsError } from '../util/errors.js';
 import type { ChunkId } from '../util/ids.js';
 import { chunkIdOf } from '../util/hash.js';
@@ -142,9 +143,9 @@ export class MemoryKeySpace implements MaintainableKeySpace {
   }
 
   /** Deletes here leave no tombstones. */
-  async purgeTombstone(_key: Buffer, opts?: CallOpts): Promise<boolean> {
+  async purgeTombstone(_key: Buffer, opts?: CallOpts): Promise<PurgeOutcome> {
     this.check(opts);
-    return false;
+    return { purged: false, retryInMs: 0 };
   }
 
   /**

@@ -5,6 +5,7 @@
 // group lives on the same replica set, so a range of names inside one group is
 // one scan on one set of nodes (a directory's entries). The *name* orders keys
 // inside the group. Encoded: u8 group length | group | name.
+import type { PurgeOutcome } from './tombstones.js';
 import type { ChunkId } from '../util/ids.js';
 
 export interface CallOpts {
@@ -115,8 +116,11 @@ export interface MaintenanceSpace {
   listChunks(after: ChunkId | null, limit: number, opts?: CallOpts): Promise<{ ids: ChunkId[]; next: ChunkId | null; complete: boolean }>;
   /** Deletes every copy stored at least `minAgeMs` ago; the bytes freed and the copies deleted. */
   sweepChunk(id: ChunkId, minAgeMs: number, opts?: CallOpts): Promise<{ bytes: number; copies: number }>;
-  /** Reclaims a delete once every replica holds it; false while some replica does not (yet). */
-  purgeTombstone(key: Buffer, opts?: CallOpts): Promise<boolean>;
+  /**
+   * Reclaims a delete once every replica has held it for the tombstone grace;
+   * not purged while some replica lacks it, or (retryInMs > 0) while the grace runs.
+   */
+  purgeTombstone(key: Buffer, opts?: CallOpts): Promise<PurgeOutcome>;
 }
 
 export interface MaintainableKeySpace extends KeySpace, MaintenanceSpace {}

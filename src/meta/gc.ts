@@ -19,6 +19,7 @@
 // and fsync). Nothing is deleted when the walk was incomplete (too many
 // nodes down): a missed map page would make its chunks look unreferenced.
 import { KEEP, type MaintainableKeySpace } from '../keyspace/types.js';
+import { purgeWithGrace } from '../keyspace/tombstones.js';
 import { QfsError } from '../util/errors.js';
 import type { ChunkId } from '../util/ids.js';
 import { DIRENT_RANGE, MAP_RANGE, gcCandidateKey, inodeKey, inoGroup } from './schema.js';
@@ -178,14 +179,14 @@ export async function gc(ks: MaintainableKeySpace, opts: GcOptions = {}): Promis
 
   // 5. tombstones
   if (!opts.dryRun) {
-    for (const key of s.tombstones) {
-      opts.signal?.throwIfAborted();
-      try {
-        if (await ks.purgeTombstone(key)) counts.tombstonesPurged++;
-      } catch (err) {
-        fail(`tombstone ${key.toString('hex')}`, err);
-      }
-    }
+    opts.onProgress?.('tombstones', counts);
+    await purgeWithGrace(
+      s.tombstones,
+      (key) => ks.purgeTombstone(key),
+      () => counts.tombstonesPurged++,
+      (key, err) => fail(`tombstone ${key.toString('hex')}`, err),
+      opts.signal,
+    );
   }
   opts.onProgress?.('done', counts);
   return counts;

@@ -1,6 +1,5 @@
 // CASPaxos ballots: (counter, proposer id), ordered by counter, then proposer.
 // Pure, shared by the acceptor (store) and the proposer (cluster).
-import { randomBytes } from 'node:crypto';
 
 export interface Ballot {
   /** Monotonic counter, a safe integer. */
@@ -25,10 +24,6 @@ export function compareBallots(a: Ballot, b: Ballot): number {
 
 export function maxBallot(a: Ballot, b: Ballot): Ballot {
   return compareBallots(a, b) >= 0 ? a : b;
-}
-
-export function newProposerId(): string {
-  return randomBytes(8).toString('hex');
 }
 
 export function formatBallot(b: Ballot): string {

@@ -27,6 +27,15 @@ export const MAX_VALUE_BYTES = 1024 * 1024;
 export const MAX_CHUNK_BYTES = 16 * 1024 * 1024;
 
 /**
+ * Test-only: a protocol bug the simulator must find. `acceptBelowPromise`: an
+ * accept is checked against the accepted ballot only, not the promise (a
+ * proposer whose prepare was overtaken still gets its stale value accepted).
+ */
+export interface AcceptorBugs {
+  acceptBelowPromise?: boolean;
+}
+
+/**
  * prepare(b): promised only if b is above both the promise and the accepted
  * ballot; the state to persist before answering, or null to refuse (the
  * answer then carries the current state).
@@ -43,8 +52,8 @@ export function decidePrepare(cur: AcceptorState, ballot: Ballot): AcceptorState
  * (counter + 1, same proposer), so that proposer's next change is one accept.
  * The state to persist before answering, or null to refuse.
  */
-export function decideAccept(cur: AcceptorState, ballot: Ballot, value: RecordValue, promiseNext: boolean): AcceptorState | null {
-  if (compareBallots(ballot, cur.promised) < 0 || compareBallots(ballot, cur.accepted) < 0) return null;
+export function decideAccept(cur: AcceptorState, ballot: Ballot, value: RecordValue, promiseNext: boolean, bugs?: AcceptorBugs): AcceptorState | null {
+  if ((!bugs?.acceptBelowPromise && compareBallots(ballot, cur.promised) < 0) || compareBallots(ballot, cur.accepted) < 0) return null;
   const promise = promiseNext && Number.isSafeInteger(ballot.counter + 1) ? { counter: ballot.counter + 1, proposer: ballot.proposer } : ballot;
   return { promised: maxBallot(cur.promised, promise), accepted: ballot, value };
 }

@@ -63,6 +63,9 @@ export async function writeCluster(
     secretFile: 'secret',
     replication: Math.min(3, count),
     nodes: nodes.map(({ id, url }) => ({ id, url, dataDir: id, reserveBytes: 0 })),
+    // The shortest tombstone grace the default request timeout allows: gc and
+    // repair runs that found deletes wait it out before purging them.
+    timeouts: { requestMs: 5000, connectMs: 3000, tombstoneGraceMs: 6000 },
     ...extra,
   };
   const configPath = join(dir, 'cluster.json');

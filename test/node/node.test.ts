@@ -125,6 +125,7 @@ test('config and flag errors: one line naming the field, exit 2, nothing created
     [{ ...config, extra: 1 }, /config\.extra: unknown field/],
     [{ ...config, nodes: [config.nodes[0], config.nodes[0]] }, /duplicate node id/],
     [{ ...config, secretFile: 'nope' }, /config\.secretFile: cannot read/],
+    [{ ...config, timeouts: { requestMs: 5000, tombstoneGraceMs: 5500 } }, /config\.timeouts\.tombstoneGraceMs: 5500 is below requestMs \+ 1000/],
   ];
   for (const [body, re] of bad) {
     await writeFile(cluster.configPath, JSON.stringify(body));

@@ -1,0 +1,67 @@
+// npm run sim -- [--seeds N] [--seed S] [--from S] [--bug ignore-lineage|accept-below-promise|no-tombstone-grace] [--verbose]
+// Runs seeded schedules of the replication core in the deterministic
+// simulator (test/sim/) and reports schedules per second. A failing seed
+// prints the one-line command that replays it exactly.
+import { parseArgs } from 'node:util';
+import { runSchedule, type Bugs } from '../test/sim/schedule.js';
+
+const BUGS: Record<string, Bugs> = {
+  'ignore-lineage': { ignoreLineage: true },
+  'accept-below-promise': { acceptBelowPromise: true },
+  'no-tombstone-grace': { noTombstoneGrace: true },
+};
+
+function fail(message: string): never {
+  process.stderr.write(`sim: ${message}\n`);
+  process.exit(2);
+}
+
+const { values } = parseArgs({
+  options: {
+    seeds: { type: 'string' },
+    seed: { type: 'string' },
+    from: { type: 'string' },
+    bug: { type: 'string' },
+    verbose: { type: 'boolean', short: 'v' },
+    'keep-going': { type: 'boolean' },
+  },
+  strict: true,
+});
+const int = (name: string, v: string | undefined, dflt: number): number => {
+  if (v === undefined) return dflt;
+  if (!/^\d+$/.test(v)) fail(`--${name} must be a non-negative integer, not ${JSON.stringify(v)}`);
+  return Number(v);
+};
+const bugName = values.bug;
+if (bugName !== undefined && !BUGS[bugName]) fail(`unknown --bug ${JSON.stringify(bugName)}; known: ${Object.keys(BUGS).join(', ')}`);
+const bugs = bugName ? BUGS[bugName]! : {};
+const single = values.seed !== undefined;
+const first = single ? int('seed', values.seed, 0) : int('from', values.from, 1);
+const count = single ? 1 : int('seeds', values.seeds, 1000);
+
+const started = performance.now();
+let failed = 0;
+let steps = 0;
+let ops = 0;
+let ran = 0;
+const totals = { crashes: 0, purges: 0, lost: 0, duplicated: 0, ok: 0 };
+for (let seed = first; seed < first + count; seed++) {
+  const r = await runSchedule(seed, bugs);
+  ran++;
+  totals.crashes += r.crashes;
+  totals.purges += r.purges;
+  totals.lost += r.lost;
+  totals.duplicated += r.duplicated;
+  totals.ok += r.okOperations;
+  steps += r.steps;
+  ops += r.operations;
+  if (values.verbose || single) process.stdout.write(`seed ${seed}: ${r.ok ? 'ok' : 'FAILED'} (${r.shape}; ${r.operations} ops, ${r.okOperations} ok, ${r.steps} events, ${r.simulatedMs} ms simulated)\n`);
+  if (!r.ok) {
+    failed++;
+    process.stdout.write(`seed ${seed} FAILED: ${r.failure}\nreplay: npm run sim -- --seed ${seed}${bugName ? ` --bug ${bugName}` : ''}\n`);
+    if (!values['keep-going']) break;
+  }
+}
+const secs = (performance.now() - started) / 1000;
+process.stdout.write(`${failed === 0 ? 'ok' : `${failed} failed`}: ${ran} schedule(s) from seed ${first} in ${secs.toFixed(1)} s (${(ran / secs).toFixed(0)} schedules/s, ${(steps / secs).toFixed(0)} events/s, ${ops} operations, ${totals.ok} ok; ${totals.crashes} crashes, ${totals.lost} messages lost, ${totals.duplicated} duplicated, ${totals.purges} tombstone copies purged)\n`);
+process.exit(failed === 0 ? 0 : 1);

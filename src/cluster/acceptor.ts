@@ -1,0 +1,36 @@
+// What the proposer needs from one acceptor of a key: the five record calls,
+// bounded by the operation's deadline, and the health figures that order
+// reads. A Peer (a storage node over RPC) is one; the deterministic simulator
+// has its own, in memory, behind a simulated network.
+import type { Ballot } from '../util/ballot.js';
+import type { AcceptorState, RecordValue } from '../util/paxos.js';
+import type { ScanReply, Verdict } from '../rpc/messages.js';
+
+/** Bounds of one call: the operation's deadline (on the proposer's clock) and its cancellation. */
+export interface AcceptorCall {
+  deadline: number;
+  signal?: AbortSignal | undefined;
+}
+
+export interface Acceptor {
+  readonly id: string;
+  /** Lower is better: down, failing and silent acceptors last, then by latency. */
+  readonly rank: number;
+  /** Smoothed latency of successful calls, ms. */
+  readonly latencyMs: number;
+  /** Holds calls but has answered none for a while: stopped, cut off or down, not merely busy. */
+  readonly silent: boolean;
+  prepare(key: Buffer, ballot: Ballot, call: AcceptorCall): Promise<Verdict>;
+  /** `promiseNext`: the accept also promises (counter + 1, same proposer). */
+  accept(key: Buffer, ballot: Ballot, value: RecordValue, promiseNext: boolean, call: AcceptorCall): Promise<Verdict>;
+  /** The committed state of a key. */
+  read(key: Buffer, call: AcceptorCall): Promise<AcceptorState>;
+  scan(start: Buffer, end: Buffer | null, limit: number, call: AcceptorCall): Promise<ScanReply>;
+  /** Deletes a tombstone accepted at exactly `ballot`. */
+  purge(key: Buffer, ballot: Ballot, call: AcceptorCall): Promise<boolean>;
+}
+
+/** Acceptors sorted best first for reading. */
+export function byHealth<A extends { rank: number }>(acceptors: readonly A[]): A[] {
+  return [...acceptors].sort((a, b) => a.rank - b.rank);
+}
