@@ -9,7 +9,7 @@ import { QfsError, toQfsError } from '../util/errors.js';
 import type { ChunkId } from '../util/ids.js';
 import type { Logger } from '../util/log.js';
 import { BLOCK_BYTES, blockCount, blocksMatch, chunkIdOf, rootOf } from '../util/hash.js';
-import type { CallOpts } from '../keyspace/types.js';
+import { callDeadline, type CallOpts } from '../keyspace/types.js';
 import { byHealth, bySpread, type Peer } from './peers.js';
 import { gatherQuorum } from './quorum.js';
 
@@ -48,7 +48,7 @@ export class Chunks {
   }
 
   private deadline(opts?: CallOpts): number {
-    return Date.now() + (opts?.timeoutMs ?? this.opts.requestTimeoutMs);
+    return callDeadline(Date.now(), opts, this.opts.requestTimeoutMs);
   }
 
   async put(bytes: Buffer, opts?: CallOpts & { id?: ChunkId }): Promise<ChunkId> {

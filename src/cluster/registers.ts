@@ -24,7 +24,7 @@ import { QfsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import type { AcceptorState, RecordValue } from '../util/paxos.js';
 import type { Verdict } from '../rpc/messages.js';
-import { KEEP, groupOf, type CallOpts, type ChangeFn, type ChangeResult, type ScanEntry, type ScanPage } from '../keyspace/types.js';
+import { KEEP, callDeadline, groupOf, type CallOpts, type ChangeFn, type ChangeResult, type ScanEntry, type ScanPage } from '../keyspace/types.js';
 import { byHealth, type Acceptor } from './acceptor.js';
 import { gatherQuorum, hedgedQuorum } from './quorum.js';
 import { ChangeAttempts, MAX_ENTRIES, newTag, open, seal } from './envelope.js';
@@ -243,7 +243,7 @@ export class Registers {
   }
 
   private deadline(opts?: CallOpts): number {
-    return this.clock.now() + (opts?.timeoutMs ?? this.opts.requestTimeoutMs);
+    return callDeadline(this.clock.now(), opts, this.opts.requestTimeoutMs);
   }
 
   async read(key: Buffer, opts?: CallOpts): Promise<Buffer | null> {
@@ -266,7 +266,8 @@ export class Registers {
       return open(agreed.value).payload;
     }
     this.stats.slowReads++;
-    return this.change(key, () => KEEP, opts);
+    // The full round that settles it runs within this read's deadline, not a fresh one.
+    return this.change(key, () => KEEP, { ...opts, deadline });
   }
 
   /**

@@ -27,6 +27,7 @@ export class MemoryKeySpace implements MaintainableKeySpace {
   private check(opts?: CallOpts): void {
     if (this.closed) throw new QfsError('closed', 'key space closed');
     if (opts?.signal?.aborted) throw new QfsError('timeout', 'aborted');
+    if (opts?.deadline !== undefined && Date.now() >= opts.deadline) throw new QfsError('timeout', 'deadline passed');
   }
 
   /** The group (as a string) and the name of a record key; throws on a malformed key. */

@@ -13,6 +13,17 @@ export interface CallOpts {
   signal?: AbortSignal;
   /** Overall time limit in ms (default: the implementation's request deadline). */
   timeoutMs?: number;
+  /**
+   * An absolute deadline (ms since the epoch) that several calls of one
+   * operation share; the earlier of it and `timeoutMs` from now applies.
+   */
+  deadline?: number;
+}
+
+/** The deadline a call with `opts` gets at `now`: the earlier of its own and `timeoutMs` (or `defaultMs`) from now. */
+export function callDeadline(now: number, opts: CallOpts | undefined, defaultMs: number): number {
+  const own = now + (opts?.timeoutMs ?? defaultMs);
+  return opts?.deadline !== undefined && opts.deadline < own ? opts.deadline : own;
 }
 
 /** What a change function returns: new bytes, `null` to delete, or KEEP to leave the value as it is. */
