@@ -14,6 +14,11 @@ export function gatherQuorum<T, K>(
   need: number,
   isOk: (v: T) => boolean = () => true,
   onLate?: (key: K, outcome: { value: T } | { error: QfsError }) => void,
+  /**
+   * When the quorum can no longer be reached, wait for every call's outcome
+   * before settling (a caller that must know whether any call succeeded).
+   */
+  settleAllWhenShort = false,
 ): Promise<QuorumResult<T, K> & { rejected: Array<{ key: K; value: T }> }> {
   return new Promise((resolve, reject) => {
     const oks: Array<{ key: K; value: T }> = [];
@@ -27,6 +32,7 @@ export function gatherQuorum<T, K>(
         settled = true;
         resolve({ oks: [...oks], rejected: [...rejected], errors: [...errors] });
       } else if (total - rejected.length - errors.length < need) {
+        if (settleAllWhenShort && oks.length + rejected.length + errors.length < total) return;
         settled = true;
         if (rejected.length > 0) resolve({ oks: [...oks], rejected: [...rejected], errors: [...errors] });
         else reject(summarize(errors, need, total));

@@ -369,6 +369,12 @@ export class Registers {
       acceptors.map((p) => ({ key: p.id, run: () => p.accept(key, ballot, value, true, { deadline, signal }) })),
       this.quorum,
       (verdict) => verdict.ok,
+      undefined,
+      // A refused accept waits for every acceptor's answer (bounded by the
+      // deadline): refused by all is the one refusal that proves the value
+      // landed nowhere (definitelyNotAdopted), and a stale fast-path ballot is
+      // refused by every acceptor that has seen the newer changes.
+      true,
     ).then((r) => {
       for (const x of r.rejected) {
         this.observe(x.value.state.promised);

@@ -212,8 +212,10 @@ test.serial('fsx: 1000 random ops alternating between two mounts (close-to-open)
 // the refusal was not "definite" and the attempt was marked uncertain; the
 // full round that followed found 6 newer lineage entries, all above the stale
 // ballot, and reported "outcome unknown" (EIO at close, the bytes landing
-// anyway). Now a refusal by a majority that holds higher accepted ballots
-// counts as definite (definitelyNotAdopted in src/cluster/registers.ts).
+// anyway). A refused accept now waits for every acceptor's answer: refused
+// by all is definite (definitelyNotAdopted in src/cluster/registers.ts). (A
+// refusal by a majority holding higher ballots alone is not: the simulator
+// showed such a value may still have been carried on by another proposer.)
 test.serial('close on one mount succeeds after another mount published the same file 6 times', async (t) => {
   const { a, b } = await two();
   const r = await python(
