@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { FuseMount } from '../fuse/binding.js';
-import { vfsOps } from '../fuse/ops.js';
+import { DEFAULT_OPERATION_MS, vfsOps } from '../fuse/ops.js';
 import { FsMeta } from '../meta/fs-meta.js';
 import { Vfs } from '../vfs/vfs.js';
 import { createRootLogger, type Logger } from '../util/log.js';
@@ -101,10 +101,13 @@ export async function mountCommand(args: string[]): Promise<number> {
     });
     await clearStale(mountpoint, log);
     const kernel = { invalidate: (path: string) => void fuse?.invalidate(path) };
-    fuse = await FuseMount.mount(mountpoint, vfsOps(vfs, log, undefined, kernel), {
+    // One deadline per metadata operation, shared by all its cluster calls; the
+    // binding's callback timeout stays well above it (the last resort, for data
+    // calls that wait on uploads and would otherwise get a default answer).
+    const operationMs = Math.max(DEFAULT_OPERATION_MS, config.timeouts.requestMs * 2);
+    fuse = await FuseMount.mount(mountpoint, vfsOps(vfs, log, undefined, kernel, operationMs), {
       fsname: `quorumfs:${config.name}`,
-      // Cluster calls time out well before this; it is the last resort.
-      callbackTimeoutMs: Math.max(30_000, config.timeouts.requestMs * 4),
+      callbackTimeoutMs: Math.max(30_000, operationMs + 10_000, config.timeouts.requestMs * 4),
       toErrno: (err) => (err as { errno?: number }).errno ?? 5,
       ...parsed.fuse,
     });

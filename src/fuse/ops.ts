@@ -3,7 +3,7 @@
 import { constants } from 'node:os';
 import type { Logger } from '../util/log.js';
 import { FsError } from '../meta/errors.js';
-import { O_CREAT, O_EXCL, O_RDWR, type Stat as VfsStat, type Vfs } from '../vfs/vfs.js';
+import { O_CREAT, O_EXCL, O_RDWR, type CallOpts, type Stat as VfsStat, type Vfs } from '../vfs/vfs.js';
 import type { Caller, FuseOps, Stat } from './binding.js';
 import { supplementaryGroups } from './caller-groups.js';
 import { errnoOf } from './errno.js';
@@ -36,7 +36,17 @@ export interface KernelCache {
   invalidate(path: string): void;
 }
 
-export function vfsOps(vfs: Vfs, log: Logger, counters?: OpCounters, kernel?: KernelCache): FuseOps {
+/**
+ * How long one metadata operation (a lookup, create, rename, chmod, ...) may
+ * take in all, from the FUSE callback down to every key-space call it makes
+ * (CallOpts.deadline): each call gets the rest of it, at most its own request
+ * timeout. Set below the binding's callback timeout, so that an operation that
+ * runs out answers EIO itself instead of the binding answering a default.
+ */
+export const DEFAULT_OPERATION_MS = 10_000;
+
+export function vfsOps(vfs: Vfs, log: Logger, counters?: OpCounters, kernel?: KernelCache, operationMs = DEFAULT_OPERATION_MS): FuseOps {
+  const op$ = (): CallOpts => ({ deadline: Date.now() + operationMs });
   const access = log.child({ component: 'access' });
   const debug = access.isLevelEnabled('debug');
   // Wraps a handler: counts it and, at debug level, logs one line with its duration
@@ -82,17 +92,17 @@ export function vfsOps(vfs: Vfs, log: Logger, counters?: OpCounters, kernel?: Ke
 
   return {
     statfs: op('statfs', async () => vfs.statfs()),
-    getattr: op('getattr', async (_c, path: string) => fuseStat(await vfs.getattr(path))),
-    access: op('access', async (c, path: string, mode: number) => vfs.access(path, mode, c)),
+    getattr: op('getattr', async (_c, path: string) => fuseStat(await vfs.getattr(path, op$()))),
+    access: op('access', async (c, path: string, mode: number) => vfs.access(path, mode, c, op$())),
     open: op('open', async (_c, path: string, flags: number) => {
-      const { fh, changed } = await vfs.openChecked(path, flags);
+      const { fh, changed } = await vfs.openChecked(path, flags, op$());
       // Another mount published a new size or mtime: the kernel's cached attributes must not hide it.
       if (changed) kernel?.invalidate(path);
       return fh;
     }),
     // libfuse 2.9 hands create no flags; the kernel only calls it after a lookup
     // found no such name, so it is exclusive (and an O_EXCL race has one winner).
-    create: op('create', async (c, path: string, mode: number) => vfs.create(path, mode, O_CREAT | O_EXCL | O_RDWR, c)),
+    create: op('create', async (c, path: string, mode: number) => vfs.create(path, mode, O_CREAT | O_EXCL | O_RDWR, c, op$())),
     read: op('read', async (_c, _path: string, fh: number, buf: Buffer, len: number, offset: number) => {
       const data = await vfs.read(fh, offset, len, buf);
       if (data.buffer !== buf.buffer || data.byteOffset !== buf.byteOffset) data.copy(buf);
@@ -108,42 +118,46 @@ export function vfsOps(vfs: Vfs, log: Logger, counters?: OpCounters, kernel?: Ke
     truncate: op('truncate', async (_c, path: string, size: number) => vfs.truncate(path, size)),
     ftruncate: op('ftruncate', async (_c, _path: string, fh: number, size: number) => vfs.ftruncate(fh, size)),
     readdir: op('readdir', async (_c, path: string) => {
-      const entries = await vfs.readdir(path);
+      const entries = await vfs.readdir(path, op$());
       const present = entries.filter((e) => e.stat !== null);
       return { names: present.map((e) => e.name), stats: present.map((e) => fuseStat(e.stat!)) };
     }),
-    readlink: op('readlink', async (_c, path: string) => vfs.readlink(path)),
-    chown: op('chown', async (c, path: string, uid: number, gid: number) =>
-      vfs.chown(path, uid, gid, c.uid !== 0 && gid !== c.gid && gid !== -1 && gid !== 0xffffffff ? { ...c, groups: await supplementaryGroups(c.pid) } : c),
-    ),
-    chmod: op('chmod', async (c, path: string, mode: number) => vfs.chmod(path, mode, c.uid !== 0 && mode & 0o2000 ? { ...c, groups: await supplementaryGroups(c.pid) } : c)),
-    mknod: op('mknod', async (c, path: string, mode: number, dev: number) => {
-      await vfs.mknod(path, mode, dev, c);
+    readlink: op('readlink', async (_c, path: string) => vfs.readlink(path, op$())),
+    chown: op('chown', async (c, path: string, uid: number, gid: number) => {
+      const o = op$();
+      return vfs.chown(path, uid, gid, c.uid !== 0 && gid !== c.gid && gid !== -1 && gid !== 0xffffffff ? { ...c, groups: await supplementaryGroups(c.pid) } : c, o);
     }),
-    setxattr: op('setxattr', async (_c, path: string, name: string, value: Buffer, flags: number) => vfs.setxattr(path, name, Buffer.from(value), flags)),
+    chmod: op('chmod', async (c, path: string, mode: number) => {
+      const o = op$();
+      return vfs.chmod(path, mode, c.uid !== 0 && mode & 0o2000 ? { ...c, groups: await supplementaryGroups(c.pid) } : c, o);
+    }),
+    mknod: op('mknod', async (c, path: string, mode: number, dev: number) => {
+      await vfs.mknod(path, mode, dev, c, op$());
+    }),
+    setxattr: op('setxattr', async (_c, path: string, name: string, value: Buffer, flags: number) => vfs.setxattr(path, name, Buffer.from(value), flags, op$())),
     getxattr: op('getxattr', async (_c, path: string, name: string) => {
       try {
-        return await vfs.getxattr(path, name);
+        return await vfs.getxattr(path, name, op$());
       } catch (err) {
         if (err instanceof FsError && err.errno === 'ENODATA') return null;
         throw err;
       }
     }),
-    listxattr: op('listxattr', async (_c, path: string) => vfs.listxattr(path)),
-    removexattr: op('removexattr', async (_c, path: string, name: string) => vfs.removexattr(path, name)),
-    utimens: op('utimens', async (_c, path: string, atime, mtime) => vfs.utimens(path, atime, mtime)),
-    unlink: op('unlink', async (_c, path: string) => vfs.unlink(path)),
-    rename: op('rename', async (_c, from: string, to: string) => vfs.rename(from, to)),
+    listxattr: op('listxattr', async (_c, path: string) => vfs.listxattr(path, op$())),
+    removexattr: op('removexattr', async (_c, path: string, name: string) => vfs.removexattr(path, name, op$())),
+    utimens: op('utimens', async (_c, path: string, atime, mtime) => vfs.utimens(path, atime, mtime, op$())),
+    unlink: op('unlink', async (_c, path: string) => vfs.unlink(path, op$())),
+    rename: op('rename', async (_c, from: string, to: string) => vfs.rename(from, to, 0, op$())),
     link: op('link', async (_c, existing: string, path: string) => {
-      await vfs.link(existing, path);
+      await vfs.link(existing, path, op$());
     }),
     symlink: op('symlink', async (c, target: string, path: string) => {
-      await vfs.symlink(target, path, c);
+      await vfs.symlink(target, path, c, op$());
     }),
     mkdir: op('mkdir', async (c, path: string, mode: number) => {
-      await vfs.mkdir(path, mode, c);
+      await vfs.mkdir(path, mode, c, op$());
     }),
-    rmdir: op('rmdir', async (_c, path: string) => vfs.rmdir(path)),
+    rmdir: op('rmdir', async (_c, path: string) => vfs.rmdir(path, op$())),
   };
 }
 

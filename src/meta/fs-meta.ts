@@ -8,7 +8,7 @@
 //           dirent, replaced inode's link count, intent removed
 // Leftovers (orphan inodes, unreferenced chunks, stale intents) are gc's work.
 import { randomBytes, randomInt } from 'node:crypto';
-import { KEEP, type KeySpace } from '../keyspace/types.js';
+import { KEEP, type CallOpts, type KeySpace } from '../keyspace/types.js';
 import { QfsError } from '../util/errors.js';
 import { FsError } from './errors.js';
 import { applyOps, decodeMapPage, encodeMapPage, type Extent, type MapPage, type SlotOp } from './extents.js';
@@ -183,25 +183,25 @@ export class FsMeta {
     return decodeSuperblock(b);
   }
 
-  async getInode(ino: Ino): Promise<Inode> {
+  async getInode(ino: Ino, op?: CallOpts): Promise<Inode> {
     if (this.touches.has(ino)) await this.settled(ino);
-    const b = await this.ks.read(inodeKey(ino));
+    const b = await this.ks.read(inodeKey(ino), op);
     if (!b) throw new FsError('ENOENT', `inode ${ino}`);
     return decodeInode(b);
   }
 
-  async lookup(dir: Ino, name: Buffer): Promise<Dirent | null> {
+  async lookup(dir: Ino, name: Buffer, op?: CallOpts): Promise<Dirent | null> {
     checkName(name);
-    const b = await this.ks.read(direntKey(dir, name));
+    const b = await this.ks.read(direntKey(dir, name), op);
     return b ? decodeDirent(b) : null;
   }
 
   /** A page of a directory's entries after `after` (exclusive), in name byte order. */
-  async readdir(dir: Ino, after: Buffer | null, limit = 1000): Promise<{ entries: Array<{ name: Buffer; dirent: Dirent }>; more: boolean }> {
+  async readdir(dir: Ino, after: Buffer | null, limit = 1000, op?: CallOpts): Promise<{ entries: Array<{ name: Buffer; dirent: Dirent }>; more: boolean }> {
     let start: Buffer = after ? Buffer.concat([DIRENT_RANGE.start, after, Buffer.from([0])]) : DIRENT_RANGE.start;
     const prefix = 1 + 8 + 1; // group length byte, 8-byte group, 'd'
     for (;;) {
-      const page = await this.ks.scan(inoGroup(dir), start, DIRENT_RANGE.end, { limit });
+      const page = await this.ks.scan(inoGroup(dir), start, DIRENT_RANGE.end, { ...op, limit });
       // A page can come back empty but unfinished (only deletes in it): an empty page is not the end.
       if (page.entries.length > 0 || page.next === null) {
         return {
@@ -266,20 +266,20 @@ export class FsMeta {
    * Creates an inode and names it. `exclusive` false returns the existing file
    * when the name is taken by a non-directory (open O_CREAT without O_EXCL).
    */
-  async create(dir: Ino, name: Buffer, attrs: NewInode, exclusive = true, parentChecked = false): Promise<{ inode: Inode; created: boolean }> {
+  async create(dir: Ino, name: Buffer, attrs: NewInode, exclusive = true, parentChecked = false, op?: CallOpts): Promise<{ inode: Inode; created: boolean }> {
     checkName(name);
     const time = attrs.time ?? nowTimespec();
     // The dirent's first phase overlaps the inode write: a promise is no value,
     // so no name can point at the inode before the inode is durable.
     const direntPrepared = this.ks.prepare?.(direntKey(dir, name)).catch(() => {});
     if (!parentChecked) {
-      const parent = await this.getInode(dir);
+      const parent = await this.getInode(dir, op);
       if (!isDir(parent.mode)) throw new FsError('ENOTDIR');
     }
     // An exclusive create learns that the name is taken from the dirent change itself.
     if (!exclusive) {
-      const existing = await this.lookup(dir, name);
-      if (existing) return { inode: await this.getInode(existing.ino), created: false };
+      const existing = await this.lookup(dir, name, op);
+      if (existing) return { inode: await this.getInode(existing.ino, op), created: false };
     }
     const directory = isDir(attrs.mode);
     let inode: Inode | null = null;
@@ -306,7 +306,7 @@ export class FsMeta {
         await this.ks.change(inodeKey(ino), (old) => {
           if (old) throw new FsError('EEXIST', 'inode number collision');
           return encodeInode(candidate);
-        });
+        }, op);
         inode = candidate;
       } catch (err) {
         if (!(err instanceof FsError) || tries > 5) throw err;
@@ -318,37 +318,37 @@ export class FsMeta {
       raced = old ? decodeDirent(old) : null;
       if (old) return KEEP;
       return encodeDirent({ ino: inode.ino, type: inode.mode & S_IFMT });
-    });
+    }, op);
     if (raced !== null) {
       // Another client took the name first: drop our inode, answer as if we had looked later.
       await this.ks.delete(inodeKey(inode.ino)).catch(() => {});
       const other = raced as Dirent;
       if (exclusive) throw new FsError('EEXIST');
-      return { inode: await this.getInode(other.ino), created: false };
+      return { inode: await this.getInode(other.ino, op), created: false };
     }
     this.touchDir(dir, directory ? 1 : 0, time);
     return { inode, created: true };
   }
 
   /** A new name for an existing non-directory inode. */
-  async link(ino: Ino, dir: Ino, name: Buffer): Promise<Inode> {
+  async link(ino: Ino, dir: Ino, name: Buffer, op?: CallOpts): Promise<Inode> {
     checkName(name);
     const time = nowTimespec();
     const direntPrepared = this.ks.prepare?.(direntKey(dir, name)).catch(() => {}); // as in create
-    const target = await this.getInode(ino);
+    const target = await this.getInode(ino, op);
     if (isDir(target.mode)) throw new FsError('EPERM', 'hard links to directories');
     // Count the link first: a crash then leaves nlink one too high (fsck), never a name of a freed inode.
     const updated = await this.changeInode(ino, (i) => {
       if (i.nlink >= 65000) throw new FsError('EMLINK');
       i.nlink += 1;
       i.ctime = time;
-    });
+    }, op);
     let taken = false;
     await direntPrepared;
     await this.ks.change(direntKey(dir, name), (old) => {
       taken = old !== null;
       return old ? KEEP : encodeDirent({ ino, type: target.mode & S_IFMT });
-    });
+    }, op);
     if (taken) {
       await this.changeInode(ino, (i) => {
         i.nlink = Math.max(0, i.nlink - 1);
@@ -364,7 +364,7 @@ export class FsMeta {
    * drops (and the inode goes at zero) in the background: the name is gone
    * durably first, which is the crash order the design asks for.
    */
-  async unlink(dir: Ino, name: Buffer, time: Timespec = nowTimespec()): Promise<Dirent> {
+  async unlink(dir: Ino, name: Buffer, time: Timespec = nowTimespec(), op?: CallOpts): Promise<Dirent> {
     checkName(name);
     let removed: Dirent | null = null;
     await this.ks.change(direntKey(dir, name), (old) => {
@@ -373,7 +373,7 @@ export class FsMeta {
       if (isDir(d.type)) throw new FsError('EISDIR');
       removed = d;
       return null;
-    });
+    }, op);
     this.touchDir(dir, 0, time);
     const gone = removed as unknown as Dirent;
     this.background(gone.ino, () => this.dropLink(gone.ino, time));
@@ -396,32 +396,32 @@ export class FsMeta {
     return after as Inode | null;
   }
 
-  async isEmptyDir(dir: Ino): Promise<boolean> {
-    const page = await this.readdir(dir, null, 16);
+  async isEmptyDir(dir: Ino, op?: CallOpts): Promise<boolean> {
+    const page = await this.readdir(dir, null, 16, op);
     return page.entries.length === 0;
   }
 
-  async rmdir(dir: Ino, name: Buffer, time: Timespec = nowTimespec()): Promise<void> {
+  async rmdir(dir: Ino, name: Buffer, time: Timespec = nowTimespec(), op?: CallOpts): Promise<void> {
     checkName(name);
-    const d = await this.lookup(dir, name);
+    const d = await this.lookup(dir, name, op);
     if (!d) throw new FsError('ENOENT');
     if (!isDir(d.type)) throw new FsError('ENOTDIR');
-    if (!(await this.isEmptyDir(d.ino))) throw new FsError('ENOTEMPTY');
+    if (!(await this.isEmptyDir(d.ino, op))) throw new FsError('ENOTEMPTY');
     await this.ks.change(direntKey(dir, name), (old) => {
       if (!old || decodeDirent(old).ino !== d.ino) throw new FsError('ENOENT');
       return null;
-    });
+    }, op);
     this.touchDir(dir, -1, time);
     this.background(d.ino, () => this.ks.delete(inodeKey(d.ino)));
   }
 
   /** Is `ancestor` the directory `dir` or one of its ancestors? (for rename loops) */
-  private async isAncestor(ancestor: Ino, dir: Ino): Promise<boolean> {
+  private async isAncestor(ancestor: Ino, dir: Ino, op?: CallOpts): Promise<boolean> {
     let cur = dir;
     for (let depth = 0; depth < 4096; depth++) {
       if (cur === ancestor) return true;
       if (cur === ROOT_INO) return false;
-      cur = (await this.getInode(cur)).parent;
+      cur = (await this.getInode(cur, op)).parent;
     }
     throw new FsError('EIO', 'directory tree too deep or looped');
   }
@@ -430,13 +430,13 @@ export class FsMeta {
    * rename(2): replaces the destination in one step. An intent record first, so
    * that recovery (fsck) can finish a rename a crash interrupted.
    */
-  async rename(srcDir: Ino, srcName: Buffer, dstDir: Ino, dstName: Buffer, flags: { noReplace?: boolean } = {}): Promise<void> {
+  async rename(srcDir: Ino, srcName: Buffer, dstDir: Ino, dstName: Buffer, flags: { noReplace?: boolean } = {}, op?: CallOpts): Promise<void> {
     checkName(srcName);
     checkName(dstName);
-    const src = await this.lookup(srcDir, srcName);
+    const src = await this.lookup(srcDir, srcName, op);
     if (!src) throw new FsError('ENOENT');
     if (srcDir === dstDir && srcName.equals(dstName)) return;
-    const dst = await this.lookup(dstDir, dstName);
+    const dst = await this.lookup(dstDir, dstName, op);
     if (dst && flags.noReplace) throw new FsError('EEXIST');
     const srcIsDir = isDir(src.type);
     if (dst) {
@@ -446,33 +446,38 @@ export class FsMeta {
       }
       if (isDir(dst.type) && !srcIsDir) throw new FsError('EISDIR');
       if (!isDir(dst.type) && srcIsDir) throw new FsError('ENOTDIR');
-      if (isDir(dst.type) && !(await this.isEmptyDir(dst.ino))) throw new FsError('ENOTEMPTY');
+      if (isDir(dst.type) && !(await this.isEmptyDir(dst.ino, op))) throw new FsError('ENOTEMPTY');
     }
-    if (srcIsDir && srcDir !== dstDir && (await this.isAncestor(src.ino, dstDir))) throw new FsError('EINVAL', 'a directory cannot move into itself');
+    if (srcIsDir && srcDir !== dstDir && (await this.isAncestor(src.ino, dstDir, op))) throw new FsError('EINVAL', 'a directory cannot move into itself');
     const time = nowTimespec();
     const id = randomBytes(16);
     await this.ks.change(intentKey(id), () =>
       encodeIntent({ srcDir, srcName, dstDir, dstName, ino: src.ino, type: src.type, createdAt: Date.now() }),
+      op,
     );
     let replaced: Dirent | null = null;
     await this.ks.change(direntKey(dstDir, dstName), (old) => {
       replaced = old ? decodeDirent(old) : null;
       if (replaced && replaced.ino !== (dst?.ino ?? -1)) throw new FsError('EIO', 'destination changed during rename; retry');
       return encodeDirent({ ino: src.ino, type: src.type });
-    });
+    }, op);
     await this.ks.change(direntKey(srcDir, srcName), (old) => {
       if (!old) return KEEP;
       return decodeDirent(old).ino === src.ino ? null : KEEP;
-    });
+    }, op);
     if (srcIsDir && srcDir !== dstDir) {
       await this.changeInode(src.ino, (i) => {
         i.parent = dstDir;
         i.ctime = time;
-      });
+      }, op);
     } else {
-      await this.changeInode(src.ino, (i) => {
-        i.ctime = time;
-      }).catch(() => {});
+      await this.changeInode(
+        src.ino,
+        (i) => {
+          i.ctime = time;
+        },
+        op,
+      ).catch(() => {});
     }
     this.touchDir(srcDir, srcIsDir && srcDir !== dstDir ? -1 : 0, time);
     if (dstDir !== srcDir) this.touchDir(dstDir, srcIsDir ? 1 : 0, time);
@@ -489,7 +494,7 @@ export class FsMeta {
   }
 
   /** Read-modify-write of an inode; `fn` mutates the decoded inode. */
-  async changeInode(ino: Ino, fn: (i: Inode) => void): Promise<Inode> {
+  async changeInode(ino: Ino, fn: (i: Inode) => void, op?: CallOpts): Promise<Inode> {
     let result: Inode | null = null;
     await this.ks.change(inodeKey(ino), (old) => {
       if (!old) throw new FsError('ENOENT', `inode ${ino}`);
@@ -497,7 +502,7 @@ export class FsMeta {
       fn(i);
       result = i;
       return encodeInode(i);
-    });
+    }, op);
     return result!;
   }
 

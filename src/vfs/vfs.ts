@@ -1,7 +1,10 @@
 // POSIX semantics over the filesystem records: path resolution, handles,
 // write-back, caches, name rules. No FUSE, no sockets: it runs the same over
 // the in-memory key space (tests) and the cluster.
-import type { ChunkSpace } from '../keyspace/types.js';
+import type { CallOpts, ChunkSpace } from '../keyspace/types.js';
+
+/** Bounds of one filesystem operation: its deadline, shared by every cluster call it makes. */
+export type { CallOpts };
 import type { Logger } from '../util/log.js';
 import { toQfsError } from '../util/errors.js';
 import { FsError } from '../meta/errors.js';
@@ -178,13 +181,13 @@ export class Vfs {
     return last;
   }
 
-  private async lookupCached(dir: Ino, name: Buffer): Promise<Dirent | null> {
+  private async lookupCached(dir: Ino, name: Buffer, op?: CallOpts): Promise<Dirent | null> {
     const k = this.entryKey(dir, name);
     const hit = this.entries.get(k);
     if (hit !== undefined) return hit;
     let d: Dirent | null;
     try {
-      d = await this.meta.lookup(dir, name);
+      d = await this.meta.lookup(dir, name, op);
     } catch (err) {
       return this.stale(err, this.entries.getStale(k));
     }
@@ -204,7 +207,7 @@ export class Vfs {
   }
 
   /** The inode, from an open file of this mount, the cache, or the cluster. */
-  private async inode(ino: Ino, fresh = false): Promise<Inode> {
+  private async inode(ino: Ino, fresh = false, op?: CallOpts): Promise<Inode> {
     const open = this.files.get(ino);
     if (open && (open.dirty || !fresh)) return open.inode;
     if (!fresh) {
@@ -214,7 +217,7 @@ export class Vfs {
     await this.meta.settled(ino);
     let i: Inode;
     try {
-      i = await this.meta.getInode(ino);
+      i = await this.meta.getInode(ino, op);
     } catch (err) {
       return this.stale(err, fresh ? undefined : this.attrs.getStale(ino));
     }
@@ -239,7 +242,7 @@ export class Vfs {
     return i;
   }
 
-  async resolve(path: string, uncached = false, names = split(path)): Promise<Ino> {
+  async resolve(path: string, uncached = false, names = split(path), op?: CallOpts): Promise<Ino> {
     let ino = ROOT_INO;
     for (let k = 0; k < names.length; k++) {
       const name = names[k]!;
@@ -247,7 +250,7 @@ export class Vfs {
       if (uncached) this.forgetEntry(ino, name);
       // a cached name needs no await (a path of n names would otherwise cost n promise turns)
       const hit = uncached ? undefined : this.entries.get(this.entryKey(ino, name));
-      const d = hit !== undefined ? hit : await this.lookupCached(ino, name);
+      const d = hit !== undefined ? hit : await this.lookupCached(ino, name, op);
       if (!d) throw new FsError('ENOENT');
       if (k < names.length - 1 && !isDir(d.type)) throw new FsError('ENOTDIR');
       ino = d.ino;
@@ -255,9 +258,9 @@ export class Vfs {
     return ino;
   }
 
-  private async resolveDir(path: string): Promise<Ino> {
-    const ino = await this.resolve(path);
-    const i = await this.inode(ino);
+  private async resolveDir(path: string, op?: CallOpts): Promise<Ino> {
+    const ino = await this.resolve(path, false, split(path), op);
+    const i = await this.inode(ino, false, op);
     if (!isDir(i.mode)) throw new FsError('ENOTDIR');
     return ino;
   }
@@ -288,17 +291,17 @@ export class Vfs {
    * replaced and dropped (another mount's rename over it, an editor's atomic
    * save): then look the name up again instead of answering ENOENT.
    */
-  private async inodeAt(path: string, fresh = false): Promise<Inode> {
+  private async inodeAt(path: string, fresh = false, op?: CallOpts): Promise<Inode> {
     const names = split(path);
     for (let attempt = 0; ; attempt++) {
-      const guess = attempt === 0 ? this.readAhead(names, fresh) : null;
-      const ino = await this.resolve(path, attempt > 0, names);
+      const guess = attempt === 0 ? this.readAhead(names, fresh, op) : null;
+      const ino = await this.resolve(path, attempt > 0, names, op);
       try {
         if (guess?.ino === ino) {
           const i = await guess.inode;
           if (i) return i;
         }
-        return await this.inode(ino, fresh || attempt > 0);
+        return await this.inode(ino, fresh || attempt > 0, op);
       } catch (err) {
         if (!(err instanceof FsError && err.errno === 'ENOENT') || attempt >= 3) throw err;
         this.attrs.delete(ino);
@@ -314,7 +317,7 @@ export class Vfs {
    * file seen more than a second ago). Both reads start after the call did, so
    * the answer is as fresh as reading them one after the other.
    */
-  private readAhead(names: Buffer[], fresh: boolean): { ino: Ino; inode: Promise<Inode | null> } | null {
+  private readAhead(names: Buffer[], fresh: boolean, op?: CallOpts): { ino: Ino; inode: Promise<Inode | null> } | null {
     if (names.length === 0) return null;
     let dir = ROOT_INO;
     for (let k = 0; k < names.length - 1; k++) {
@@ -329,33 +332,33 @@ export class Vfs {
     const open = this.files.get(last.ino);
     if (open && (open.dirty || !fresh)) return null;
     if (!fresh && this.attrs.get(last.ino)) return null;
-    return { ino: last.ino, inode: this.inode(last.ino, fresh).catch(() => null) };
+    return { ino: last.ino, inode: this.inode(last.ino, fresh, op).catch(() => null) };
   }
 
-  async getattr(path: string): Promise<Stat> {
-    return this.toStat(await this.inodeAt(path));
+  async getattr(path: string, op?: CallOpts): Promise<Stat> {
+    return this.toStat(await this.inodeAt(path, false, op));
   }
 
   async fgetattr(fh: number): Promise<Stat> {
     return this.toStat(this.handle(fh).file.inode);
   }
 
-  async readdir(path: string): Promise<Array<{ name: string; stat: Stat | null }>> {
-    const dir = await this.resolveDir(path);
+  async readdir(path: string, op?: CallOpts): Promise<Array<{ name: string; stat: Stat | null }>> {
+    const dir = await this.resolveDir(path, op);
     const out: Array<{ name: string; stat: Stat | null }> = [];
     const seen: Array<{ name: Buffer; dirent: Dirent }> = [];
     let after: Buffer | null = null;
     for (;;) {
       let page: Awaited<ReturnType<FsMeta['readdir']>>;
       try {
-        page = await this.meta.readdir(dir, after, 1000);
+        page = await this.meta.readdir(dir, after, 1000, op);
       } catch (err) {
         const last = after === null ? this.listings.get(dir) : undefined;
         const entries = this.stale(err, last);
         const inodes = entries.map((e) => this.attrs.getStale(e.dirent.ino) ?? null);
         return entries.map((e, k) => ({ name: e.name.toString('utf8'), stat: inodes[k] ? this.toStat(inodes[k]) : null }));
       }
-      const inodes = await Promise.all(page.entries.map((e) => this.inode(e.dirent.ino).catch(() => null)));
+      const inodes = await Promise.all(page.entries.map((e) => this.inode(e.dirent.ino, false, op).catch(() => null)));
       page.entries.forEach((e, k) => {
         this.entries.set(this.entryKey(dir, e.name), e.dirent);
         seen.push(e);
@@ -371,11 +374,18 @@ export class Vfs {
 
   // ---- creating and removing names
 
-  private async createNode(path: string, mode: number, caller: Caller, extra: { rdev?: number; target?: Buffer } = {}, exclusive = true): Promise<{ inode: Inode; created: boolean }> {
+  private async createNode(
+    path: string,
+    mode: number,
+    caller: Caller,
+    extra: { rdev?: number; target?: Buffer } = {},
+    exclusive = true,
+    op?: CallOpts,
+  ): Promise<{ inode: Inode; created: boolean }> {
     const { parent, name } = parentAndName(path);
     checkName(name);
-    const dir = await this.resolveDir(parent);
-    const parentInode = await this.inode(dir);
+    const dir = await this.resolveDir(parent, op);
+    const parentInode = await this.inode(dir, false, op);
     // setgid directories pass their group on (and the bit, to subdirectories)
     let gid = caller.gid;
     let m = mode;
@@ -386,7 +396,7 @@ export class Vfs {
     let r: { inode: Inode; created: boolean };
     const time = nowTimespec();
     try {
-      r = await this.meta.create(dir, name, { mode: m, uid: caller.uid, gid, time, ...extra }, exclusive, true);
+      r = await this.meta.create(dir, name, { mode: m, uid: caller.uid, gid, time, ...extra }, exclusive, true, op);
     } finally {
       // Created or found taken: either way a cached "no such name" is wrong now.
       this.forgetEntry(dir, name);
@@ -403,42 +413,42 @@ export class Vfs {
     return r;
   }
 
-  async mkdir(path: string, mode: number, caller: Caller = ROOT_CALLER): Promise<Stat> {
+  async mkdir(path: string, mode: number, caller: Caller = ROOT_CALLER, op?: CallOpts): Promise<Stat> {
     // setgid on a new directory comes from its parent only (createNode), never from the mode
-    return this.toStat((await this.createNode(path, S_IFDIR | (mode & 0o5777), caller)).inode);
+    return this.toStat((await this.createNode(path, S_IFDIR | (mode & 0o5777), caller, {}, true, op)).inode);
   }
 
-  async mknod(path: string, mode: number, rdev: number, caller: Caller = ROOT_CALLER): Promise<Stat> {
+  async mknod(path: string, mode: number, rdev: number, caller: Caller = ROOT_CALLER, op?: CallOpts): Promise<Stat> {
     const type = mode & S_IFMT || S_IFREG;
     // Devices exist as files (tar, cp -a, images); the mount is nodev, so opening them does nothing.
     // Making one needs CAP_MKNOD, which the kernel checks too; here root stands for it.
     const device = type === S_IFCHR || type === S_IFBLK;
     if (device && caller.uid !== 0) throw new FsError('EPERM', 'making a device node needs CAP_MKNOD');
     if (![S_IFREG, S_IFIFO, S_IFSOCK].includes(type) && !device) throw new FsError('EINVAL', `mknod of file type ${type.toString(8)}`);
-    return this.toStat((await this.createNode(path, type | (mode & 0o7777), caller, { rdev: device ? rdev : 0 })).inode);
+    return this.toStat((await this.createNode(path, type | (mode & 0o7777), caller, { rdev: device ? rdev : 0 }, true, op)).inode);
   }
 
-  async symlink(target: string, path: string, caller: Caller = ROOT_CALLER): Promise<Stat> {
+  async symlink(target: string, path: string, caller: Caller = ROOT_CALLER, op?: CallOpts): Promise<Stat> {
     const t = Buffer.from(target, 'utf8');
     if (t.length === 0) throw new FsError('ENOENT');
     if (t.length > 4095) throw new FsError('ENAMETOOLONG');
-    return this.toStat((await this.createNode(path, S_IFLNK | 0o777, caller, { target: t })).inode);
+    return this.toStat((await this.createNode(path, S_IFLNK | 0o777, caller, { target: t }, true, op)).inode);
   }
 
-  async readlink(path: string): Promise<string> {
-    const i = await this.inodeAt(path);
+  async readlink(path: string, op?: CallOpts): Promise<string> {
+    const i = await this.inodeAt(path, false, op);
     if ((i.mode & S_IFMT) !== S_IFLNK || !i.target) throw new FsError('EINVAL');
     return i.target.toString('utf8');
   }
 
-  async unlink(path: string): Promise<void> {
+  async unlink(path: string, op?: CallOpts): Promise<void> {
     const { parent, name } = parentAndName(path);
-    const dir = await this.resolveDir(parent);
-    const d = await this.lookupCached(dir, name);
+    const dir = await this.resolveDir(parent, op);
+    const d = await this.lookupCached(dir, name, op);
     if (!d) throw new FsError('ENOENT');
     this.forgetEntry(dir, name);
     const time = nowTimespec();
-    const gone = await this.meta.unlink(dir, name, time);
+    const gone = await this.meta.unlink(dir, name, time, op);
     this.changedEntry(dir, name);
     this.touchedDir(dir, time, 0);
     this.attrs.delete(gone.ino);
@@ -446,12 +456,12 @@ export class Vfs {
     if (open) open.inode.nlink = Math.max(0, open.inode.nlink - 1);
   }
 
-  async rmdir(path: string): Promise<void> {
+  async rmdir(path: string, op?: CallOpts): Promise<void> {
     const { parent, name } = parentAndName(path);
-    const dir = await this.resolveDir(parent);
+    const dir = await this.resolveDir(parent, op);
     this.forgetEntry(dir, name);
     const time = nowTimespec();
-    await this.meta.rmdir(dir, name, time);
+    await this.meta.rmdir(dir, name, time, op);
     this.changedEntry(dir, name);
     this.touchedDir(dir, time, -1);
   }
@@ -468,17 +478,17 @@ export class Vfs {
     else this.attrs.delete(dir);
   }
 
-  async rename(from: string, to: string, flags = 0): Promise<void> {
+  async rename(from: string, to: string, flags = 0, op?: CallOpts): Promise<void> {
     const a = parentAndName(from);
     const b = parentAndName(to);
     checkName(b.name);
-    const srcDir = await this.resolveDir(a.parent);
-    const dstDir = await this.resolveDir(b.parent);
+    const srcDir = await this.resolveDir(a.parent, op);
+    const dstDir = await this.resolveDir(b.parent, op);
     const RENAME_NOREPLACE = 1;
     this.forgetEntry(srcDir, a.name);
     this.forgetEntry(dstDir, b.name);
-    const replaced = await this.meta.lookup(dstDir, b.name);
-    await this.meta.rename(srcDir, a.name, dstDir, b.name, { noReplace: (flags & RENAME_NOREPLACE) !== 0 });
+    const replaced = await this.meta.lookup(dstDir, b.name, op);
+    await this.meta.rename(srcDir, a.name, dstDir, b.name, { noReplace: (flags & RENAME_NOREPLACE) !== 0 }, op);
     this.changedEntry(srcDir, a.name);
     this.changedEntry(dstDir, b.name);
     this.attrs.delete(srcDir);
@@ -486,13 +496,13 @@ export class Vfs {
     if (replaced) this.attrs.delete(replaced.ino);
   }
 
-  async link(existing: string, path: string): Promise<Stat> {
-    const ino = await this.resolve(existing);
+  async link(existing: string, path: string, op?: CallOpts): Promise<Stat> {
+    const ino = await this.resolve(existing, false, split(existing), op);
     const { parent, name } = parentAndName(path);
     checkName(name);
-    const dir = await this.resolveDir(parent);
+    const dir = await this.resolveDir(parent, op);
     this.forgetEntry(dir, name);
-    const i = await this.meta.link(ino, dir, name);
+    const i = await this.meta.link(ino, dir, name, op);
     this.changedEntry(dir, name);
     this.attrs.delete(dir);
     return this.toStat(this.remember(i));
@@ -506,19 +516,19 @@ export class Vfs {
    * per call: tar sets times, owner and mode on each file before closing it).
    * Other mounts see them at close, as they see the data (close-to-open).
    */
-  private async setattr(ino: Ino, fn: (i: Inode) => void): Promise<Inode> {
+  private async setattr(ino: Ino, fn: (i: Inode) => void, op?: CallOpts): Promise<Inode> {
     const open = this.files.get(ino);
     if (open && open.dirty && open.inode.nlink > 0) {
       fn(open.inode);
       open.attrsChanged();
       return open.inode;
     }
-    const i = await this.meta.changeInode(ino, fn);
+    const i = await this.meta.changeInode(ino, fn, op);
     return this.remember(i);
   }
 
-  async chmod(path: string, mode: number, caller: Caller = ROOT_CALLER): Promise<void> {
-    const ino = await this.resolve(path);
+  async chmod(path: string, mode: number, caller: Caller = ROOT_CALLER, op?: CallOpts): Promise<void> {
+    const ino = await this.resolve(path, false, split(path), op);
     await this.setattr(ino, (i) => {
       // A write or truncate by another user makes the kernel clear setuid and
       // setgid first ("kill priv", a forced chmod on the writer's behalf):
@@ -534,11 +544,11 @@ export class Vfs {
       if (caller.uid !== 0 && !inGroup(caller, i.gid) && !isDir(i.mode) && !onlyKillsPriv) m &= ~0o2000;
       i.mode = (i.mode & S_IFMT) | m;
       i.ctime = nowTimespec();
-    });
+    }, op);
   }
 
-  async chown(path: string, uid: number, gid: number, caller: Caller = ROOT_CALLER): Promise<void> {
-    const ino = await this.resolve(path);
+  async chown(path: string, uid: number, gid: number, caller: Caller = ROOT_CALLER, op?: CallOpts): Promise<void> {
+    const ino = await this.resolve(path, false, split(path), op);
     const keep = 0xffffffff;
     await this.setattr(ino, (i) => {
       const newUid = uid === keep || uid === -1 ? i.uid : uid;
@@ -556,18 +566,18 @@ export class Vfs {
         if (i.mode & 0o010) i.mode &= ~0o2000;
       }
       i.ctime = nowTimespec();
-    });
+    }, op);
   }
 
-  async utimens(path: string, atime: TimeSet, mtime: TimeSet): Promise<void> {
-    const ino = await this.resolve(path);
+  async utimens(path: string, atime: TimeSet, mtime: TimeSet, op?: CallOpts): Promise<void> {
+    const ino = await this.resolve(path, false, split(path), op);
     const now = nowTimespec();
     const pick = (t: TimeSet, cur: Timespec): Timespec => (t === 'omit' ? cur : t === 'now' ? now : t);
     const i = await this.setattr(ino, (x) => {
       x.atime = pick(atime, x.atime);
       x.mtime = pick(mtime, x.mtime);
       x.ctime = now;
-    });
+    }, op);
     const open = this.files.get(ino);
     if (open) {
       open.inode.mtime = i.mtime;
@@ -597,12 +607,12 @@ export class Vfs {
 
   // ---- extended attributes
 
-  async setxattr(path: string, name: string, value: Buffer, flags: number): Promise<void> {
+  async setxattr(path: string, name: string, value: Buffer, flags: number, op?: CallOpts): Promise<void> {
     if (name.length === 0 || Buffer.byteLength(name) > XATTR_NAME_MAX) throw new FsError('ERANGE');
     if (value.length > XATTR_VALUE_MAX) throw new FsError('E2BIG');
     // system.* (POSIX ACLs) is not stored as plain bytes: cp -a and tar then fall back to chmod.
     if (!/^(user|trusted|security)\./.test(name)) throw new FsError('ENOTSUP');
-    const ino = await this.resolve(path);
+    const ino = await this.resolve(path, false, split(path), op);
     await this.setattr(ino, (i) => {
       const exists = i.xattrs.has(name);
       if (flags & XATTR_CREATE && exists) throw new FsError('EEXIST');
@@ -612,27 +622,27 @@ export class Vfs {
       if (total + name.length + value.length > XATTR_TOTAL_MAX) throw new FsError('ENOSPC');
       i.xattrs.set(name, Buffer.from(value));
       i.ctime = nowTimespec();
-    });
+    }, op);
   }
 
-  async getxattr(path: string, name: string): Promise<Buffer> {
-    const i = await this.inode(await this.resolve(path));
+  async getxattr(path: string, name: string, op?: CallOpts): Promise<Buffer> {
+    const i = await this.inode(await this.resolve(path, false, split(path), op), false, op);
     const v = i.xattrs.get(name);
     if (!v) throw new FsError('ENODATA');
     return v;
   }
 
-  async listxattr(path: string): Promise<string[]> {
-    const i = await this.inode(await this.resolve(path));
+  async listxattr(path: string, op?: CallOpts): Promise<string[]> {
+    const i = await this.inode(await this.resolve(path, false, split(path), op), false, op);
     return [...i.xattrs.keys()];
   }
 
-  async removexattr(path: string, name: string): Promise<void> {
-    const ino = await this.resolve(path);
+  async removexattr(path: string, name: string, op?: CallOpts): Promise<void> {
+    const ino = await this.resolve(path, false, split(path), op);
     await this.setattr(ino, (i) => {
       if (!i.xattrs.delete(name)) throw new FsError('ENODATA');
       i.ctime = nowTimespec();
-    });
+    }, op);
   }
 
   // ---- open files
@@ -644,12 +654,12 @@ export class Vfs {
   }
 
   /** `fresh`: the inode just read, so that it is not read again (it may be gone by then). */
-  private async openIno(ino: Ino, flags: number, fresh?: Inode): Promise<number> {
+  private async openIno(ino: Ino, flags: number, fresh?: Inode, op?: CallOpts): Promise<number> {
     let file = this.files.get(ino);
     if (file) {
-      file.revalidate(fresh ?? (await this.inode(ino, true)));
+      file.revalidate(fresh ?? (await this.inode(ino, true, op)));
     } else {
-      const i = fresh ?? (await this.inode(ino, true));
+      const i = fresh ?? (await this.inode(ino, true, op));
       file = new OpenFile(i, this.meta, this.chunks, this.cache, this.budget, this.opts.log, {
         track: (work) => {
           this.background.add(work);
@@ -671,8 +681,8 @@ export class Vfs {
     return fh;
   }
 
-  async open(path: string, flags: number): Promise<number> {
-    return (await this.openChecked(path, flags)).fh;
+  async open(path: string, flags: number, op?: CallOpts): Promise<number> {
+    return (await this.openChecked(path, flags, op)).fh;
   }
 
   /**
@@ -680,10 +690,10 @@ export class Vfs {
    * described it, so that the caller can drop the kernel's cached attributes
    * (close-to-open: the size another mount published must show at once).
    */
-  async openChecked(path: string, flags: number): Promise<{ fh: number; changed: boolean }> {
-    const cachedIno = await this.resolve(path);
+  async openChecked(path: string, flags: number, op?: CallOpts): Promise<{ fh: number; changed: boolean }> {
+    const cachedIno = await this.resolve(path, false, split(path), op);
     const before = this.attrs.get(cachedIno);
-    const i = await this.inodeAt(path, true);
+    const i = await this.inodeAt(path, true, op);
     const ino = i.ino;
     const changed = !before || before.size !== i.size || before.mtime.sec !== i.mtime.sec || before.mtime.nsec !== i.mtime.nsec;
     if (isDir(i.mode) && (flags & O_ACCMODE) !== 0) throw new FsError('EISDIR');
@@ -694,9 +704,9 @@ export class Vfs {
     return { fh, changed };
   }
 
-  async create(path: string, mode: number, flags: number, caller: Caller = ROOT_CALLER): Promise<number> {
+  async create(path: string, mode: number, flags: number, caller: Caller = ROOT_CALLER, op?: CallOpts): Promise<number> {
     const exclusive = (flags & O_EXCL) !== 0;
-    const { inode, created } = await this.createNode(path, S_IFREG | (mode & 0o7777), caller, {}, exclusive);
+    const { inode, created } = await this.createNode(path, S_IFREG | (mode & 0o7777), caller, {}, exclusive, op);
     if (!created && isDir(inode.mode)) throw new FsError('EISDIR');
     // The inode was just written (created) or just read (found): no need to read it again.
     const fh = await this.openIno(inode.ino, flags, inode);
@@ -784,8 +794,8 @@ export class Vfs {
     return this.files.size;
   }
 
-  async access(path: string, mode: number, caller: Caller = ROOT_CALLER): Promise<void> {
-    const i = await this.inode(await this.resolve(path));
+  async access(path: string, mode: number, caller: Caller = ROOT_CALLER, op?: CallOpts): Promise<void> {
+    const i = await this.inode(await this.resolve(path, false, split(path), op), false, op);
     if (mode === 0 || caller.uid === 0) {
       if (caller.uid === 0 && mode & 1 && !isDir(i.mode) && (i.mode & 0o111) === 0) throw new FsError('EACCES');
       return;
