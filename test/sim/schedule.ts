@@ -65,9 +65,10 @@ export async function runSchedule(seed: number, bugs: Bugs = {}): Promise<Schedu
   const crashy = rng.chance(0.7);
   const cutty = rng.chance(0.5);
   const purging = rng.chance(0.6);
+  const repairing = rng.chance(0.4);
   // Register ops: 30% reads, 30% writes, then compare-and-sets, and deletes (more of them when gc runs).
   const deleteAbove = purging ? 0.75 : 0.9;
-  const shape = `${nodeCount} nodes, ${proposerCount}x${threadsPer} proposers, ${registerKeys}+${counterKeys} keys, ${opsPerThread} ops; net ${lossy ? `drop ${world.faults.drop.toFixed(3)} dup ${world.faults.duplicate.toFixed(3)} delay ${world.faults.delay.toFixed(3)}` : 'clean'}${crashy ? ', crashes' : ''}${cutty ? ', partitions' : ''}${purging ? ', purges' : ''}`;
+  const shape = `${nodeCount} nodes, ${proposerCount}x${threadsPer} proposers, ${registerKeys}+${counterKeys} keys, ${opsPerThread} ops; net ${lossy ? `drop ${world.faults.drop.toFixed(3)} dup ${world.faults.duplicate.toFixed(3)} delay ${world.faults.delay.toFixed(3)}` : 'clean'}${crashy ? ', crashes' : ''}${cutty ? ', partitions' : ''}${purging ? ', purges' : ''}${repairing ? ', repairs' : ''}`;
 
   const nodes: SimNode[] = [];
   for (let i = 1; i <= nodeCount; i++) nodes.push(new SimNode(`n${i}`, world, violation, () => nodes, bugs.acceptBelowPromise ? { acceptBelowPromise: true } : {}));
@@ -194,8 +195,20 @@ export async function runSchedule(seed: number, bugs: Bugs = {}): Promise<Schedu
     void loop();
   }
 
+  // repair: rewrites a key's chosen value to every replica now and then (quorumfs repair).
+  if (repairing) {
+    const repairer = newProposer('repair');
+    const loop = async (): Promise<void> => {
+      while (running > 0) {
+        await pause(world, 5 + rng.next() * 60);
+        await repairer.repair(keyBytes(rng.pick(keys).name)).catch(() => null);
+      }
+    };
+    void loop();
+  }
+
   // The nemesis.
-  const endpoints = [...proposers.map((p) => p.name), 'gc'];
+  const endpoints = [...proposers.map((p) => p.name), 'gc', 'repair'];
   const nemesis = async (): Promise<void> => {
     while (running > 0) {
       await pause(world, 2 + rng.next() * 60);

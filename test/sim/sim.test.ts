@@ -54,7 +54,7 @@ async function hunt(bugs: Bugs, budget: number): Promise<{ seed: number; result:
 for (const [name, bugs, budget] of [
   ['the double-applied retry (a retry ignores its own attempt in the lineage)', { ignoreLineage: true }, 500],
   ['acceptors taking an accept below their promise', { acceptBelowPromise: true }, 500],
-  ['tombstones purged without a grace (a retry meets a purged delete)', { noTombstoneGrace: true }, 8000],
+  ['tombstones purged without a grace (a retry meets a purged delete)', { noTombstoneGrace: true }, 12000],
 ] as const) {
   test.serial(`the simulator finds ${name}`, async (t) => {
     const found = await hunt(bugs, budget);
