@@ -15,27 +15,40 @@ export function gatherQuorum<T, K>(
   isOk: (v: T) => boolean = () => true,
   onLate?: (key: K, outcome: { value: T } | { error: QfsError }) => void,
   /**
-   * When the quorum can no longer be reached, wait for every call's outcome
-   * before settling (a caller that must know whether any call succeeded).
+   * When the quorum can no longer be reached, wait up to `withinMs` more for
+   * the calls still running before settling (a caller that wants to know
+   * whether every call was refused); a call that stays silent that long is
+   * left running, as usual.
    */
-  settleAllWhenShort = false,
+  settleAll?: { withinMs: number; clock: Clock },
 ): Promise<QuorumResult<T, K> & { rejected: Array<{ key: K; value: T }> }> {
   return new Promise((resolve, reject) => {
+    let grace: Timer | undefined;
     const oks: Array<{ key: K; value: T }> = [];
     const rejected: Array<{ key: K; value: T }> = [];
     const errors: Array<{ key: K; error: QfsError }> = [];
     let settled = false;
     const total = calls.length;
+    const fail = (): void => {
+      settled = true;
+      grace?.cancel();
+      if (rejected.length > 0) resolve({ oks: [...oks], rejected: [...rejected], errors: [...errors] });
+      else reject(summarize(errors, need, total));
+    };
     const check = (): void => {
       if (settled) return;
       if (oks.length >= need) {
         settled = true;
+        grace?.cancel();
         resolve({ oks: [...oks], rejected: [...rejected], errors: [...errors] });
       } else if (total - rejected.length - errors.length < need) {
-        if (settleAllWhenShort && oks.length + rejected.length + errors.length < total) return;
-        settled = true;
-        if (rejected.length > 0) resolve({ oks: [...oks], rejected: [...rejected], errors: [...errors] });
-        else reject(summarize(errors, need, total));
+        if (settleAll && oks.length + rejected.length + errors.length < total) {
+          grace ??= settleAll.clock.after(settleAll.withinMs, () => {
+            if (!settled) fail();
+          });
+          return;
+        }
+        fail();
       }
     };
     if (need <= 0) {

@@ -96,6 +96,8 @@ type Outcome = { ok: true; value: Buffer | null } | { ok: false; error: unknown 
 type Compute<T> = (old: Buffer | null) => { next: ChangeResult; meta: T };
 
 const MAX_BATCH = 256;
+/** How long a refused accept waits for the acceptors that have not answered yet. */
+const REFUSAL_WAIT_MS = 250;
 /** Settled tombstones whose grace this proposer is timing. */
 const MAX_SETTLED_TOMBSTONES = 1_000_000;
 
@@ -370,11 +372,13 @@ export class Registers {
       this.quorum,
       (verdict) => verdict.ok,
       undefined,
-      // A refused accept waits for every acceptor's answer (bounded by the
-      // deadline): refused by all is the one refusal that proves the value
-      // landed nowhere (definitelyNotAdopted), and a stale fast-path ballot is
-      // refused by every acceptor that has seen the newer changes.
-      true,
+      // A refused accept waits a little for the other acceptors' answers:
+      // refused by all is the one refusal that proves the value landed nowhere
+      // (definitelyNotAdopted), and a stale fast-path ballot is refused by
+      // every acceptor that has seen the newer changes. A node down fails at
+      // once; one cut off costs at most this wait, and the attempt then stays
+      // uncertain.
+      { withinMs: REFUSAL_WAIT_MS, clock: this.clock },
     ).then((r) => {
       for (const x of r.rejected) {
         this.observe(x.value.state.promised);

@@ -1,6 +1,7 @@
 import test from 'ava';
 import { gatherQuorum, hedgedQuorum } from '../../src/cluster/quorum.js';
 import { QfsError, isQfsError } from '../../src/util/errors.js';
+import { systemClock } from '../../src/util/clock.js';
 
 const later = <T>(ms: number, v: T) => new Promise<T>((r) => setTimeout(() => r(v), ms));
 const failLater = (ms: number, code: 'unavailable' | 'no_space' = 'unavailable') =>
@@ -147,4 +148,47 @@ test('hedgedQuorum: while the replicas asked are still answering, the hedge wait
   await hedgedQuorum([call('a', 5), call('b', 5000), call('c', 1)], 2, () => true, 10, () => answering);
   t.deepEqual(ran, ['a', 'b', 'c']);
   t.true(Date.now() - t0 < 1000);
+});
+
+test('a short quorum can wait a bounded time for the remaining answers (refused by all is worth knowing)', async (t) => {
+  // A clock whose timers fire only when the test says so.
+  const timers: Array<() => void> = [];
+  const clock = { ...systemClock, after: (_ms: number, fn: () => void) => (timers.push(fn), { cancel: () => {} }) };
+  let answerThird!: (v: boolean) => void;
+  const third = new Promise<boolean>((r) => (answerThird = r));
+  const all = gatherQuorum(
+    [
+      { key: 'a', run: () => Promise.resolve(false) },
+      { key: 'b', run: () => Promise.resolve(false) },
+      { key: 'c', run: () => third },
+    ],
+    2,
+    (v) => v,
+    undefined,
+    { withinMs: 250, clock },
+  );
+  await new Promise((r) => setImmediate(r));
+  t.is(timers.length, 1, 'two refusals: short, and waiting for the third');
+  answerThird(false);
+  const r = await all;
+  t.is(r.rejected.length, 3, 'the third answer was waited for');
+
+  // A silent third: the wait ends when its timer fires, with the two refusals.
+  const silent = gatherQuorum(
+    [
+      { key: 'a', run: () => Promise.resolve(false) },
+      { key: 'b', run: () => Promise.resolve(false) },
+      { key: 'c', run: () => new Promise<boolean>(() => {}) },
+    ],
+    2,
+    (v) => v,
+    undefined,
+    { withinMs: 250, clock },
+  );
+  await new Promise((r) => setImmediate(r));
+  t.is(timers.length, 2);
+  timers[1]!();
+  const s = await silent;
+  t.is(s.rejected.length, 2);
+  t.is(s.oks.length, 0);
 });
