@@ -14,6 +14,8 @@ export interface AcceptorCall {
 
 export interface Acceptor {
   readonly id: string;
+  /** Connected (as far as this proposer knows): a hinted copy is only sent to an acceptor that is up. */
+  readonly up: boolean;
   /** Lower is better: down, failing and silent acceptors last, then by latency. */
   readonly rank: number;
   /** Smoothed latency of successful calls, ms. */

@@ -82,11 +82,13 @@ export class ClusterKeySpace implements MaintainableKeySpace {
     return this.peers.filter((p) => !p.up).map((p) => p.id);
   }
 
-  private async drainHints(): Promise<void> {
-    if (this.draining || this.closed || this.chunks.hints.size === 0) return;
+  /** Copies what a node missed while it was away: hinted chunks, then hinted records. */
+  async drainHints(): Promise<void> {
+    if (this.draining || this.closed || (this.chunks.hints.size === 0 && this.registers.hints.size === 0)) return;
     this.draining = true;
     try {
-      await this.chunks.drainHints();
+      if (this.chunks.hints.size > 0) await this.chunks.drainHints();
+      if (this.registers.hints.size > 0) await this.registers.drainHints();
     } finally {
       this.draining = false;
     }

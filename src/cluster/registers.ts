@@ -96,6 +96,8 @@ type Outcome = { ok: true; value: Buffer | null } | { ok: false; error: unknown 
 type Compute<T> = (old: Buffer | null) => { next: ChangeResult; meta: T };
 
 const MAX_BATCH = 256;
+/** Records whose change missed a replica, kept for that replica's return (each a key and a node id). */
+const MAX_RECORD_HINTS = 100_000;
 /** How long a refused accept waits for the acceptors that have not answered yet. */
 const REFUSAL_WAIT_MS = 250;
 /** Settled tombstones whose grace this proposer is timing. */
@@ -180,6 +182,15 @@ export class Registers {
   private readonly queues = new Map<string, QueuedChange[]>();
   private readonly settledTombstones = new Map<string, { ballot: Ballot; since: number }>();
   readonly tombstoneGraceMs: number;
+  /**
+   * Changes that reached a quorum but not every replica (a node down, cut off
+   * or timing out): by key and node. drainHints() repairs each key once its
+   * node answers again, so a returning node catches up on what this proposer
+   * changed meanwhile without a full repair. Bounded: past the bound new
+   * hints are dropped and `hintsDropped` counts them (run repair).
+   */
+  readonly hints = new Map<string, { key: Buffer; node: string }>();
+  hintsDropped = 0;
   private readonly quorum: number;
   /** Counters for status and tests. */
   readonly stats = { fastChanges: 0, fullRounds: 0, conflicts: 0, fastReads: 0, slowReads: 0, recognised: 0, prepared: 0 };
@@ -366,12 +377,56 @@ export class Registers {
     return { value: next, meta };
   }
 
+  private hint(key: Buffer, node: string): void {
+    const id = `${node}\u0000${key.toString('latin1')}`;
+    if (this.hints.has(id)) return;
+    if (this.hints.size >= MAX_RECORD_HINTS) {
+      this.hintsDropped++;
+      return;
+    }
+    this.hints.set(id, { key, node });
+  }
+
+  /**
+   * Repairs hinted keys whose missing replica is up again (at most `limit`
+   * keys a call). Returns how many keys every replica now holds.
+   */
+  async drainHints(limit = 1024): Promise<number> {
+    let healed = 0;
+    const byKey = new Map<string, Buffer>();
+    for (const h of this.hints.values()) {
+      if (byKey.size >= limit) break;
+      const k = h.key.toString('latin1');
+      if (byKey.has(k)) continue;
+      const node = this.acceptorsOf(groupOf(h.key)).find((a) => a.id === h.node);
+      if (!node) {
+        this.hints.delete(`${h.node}\u0000${k}`); // placement changed: a full repair handles it
+        continue;
+      }
+      if (node.up) byKey.set(k, h.key);
+    }
+    for (const [k, key] of byKey) {
+      try {
+        const r = await this.repair(key);
+        if (r !== null && r.acked < r.of) continue;
+        for (const a of this.acceptorsOf(groupOf(key))) this.hints.delete(`${a.id}\u0000${k}`);
+        healed++;
+      } catch (err) {
+        this.opts.log.debug({ key: key.toString('hex'), err: (err as Error).message }, 'record hint not drained yet');
+      }
+    }
+    return healed;
+  }
+
   private accept(key: Buffer, ballot: Ballot, value: RecordValue, acceptors: Acceptor[], deadline: number, signal?: AbortSignal) {
     return gatherQuorum<Verdict, string>(
       acceptors.map((p) => ({ key: p.id, run: () => p.accept(key, ballot, value, true, { deadline, signal }) })),
       this.quorum,
       (verdict) => verdict.ok,
-      undefined,
+      // A replica that failed to take the change gets it later from drainHints.
+      (node, outcome) => {
+        if ('error' in outcome) this.hint(key, node);
+      },
       // A refused accept waits a little for the other acceptors' answers:
       // refused by all is the one refusal that proves the value landed nowhere
       // (definitelyNotAdopted), and a stale fast-path ballot is refused by
@@ -380,6 +435,7 @@ export class Registers {
       // uncertain.
       { withinMs: REFUSAL_WAIT_MS, clock: this.clock },
     ).then((r) => {
+      if (r.oks.length >= this.quorum) for (const e of r.errors) this.hint(key, e.key);
       for (const x of r.rejected) {
         this.observe(x.value.state.promised);
         this.observe(x.value.state.accepted);

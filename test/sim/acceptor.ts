@@ -205,6 +205,10 @@ export class SimAcceptor implements Acceptor {
     this.id = node.name;
   }
 
+  get up(): boolean {
+    return this.node.up;
+  }
+
   get rank(): number {
     return this.consecutiveFailures * 1e6 + (this.silent ? 1e5 : 0) + this.latencyMs;
   }
