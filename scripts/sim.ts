@@ -3,7 +3,7 @@
 // simulator (test/sim/) and reports schedules per second. A failing seed
 // prints the one-line command that replays it exactly.
 import { parseArgs } from 'node:util';
-import { runSchedule, type Bugs } from '../test/sim/schedule.js';
+import { runSchedule, type Bugs, type ShapeOptions } from '../test/sim/schedule.js';
 
 const BUGS: Record<string, Bugs> = {
   'ignore-lineage': { ignoreLineage: true },
@@ -35,6 +35,8 @@ const int = (name: string, v: string | undefined, dflt: number): number => {
 const bugName = values.bug;
 if (bugName !== undefined && !BUGS[bugName]) fail(`unknown --bug ${JSON.stringify(bugName)}; known: ${Object.keys(BUGS).join(', ')}`);
 const bugs = bugName ? BUGS[bugName]! : {};
+// Purge bugs can only show when tombstones are purged: every schedule then runs the gc actor.
+const shape: ShapeOptions = bugs.noTombstoneGrace ? { purging: true } : {};
 const single = values.seed !== undefined;
 const first = single ? int('seed', values.seed, 0) : int('from', values.from, 1);
 const count = single ? 1 : int('seeds', values.seeds, 1000);
@@ -46,7 +48,7 @@ let ops = 0;
 let ran = 0;
 const totals = { crashes: 0, purges: 0, lost: 0, duplicated: 0, ok: 0 };
 for (let seed = first; seed < first + count; seed++) {
-  const r = await runSchedule(seed, bugs);
+  const r = await runSchedule(seed, bugs, shape);
   ran++;
   totals.crashes += r.crashes;
   totals.purges += r.purges;

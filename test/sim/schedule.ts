@@ -22,6 +22,12 @@ export interface Bugs {
   noTombstoneGrace?: boolean;
 }
 
+/** Parts of a schedule's shape fixed instead of drawn (the rest still comes from the seed). */
+export interface ShapeOptions {
+  /** Always run the gc actor that purges tombstones. */
+  purging?: boolean;
+}
+
 export interface ScheduleResult {
   seed: number;
   ok: boolean;
@@ -45,7 +51,7 @@ const SIM_LIMIT_MS = 600_000;
 const DEADLINE_MS = 600;
 
 /** Runs schedule `seed` to the end and checks it. Deterministic: the same seed gives the same result. */
-export async function runSchedule(seed: number, bugs: Bugs = {}): Promise<ScheduleResult> {
+export async function runSchedule(seed: number, bugs: Bugs = {}, fixed: ShapeOptions = {}): Promise<ScheduleResult> {
   const world = new World(seed);
   const rng = world.rng;
   const violations: string[] = [];
@@ -64,7 +70,7 @@ export async function runSchedule(seed: number, bugs: Bugs = {}): Promise<Schedu
   world.faults = lossy ? { drop: rng.next() * 0.08, duplicate: rng.next() * 0.05, delay: rng.next() * 0.1 } : { drop: 0, duplicate: 0, delay: 0 };
   const crashy = rng.chance(0.7);
   const cutty = rng.chance(0.5);
-  const purging = rng.chance(0.6);
+  const purging = rng.chance(0.6) || fixed.purging === true;
   const repairing = rng.chance(0.4);
   // Register ops: 30% reads, 30% writes, then compare-and-sets, and deletes (more of them when gc runs).
   const deleteAbove = purging ? 0.75 : 0.9;
@@ -195,13 +201,16 @@ export async function runSchedule(seed: number, bugs: Bugs = {}): Promise<Schedu
     void loop();
   }
 
-  // repair: rewrites a key's chosen value to every replica now and then (quorumfs repair).
+  // repair: rewrites a key's chosen value to every replica now and then (quorumfs repair),
+  // and drains a proposer's hints (what a mount does every 2 s).
   if (repairing) {
     const repairer = newProposer('repair');
     const loop = async (): Promise<void> => {
       while (running > 0) {
         await pause(world, 5 + rng.next() * 60);
         await repairer.repair(keyBytes(rng.pick(keys).name)).catch(() => null);
+        // and a mount's background repair of the records it could not write everywhere
+        await rng.pick(proposers).registers.drainHints().catch(() => 0);
       }
     };
     void loop();
