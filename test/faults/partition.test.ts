@@ -320,10 +320,10 @@ if (probe.skip !== null) {
       'a multi-chunk file was written while the node was cut off',
     );
 
-    // The cut node missed what was written while it was away.
+    // The cut node missed what was written while it was away (writes during the cut, asserted above).
     const before = await deepStatus(cfg);
     t.log(`before repair, under-replicated: ${JSON.stringify(before)}`);
-    t.true(typeof before === 'object' && before.underReplicatedRecords + before.underReplicatedChunks > 0, `the cut node missed nothing? ${JSON.stringify(before)}`);
+    // The mount's hints (chunks and records) may already have healed it: not asserted.
 
     // repair until a run finds nothing left to do
     const stateFile = join(rc.cluster.dir, 'state', 'repair.json');
@@ -339,7 +339,7 @@ if (probe.skip !== null) {
     const last = runs.at(-1);
     t.is(last?.code, 0, `repair never exited 0: ${last?.out ?? ''}`);
     const first = runs[0]?.counts;
-    // What the cut node missed (checked above) was healed by the end: by the
+    // What the cut node missed was healed by the end: by the
     // mount's hints once the node answered again, or by these repair runs,
     // whichever came first, so the first run may find nothing left.
     t.log(`first repair run: ${first ? `${first.recordsRepaired} records, ${first.chunksRepaired} chunks` : 'no counts'}`);
