@@ -1,14 +1,22 @@
-// npm run sim -- [--seeds N] [--seed S] [--from S] [--bug ignore-lineage|accept-below-promise|no-tombstone-grace] [--verbose]
-// Runs seeded schedules of the replication core in the deterministic
-// simulator (test/sim/) and reports schedules per second. A failing seed
-// prints the one-line command that replays it exactly.
+// npm run sim -- [--leases] [--seeds N] [--seed S] [--from S] [--bug NAME] [--verbose] [--keep-going]
+// Runs seeded schedules of the replication core (or, with --leases, of scope
+// leases and write-behind) in the deterministic simulator (test/sim/) and
+// reports schedules per second. A failing seed prints the one-line command
+// that replays it exactly.
 import { parseArgs } from 'node:util';
 import { runSchedule, type Bugs, type ShapeOptions } from '../test/sim/schedule.js';
+import { runLeaseSchedule, type LeaseBugs } from '../test/sim/leases.js';
 
 const BUGS: Record<string, Bugs> = {
   'ignore-lineage': { ignoreLineage: true },
   'accept-below-promise': { acceptBelowPromise: true },
   'no-tombstone-grace': { noTombstoneGrace: true },
+};
+
+const LEASE_BUGS: Record<string, LeaseBugs> = {
+  'ignore-fence': { ignoreFence: true },
+  'ignore-settled': { ignoreSettled: true },
+  'no-takeover-wait': { noTakeoverWait: true },
 };
 
 function fail(message: string): never {
@@ -24,6 +32,7 @@ const { values } = parseArgs({
     bug: { type: 'string' },
     verbose: { type: 'boolean', short: 'v' },
     'keep-going': { type: 'boolean' },
+    leases: { type: 'boolean' },
   },
   strict: true,
 });
@@ -33,13 +42,36 @@ const int = (name: string, v: string | undefined, dflt: number): number => {
   return Number(v);
 };
 const bugName = values.bug;
-if (bugName !== undefined && !BUGS[bugName]) fail(`unknown --bug ${JSON.stringify(bugName)}; known: ${Object.keys(BUGS).join(', ')}`);
-const bugs = bugName ? BUGS[bugName]! : {};
+const known = values.leases ? LEASE_BUGS : BUGS;
+if (bugName !== undefined && !known[bugName]) fail(`unknown --bug ${JSON.stringify(bugName)}${values.leases ? ' with --leases' : ''}; known: ${Object.keys(known).join(', ')}`);
+const bugs: Bugs = bugName && !values.leases ? BUGS[bugName]! : {};
 // Purge bugs can only show when tombstones are purged: every schedule then runs the gc actor.
 const shape: ShapeOptions = bugs.noTombstoneGrace ? { purging: true } : {};
 const single = values.seed !== undefined;
 const first = single ? int('seed', values.seed, 0) : int('from', values.from, 1);
 const count = single ? 1 : int('seeds', values.seeds, 1000);
+
+if (values.leases) {
+  const leaseBugs = bugName ? LEASE_BUGS[bugName]! : {};
+  const started = performance.now();
+  let failed = 0;
+  let ran = 0;
+  const totals = { tenures: 0, cleanReleases: 0, takeovers: 0, committed: 0, settledKeys: 0, crashes: 0 };
+  for (let seed = first; seed < first + count; seed++) {
+    const r = await runLeaseSchedule(seed, leaseBugs);
+    ran++;
+    for (const k of Object.keys(totals) as Array<keyof typeof totals>) totals[k] += r[k];
+    if (values.verbose || single) process.stdout.write(`seed ${seed}: ${r.ok ? 'ok' : 'FAILED'} (${r.shape}; ${r.tenures} tenures, ${r.cleanReleases} clean, ${r.takeovers} takeovers, ${r.committed} committed, ${r.settledKeys} settled, ${r.simulatedMs} ms simulated)\n`);
+    if (!r.ok) {
+      failed++;
+      process.stdout.write(`seed ${seed} FAILED: ${r.failure}\nreplay: npm run sim -- --leases --seed ${seed}${bugName ? ` --bug ${bugName}` : ''}\n`);
+      if (!values['keep-going']) break;
+    }
+  }
+  const secs = (performance.now() - started) / 1000;
+  process.stdout.write(`${failed === 0 ? 'ok' : `${failed} failed`}: ${ran} lease schedule(s) from seed ${first} in ${secs.toFixed(1)} s (${(ran / secs).toFixed(0)} schedules/s; ${totals.tenures} tenures, ${totals.cleanReleases} released clean, ${totals.takeovers} taken over, ${totals.committed} changes committed behind their callers, ${totals.settledKeys} keys settled, ${totals.crashes} node crashes)\n`);
+  process.exit(failed === 0 ? 0 : 1);
+}
 
 const started = performance.now();
 let failed = 0;

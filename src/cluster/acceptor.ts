@@ -5,11 +5,14 @@
 import type { Ballot } from '../util/ballot.js';
 import type { AcceptorState, RecordValue } from '../util/paxos.js';
 import type { ScanReply, Verdict } from '../rpc/messages.js';
+import type { ScopeCall } from '../util/lease.js';
 
 /** Bounds of one call: the operation's deadline (on the proposer's clock) and its cancellation. */
 export interface AcceptorCall {
   deadline: number;
   signal?: AbortSignal | undefined;
+  /** A call about a key of a leased scope (src/util/lease.ts). */
+  scope?: ScopeCall | undefined;
 }
 
 export interface Acceptor {
@@ -30,6 +33,12 @@ export interface Acceptor {
   scan(start: Buffer, end: Buffer | null, limit: number, call: AcceptorCall): Promise<ScanReply>;
   /** Deletes a tombstone accepted at exactly `ballot`. */
   purge(key: Buffer, ballot: Ballot, call: AcceptorCall): Promise<boolean>;
+  /**
+   * Drops the lease tag of the value accepted at `ballot` (its writer saw it
+   * chosen); true when this acceptor now holds it untagged. Only the
+   * simulator's acceptors have it so far: leases are not on the wire yet.
+   */
+  learn?(key: Buffer, ballot: Ballot, call: AcceptorCall): Promise<boolean>;
 }
 
 /** Acceptors sorted best first for reading. */

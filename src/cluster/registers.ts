@@ -23,9 +23,10 @@ import { sleep, systemClock, type Clock } from '../util/clock.js';
 import { QfsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import type { AcceptorState, RecordValue } from '../util/paxos.js';
-import type { Verdict } from '../rpc/messages.js';
+import { settledOf, withoutSettled, type ScopeCall } from '../util/lease.js';
+import type { ScanReply, Verdict } from '../rpc/messages.js';
 import { KEEP, callDeadline, groupOf, type CallOpts, type ChangeFn, type ChangeResult, type ScanEntry, type ScanPage } from '../keyspace/types.js';
-import { byHealth, type Acceptor } from './acceptor.js';
+import { byHealth, type Acceptor, type AcceptorCall } from './acceptor.js';
 import { gatherQuorum, hedgedQuorum } from './quorum.js';
 import { ChangeAttempts, MAX_ENTRIES, newTag, open, seal } from './envelope.js';
 
@@ -49,8 +50,10 @@ export interface RegisterOptions {
    * Test-only: reintroduces a fixed bug, so that the simulator shows it finds
    * it. `ignoreLineage`: a retry never looks for its own earlier attempt in the
    * value's lineage and runs the change again (the double-applied retry).
+   * `ignoreSettled`: values tagged with a settled lease term are adopted like
+   * any other (a fenced write that a minority took comes back).
    */
-  injectBugs?: { ignoreLineage?: boolean };
+  injectBugs?: { ignoreLineage?: boolean; ignoreSettled?: boolean };
 }
 
 /**
@@ -90,6 +93,7 @@ interface QueuedChange {
   reject(e: unknown): void;
   deadline: number;
   signal?: AbortSignal;
+  scope?: ScopeCall;
 }
 
 type Outcome = { ok: true; value: Buffer | null } | { ok: false; error: unknown };
@@ -121,6 +125,20 @@ export function applyBatch(batch: ReadonlyArray<{ fn: ChangeFn }>, old: Buffer |
     }
   }
   return { next: changed ? cur : KEEP, meta };
+}
+
+function visible<S extends AcceptorState>(states: readonly S[]): readonly S[] {
+  if (!states.some((s) => s.tag !== undefined)) return states;
+  return withoutSettled(states, settledOf(states));
+}
+
+function sameScope(a: ScopeCall | undefined, b: ScopeCall | undefined): boolean {
+  if (!a || !b) return a === b;
+  return a.term === b.term && a.session === b.session && a.settling === b.settling && a.lease.equals(b.lease);
+}
+
+function fencedError(): QfsError {
+  return new QfsError('fenced', 'the lease term of this write is no longer current');
 }
 
 /** How long a read waits for its chosen replicas before asking the others too. */
@@ -190,6 +208,8 @@ export class Registers {
    * hints are dropped and `hintsDropped` counts them (run repair).
    */
   readonly hints = new Map<string, { key: Buffer; node: string }>();
+  /** Scope keys whose latest change this proposer saw chosen under a lease term, not yet learned on a majority. */
+  private readonly learnable = new Map<string, { key: Buffer; ballot: Ballot; scope: ScopeCall }>();
   hintsDropped = 0;
   private readonly quorum: number;
   /** Counters for status and tests. */
@@ -237,13 +257,14 @@ export class Registers {
     let prep;
     try {
       prep = await gatherQuorum<Verdict, string>(
-        this.acceptorsOf(groupOf(key)).map((p) => ({ key: p.id, run: () => p.prepare(key, ballot, { deadline, signal: opts?.signal }) })),
+        this.acceptorsOf(groupOf(key)).map((p) => ({ key: p.id, run: () => p.prepare(key, ballot, { deadline, signal: opts?.signal, scope: opts?.scope }) })),
         this.quorum,
         (v) => v.ok,
       );
     } catch {
       return;
     }
+    if (prep.rejected.some((x) => x.value.fenced)) return;
     for (const x of [...prep.oks, ...prep.rejected]) {
       this.observe(x.value.state.promised);
       this.observe(x.value.state.accepted);
@@ -251,7 +272,7 @@ export class Registers {
     // A change that started meanwhile ran its own round with a higher ballot.
     if (prep.oks.length < this.quorum || this.known.has(id) || this.queues.has(id)) return;
     this.stats.prepared++;
-    const current = highestAccepted(prep.oks.map((o) => o.value.state));
+    const current = highestAccepted(this.visible(prep.oks.map((o) => o.value.state)));
     this.remember(key, { next: ballot, value: current ? current.value : { kind: 'empty' } });
   }
 
@@ -265,15 +286,15 @@ export class Registers {
     // disagree or are slow.
     const acceptors = byHealth(this.acceptorsOf(groupOf(key)));
     const states = await hedgedQuorum(
-      acceptors.map((p) => ({ key: p.id, run: () => p.read(key, { deadline, signal: opts?.signal }) })),
+      acceptors.map((p) => ({ key: p.id, run: () => p.read(key, { deadline, signal: opts?.signal, scope: opts?.scope }) })),
       this.quorum,
-      (s) => agreedValue(s, this.quorum) !== null,
+      (s) => agreedValue(this.visible(s), this.quorum) !== null,
       hedgeDelayMs(acceptors.slice(0, this.quorum)),
       stillAnswering(acceptors.slice(0, this.quorum)),
       this.clock,
     );
     for (const s of states) this.observe(s.promised);
-    const agreed = agreedValue(states, this.quorum);
+    const agreed = agreedValue(this.visible(states), this.quorum);
     if (agreed) {
       this.stats.fastReads++;
       return open(agreed.value).payload;
@@ -292,7 +313,7 @@ export class Registers {
   change(key: Buffer, fn: ChangeFn, opts?: CallOpts): Promise<Buffer | null> {
     return new Promise((resolve, reject) => {
       const id = key.toString('latin1');
-      const op: QueuedChange = { fn, resolve, reject, deadline: this.deadline(opts), ...(opts?.signal ? { signal: opts.signal } : {}) };
+      const op: QueuedChange = { fn, resolve, reject, deadline: this.deadline(opts), ...(opts?.signal ? { signal: opts.signal } : {}), ...(opts?.scope ? { scope: opts.scope } : {}) };
       const queue = this.queues.get(id);
       if (queue) {
         queue.push(op);
@@ -306,7 +327,11 @@ export class Registers {
   private async drain(key: Buffer, id: string): Promise<void> {
     const queue = this.queues.get(id)!;
     while (queue.length > 0) {
-      const batch = queue.splice(0, MAX_BATCH).filter((op) => {
+      // One round writes under one scope call: a batch stops where the scope changes.
+      let same = 1;
+      while (same < Math.min(queue.length, MAX_BATCH) && sameScope(queue[same]!.scope, queue[0]!.scope)) same++;
+      const scope = queue[0]!.scope;
+      const batch = queue.splice(0, same).filter((op) => {
         if (op.signal?.aborted || this.clock.now() >= op.deadline) {
           op.reject(new QfsError('timeout', 'deadline passed while queued behind other changes of the key'));
           return false;
@@ -318,7 +343,7 @@ export class Registers {
       const signals = batch.flatMap((op) => (op.signal ? [op.signal] : []));
       const signal = signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals);
       try {
-        const { meta } = await this.runChange(key, (old) => applyBatch(batch, old), deadline, signal);
+        const { meta } = await this.runChange(key, (old) => applyBatch(batch, old), { deadline, signal, scope });
         meta.forEach((o, i) => (o.ok ? batch[i]!.resolve(o.value) : batch[i]!.reject(o.error)));
       } catch (err) {
         for (const op of batch) op.reject(err);
@@ -327,18 +352,19 @@ export class Registers {
     this.queues.delete(id);
   }
 
-  private async runChange<T>(key: Buffer, compute: Compute<T>, deadline: number, signal?: AbortSignal): Promise<{ value: Buffer | null; meta: T }> {
+  private async runChange<T>(key: Buffer, compute: Compute<T>, call: AcceptorCall): Promise<{ value: Buffer | null; meta: T }> {
+    const { deadline, signal } = call;
     const acceptors = this.acceptorsOf(groupOf(key));
     const maxAttempts = this.opts.maxAttempts ?? 30;
     const attempts = new ChangeAttempts<T>();
     const known = this.known.get(key.toString('latin1'));
     if (known) {
-      const result = await this.fastChange(key, compute, known, acceptors, attempts, deadline, signal);
+      const result = await this.fastChange(key, compute, known, acceptors, attempts, call);
       if (result !== undefined) return result;
     }
     for (let attempt = 0; ; attempt++) {
       signal?.throwIfAborted();
-      const outcome = await this.round(key, compute, acceptors, attempts, deadline, signal);
+      const outcome = await this.round(key, compute, acceptors, attempts, call);
       if (outcome.done) return outcome;
       this.stats.conflicts++;
       if (attempt + 1 >= maxAttempts) throw new QfsError('conflict', `gave up after ${maxAttempts} conflicting rounds`);
@@ -355,8 +381,7 @@ export class Registers {
     known: Known,
     acceptors: Acceptor[],
     attempts: ChangeAttempts<T>,
-    deadline: number,
-    signal?: AbortSignal,
+    call: AcceptorCall,
   ): Promise<{ value: Buffer | null; meta: T } | undefined> {
     const ballot = known.next;
     this.observe(ballot); // a fallback round must use a ballot above this one
@@ -367,14 +392,139 @@ export class Registers {
     const tag = newTag(this.clock);
     const value = seal(next, [...current.lineage, { tag, counter: ballot.counter }]);
     attempts.record(tag, next, meta);
-    const r = await this.accept(key, ballot, value, acceptors, deadline, signal).catch(() => null);
+    const r = await this.accept(key, ballot, value, acceptors, call).catch(() => null);
+    if (r && r.oks.length < this.quorum && r.rejected.some((x) => x.value.fenced)) throw fencedError();
     if (!r || r.oks.length < this.quorum) {
       if (!r || !definitelyNotAdopted(r, acceptors.length, this.quorum, ballot, tag)) attempts.markUncertain(ballot.counter);
       return undefined;
     }
     this.stats.fastChanges++;
+    this.chosenUnder(key, ballot, call.scope);
     this.remember(key, { next: nextOf(ballot), value });
     return { value: next, meta };
+  }
+
+  /** States as a quorum reported them, minus values tagged with a lease term that one of them reports settled (src/util/lease.ts). */
+  private visible<S extends AcceptorState>(states: readonly S[]): readonly S[] {
+    if (this.opts.injectBugs?.ignoreSettled || !states.some((s) => s.tag !== undefined)) return states;
+    return withoutSettled(states, settledOf(states));
+  }
+
+  private notDone(acc: { rejected: Array<{ value: Verdict }> }): { done: false } {
+    if (acc.rejected.some((x) => x.value.fenced)) throw fencedError();
+    return { done: false };
+  }
+
+  private chosenUnder(key: Buffer, ballot: Ballot, scope: ScopeCall | undefined): void {
+    if (scope) this.learnable.set(key.toString('latin1'), { key, ballot, scope });
+  }
+
+  /** Scope keys changed under a lease whose tags are not yet learned on a majority. */
+  get unlearned(): number {
+    return this.learnable.size;
+  }
+
+  /**
+   * Tells every replica of each scope key this proposer changed under a lease
+   * that its latest value was chosen, so they drop its tag. Returns how many
+   * keys are still not learned on a majority (0: the term is clean of this
+   * proposer's writes, see releaseLease).
+   */
+  async learnChosen(opts?: CallOpts, only?: Buffer): Promise<number> {
+    const deadline = this.deadline(opts);
+    const which = only ? [...this.learnable].filter(([id]) => id === only.toString('latin1')) : [...this.learnable];
+    await Promise.all(
+      which.map(async ([id, { key, ballot, scope }]) => {
+        const acceptors = this.acceptorsOf(groupOf(key));
+        const results = await Promise.allSettled(acceptors.map((p) => (p.learn ? p.learn(key, ballot, { deadline, signal: opts?.signal, scope }) : Promise.resolve(false))));
+        const learned = results.filter((r) => r.status === 'fulfilled' && r.value).length;
+        if (learned >= this.quorum && this.learnable.get(id)?.ballot === ballot) this.learnable.delete(id);
+      }),
+    );
+    return this.learnable.size;
+  }
+
+  /** Forgets unlearned keys (a lease lost: its next holder settles them). */
+  dropUnlearned(): void {
+    this.learnable.clear();
+  }
+
+  /**
+   * The settling scan of a new lease holder: the keys in [start, end) of
+   * `group` that a majority of replicas at the holder's term (opts.scope, with
+   * `settling`) do not all hold as the same untagged value: a value tagged with
+   * a term above `settled` on any of them, or a key they disagree on. A write
+   * of an unsettled term that may have been chosen is on some replica of that
+   * majority; tagged there, it is found; learned (untagged) there, either the
+   * whole majority holds it untagged, and it needs nothing, or the key
+   * differs between them, and it is found. (Settling only the tagged keys
+   * loses a chosen value whose learn reached a minority: the simulator found
+   * it, seed 131.)
+   */
+  async unsettledKeys(group: Buffer, start: Buffer, end: Buffer | null, settled: number, opts: CallOpts & { scope: ScopeCall }): Promise<Buffer[]> {
+    const found = new Map<string, Buffer>();
+    let from = start;
+    for (;;) {
+      const deadline = this.deadline(opts);
+      const acceptors = byHealth(this.acceptorsOf(group));
+      const r = await gatherQuorum<ScanReply, string>(
+        acceptors.map((p) => ({ key: p.id, run: () => p.scan(from, end, 1000, { deadline, signal: opts.signal, scope: { ...opts.scope, settling: true } }) })),
+        this.quorum,
+      );
+      let horizon: Buffer | null = null;
+      for (const { value } of r.oks) {
+        if (value.next && (!horizon || Buffer.compare(value.next, horizon) < 0)) horizon = value.next;
+      }
+      const seen = new Map<string, { key: Buffer; ballots: Set<string>; replies: number; tagged: boolean }>();
+      for (const { value } of r.oks) {
+        for (const e of value.entries) {
+          if (horizon && Buffer.compare(e.key, horizon) >= 0) continue;
+          if (e.state.tag !== undefined && e.state.tag <= settled) continue; // a settled term's leftover counts as nothing
+          const id = e.key.toString('latin1');
+          let k = seen.get(id);
+          if (!k) seen.set(id, (k = { key: e.key, ballots: new Set(), replies: 0, tagged: false }));
+          k.replies++;
+          k.ballots.add(`${e.state.accepted.counter}.${e.state.accepted.proposer}`);
+          if (e.state.tag !== undefined) k.tagged = true;
+        }
+      }
+      for (const [id, k] of seen) if (k.tagged || k.ballots.size > 1 || k.replies < r.oks.length) found.set(id, k.key);
+      if (!horizon) break;
+      from = horizon;
+    }
+    return [...found.values()].sort(Buffer.compare);
+  }
+
+  /**
+   * Settles one scope key for a new lease holder: a full round that adopts
+   * whatever a majority makes current and accepts it again under the holder's
+   * term, then learns it. Afterwards no older write of the key can be chosen
+   * and the value is untagged on a majority.
+   */
+  async settleKey(key: Buffer, opts: CallOpts & { scope: ScopeCall }): Promise<void> {
+    const deadline = this.deadline(opts);
+    const call: AcceptorCall = { deadline, signal: opts.signal, scope: opts.scope };
+    const acceptors = this.acceptorsOf(groupOf(key));
+    this.remember(key, null);
+    for (let attempt = 0; ; attempt++) {
+      const ballot = this.freshBallot();
+      const prep = await this.phaseOne(key, ballot, acceptors, call);
+      let done = false;
+      if (prep.oks.length >= this.quorum) {
+        const current = highestAccepted(this.visible(prep.oks.map((o) => o.value.state)));
+        const acc = await this.accept(key, ballot, current ? current.value : { kind: 'empty' }, acceptors, call);
+        if (acc.oks.length >= this.quorum) {
+          this.chosenUnder(key, ballot, opts.scope);
+          done = true;
+        } else this.notDone(acc);
+      } else this.notDone(prep);
+      if (done) break;
+      const wait = this.clock.random() * Math.min(200, 2 * 2 ** attempt);
+      if (this.clock.now() + wait >= deadline) throw new QfsError('timeout', 'could not settle a scope key within the deadline');
+      await sleep(this.clock, wait);
+    }
+    await this.learnChosen(opts, key);
+    if (this.learnable.has(key.toString('latin1'))) throw new QfsError('unavailable', 'a settled scope key was not learned on a majority');
   }
 
   private hint(key: Buffer, node: string): void {
@@ -418,9 +568,9 @@ export class Registers {
     return healed;
   }
 
-  private accept(key: Buffer, ballot: Ballot, value: RecordValue, acceptors: Acceptor[], deadline: number, signal?: AbortSignal) {
+  private accept(key: Buffer, ballot: Ballot, value: RecordValue, acceptors: Acceptor[], call: AcceptorCall) {
     return gatherQuorum<Verdict, string>(
-      acceptors.map((p) => ({ key: p.id, run: () => p.accept(key, ballot, value, true, { deadline, signal }) })),
+      acceptors.map((p) => ({ key: p.id, run: () => p.accept(key, ballot, value, true, call) })),
       this.quorum,
       (verdict) => verdict.ok,
       // A replica that failed to take the change gets it later from drainHints.
@@ -444,18 +594,10 @@ export class Registers {
     });
   }
 
-  private async round<T>(
-    key: Buffer,
-    compute: Compute<T>,
-    acceptors: Acceptor[],
-    attempts: ChangeAttempts<T>,
-    deadline: number,
-    signal?: AbortSignal,
-  ): Promise<{ done: true; value: Buffer | null; meta: T } | { done: false }> {
-    this.stats.fullRounds++;
-    const ballot = this.freshBallot();
+  /** Prepare on every replica until a majority promises or that is impossible; every ballot seen raises ours. */
+  private async phaseOne(key: Buffer, ballot: Ballot, acceptors: Acceptor[], call: AcceptorCall) {
     const prep = await gatherQuorum<Verdict, string>(
-      acceptors.map((p) => ({ key: p.id, run: () => p.prepare(key, ballot, { deadline, signal }) })),
+      acceptors.map((p) => ({ key: p.id, run: () => p.prepare(key, ballot, call) })),
       this.quorum,
       (v) => v.ok,
     );
@@ -463,13 +605,29 @@ export class Registers {
       this.observe(x.value.state.promised);
       this.observe(x.value.state.accepted);
     }
+    return prep;
+  }
+
+  private async round<T>(
+    key: Buffer,
+    compute: Compute<T>,
+    acceptors: Acceptor[],
+    attempts: ChangeAttempts<T>,
+    call: AcceptorCall,
+  ): Promise<{ done: true; value: Buffer | null; meta: T } | { done: false }> {
+    this.stats.fullRounds++;
+    const ballot = this.freshBallot();
+    const prep = await this.phaseOne(key, ballot, acceptors, call);
+    if (prep.oks.length < this.quorum && prep.rejected.some((x) => x.value.fenced)) throw fencedError();
     if (prep.oks.length < this.quorum) return { done: false };
-    const states = prep.oks.map((o) => o.value.state);
+    const states = this.visible(prep.oks.map((o) => o.value.state));
     const current = highestAccepted(states);
     const currentValue: RecordValue = current ? current.value : { kind: 'empty' };
     const env = open(currentValue);
     const agreed = agreedValue(states, this.quorum);
     const chosen = agreed !== null && (current === null || compareBallots(agreed.accepted, current.accepted) === 0);
+    // A value of this term found chosen (an earlier attempt's accept whose answers were lost) must be learned too.
+    if (chosen && current && call.scope && current.tag === call.scope.term) this.chosenUnder(key, current.accepted, call.scope);
 
     // An earlier attempt of this very call is in the value's lineage: the change
     // took effect once already. Make sure that value is chosen, and report it.
@@ -477,8 +635,9 @@ export class Registers {
     if (mine) {
       this.stats.recognised++;
       if (!chosen) {
-        const acc = await this.accept(key, ballot, currentValue, acceptors, deadline, signal);
-        if (acc.oks.length < this.quorum) return { done: false };
+        const acc = await this.accept(key, ballot, currentValue, acceptors, call);
+        if (acc.oks.length < this.quorum) return this.notDone(acc);
+        this.chosenUnder(key, ballot, call.scope);
       }
       return { done: true, ...mine };
     }
@@ -486,22 +645,24 @@ export class Registers {
     const { next, meta } = compute(env.payload);
     if (next === KEEP) {
       if (chosen) return { done: true, value: env.payload, meta };
-      const acc = await this.accept(key, ballot, currentValue, acceptors, deadline, signal);
-      if (acc.oks.length < this.quorum) return { done: false };
+      const acc = await this.accept(key, ballot, currentValue, acceptors, call);
+      if (acc.oks.length < this.quorum) return this.notDone(acc);
+      this.chosenUnder(key, ballot, call.scope);
       this.remember(key, { next: nextOf(ballot), value: currentValue });
       return { done: true, value: env.payload, meta };
     }
     const tag = newTag(this.clock);
     const value = seal(next, [...env.lineage, { tag, counter: ballot.counter }]);
     attempts.record(tag, next, meta);
-    const acc = await this.accept(key, ballot, value, acceptors, deadline, signal).catch((err: unknown) => {
+    const acc = await this.accept(key, ballot, value, acceptors, call).catch((err: unknown) => {
       attempts.markUncertain(ballot.counter);
       throw err;
     });
     if (acc.oks.length < this.quorum) {
       if (!definitelyNotAdopted(acc, acceptors.length, this.quorum, ballot, tag)) attempts.markUncertain(ballot.counter);
-      return { done: false };
+      return this.notDone(acc);
     }
+    this.chosenUnder(key, ballot, call.scope);
     this.remember(key, { next: nextOf(ballot), value });
     return { done: true, value: next, meta };
   }
@@ -512,7 +673,7 @@ export class Registers {
     const deadline = this.deadline(opts);
     const acceptors = byHealth(this.acceptorsOf(group));
     const replies = await hedgedQuorum(
-      acceptors.map((p) => ({ key: p.id, run: () => p.scan(start, end, limit, { deadline, signal: opts?.signal }) })),
+      acceptors.map((p) => ({ key: p.id, run: () => p.scan(start, end, limit, { deadline, signal: opts?.signal, scope: opts?.scope }) })),
       this.quorum,
       () => true,
       hedgeDelayMs(acceptors.slice(0, this.quorum)),
@@ -526,10 +687,12 @@ export class Registers {
     for (const { value } of r.oks) {
       if (value.next && (!horizon || Buffer.compare(value.next, horizon) < 0)) horizon = value.next;
     }
+    const settled = settledOf(r.oks.map((o) => o.value));
     const merged = new Map<string, { key: Buffer; state: AcceptorState }>();
     for (const { value } of r.oks) {
       for (const e of value.entries) {
         if (horizon && Buffer.compare(e.key, horizon) >= 0) continue;
+        if (e.state.tag !== undefined && e.state.tag <= settled && !this.opts.injectBugs?.ignoreSettled) continue; // a settled term's leftover: see src/util/lease.ts
         const id = e.key.toString('latin1');
         const prev = merged.get(id);
         if (!prev || compareBallots(e.state.accepted, prev.state.accepted) > 0) merged.set(id, e);

@@ -7,6 +7,7 @@
 // inside the group. Encoded: u8 group length | group | name.
 import type { PurgeOutcome } from './tombstones.js';
 import type { ChunkId } from '../util/ids.js';
+import type { ScopeCall } from '../util/lease.js';
 
 export interface CallOpts {
   /** Aborts the operation; it then fails with `timeout`. */
@@ -18,6 +19,8 @@ export interface CallOpts {
    * operation share; the earlier of it and `timeoutMs` from now applies.
    */
   deadline?: number;
+  /** The key is in a leased scope: the lease and the term this call is made under (src/util/lease.ts). */
+  scope?: ScopeCall;
 }
 
 /** The deadline a call with `opts` gets at `now`: the earlier of its own and `timeoutMs` (or `defaultMs`) from now. */

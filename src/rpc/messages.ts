@@ -144,6 +144,8 @@ export const RecordAccept = {
 export interface Verdict {
   ok: boolean;
   state: AcceptorState;
+  /** Refused because the call's lease term is not the acceptor's (src/util/lease.ts): retrying cannot help. */
+  fenced?: boolean;
 }
 
 export const VerdictReply = {
@@ -204,6 +206,8 @@ export const RecordScan = {
 export interface ScanReply {
   entries: Array<{ key: Buffer; state: AcceptorState }>;
   next: Buffer | null;
+  /** In answers to a scope's scan: the answering acceptor's settled lease term. */
+  settled?: number;
 }
 
 export const ScanReplyCodec = {

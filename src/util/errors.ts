@@ -14,6 +14,7 @@ export const ERROR_CODES = [
   'busy', // a bounded queue is full
   'closed', // the connection or store was closed
   'internal', // anything else: logged with its stack where it happened
+  'fenced', // a write under a lease term that is no longer current (src/util/lease.ts); never retried
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

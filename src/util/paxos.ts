@@ -19,6 +19,13 @@ export interface AcceptorState {
   /** Ballot of the accepted value (ZERO_BALLOT when nothing was accepted). */
   readonly accepted: Ballot;
   readonly value: RecordValue;
+  /**
+   * The lease term a scope key's value was accepted under, until its writer
+   * learned it was chosen (src/util/lease.ts); absent for other values.
+   */
+  readonly tag?: number | undefined;
+  /** In answers about a scope key only, never stored: the settled term of the answering acceptor's lease. */
+  readonly settled?: number | undefined;
 }
 
 /** Limits that both the store and the wire protocol enforce. */
@@ -42,7 +49,7 @@ export interface AcceptorBugs {
  */
 export function decidePrepare(cur: AcceptorState, ballot: Ballot): AcceptorState | null {
   if (compareBallots(ballot, cur.promised) <= 0 || compareBallots(ballot, cur.accepted) <= 0) return null;
-  return { promised: ballot, accepted: cur.accepted, value: cur.value };
+  return cur.tag === undefined ? { promised: ballot, accepted: cur.accepted, value: cur.value } : { promised: ballot, accepted: cur.accepted, value: cur.value, tag: cur.tag };
 }
 
 /**
@@ -52,10 +59,21 @@ export function decidePrepare(cur: AcceptorState, ballot: Ballot): AcceptorState
  * (counter + 1, same proposer), so that proposer's next change is one accept.
  * The state to persist before answering, or null to refuse.
  */
-export function decideAccept(cur: AcceptorState, ballot: Ballot, value: RecordValue, promiseNext: boolean, bugs?: AcceptorBugs): AcceptorState | null {
+export function decideAccept(cur: AcceptorState, ballot: Ballot, value: RecordValue, promiseNext: boolean, bugs?: AcceptorBugs, tag?: number): AcceptorState | null {
   if ((!bugs?.acceptBelowPromise && compareBallots(ballot, cur.promised) < 0) || compareBallots(ballot, cur.accepted) < 0) return null;
   const promise = promiseNext && Number.isSafeInteger(ballot.counter + 1) ? { counter: ballot.counter + 1, proposer: ballot.proposer } : ballot;
-  return { promised: maxBallot(cur.promised, promise), accepted: ballot, value };
+  const promised = maxBallot(cur.promised, promise);
+  return tag === undefined ? { promised, accepted: ballot, value } : { promised, accepted: ballot, value, tag };
+}
+
+/**
+ * learn(b): the writer of a tagged value accepted at b saw it chosen; the tag
+ * goes if this acceptor still holds that very value. The state to persist, or
+ * null when there is nothing to do.
+ */
+export function decideLearn(cur: AcceptorState, ballot: Ballot): AcceptorState | null {
+  if (cur.tag === undefined || compareBallots(cur.accepted, ballot) !== 0) return null;
+  return { promised: cur.promised, accepted: cur.accepted, value: cur.value };
 }
 
 /**

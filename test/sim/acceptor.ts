@@ -14,18 +14,26 @@
 // Each durable change is checked against the acceptor invariants as it lands.
 import { QfsError } from '../../src/util/errors.js';
 import { ZERO_BALLOT, compareBallots, formatBallot, maxBallot, type Ballot } from '../../src/util/ballot.js';
-import { EMPTY_VALUE, decideAccept, decidePrepare, decidePurge, type AcceptorBugs, type AcceptorState, type RecordValue } from '../../src/util/paxos.js';
+import { EMPTY_VALUE, decideAccept, decideLearn, decidePrepare, decidePurge, type AcceptorBugs, type AcceptorState, type RecordValue } from '../../src/util/paxos.js';
+import { FRESH_LEASE, admitScopeWrite, admitSettlingScan, decodeLease, type LeaseRecord, type ScopeCall } from '../../src/util/lease.js';
+import { open } from '../../src/cluster/envelope.js';
 import type { Acceptor, AcceptorCall } from '../../src/cluster/acceptor.js';
 import type { ScanReply, Verdict } from '../../src/rpc/messages.js';
 import type { World } from './world.js';
 
 const id = (key: Buffer): string => key.toString('latin1');
+const TRACE = process.env['QFS_SIM_TRACE_KEY'];
 
 interface Pending {
   /** null: a purge. */
   state: AcceptorState | null;
   seq: number;
   waiters: Array<() => void>;
+}
+
+/** Test-only bugs of the lease rules. `ignoreFence`: scope writes are admitted whatever their term. */
+export interface SimNodeBugs extends AcceptorBugs {
+  ignoreFence?: boolean;
 }
 
 export class SimNode {
@@ -49,7 +57,7 @@ export class SimNode {
     private readonly world: World,
     private readonly violation: (what: string) => void,
     private readonly peersOf: () => readonly SimNode[],
-    private readonly bugs: AcceptorBugs = {},
+    private readonly bugs: SimNodeBugs = {},
   ) {}
 
   crash(): void {
@@ -140,30 +148,67 @@ export class SimNode {
       this.violation(`${this.name}: ${JSON.stringify(k)} accepted ${formatBallot(state.accepted)}, not above its purged tombstone ${formatBallot(purged)}`);
     }
     this.durable.set(k, state);
+    if (TRACE && (k.endsWith(TRACE) || k.includes('@lease'))) {
+      const payload = open(state.value).payload;
+      process.stdout.write(`${this.world.now.toFixed(2)} ${this.name} ${k.slice(2)} p=${formatBallot(state.promised)} a=${formatBallot(state.accepted)} tag=${state.tag} v=${k.includes('@lease') && payload ? JSON.stringify(decodeLease(payload)) : payload?.toString()}\n`);
+    }
   }
 
-  prepare(key: Buffer, ballot: Ballot, reply: (v: Verdict) => void): void {
+  /** This node's copy of a scope's lease record: the newest (decisions) or the durable one. */
+  private lease(scope: ScopeCall, durable: boolean): LeaseRecord {
+    const k = id(scope.lease);
+    const state = durable ? this.committed(k) : this.decisionState(k);
+    try {
+      return decodeLease(open(state.value).payload);
+    } catch {
+      return FRESH_LEASE;
+    }
+  }
+
+  /** A reply about a scope key carries this node's settled term of the scope's lease. */
+  private annotate(state: AcceptorState, scope: ScopeCall | undefined): AcceptorState {
+    return scope ? { ...state, settled: this.lease(scope, false).settled } : state;
+  }
+
+  private fenced(scope: ScopeCall | undefined): boolean {
+    return !!scope && !this.bugs.ignoreFence && admitScopeWrite(this.lease(scope, false), scope) !== 'ok';
+  }
+
+  prepare(key: Buffer, ballot: Ballot, scope: ScopeCall | undefined, reply: (v: Verdict) => void): void {
     const k = id(key);
     const cur = this.decisionState(k);
+    if (this.fenced(scope)) return this.afterSettled(k, () => reply({ ok: false, state: this.annotate(cur, scope), fenced: true }));
     const decided = decidePrepare(cur, ballot);
-    if (!decided) return this.afterSettled(k, () => reply({ ok: false, state: cur }));
-    this.write(k, decided, null, () => reply({ ok: true, state: decided }));
+    if (!decided) return this.afterSettled(k, () => reply({ ok: false, state: this.annotate(cur, scope) }));
+    this.write(k, decided, null, () => reply({ ok: true, state: this.annotate(decided, scope) }));
   }
 
-  accept(key: Buffer, ballot: Ballot, value: RecordValue, promiseNext: boolean, reply: (v: Verdict) => void): void {
+  accept(key: Buffer, ballot: Ballot, value: RecordValue, promiseNext: boolean, scope: ScopeCall | undefined, reply: (v: Verdict) => void): void {
     const k = id(key);
     const cur = this.decisionState(k);
+    if (this.fenced(scope)) return this.afterSettled(k, () => reply({ ok: false, state: this.annotate(cur, scope), fenced: true }));
     const copy: RecordValue = value.kind === 'empty' ? value : { kind: value.kind, bytes: Buffer.from(value.bytes) };
-    const decided = decideAccept(cur, ballot, copy, promiseNext, this.bugs);
-    if (!decided) return this.afterSettled(k, () => reply({ ok: false, state: cur }));
-    this.write(k, decided, null, () => reply({ ok: true, state: decided }));
+    const decided = decideAccept(cur, ballot, copy, promiseNext, this.bugs, scope?.term);
+    if (!decided) return this.afterSettled(k, () => reply({ ok: false, state: this.annotate(cur, scope) }));
+    this.write(k, decided, null, () => reply({ ok: true, state: this.annotate(decided, scope) }));
   }
 
-  read(key: Buffer, reply: (s: AcceptorState) => void): void {
-    reply(this.committed(id(key)));
+  learn(key: Buffer, ballot: Ballot, reply: (learned: boolean) => void): void {
+    const k = id(key);
+    const cur = this.decisionState(k);
+    const decided = decideLearn(cur, ballot);
+    if (!decided) return this.afterSettled(k, () => reply(cur.tag === undefined && compareBallots(cur.accepted, ballot) === 0));
+    this.write(k, decided, null, () => reply(true));
   }
 
-  scan(start: Buffer, end: Buffer | null, limit: number, reply: (r: ScanReply) => void): void {
+  read(key: Buffer, scope: ScopeCall | undefined, reply: (s: AcceptorState) => void): void {
+    reply(this.annotate(this.committed(id(key)), scope));
+  }
+
+  scan(start: Buffer, end: Buffer | null, limit: number, scope: ScopeCall | undefined, reply: (r: ScanReply | QfsError) => void): void {
+    if (scope?.settling && !this.bugs.ignoreFence && admitSettlingScan(this.lease(scope, true), scope) !== 'ok') {
+      return reply(new QfsError('fenced', `${this.name}: not at the settling scan's lease term`));
+    }
     const keys = [...this.durable.keys()]
       .map((k) => Buffer.from(k, 'latin1'))
       .filter((k) => Buffer.compare(k, start) >= 0 && (end === null || Buffer.compare(k, end) < 0))
@@ -172,10 +217,10 @@ export class SimNode {
     for (const k of keys) {
       const state = this.durable.get(id(k))!;
       if (state.value.kind === 'empty') continue;
-      if (entries.length === limit) return reply({ entries, next: k });
+      if (entries.length === limit) return reply(scope ? { entries, next: k, settled: this.lease(scope, false).settled } : { entries, next: k });
       entries.push({ key: k, state });
     }
-    reply({ entries, next: null });
+    reply(scope ? { entries, next: null, settled: this.lease(scope, false).settled } : { entries, next: null });
   }
 
   purge(key: Buffer, ballot: Ballot, reply: (ok: boolean) => void): void {
@@ -246,7 +291,8 @@ export class SimAcceptor implements Acceptor {
               this.lastAnswerAt = this.world.now;
               this.latencyMs += 0.2 * (this.world.now - started - this.latencyMs);
               this.consecutiveFailures = 0;
-              resolve(v);
+              if (v instanceof QfsError) reject(v);
+              else resolve(v);
             }),
           ),
         );
@@ -255,22 +301,26 @@ export class SimAcceptor implements Acceptor {
   }
 
   prepare(key: Buffer, ballot: Ballot, call: AcceptorCall): Promise<Verdict> {
-    return this.call(call, (n, reply) => n.prepare(key, ballot, reply));
+    return this.call(call, (n, reply) => n.prepare(key, ballot, call.scope, reply));
   }
 
   accept(key: Buffer, ballot: Ballot, value: RecordValue, promiseNext: boolean, call: AcceptorCall): Promise<Verdict> {
-    return this.call(call, (n, reply) => n.accept(key, ballot, value, promiseNext, reply));
+    return this.call(call, (n, reply) => n.accept(key, ballot, value, promiseNext, call.scope, reply));
   }
 
   read(key: Buffer, call: AcceptorCall): Promise<AcceptorState> {
-    return this.call(call, (n, reply) => n.read(key, reply));
+    return this.call(call, (n, reply) => n.read(key, call.scope, reply));
   }
 
   scan(start: Buffer, end: Buffer | null, limit: number, call: AcceptorCall): Promise<ScanReply> {
-    return this.call(call, (n, reply) => n.scan(start, end, limit, reply));
+    return this.call<ScanReply>(call, (n, reply) => n.scan(start, end, limit, call.scope, reply as (r: ScanReply | QfsError) => void));
   }
 
   purge(key: Buffer, ballot: Ballot, call: AcceptorCall): Promise<boolean> {
     return this.call(call, (n, reply) => n.purge(key, ballot, reply));
+  }
+
+  learn(key: Buffer, ballot: Ballot, call: AcceptorCall): Promise<boolean> {
+    return this.call(call, (n, reply) => n.learn(key, ballot, reply));
   }
 }

@@ -1,0 +1,177 @@
+// Scope leases: the record and the pure rules behind directory leases and
+// metadata write-behind (docs/architecture.md, "Leases"). One lease record
+// guards a scope of keys (a directory's entries) that share its replica set.
+//
+// - Every write of a scope key names the lease term it is made under (its
+//   tag), and an acceptor admits it only while its own copy of the lease
+//   record is at that term and, when held, held by the writer. So once a new
+//   term is chosen on a majority, no write of an older term can reach a
+//   majority again: it is fenced.
+// - A value accepted under a term stays tagged until its writer learns it was
+//   chosen and tells the acceptors (learn); a tagged value may be a fenced
+//   write that a minority accepted and that was never chosen.
+// - Before a new holder trusts what it reads, it settles every term since the
+//   last settled one: on a majority that has its term (so nothing older can
+//   land there any more) it finds the tagged values of those terms and
+//   rewrites each in a full round. It then raises `settled`. From then on a
+//   tagged value of a settled term is ignored wherever it is still found: had
+//   it been chosen, it was learned or rewritten on a majority, which every
+//   quorum meets; if not, it must never be adopted.
+import { QfsError } from './errors.js';
+import { ZERO_BALLOT } from './ballot.js';
+import { EMPTY_VALUE, type AcceptorState } from './paxos.js';
+
+export interface LeaseRecord {
+  /** Bumped by every change of holder (acquire, release, takeover); writes of the scope carry it. */
+  readonly term: number;
+  /** The session holding the lease, or null while it is free. */
+  readonly holder: string | null;
+  /** Every term up to this one is settled (see above). */
+  readonly settled: number;
+  /** Bumped by every renewal: a contender that sees it unchanged for a lease period knows the holder stopped. */
+  readonly renewals: number;
+}
+
+/** The lease of a scope that was never written: free at term 0, nothing to settle. */
+export const FRESH_LEASE: LeaseRecord = Object.freeze({ term: 0, holder: null, settled: 0, renewals: 0 });
+
+const VERSION = 1;
+const MAX_HOLDER_BYTES = 64;
+
+export function encodeLease(l: LeaseRecord): Buffer {
+  const holder = Buffer.from(l.holder ?? '', 'utf8');
+  if (holder.length > MAX_HOLDER_BYTES) throw new QfsError('bad_request', `lease holder id of ${holder.length} bytes`);
+  const b = Buffer.alloc(1 + 8 * 3 + 1 + holder.length);
+  b.writeUInt8(VERSION, 0);
+  b.writeDoubleBE(l.term, 1);
+  b.writeDoubleBE(l.settled, 9);
+  b.writeDoubleBE(l.renewals, 17);
+  b.writeUInt8(l.holder === null ? 0 : 1 + holder.length, 25);
+  holder.copy(b, 26);
+  return b;
+}
+
+/** The lease in a record's payload; null (no record) reads as FRESH_LEASE. Throws `corrupt` on bytes that are not one. */
+export function decodeLease(payload: Buffer | null): LeaseRecord {
+  if (payload === null) return FRESH_LEASE;
+  if (payload.length < 26 || payload.readUInt8(0) !== VERSION) throw new QfsError('corrupt', 'not a lease record');
+  const term = payload.readDoubleBE(1);
+  const settled = payload.readDoubleBE(9);
+  const renewals = payload.readDoubleBE(17);
+  const h = payload.readUInt8(25);
+  if (![term, settled, renewals].every((n) => Number.isSafeInteger(n) && n >= 0) || settled > term || (h > 0 && payload.length !== 26 + h - 1) || (h === 0 && payload.length !== 26)) {
+    throw new QfsError('corrupt', 'malformed lease record');
+  }
+  return { term, settled, renewals, holder: h === 0 ? null : payload.subarray(26).toString('utf8') };
+}
+
+// Transitions: each returns the new record, or null when it does not apply
+// (the caller lost the race and must look again). They run as CASPaxos change
+// functions, so the record they see is the chosen one.
+
+/** A free lease to `me`, at the next term. */
+export function acquireFree(cur: LeaseRecord, me: string): LeaseRecord | null {
+  if (cur.holder !== null) return null;
+  return { term: cur.term + 1, holder: me, settled: cur.settled, renewals: 0 };
+}
+
+/** The holder extends its lease; null if it is no longer its own. */
+export function renewLease(cur: LeaseRecord, me: string, term: number): LeaseRecord | null {
+  if (cur.holder !== me || cur.term !== term) return null;
+  return { ...cur, renewals: cur.renewals + 1 };
+}
+
+/**
+ * The holder gives the lease back. `clean`: every write it made under its term
+ * was chosen and learned on a majority (nothing of the term is left to settle).
+ */
+export function releaseLease(cur: LeaseRecord, me: string, term: number, clean: boolean): LeaseRecord | null {
+  if (cur.holder !== me || cur.term !== term) return null;
+  return { term: cur.term + 1, holder: null, settled: clean ? term : cur.settled, renewals: 0 };
+}
+
+/**
+ * Taking a lease whose holder went silent: only if the record is still exactly
+ * the one observed unchanged for a whole lease period (see `takeoverWaitMs`).
+ */
+export function takeOver(cur: LeaseRecord, observed: LeaseRecord, me: string): LeaseRecord | null {
+  if (cur.term !== observed.term || cur.holder !== observed.holder || cur.renewals !== observed.renewals || cur.holder === null) return null;
+  return { term: cur.term + 1, holder: me, settled: cur.settled, renewals: 0 };
+}
+
+/** The holder has settled every term up to `through`. */
+export function markSettled(cur: LeaseRecord, me: string, term: number, through: number): LeaseRecord | null {
+  if (cur.holder !== me || cur.term !== term || through >= term) return null;
+  return { ...cur, settled: Math.max(cur.settled, through) };
+}
+
+/**
+ * Clock-rate drift: each clock's rate is within [1 - drift, 1 + drift] of real
+ * time. A holder that sent its last successful renewal at local time s trusts
+ * its lease until it reads s + holderTrustMs; a contender that saw the record
+ * unchanged at local time o may take it over once it reads o + takeoverWaitMs.
+ * The first is at most `periodMs` of real time after the renewal was sent, the
+ * second at least `periodMs` after it was chosen, which is after it was sent.
+ */
+export function holderTrustMs(periodMs: number, drift: number): number {
+  return periodMs * (1 - drift);
+}
+
+export function takeoverWaitMs(periodMs: number, drift: number): number {
+  return periodMs * (1 + drift);
+}
+
+/** What a scope write names: the lease term it is made under and the session making it. */
+export interface ScopeWrite {
+  term: number;
+  session: string;
+}
+
+/** How a call of a scope key names its scope: the lease record's key, and the term and session it is made under. */
+export interface ScopeCall extends ScopeWrite {
+  lease: Buffer;
+  /** A settling scan (admitSettlingScan). */
+  settling?: boolean;
+}
+
+export type Admission = 'ok' | 'fenced';
+
+/**
+ * An acceptor's rule for a prepare or accept of a scope key, given its own
+ * copy of the scope's lease: the write's term must be the lease's term, and a
+ * held lease admits only its holder.
+ */
+export function admitScopeWrite(lease: LeaseRecord, write: ScopeWrite): Admission {
+  if (write.term !== lease.term) return 'fenced';
+  if (lease.holder !== null && lease.holder !== write.session) return 'fenced';
+  return 'ok';
+}
+
+/**
+ * A settling scan (the new holder looking for tagged values) is answered only
+ * by an acceptor whose durable lease is at the scanner's term: everything that
+ * acceptor admitted under older terms is then durable and in the answer.
+ */
+export function admitSettlingScan(durableLease: LeaseRecord, write: ScopeWrite): Admission {
+  return durableLease.term === write.term && durableLease.holder === write.session ? 'ok' : 'fenced';
+}
+
+/**
+ * The proposer's filter over the states a quorum reported for a scope key: a
+ * value tagged with a settled term is treated as never accepted (its promise
+ * still counts). `settled` is the highest settled term any of them reported.
+ */
+export function withoutSettled<S extends AcceptorState>(states: readonly S[], settled: number): S[] {
+  return states.map((s) => {
+    if (s.tag === undefined || s.tag > settled) return s;
+    const { tag: _tag, ...rest } = s;
+    return { ...rest, accepted: ZERO_BALLOT, value: EMPTY_VALUE } as S;
+  });
+}
+
+/** The highest settled term reported with these states (each acceptor reports its own lease's). */
+export function settledOf(states: ReadonlyArray<{ settled?: number | undefined }>): number {
+  let m = 0;
+  for (const s of states) if (s.settled !== undefined && s.settled > m) m = s.settled;
+  return m;
+}

@@ -1,0 +1,423 @@
+// One seeded schedule of scope leases and write-behind (src/util/lease.ts,
+// docs/architecture.md "Leases"): mounts take turns holding the lease of one
+// scope (a directory's entries) and, while they hold it, change its keys
+// without a synchronous round: each change lands in the mount's own model at
+// once and is committed later, in batches, one batch after the other.
+// Contenders recall the lease from its holder, or take it over once the holder
+// has been silent for a lease period; every clock runs at its own rate within
+// the stated drift. The nemesis crashes nodes, drops, duplicates and delays
+// messages and cuts mounts off from nodes (a cut-off holder goes on sending
+// until its own clock says its lease is over).
+//
+// What must hold:
+// - Exclusion: the intervals (in real time) in which two holders trusted the
+//   lease never overlap.
+// - A holder's model is the truth: every committed change finds the value the
+//   holder's model expected (nothing else changed the key meanwhile: no fenced
+//   write of an earlier holder landed), and what a new holder reads when it
+//   starts is what the previous holder committed: all of it after a clean
+//   release, and after a lost lease every batch it saw committed plus, per
+//   key, either nothing or everything of the one batch it had in flight.
+import { Registers } from '../../src/cluster/registers.js';
+import { KEEP, recordKey } from '../../src/keyspace/types.js';
+import { toQfsError } from '../../src/util/errors.js';
+import { silentLogger } from '../../src/util/log.js';
+import {
+  acquireFree,
+  decodeLease,
+  encodeLease,
+  holderTrustMs,
+  markSettled,
+  releaseLease,
+  renewLease,
+  takeOver,
+  takeoverWaitMs,
+  type LeaseRecord,
+  type ScopeCall,
+} from '../../src/util/lease.js';
+import { SimAcceptor, SimNode } from './acceptor.js';
+import { World } from './world.js';
+
+export interface LeaseBugs {
+  /** Acceptors admit scope writes of any term. */
+  ignoreFence?: boolean;
+  /** Proposers adopt values tagged with settled terms. */
+  ignoreSettled?: boolean;
+  /** A contender takes a held lease over as soon as it sees it, without waiting a lease period. */
+  noTakeoverWait?: boolean;
+}
+
+export interface LeaseScheduleResult {
+  seed: number;
+  ok: boolean;
+  failure?: string;
+  shape: string;
+  steps: number;
+  simulatedMs: number;
+  /** Tenures (a lease held by one session) and how they ended. */
+  tenures: number;
+  cleanReleases: number;
+  takeovers: number;
+  /** Writes committed under a lease, and batches. */
+  committed: number;
+  batches: number;
+  /** Keys a new holder had to settle. */
+  settledKeys: number;
+  crashes: number;
+}
+
+const SIM_LIMIT_MS = 600_000;
+const DEADLINE_MS = 600;
+/** The lease period and the drift every clock stays within. */
+const PERIOD_MS = 200;
+const DRIFT = 0.05;
+
+type Model = Map<string, string | null>;
+
+interface Tenure {
+  term: number;
+  session: string;
+  mount: string;
+  /** What the holder read when it started. */
+  start: Model;
+  /** Per committed batch, the values it wrote. */
+  committed: Model[];
+  /** The batch in flight when the tenure ended, if any. */
+  inFlight: Model | null;
+  ended: 'clean' | 'lost' | null;
+  /** It read the scope and checked it (a tenure can be lost while it settles). */
+  started: boolean;
+  /** Real time the holder began and stopped trusting the lease. */
+  trustFrom: number;
+  trustTo: number;
+}
+
+const GROUP = Buffer.from('d');
+const LEASE_KEY = recordKey(GROUP, Buffer.from('@lease'));
+const scopeKey = (name: string): Buffer => recordKey(GROUP, Buffer.from(name));
+const SCOPE_START = scopeKey('k');
+const SCOPE_END = scopeKey('l');
+
+class LeaseLost extends Error {}
+/** A change function found a value other than the holder's model: thrown so that a speculative attempt (on a cached value) falls back to a full round, and reported only if the real round finds it too. */
+class NotTheModel extends Error {}
+
+export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Promise<LeaseScheduleResult> {
+  const world = new World(seed);
+  const rng = world.rng;
+  const violations: string[] = [];
+  const violation = (what: string): void => {
+    if (violations.length < 5) violations.push(`${what} (at ${world.now.toFixed(2)} ms)`);
+  };
+
+  const nodeCount = rng.chance(0.25) ? 5 : 3;
+  const mountCount = rng.int(2, 3);
+  const keyNames = Array.from({ length: rng.int(2, 5) }, (_, i) => `k${i}`);
+  const tenuresPerMount = rng.int(2, 5);
+  const lossy = rng.chance(0.7);
+  world.faults = lossy ? { drop: rng.next() * 0.06, duplicate: rng.next() * 0.05, delay: rng.next() * 0.1 } : { drop: 0, duplicate: 0, delay: 0 };
+  const crashy = rng.chance(0.6);
+  const cutty = rng.chance(0.6);
+  const shape = `${nodeCount} nodes, ${mountCount} mounts x ${tenuresPerMount} tenures, ${keyNames.length} keys; net ${lossy ? `drop ${world.faults.drop.toFixed(3)} dup ${world.faults.duplicate.toFixed(3)} delay ${world.faults.delay.toFixed(3)}` : 'clean'}${crashy ? ', crashes' : ''}${cutty ? ', cut-offs' : ''}`;
+
+  const nodes: SimNode[] = [];
+  for (let i = 1; i <= nodeCount; i++) nodes.push(new SimNode(`n${i}`, world, violation, () => nodes, bugs.ignoreFence ? { ignoreFence: true } : {}));
+  const newRegisters = (name: string): Registers => {
+    const handles = nodes.map((n) => new SimAcceptor(world, name, n, 150));
+    return new Registers(() => handles, {
+      replication: nodeCount,
+      requestTimeoutMs: DEADLINE_MS,
+      log: silentLogger(),
+      clock: world.clock,
+      ...(bugs.ignoreSettled ? { injectBugs: { ignoreSettled: true } } : {}),
+    });
+  };
+
+  const tenures: Tenure[] = [];
+  const stats = { cleanReleases: 0, takeovers: 0, committed: 0, batches: 0, settledKeys: 0 };
+  /** Sessions that were asked to give the lease back. */
+  const recalled = new Set<string>();
+  const pause = (ms: number): Promise<void> => new Promise((resolve) => world.at(ms, resolve));
+  const str = (b: Buffer | null): string | null => (b === null ? null : b.toString());
+
+  /** What a new holder must find after `prev`: per key, the values it may legally hold. */
+  const allowed = (prev: Tenure): Map<string, Set<string | null>> => {
+    const out = new Map<string, Set<string | null>>();
+    for (const k of keyNames) {
+      let v = prev.start.get(k) ?? null;
+      for (const b of prev.committed) if (b.has(k)) v = b.get(k)!;
+      const set = new Set<string | null>([v]);
+      if (prev.ended !== 'clean' && prev.inFlight?.has(k)) set.add(prev.inFlight.get(k)!);
+      out.set(k, set);
+    }
+    return out;
+  };
+
+  let running = 0;
+  const mount = async (name: string, rate: number, rounds: number, audit: boolean): Promise<void> => {
+    const registers = newRegisters(name);
+    const local = (): number => world.now * rate;
+    const realOf = (localMs: number): number => localMs / rate;
+    let sessions = 0;
+
+    const readLease = async (): Promise<LeaseRecord> => decodeLease(await registers.read(LEASE_KEY));
+    const changeLease = async (step: (cur: LeaseRecord) => LeaseRecord | null): Promise<LeaseRecord | null> => {
+      let result: LeaseRecord | null = null;
+      await registers.change(LEASE_KEY, (old) => {
+        const next = step(decodeLease(old));
+        result = next;
+        return next === null ? KEEP : encodeLease(next);
+      });
+      return result;
+    };
+
+    /** Takes the lease (free, recalled or silent); the session, its term and the local time its trust runs from, or null. */
+    const acquire = async (session: string): Promise<{ term: number; sentAt: number; lease: LeaseRecord } | null> => {
+      const giveUpAt = world.now + 5000;
+      let observed: { lease: LeaseRecord; atLocal: number } | null = null;
+      while (world.now < giveUpAt) {
+        let cur: LeaseRecord;
+        try {
+          cur = await readLease();
+        } catch {
+          await pause(5 + rng.next() * 20);
+          continue;
+        }
+        const sentAt = local();
+        try {
+          if (cur.holder === null) {
+            const got = await changeLease((l) => acquireFree(l, session));
+            if (got) return { term: got.term, sentAt, lease: got };
+          } else {
+            const same = observed && observed.lease.term === cur.term && observed.lease.holder === cur.holder && observed.lease.renewals === cur.renewals;
+            if (!same) observed = { lease: cur, atLocal: local() };
+            if (bugs.noTakeoverWait || local() - observed!.atLocal >= takeoverWaitMs(PERIOD_MS, DRIFT)) {
+              const seen = observed!.lease;
+              const got = await changeLease((l) => takeOver(l, seen, session));
+              if (got) {
+                stats.takeovers++;
+                return { term: got.term, sentAt, lease: got };
+              }
+            } else {
+              // Ask the holder to flush and give it back (the nodes relay it).
+              const holder = cur.holder;
+              const relay = rng.pick(nodes).name;
+              world.send(name, relay, () => world.send(relay, holder.split('#')[0]!, () => recalled.add(holder)));
+            }
+          }
+        } catch {
+          // a lost race or a timeout: look again
+        }
+        await pause(5 + rng.next() * 20);
+      }
+      return null;
+    };
+
+    for (let round = 0; round < rounds; round++) {
+      await pause(rng.next() * 100);
+      const session = `${name}#${++sessions}`;
+      const got = await acquire(session);
+      if (!got) continue;
+      const { term } = got;
+      registers.dropUnlearned();
+      const scope: ScopeCall = { lease: LEASE_KEY, term, session };
+      let trustUntil = got.sentAt + holderTrustMs(PERIOD_MS, DRIFT);
+      let lost = false;
+      let released = false;
+      const trusted = (): boolean => !lost && local() < trustUntil;
+      const tenure: Tenure = { term, session, mount: name, start: new Map(), committed: [], inFlight: null, ended: null, started: false, trustFrom: world.now, trustTo: realOf(trustUntil) };
+      tenures.push(tenure);
+      const loseAt = (why: string): void => {
+        if (lost) return;
+        lost = true;
+        tenure.trustTo = Math.min(tenure.trustTo, world.now, realOf(trustUntil));
+        void why;
+      };
+
+      // Renewals, every quarter period by the holder's clock.
+      const renewing = (async () => {
+        while (!lost && !released) {
+          await pause(realOf(PERIOD_MS / 4));
+          if (lost || released) break;
+          if (!trusted()) {
+            loseAt('expired');
+            break;
+          }
+          const sentAt = local();
+          try {
+            const r = await changeLease((l) => renewLease(l, session, term));
+            if (r) {
+              trustUntil = Math.max(trustUntil, sentAt + holderTrustMs(PERIOD_MS, DRIFT));
+              if (!lost && !released) tenure.trustTo = realOf(trustUntil);
+            }
+            else loseAt('taken');
+          } catch {
+            // unknown: the trust runs out by itself
+          }
+        }
+      })();
+
+      const model: Model = new Map();
+      try {
+        // Settle what earlier terms may have left, then read the scope.
+        if (got.lease.settled < term - 1) {
+          const keys = await registers.unsettledKeys(GROUP_PREFIX, SCOPE_START, SCOPE_END, got.lease.settled, { scope });
+          if (process.env['QFS_SIM_TRACE_KEY']) process.stdout.write(`${world.now.toFixed(2)} ${session} term ${term} settles ${got.lease.settled}: ${keys.map((k) => k.subarray(2).toString()).join(',')}\n`);
+          for (const k of keys) {
+            if (!trusted()) throw new LeaseLost();
+            await registers.settleKey(k, { scope });
+            stats.settledKeys++;
+          }
+          if (!trusted()) throw new LeaseLost();
+          if (!(await changeLease((l) => markSettled(l, session, term, term - 1)))) throw new LeaseLost();
+        }
+        for (const k of keyNames) model.set(k, str(await registers.read(scopeKey(k), { scope })));
+        if (process.env['QFS_SIM_TRACE_KEY']) process.stdout.write(`${world.now.toFixed(2)} ${session} term ${term} read ${JSON.stringify([...model])}\n`);
+        if (!trusted()) throw new LeaseLost();
+        tenure.start = new Map(model);
+        // The previous holder's work must be exactly what this one finds.
+        const prev = tenures.filter((t) => t.started && t.term < term).sort((a, b) => b.term - a.term)[0];
+        if (prev) {
+          const ok = allowed(prev);
+          for (const k of keyNames) {
+            if (!ok.get(k)!.has(model.get(k) ?? null)) {
+              violation(`${session} (term ${term}) found ${k} = ${JSON.stringify(model.get(k))}; after ${prev.session} (term ${prev.term}, ${prev.ended ?? 'still running'}) it may only be one of ${JSON.stringify([...ok.get(k)!])}`);
+            }
+          }
+        }
+        tenure.started = true;
+
+        // Write-behind: changes land in the model at once; a flusher commits them a batch at a time.
+        const queue: Array<{ key: string; value: string | null }> = [];
+        let appDone = false;
+        const flusher = (async () => {
+          const committedState: Model = new Map(model);
+          for (;;) {
+            if (queue.length === 0) {
+              if (appDone) return;
+              await pause(0.5 + rng.next() * 3);
+              continue;
+            }
+            if (!trusted()) throw new LeaseLost();
+            const batch: Model = new Map();
+            for (const op of queue.splice(0)) batch.set(op.key, op.value);
+            tenure.inFlight = batch;
+            const results = await Promise.allSettled(
+              [...batch].map(([k, v]) => {
+                const expected = committedState.get(k) ?? null;
+                return registers.change(
+                  scopeKey(k),
+                  (old) => {
+                    if (str(old) !== expected) throw new NotTheModel(`${session} (term ${term}) committing ${k} = ${JSON.stringify(v)} found ${JSON.stringify(str(old))}, its model says ${JSON.stringify(expected)}`);
+                    return v === null ? null : Buffer.from(v);
+                  },
+                  { scope },
+                );
+              }),
+            );
+            for (const r of results) if (r.status === 'rejected' && r.reason instanceof NotTheModel) violation(r.reason.message);
+            if (results.some((r) => r.status === 'rejected')) throw new LeaseLost();
+            for (const [k, v] of batch) committedState.set(k, v);
+            tenure.committed.push(batch);
+            tenure.inFlight = null;
+            stats.batches++;
+            stats.committed += batch.size;
+          }
+        })();
+        flusher.catch(() => {});
+
+        if (!audit) {
+          const ops = rng.int(3, 25);
+          for (let i = 0; i < ops && trusted() && !recalled.has(session); i++) {
+            const k = rng.pick(keyNames);
+            const v = rng.chance(0.2) ? null : `${session}.${i}`;
+            model.set(k, v);
+            queue.push({ key: k, value: v });
+            await pause(rng.next() * 6);
+          }
+        }
+        appDone = true;
+        await flusher;
+        if (!trusted()) throw new LeaseLost();
+        const clean = (await registers.learnChosen({ scope })) === 0 && trusted();
+        released = true;
+        tenure.trustTo = Math.min(tenure.trustTo, world.now);
+        tenure.ended = clean ? 'clean' : 'lost';
+        if (clean) stats.cleanReleases++;
+        await changeLease((l) => releaseLease(l, session, term, clean)).catch(() => null);
+      } catch (err) {
+        if (!(err instanceof LeaseLost) && toQfsError(err).code === 'internal') violation(`${session}: ${String(err)}`);
+        // Lost (or unsure): stop trusting; what was not committed is lost, as in a crash.
+        loseAt('failed');
+        tenure.ended = 'lost';
+        registers.dropUnlearned();
+      }
+      released = true;
+      await renewing;
+    }
+  };
+
+  const rates = Array.from({ length: mountCount }, () => 1 - DRIFT + rng.next() * 2 * DRIFT);
+  const loops = rates.map((rate, i) => {
+    running++;
+    return mount(`m${i + 1}`, rate, tenuresPerMount, false).finally(() => running--);
+  });
+
+  const nemesis = async (): Promise<void> => {
+    while (running > 0) {
+      await pause(2 + rng.next() * 80);
+      const r = rng.next();
+      if (crashy && r < 0.25) {
+        const victim = rng.pick(nodes);
+        if (victim.up && nodes.filter((n) => !n.up).length < Math.floor(nodeCount / 2)) victim.crash();
+      } else if (crashy && r < 0.5) {
+        const down = nodes.filter((n) => !n.up);
+        if (down.length > 0) rng.pick(down).restart();
+      } else if (cutty && r < 0.7) {
+        // A mount cut off from every node (its lease runs out while it still sends), or one link.
+        const m = `m${rng.int(1, mountCount)}`;
+        if (rng.chance(0.5)) for (const n of nodes) world.partition(m, n.name);
+        else world.partition(m, rng.pick(nodes).name);
+      } else if (cutty) {
+        world.heal();
+      }
+    }
+  };
+  void nemesis();
+
+  const finished = await world.run(() => running === 0, SIM_LIMIT_MS);
+  if (!finished) violation(`the mounts did not finish within ${SIM_LIMIT_MS} ms of simulated time`);
+  await Promise.allSettled(loops);
+
+  // Heal everything; an auditor takes the lease and checks what the last holder left.
+  world.heal();
+  world.faults = { drop: 0, duplicate: 0, delay: 0 };
+  for (const n of nodes) n.restart();
+  const before = tenures.length;
+  let auditing = true;
+  void mount('audit', 1, 1, true).finally(() => (auditing = false));
+  if (!(await world.run(() => !auditing, world.now + 60_000))) violation('the audit did not finish');
+  if (tenures.length === before) violation('the auditor could not take the lease with every fault healed');
+  // Exclusion: in term order, each holder stopped trusting before the next began.
+  const byTerm = [...tenures].sort((a, b) => a.term - b.term);
+  for (let i = 1; i < byTerm.length; i++) {
+    const [a, b] = [byTerm[i - 1]!, byTerm[i]!];
+    if (a.trustTo > b.trustFrom) violation(`${b.session} (term ${b.term}) trusted the lease from ${b.trustFrom.toFixed(2)} ms while ${a.session} (term ${a.term}) trusted it until ${a.trustTo.toFixed(2)} ms`);
+  }
+
+  const base = {
+    seed,
+    shape,
+    steps: world.steps,
+    simulatedMs: Math.round(world.now),
+    tenures: tenures.length,
+    ...stats,
+    crashes: nodes.reduce((n, x) => n + x.stats.crashes, 0),
+  };
+  if (violations.length > 0 && process.env['QFS_SIM_TRACE']) {
+    for (const t of byTerm) violations.push(`  term ${t.term} ${t.session} ${t.ended} started=${t.started} trust ${t.trustFrom.toFixed(1)}..${t.trustTo.toFixed(1)} start=${JSON.stringify([...t.start])} committed=${JSON.stringify(t.committed.map((b) => [...b]))} inFlight=${JSON.stringify(t.inFlight ? [...t.inFlight] : null)}`);
+  }
+  return violations.length > 0 ? { ...base, ok: false, failure: violations.join('\n') } : { ...base, ok: true };
+}
+
+const GROUP_PREFIX = Buffer.concat([Buffer.from([GROUP.length]), GROUP]);
