@@ -35,10 +35,9 @@ export interface Acceptor {
   purge(key: Buffer, ballot: Ballot, call: AcceptorCall): Promise<boolean>;
   /**
    * Drops the lease tag of the value accepted at `ballot` (its writer saw it
-   * chosen); true when this acceptor now holds it untagged. Only the
-   * simulator's acceptors have it so far: leases are not on the wire yet.
+   * chosen); true when this acceptor now holds it untagged (src/util/lease.ts).
    */
-  learn?(key: Buffer, ballot: Ballot, call: AcceptorCall): Promise<boolean>;
+  learn(key: Buffer, ballot: Ballot, call: AcceptorCall): Promise<boolean>;
 }
 
 /** Acceptors sorted best first for reading. */

@@ -11,7 +11,7 @@ import type { ChunkId } from '../util/ids.js';
 import { compareBallots } from '../util/ballot.js';
 import type { CallOpts, RawRecord } from '../keyspace/types.js';
 import type { AcceptorState } from '../util/paxos.js';
-import { open } from './envelope.js';
+import { open } from '../util/envelope.js';
 import type { Peer } from './peers.js';
 
 export interface MaintenanceContext {

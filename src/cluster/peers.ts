@@ -158,28 +158,27 @@ export class Peer implements PlacementNode, Acceptor {
   }
 
   prepare(key: Buffer, ballot: Ballot, call: AcceptorCall): Promise<Verdict> {
-    if (call.scope) return unscoped();
-    return this.track((c) => c.prepare(key, ballot, this.callOpts(call.deadline, call.signal)));
+    return this.track((c) => c.prepare(key, ballot, { ...this.callOpts(call.deadline, call.signal), scope: call.scope }));
   }
 
   accept(key: Buffer, ballot: Ballot, value: RecordValue, promiseNext: boolean, call: AcceptorCall): Promise<Verdict> {
-    if (call.scope) return unscoped();
-    return this.track((c) => c.accept(key, ballot, value, { ...this.callOpts(call.deadline, call.signal), promiseNext }));
+    return this.track((c) => c.accept(key, ballot, value, { ...this.callOpts(call.deadline, call.signal), promiseNext, scope: call.scope }));
   }
 
   read(key: Buffer, call: AcceptorCall): Promise<AcceptorState> {
-    if (call.scope) return unscoped();
-    return this.track((c) => c.read(key, this.callOpts(call.deadline, call.signal)));
+    return this.track((c) => c.read(key, { ...this.callOpts(call.deadline, call.signal), scope: call.scope }));
   }
 
   scan(start: Buffer, end: Buffer | null, limit: number, call: AcceptorCall): Promise<ScanReply> {
-    if (call.scope) return unscoped();
-    return this.track((c) => c.scan(start, end, limit, this.callOpts(call.deadline, call.signal)));
+    return this.track((c) => c.scan(start, end, limit, { ...this.callOpts(call.deadline, call.signal), scope: call.scope }));
   }
 
   purge(key: Buffer, ballot: Ballot, call: AcceptorCall): Promise<boolean> {
-    if (call.scope) return unscoped();
     return this.track((c) => c.purge(key, ballot, this.callOpts(call.deadline, call.signal)));
+  }
+
+  learn(key: Buffer, ballot: Ballot, call: AcceptorCall): Promise<boolean> {
+    return this.track((c) => c.learn(key, ballot, this.callOpts(call.deadline, call.signal)));
   }
 
   connect(): void {
@@ -207,11 +206,3 @@ export function bySpread<P extends Peer>(peers: readonly P[], spread: number): P
   return [...ranked.slice(k, healthy), ...ranked.slice(0, k), ...ranked.slice(healthy)];
 }
 
-/**
- * Scope leases (src/util/lease.ts) run in the simulator only: the wire does not
- * carry a call's scope yet, and a node that ignored it would admit fenced
- * writes. Refuse rather than drop it.
- */
-function unscoped(): Promise<never> {
-  return Promise.reject(new QfsError('bad_request', 'scoped (leased) record calls are not supported over the wire yet'));
-}

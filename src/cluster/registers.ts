@@ -28,7 +28,7 @@ import type { ScanReply, Verdict } from '../rpc/messages.js';
 import { KEEP, callDeadline, groupOf, type CallOpts, type ChangeFn, type ChangeResult, type ScanEntry, type ScanPage } from '../keyspace/types.js';
 import { byHealth, type Acceptor, type AcceptorCall } from './acceptor.js';
 import { gatherQuorum, hedgedQuorum } from './quorum.js';
-import { ChangeAttempts, MAX_ENTRIES, newTag, open, seal } from './envelope.js';
+import { ChangeAttempts, MAX_ENTRIES, newTag, open, seal } from '../util/envelope.js';
 
 export interface RegisterOptions {
   replication: number;
@@ -436,7 +436,7 @@ export class Registers {
     await Promise.all(
       which.map(async ([id, { key, ballot, scope }]) => {
         const acceptors = this.acceptorsOf(groupOf(key));
-        const results = await Promise.allSettled(acceptors.map((p) => (p.learn ? p.learn(key, ballot, { deadline, signal: opts?.signal, scope }) : Promise.resolve(false))));
+        const results = await Promise.allSettled(acceptors.map((p) => p.learn(key, ballot, { deadline, signal: opts?.signal, scope })));
         const learned = results.filter((r) => r.status === 'fulfilled' && r.value).length;
         if (learned >= this.quorum && this.learnable.get(id)?.ballot === ballot) this.learnable.delete(id);
       }),

@@ -32,7 +32,7 @@ export function nodeOps(s: NodeStores): Map<number, OpHandler<any>> {
       handler('record_prepare', {
         decode: M.RecordPrepare.decode,
         async run(r, _ctx, reply) {
-          M.VerdictReply.encode(reply, await s.records.prepare(r.key, r.ballot));
+          M.VerdictReply.encode(reply, await s.records.prepare(r.key, r.ballot, r.scope));
         },
       }),
     ],
@@ -41,16 +41,16 @@ export function nodeOps(s: NodeStores): Map<number, OpHandler<any>> {
       handler('record_accept', {
         decode: M.RecordAccept.decode,
         async run(r, _ctx, reply) {
-          M.VerdictReply.encode(reply, await s.records.accept(r.key, r.ballot, r.value, r.promiseNext));
+          M.VerdictReply.encode(reply, await s.records.accept(r.key, r.ballot, r.value, r.promiseNext, r.scope));
         },
       }),
     ],
     [
       M.Op.RecordRead,
       handler('record_read', {
-        decode: M.KeyRequest.decode,
-        run(key, _ctx, reply) {
-          M.StateReply.encode(reply, s.records.read(key));
+        decode: M.RecordRead.decode,
+        run(r, _ctx, reply) {
+          M.StateReply.encode(reply, s.records.read(r.key, r.scope));
         },
       }),
     ],
@@ -59,7 +59,7 @@ export function nodeOps(s: NodeStores): Map<number, OpHandler<any>> {
       handler('record_scan', {
         decode: M.RecordScan.decode,
         run(r, _ctx, reply) {
-          M.ScanReplyCodec.encode(reply, s.records.scan(r.start, r.end, r.limit));
+          M.ScanReplyCodec.encode(reply, s.records.scan(r.start, r.end, r.limit, r.scope));
         },
         replySize: 4096,
       }),
@@ -70,6 +70,15 @@ export function nodeOps(s: NodeStores): Map<number, OpHandler<any>> {
         decode: M.RecordPurge.decode,
         async run(r, _ctx, reply) {
           M.BoolReply.encode(reply, await s.records.purge(r.key, r.ballot));
+        },
+      }),
+    ],
+    [
+      M.Op.RecordLearn,
+      handler('record_learn', {
+        decode: M.RecordLearn.decode,
+        async run(r, _ctx, reply) {
+          M.BoolReply.encode(reply, await s.records.learn(r.key, r.ballot));
         },
       }),
     ],

@@ -12,7 +12,8 @@ import { Decoder, Encoder } from '../util/codec.js';
 import { QfsError } from '../util/errors.js';
 import { MAX_CHUNK_BYTES } from '../util/paxos.js';
 
-export const PROTOCOL_VERSION = 1;
+// 2: record states carry lease tags and settled terms, record calls a scope, and learn (scope leases).
+export const PROTOCOL_VERSION = 2;
 export const NONCE_BYTES = 32;
 export const PROOF_BYTES = 32;
 /** A chunk plus its header fits; nothing larger is ever read off a socket. */

@@ -7,6 +7,7 @@ import { QfsError } from '../util/errors.js';
 import { parseChunkId, type ChunkId } from '../util/ids.js';
 import type { AcceptorState, RecordValue } from '../util/paxos.js';
 import { MAX_CHUNK_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES } from '../util/paxos.js';
+import type { ScopeCall } from '../util/lease.js';
 
 export const Op = {
   Ping: 1,
@@ -16,6 +17,7 @@ export const Op = {
   RecordRead: 12,
   RecordScan: 13,
   RecordPurge: 14,
+  RecordLearn: 15,
   ChunkPut: 20,
   ChunkGet: 21,
   ChunkHas: 22,
@@ -67,14 +69,46 @@ export function decodeValue(d: Decoder): RecordValue {
   throw new QfsError('bad_request', `invalid value tag ${tag}`);
 }
 
+const STATE_TAGGED = 1;
+const STATE_SETTLED = 2;
+
+/** A state on the wire: ballots, value, then flags and the lease tag and settled term when present (src/util/lease.ts). */
 export function encodeState(e: Encoder, s: AcceptorState): void {
   encodeBallot(e, s.promised);
   encodeBallot(e, s.accepted);
   encodeValue(e, s.value);
+  e.u8((s.tag !== undefined ? STATE_TAGGED : 0) | (s.settled !== undefined ? STATE_SETTLED : 0));
+  if (s.tag !== undefined) e.u53(s.tag);
+  if (s.settled !== undefined) e.u53(s.settled);
 }
 
 export function decodeState(d: Decoder): AcceptorState {
-  return { promised: decodeBallot(d), accepted: decodeBallot(d), value: decodeValue(d) };
+  const promised = decodeBallot(d);
+  const accepted = decodeBallot(d);
+  const value = decodeValue(d);
+  const flags = d.u8('state flags');
+  if (flags & ~(STATE_TAGGED | STATE_SETTLED)) throw new QfsError('bad_request', `unknown state flags ${flags}`);
+  const tag = flags & STATE_TAGGED ? d.u53('lease tag') : undefined;
+  const settled = flags & STATE_SETTLED ? d.u53('settled term') : undefined;
+  return { promised, accepted, value, ...(tag === undefined ? {} : { tag }), ...(settled === undefined ? {} : { settled }) };
+}
+
+const MAX_SESSION_BYTES = 64;
+
+/** A record call's scope (or none): the lease key, term, session and whether it is a settling scan. */
+export function encodeScope(e: Encoder, scope: ScopeCall | undefined): void {
+  e.bool(scope !== undefined);
+  if (!scope) return;
+  e.bytes(scope.lease).u53(scope.term).str(scope.session).bool(scope.settling === true);
+}
+
+export function decodeScope(d: Decoder): ScopeCall | undefined {
+  if (!d.bool('has scope')) return undefined;
+  const lease = decodeKey(d, 'lease key');
+  const term = d.u53('lease term');
+  const session = d.str(MAX_SESSION_BYTES, 'lease session');
+  const settling = d.bool('settling');
+  return settling ? { lease, term, session, settling } : { lease, term, session };
 }
 
 function decodeKey(d: Decoder, what = 'key'): Buffer {
@@ -105,7 +139,7 @@ export interface KeyBallot {
   ballot: Ballot;
 }
 
-export const RecordPrepare = {
+export const KeyBallotRequest = {
   encode(e: Encoder, r: KeyBallot): void {
     e.bytes(r.key);
     encodeBallot(e, r.ballot);
@@ -117,6 +151,25 @@ export const RecordPrepare = {
   },
 };
 
+export interface PrepareRequest extends KeyBallot {
+  scope?: ScopeCall | undefined;
+}
+
+export const RecordPrepare = {
+  encode(e: Encoder, r: PrepareRequest): void {
+    e.bytes(r.key);
+    encodeBallot(e, r.ballot);
+    encodeScope(e, r.scope);
+  },
+  decode(d: Decoder): PrepareRequest {
+    const key = decodeKey(d);
+    const ballot = decodeBallot(d);
+    const scope = decodeScope(d);
+    d.end();
+    return scope ? { key, ballot, scope } : { key, ballot };
+  },
+};
+
 export interface AcceptRequest extends KeyBallot {
   value: RecordValue;
   /**
@@ -125,6 +178,7 @@ export interface AcceptRequest extends KeyBallot {
    * prepare of the proposer's next change of the key.
    */
   promiseNext: boolean;
+  scope?: ScopeCall | undefined;
 }
 
 export const RecordAccept = {
@@ -133,11 +187,13 @@ export const RecordAccept = {
     encodeBallot(e, r.ballot);
     encodeValue(e, r.value);
     e.bool(r.promiseNext);
+    encodeScope(e, r.scope);
   },
   decode(d: Decoder): AcceptRequest {
     const r = { key: decodeKey(d), ballot: decodeBallot(d), value: decodeValue(d), promiseNext: d.bool('promise next') };
+    const scope = decodeScope(d);
     d.end();
-    return r;
+    return scope ? { ...r, scope } : r;
   },
 };
 
@@ -152,22 +208,32 @@ export const VerdictReply = {
   encode(e: Encoder, v: Verdict): void {
     e.bool(v.ok);
     encodeState(e, v.state);
+    e.bool(v.fenced === true);
   },
   decode(d: Decoder): Verdict {
-    const v = { ok: d.bool('ok'), state: decodeState(d) };
+    const ok = d.bool('ok');
+    const state = decodeState(d);
+    const fenced = d.bool('fenced');
     d.end();
-    return v;
+    return fenced ? { ok, state, fenced } : { ok, state };
   },
 };
 
-export const KeyRequest = {
-  encode(e: Encoder, key: Buffer): void {
-    e.bytes(key);
+export interface ReadRequest {
+  key: Buffer;
+  scope?: ScopeCall | undefined;
+}
+
+export const RecordRead = {
+  encode(e: Encoder, r: ReadRequest): void {
+    e.bytes(r.key);
+    encodeScope(e, r.scope);
   },
-  decode(d: Decoder): Buffer {
-    const k = decodeKey(d);
+  decode(d: Decoder): ReadRequest {
+    const key = decodeKey(d);
+    const scope = decodeScope(d);
     d.end();
-    return k;
+    return scope ? { key, scope } : { key };
   },
 };
 
@@ -186,6 +252,7 @@ export interface ScanRequest {
   start: Buffer;
   end: Buffer | null;
   limit: number;
+  scope?: ScopeCall | undefined;
 }
 
 export const RecordScan = {
@@ -193,13 +260,15 @@ export const RecordScan = {
     e.bytes(r.start).bool(r.end !== null);
     if (r.end) e.bytes(r.end);
     e.u32(r.limit);
+    encodeScope(e, r.scope);
   },
   decode(d: Decoder): ScanRequest {
     const start = d.bytes(MAX_KEY_BYTES, 'scan start');
     const end = d.bool('has end') ? d.bytes(MAX_KEY_BYTES, 'scan end') : null;
     const limit = decodeLimit(d, MAX_SCAN_LIMIT);
+    const scope = decodeScope(d);
     d.end();
-    return { start, end, limit };
+    return scope ? { start, end, limit, scope } : { start, end, limit };
   },
 };
 
@@ -219,6 +288,8 @@ export const ScanReplyCodec = {
     }
     e.bool(r.next !== null);
     if (r.next) e.bytes(r.next);
+    e.bool(r.settled !== undefined);
+    if (r.settled !== undefined) e.u53(r.settled);
   },
   decode(d: Decoder): ScanReply {
     const n = d.u32('entry count');
@@ -226,12 +297,15 @@ export const ScanReplyCodec = {
     const entries: ScanReply['entries'] = [];
     for (let i = 0; i < n; i++) entries.push({ key: decodeKey(d), state: decodeState(d) });
     const next = d.bool('has next') ? d.bytes(MAX_KEY_BYTES, 'next') : null;
+    const settled = d.bool('has settled') ? d.u53('settled term') : undefined;
     d.end();
-    return { entries, next };
+    return settled === undefined ? { entries, next } : { entries, next, settled };
   },
 };
 
-export const RecordPurge = RecordPrepare;
+export const RecordPurge = KeyBallotRequest;
+/** learn(key, ballot): drop the lease tag of the value accepted at that ballot (src/util/lease.ts). */
+export const RecordLearn = KeyBallotRequest;
 
 export const BoolReply = {
   encode(e: Encoder, v: boolean): void {

@@ -2,6 +2,7 @@
 import { RpcClient, type CallOptions, type RpcClientOptions } from './client.js';
 import type { Decoder, Encoder } from '../util/codec.js';
 import * as M from './messages.js';
+import type { ScopeCall } from '../util/lease.js';
 import type { Ballot } from '../util/ballot.js';
 import type { ChunkId } from '../util/ids.js';
 import type { AcceptorState, RecordValue } from '../util/paxos.js';
@@ -37,26 +38,30 @@ export class NodeClient {
     return this.call(M.Op.Stat, M.EmptyMessage, undefined, M.StatReply, opts);
   }
 
-  prepare(key: Buffer, ballot: Ballot, opts?: CallOptions): Promise<M.Verdict> {
-    return this.call(M.Op.RecordPrepare, M.RecordPrepare, { key, ballot }, M.VerdictReply, opts);
+  prepare(key: Buffer, ballot: Ballot, opts?: CallOptions & { scope?: ScopeCall | undefined }): Promise<M.Verdict> {
+    return this.call(M.Op.RecordPrepare, M.RecordPrepare, { key, ballot, scope: opts?.scope }, M.VerdictReply, opts);
   }
 
-  accept(key: Buffer, ballot: Ballot, value: RecordValue, opts?: CallOptions & { promiseNext?: boolean }): Promise<M.Verdict> {
+  accept(key: Buffer, ballot: Ballot, value: RecordValue, opts?: CallOptions & { promiseNext?: boolean; scope?: ScopeCall | undefined }): Promise<M.Verdict> {
     const size = value.kind === 'value' ? value.bytes.length + key.length + 64 : 128;
-    const req = { key, ballot, value, promiseNext: opts?.promiseNext ?? false };
+    const req = { key, ballot, value, promiseNext: opts?.promiseNext ?? false, scope: opts?.scope };
     return this.call(M.Op.RecordAccept, M.RecordAccept, req, M.VerdictReply, { bodySizeHint: size, ...opts });
   }
 
-  read(key: Buffer, opts?: CallOptions): Promise<AcceptorState> {
-    return this.call(M.Op.RecordRead, M.KeyRequest, key, M.StateReply, opts);
+  read(key: Buffer, opts?: CallOptions & { scope?: ScopeCall | undefined }): Promise<AcceptorState> {
+    return this.call(M.Op.RecordRead, M.RecordRead, { key, scope: opts?.scope }, M.StateReply, opts);
   }
 
-  scan(start: Buffer, end: Buffer | null, limit: number, opts?: CallOptions): Promise<M.ScanReply> {
-    return this.call(M.Op.RecordScan, M.RecordScan, { start, end, limit }, M.ScanReplyCodec, opts);
+  scan(start: Buffer, end: Buffer | null, limit: number, opts?: CallOptions & { scope?: ScopeCall | undefined }): Promise<M.ScanReply> {
+    return this.call(M.Op.RecordScan, M.RecordScan, { start, end, limit, scope: opts?.scope }, M.ScanReplyCodec, opts);
   }
 
   purge(key: Buffer, ballot: Ballot, opts?: CallOptions): Promise<boolean> {
     return this.call(M.Op.RecordPurge, M.RecordPurge, { key, ballot }, M.BoolReply, opts);
+  }
+
+  learn(key: Buffer, ballot: Ballot, opts?: CallOptions): Promise<boolean> {
+    return this.call(M.Op.RecordLearn, M.RecordLearn, { key, ballot }, M.BoolReply, opts);
   }
 
   async putChunk(id: ChunkId, bytes: Buffer, opts?: CallOptions): Promise<'stored' | 'exists'> {

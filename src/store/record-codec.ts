@@ -1,17 +1,20 @@
 // The on-disk encoding of one acceptor state. Values hold raw record bytes, so
 // they get a fixed binary layout rather than msgpack/JSON:
 //
-//   0      u8   format version (1)
+//   0      u8   format version: 1, or 2 for a value with a lease tag
 //   1..17       promised ballot: u32 counter high, u32 counter low, 8 bytes proposer
 //   17..33      accepted ballot, same layout
 //   33     u8   value tag: 0 empty, 1 value, 2 tombstone
-//   34..        value bytes (tags 1 and 2; may be zero-length)
+//   (version 2 only) f64 BE: the lease term the value was accepted under (src/util/lease.ts)
+//   34.. (42.. in version 2)  value bytes (tags 1 and 2; may be zero-length)
 import { QfsError } from '../util/errors.js';
 import type { Ballot } from '../util/ballot.js';
 import type { AcceptorState, RecordValue } from './types.js';
 import { EMPTY_VALUE } from './types.js';
 
 const FORMAT_VERSION = 1;
+const FORMAT_TAGGED = 2;
+const LEASE_TAG_BYTES = 8;
 export const BALLOT_BYTES = 16;
 const HEADER_BYTES = 1 + 2 * BALLOT_BYTES + 1;
 const TAG_EMPTY = 0;
@@ -46,13 +49,16 @@ export function decodeBallot(buf: Buffer): Ballot {
 
 export function encodeState(s: AcceptorState): Buffer {
   const bytes = s.value.kind === 'empty' ? null : s.value.bytes;
-  const buf = Buffer.allocUnsafe(HEADER_BYTES + (bytes?.length ?? 0));
-  buf.writeUInt8(FORMAT_VERSION, 0);
+  const tagged = s.tag !== undefined;
+  const start = HEADER_BYTES + (tagged ? LEASE_TAG_BYTES : 0);
+  const buf = Buffer.allocUnsafe(start + (bytes?.length ?? 0));
+  buf.writeUInt8(tagged ? FORMAT_TAGGED : FORMAT_VERSION, 0);
   writeBallot(buf, 1, s.promised);
   writeBallot(buf, 1 + BALLOT_BYTES, s.accepted);
   const tag = s.value.kind === 'value' ? TAG_VALUE : s.value.kind === 'tombstone' ? TAG_TOMBSTONE : TAG_EMPTY;
   buf.writeUInt8(tag, HEADER_BYTES - 1);
-  if (bytes) buf.set(bytes, HEADER_BYTES);
+  if (tagged) buf.writeDoubleBE(s.tag!, HEADER_BYTES);
+  if (bytes) buf.set(bytes, start);
   return buf;
 }
 
@@ -64,19 +70,27 @@ export function encodeState(s: AcceptorState): Buffer {
 export function decodeState(buf: Buffer, share = false): AcceptorState {
   if (buf.length < HEADER_BYTES) throw new QfsError('corrupt', `stored record state of ${buf.length} bytes`);
   const version = buf.readUInt8(0);
-  if (version !== FORMAT_VERSION) throw new QfsError('corrupt', `stored record state has format version ${version}`);
+  if (version !== FORMAT_VERSION && version !== FORMAT_TAGGED) throw new QfsError('corrupt', `stored record state has format version ${version}`);
   const promised = readBallot(buf, 1);
   const accepted = readBallot(buf, 1 + BALLOT_BYTES);
   const tag = buf.readUInt8(HEADER_BYTES - 1);
+  let start = HEADER_BYTES;
+  let leaseTag: number | undefined;
+  if (version === FORMAT_TAGGED) {
+    if (buf.length < HEADER_BYTES + LEASE_TAG_BYTES) throw new QfsError('corrupt', 'stored record state is short of its lease tag');
+    leaseTag = buf.readDoubleBE(HEADER_BYTES);
+    if (!Number.isSafeInteger(leaseTag) || leaseTag < 0) throw new QfsError('corrupt', 'stored lease tag is not a term');
+    start += LEASE_TAG_BYTES;
+  }
   let value: RecordValue;
   if (tag === TAG_VALUE || tag === TAG_TOMBSTONE) {
-    const view = buf.subarray(HEADER_BYTES);
+    const view = buf.subarray(start);
     value = Object.freeze({ kind: tag === TAG_VALUE ? 'value' : 'tombstone', bytes: share ? view : Buffer.from(view) });
   } else if (tag === TAG_EMPTY) {
-    if (buf.length !== HEADER_BYTES) throw new QfsError('corrupt', 'stored record state has trailing bytes');
+    if (buf.length !== start) throw new QfsError('corrupt', 'stored record state has trailing bytes');
     value = EMPTY_VALUE;
   } else {
     throw new QfsError('corrupt', `stored record state has value tag ${tag}`);
   }
-  return Object.freeze({ promised, accepted, value });
+  return Object.freeze(leaseTag === undefined ? { promised, accepted, value } : { promised, accepted, value, tag: leaseTag });
 }

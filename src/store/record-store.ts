@@ -40,7 +40,9 @@ import { open, type Database, type RootDatabase } from 'lmdb';
 import { QfsError, toQfsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { compareBallots, isValidBallot, maxBallot, ZERO_BALLOT, type Ballot } from '../util/ballot.js';
-import { decideAccept, decidePrepare, decidePurge } from '../util/paxos.js';
+import { decideAccept, decideLearn, decidePrepare, decidePurge } from '../util/paxos.js';
+import { admitScopeWrite, admitSettlingScan, decodeLease, type LeaseRecord, type ScopeCall } from '../util/lease.js';
+import { open as openEnvelope } from '../util/envelope.js';
 import { decodeBallot, decodeState, encodeBallot, encodeState } from './record-codec.js';
 import { EMPTY_VALUE, MAX_KEY_BYTES, MAX_VALUE_BYTES, type AcceptorState, type RecordValue } from './types.js';
 import { fsyncDir } from './durable-files.js';
@@ -48,12 +50,16 @@ import { fsyncDir } from './durable-files.js';
 export interface Verdict {
   ok: boolean;
   state: AcceptorState;
+  /** Refused: the call's lease term or session is not this node's (src/util/lease.ts). */
+  fenced?: boolean;
 }
 
 export interface ScanResult {
   entries: Array<{ key: Buffer; state: AcceptorState }>;
   /** Where to continue (inclusive); null only when the range is exhausted. */
   next: Buffer | null;
+  /** For a scope's scan: this node's settled term of the scope's lease. */
+  settled?: number;
 }
 
 interface Pending {
@@ -115,20 +121,24 @@ export class RecordStore {
     }
   }
 
-  async prepare(key: Buffer, ballot: Ballot): Promise<Verdict> {
+  async prepare(key: Buffer, ballot: Ballot, scope?: ScopeCall): Promise<Verdict> {
     this.checkOpen();
     checkKey(key);
     checkBallot(ballot);
     const k = key.toString('latin1');
     const cur = this.decisionState(k, key);
+    if (scope && !this.admits(scope)) {
+      await this.settled(k);
+      return { ok: false, state: this.annotate(cur, scope), fenced: true };
+    }
     const decided = decidePrepare(cur, copyBallot(ballot));
     if (!decided) {
       await this.settled(k);
-      return { ok: false, state: cur };
+      return { ok: false, state: this.annotate(cur, scope) };
     }
     const next = this.persistState(k, key, decided);
     await next.written;
-    return { ok: true, state: next.state };
+    return { ok: true, state: this.annotate(next.state, scope) };
   }
 
   /**
@@ -136,21 +146,67 @@ export class RecordStore {
    * one-round-trip optimisation, where this accept doubles as the prepare of
    * that proposer's next change of the key.
    */
-  async accept(key: Buffer, ballot: Ballot, value: RecordValue, promiseNext = false): Promise<Verdict> {
+  async accept(key: Buffer, ballot: Ballot, value: RecordValue, promiseNext = false, scope?: ScopeCall): Promise<Verdict> {
     this.checkOpen();
     checkKey(key);
     checkBallot(ballot);
     checkValue(value);
     const k = key.toString('latin1');
     const cur = this.decisionState(k, key);
-    const decided = decideAccept(cur, copyBallot(ballot), value, promiseNext);
+    if (scope && !this.admits(scope)) {
+      await this.settled(k);
+      return { ok: false, state: this.annotate(cur, scope), fenced: true };
+    }
+    const decided = decideAccept(cur, copyBallot(ballot), value, promiseNext, undefined, scope?.term);
     if (!decided) {
       await this.settled(k);
-      return { ok: false, state: cur };
+      return { ok: false, state: this.annotate(cur, scope) };
     }
     const next = this.persistState(k, key, decided);
     await next.written;
-    return { ok: true, state: next.state };
+    return { ok: true, state: this.annotate(next.state, scope) };
+  }
+
+  /**
+   * Drops the lease tag of the value accepted at `ballot` (its writer saw it
+   * chosen). True when this node now holds that value untagged.
+   */
+  async learn(key: Buffer, ballot: Ballot): Promise<boolean> {
+    this.checkOpen();
+    checkKey(key);
+    checkBallot(ballot);
+    const k = key.toString('latin1');
+    const cur = this.decisionState(k, key);
+    const decided = decideLearn(cur, copyBallot(ballot));
+    if (!decided) {
+      await this.settled(k);
+      return cur.tag === undefined && compareBallots(cur.accepted, ballot) === 0;
+    }
+    await this.persistState(k, key, decided).written;
+    return true;
+  }
+
+  /** This node's copy of a scope's lease: the newest (decisions) or the committed one; null if it is not a lease record. */
+  private lease(scope: ScopeCall, committed: boolean): LeaseRecord | null {
+    checkKey(scope.lease);
+    const k = scope.lease.toString('latin1');
+    const state = committed ? (this.stored(scope.lease) ?? absentState(this.durableFloor)) : this.decisionState(k, scope.lease);
+    try {
+      return decodeLease(openEnvelope(state.value).payload);
+    } catch {
+      return null;
+    }
+  }
+
+  private admits(scope: ScopeCall): boolean {
+    const lease = this.lease(scope, false);
+    return lease !== null && admitScopeWrite(lease, scope) === 'ok';
+  }
+
+  /** An answer about a scope key carries this node's settled term of the scope's lease. */
+  private annotate(state: AcceptorState, scope: ScopeCall | undefined): AcceptorState {
+    const settled = scope ? this.lease(scope, false)?.settled : undefined;
+    return settled === undefined ? state : { ...state, settled };
   }
 
   /**
@@ -158,15 +214,26 @@ export class RecordStore {
    * value found on a majority as chosen, which is only true once it is on disk.
    * Every acknowledged write is committed, so this never misses one.
    */
-  read(key: Buffer): AcceptorState {
+  read(key: Buffer, scope?: ScopeCall): AcceptorState {
     this.checkOpen();
     checkKey(key);
-    return this.stored(key) ?? absentState(this.durableFloor);
+    return this.annotate(this.stored(key) ?? absentState(this.durableFloor), scope);
   }
 
   /** Committed states of keys in [start, end), byte order; promise-only keys are skipped. */
-  scan(start: Buffer, end: Buffer | null, limit: number): ScanResult {
+  scan(start: Buffer, end: Buffer | null, limit: number, scope?: ScopeCall): ScanResult {
     this.checkOpen();
+    // A settling scan is answered only at the scanner's term, from committed state (src/util/lease.ts).
+    if (scope?.settling) {
+      const lease = this.lease(scope, true);
+      if (!lease || admitSettlingScan(lease, scope) !== 'ok') throw new QfsError('fenced', 'this node is not at the settling scan\'s lease term');
+    }
+    const page = this.scanPage(start, end, limit);
+    const settled = scope ? this.lease(scope, false)?.settled : undefined;
+    return settled === undefined ? page : { ...page, settled };
+  }
+
+  private scanPage(start: Buffer, end: Buffer | null, limit: number): ScanResult {
     if (!Buffer.isBuffer(start) || start.length > MAX_KEY_BYTES) throw new QfsError('bad_request', 'scan start must be a key of at most MAX_KEY_BYTES');
     if (end !== null && (!Buffer.isBuffer(end) || end.length > MAX_KEY_BYTES)) throw new QfsError('bad_request', 'scan end must be null or a key of at most MAX_KEY_BYTES');
     if (!Number.isSafeInteger(limit) || limit < 1) throw new QfsError('bad_request', `scan limit ${limit} must be a positive integer`);

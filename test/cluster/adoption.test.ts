@@ -4,7 +4,7 @@
 // built on it.
 import test from 'ava';
 import { definitelyNotAdopted } from '../../src/cluster/registers.js';
-import { MAX_ENTRIES, seal, type LineageEntry } from '../../src/cluster/envelope.js';
+import { MAX_ENTRIES, seal, type LineageEntry } from '../../src/util/envelope.js';
 import type { Ballot } from '../../src/util/ballot.js';
 import type { Verdict } from '../../src/rpc/messages.js';
 

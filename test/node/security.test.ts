@@ -142,7 +142,8 @@ test('handshake variants with the right secret but the wrong context are refused
     };
   const right = (sn: Buffer, cn: Buffer): Buffer => clientProof(cluster.secret, cluster.name, sn, cn);
   const variants: Array<[string, (serverNonce: Buffer) => Buffer]> = [
-    ['protocol version 2', authWith(right, (f) => ((f[1] = 2), f))],
+    ['protocol version 1 (before scope leases)', authWith(right, (f) => ((f[1] = 1), f))],
+    ['protocol version 3', authWith(right, (f) => ((f[1] = 3), f))],
     ['AUTH one byte short', authWith(right, (f) => f.subarray(0, f.length - 1))],
     ['AUTH one byte long', authWith(right, (f) => Buffer.concat([f, Buffer.alloc(1)]))],
     ['proof for another cluster name', authWith((sn, cn) => clientProof(cluster.secret, 'other', sn, cn))],
@@ -347,7 +348,15 @@ function validFrames(r: Rand, storedId: ChunkId): Buffer[] {
     requestFrame(id(), M.Op.RecordAccept, (e) =>
       M.RecordAccept.encode(e, { key: key(), ballot: b(), value: r.pick([{ kind: 'value', bytes: r.bytes(r.int(300)) }, { kind: 'tombstone', bytes: Buffer.alloc(0) }, { kind: 'empty' }] as const), promiseNext: r.next() < 0.5 }),
     ),
-    requestFrame(id(), M.Op.RecordRead, (e) => M.KeyRequest.encode(e, key())),
+    requestFrame(id(), M.Op.RecordRead, (e) => M.RecordRead.encode(e, { key: key() })),
+    // scope leases: a scoped prepare, accept and read (a lease record that may not exist), a settling scan, a learn
+    requestFrame(id(), M.Op.RecordPrepare, (e) => M.RecordPrepare.encode(e, { key: key(), ballot: b(), scope: { lease: key(), term: r.int(3), session: r.hex(4) } })),
+    requestFrame(id(), M.Op.RecordAccept, (e) =>
+      M.RecordAccept.encode(e, { key: key(), ballot: b(), value: { kind: 'value', bytes: r.bytes(r.int(64)) }, promiseNext: false, scope: { lease: key(), term: r.int(3), session: r.hex(4) } }),
+    ),
+    requestFrame(id(), M.Op.RecordRead, (e) => M.RecordRead.encode(e, { key: key(), scope: { lease: key(), term: 0, session: 's' } })),
+    requestFrame(id(), M.Op.RecordScan, (e) => M.RecordScan.encode(e, { start: Buffer.from('fuzz/'), end: null, limit: 10, scope: { lease: key(), term: r.int(2), session: 's', settling: true } })),
+    requestFrame(id(), M.Op.RecordLearn, (e) => M.RecordLearn.encode(e, { key: key(), ballot: b() })),
     requestFrame(id(), M.Op.RecordScan, (e) => M.RecordScan.encode(e, { start: Buffer.from('fuzz/'), end: r.next() < 0.5 ? null : Buffer.from('fuzz0'), limit: r.range(1, 100) })),
     requestFrame(id(), M.Op.RecordPurge, (e) => M.RecordPurge.encode(e, { key: key(), ballot: b() })),
     requestFrame(id(), M.Op.ChunkPut, (e) => M.ChunkPut.encode(e, { id: sha256(data), bytes: data })),

@@ -28,6 +28,29 @@ test('record messages round-trip', (t) => {
   t.deepEqual(roundTrip(M.RecordScan, { start: Buffer.from('a'), end: null, limit: 10 }), { start: Buffer.from('a'), end: null, limit: 10 });
 });
 
+test('scope leases on the wire: scoped calls, tagged and annotated states, fenced verdicts, learn', (t) => {
+  const scope = { lease: Buffer.from('d/@lease'), term: 7, session: 'm1#3' };
+  t.deepEqual(roundTrip(M.RecordPrepare, { key: Buffer.from('d/x'), ballot, scope }), { key: Buffer.from('d/x'), ballot, scope });
+  const acc = roundTrip(M.RecordAccept, { key: Buffer.from('d/x'), ballot, value: { kind: 'value', bytes: Buffer.from('v') }, promiseNext: false, scope });
+  t.deepEqual(acc.scope, scope);
+  t.deepEqual(roundTrip(M.RecordRead, { key: Buffer.from('d/x'), scope }), { key: Buffer.from('d/x'), scope });
+  const settling = { ...scope, settling: true };
+  t.deepEqual(roundTrip(M.RecordScan, { start: Buffer.from('d/'), end: Buffer.from('d0'), limit: 5, scope: settling }), { start: Buffer.from('d/'), end: Buffer.from('d0'), limit: 5, scope: settling });
+  const tagged = { promised: ballot, accepted: ballot, value: { kind: 'value' as const, bytes: Buffer.from('v') }, tag: 7, settled: 5 };
+  t.deepEqual(roundTrip(M.VerdictReply, { ok: false, state: tagged, fenced: true }), { ok: false, state: tagged, fenced: true });
+  t.deepEqual(roundTrip(M.StateReply, tagged), tagged);
+  const scan = { entries: [{ key: Buffer.from('d/x'), state: tagged }], next: null, settled: 5 };
+  t.deepEqual(roundTrip(M.ScanReplyCodec, scan), scan);
+  t.deepEqual(roundTrip(M.RecordLearn, { key: Buffer.from('d/x'), ballot }), { key: Buffer.from('d/x'), ballot });
+  // unknown state flags are refused, not ignored
+  const e = new Encoder();
+  M.StateReply.encode(e, tagged);
+  const bytes = e.finish();
+  const flagsAt = bytes.length - 1 - 8 - 8; // the flags byte, then two u53 of 8 bytes each
+  bytes[flagsAt] = 0x80;
+  t.true(isQfsError(t.throws(() => M.StateReply.decode(new Decoder(bytes))), 'bad_request'));
+});
+
 test('chunk messages round-trip; ids travel as 32 raw bytes', (t) => {
   const e = new Encoder();
   M.ChunkPut.encode(e, { id, bytes: Buffer.from('x') });

@@ -16,7 +16,7 @@ import { QfsError } from '../../src/util/errors.js';
 import { ZERO_BALLOT, compareBallots, formatBallot, maxBallot, type Ballot } from '../../src/util/ballot.js';
 import { EMPTY_VALUE, decideAccept, decideLearn, decidePrepare, decidePurge, type AcceptorBugs, type AcceptorState, type RecordValue } from '../../src/util/paxos.js';
 import { FRESH_LEASE, admitScopeWrite, admitSettlingScan, decodeLease, type LeaseRecord, type ScopeCall } from '../../src/util/lease.js';
-import { open } from '../../src/cluster/envelope.js';
+import { open } from '../../src/util/envelope.js';
 import type { Acceptor, AcceptorCall } from '../../src/cluster/acceptor.js';
 import type { ScanReply, Verdict } from '../../src/rpc/messages.js';
 import type { World } from './world.js';

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { ChangeAttempts, MAX_ENTRIES, newTag, open, seal } from '../../src/cluster/envelope.js';
+import { ChangeAttempts, MAX_ENTRIES, newTag, open, seal } from '../../src/util/envelope.js';
 import { isQfsError } from '../../src/util/errors.js';
 
 test('seal and open round-trip values and deletes with their lineage', (t) => {

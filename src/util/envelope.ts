@@ -16,9 +16,9 @@
 // window test sound.
 //
 //   u8 version (1) | u8 n | n × (8-byte tag, u64 ballot counter), oldest first | payload
-import { systemClock, type Clock } from '../util/clock.js';
-import { QfsError } from '../util/errors.js';
-import type { RecordValue } from '../util/paxos.js';
+import { systemClock, type Clock } from './clock.js';
+import { QfsError } from './errors.js';
+import type { RecordValue } from './paxos.js';
 
 export const MAX_ENTRIES = 6;
 const VERSION = 1;

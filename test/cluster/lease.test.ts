@@ -1,0 +1,72 @@
+// Scope leases over real node processes (the protocol itself is checked in the
+// simulator, test/sim/leases.ts): a holder's writes are tagged and learned, a
+// takeover fences the old term on the nodes, and the new holder settles what
+// the old one left.
+import test from 'ava';
+import { KEEP, recordKey } from '../../src/keyspace/types.js';
+import { isQfsError } from '../../src/util/errors.js';
+import { acquireFree, decodeLease, encodeLease, markSettled, takeOver, type LeaseRecord, type ScopeCall } from '../../src/util/lease.js';
+import { clusterKeySpace, startCluster } from '../helpers/keyspace.js';
+
+const GROUP = Buffer.from('lease-test');
+const LEASE = recordKey(GROUP, Buffer.from('@lease'));
+const key = (s: string) => recordKey(GROUP, Buffer.from(s));
+const GROUP_PREFIX = Buffer.concat([Buffer.from([GROUP.length]), GROUP]);
+
+test.serial('a takeover fences the old holder on the nodes; the new holder settles and finds its chosen writes', async (t) => {
+  const rc = await startCluster(t, 3);
+  const a = clusterKeySpace(t, rc);
+  const b = clusterKeySpace(t, rc);
+  await Promise.all([a.waitForPeers(5000), b.waitForPeers(5000)]);
+  const changeLease = async (ks: typeof a, step: (l: LeaseRecord) => LeaseRecord | null): Promise<LeaseRecord | null> => {
+    let out: LeaseRecord | null = null;
+    await ks.change(LEASE, (old) => {
+      out = step(decodeLease(old));
+      return out ? encodeLease(out) : KEEP;
+    });
+    return out;
+  };
+
+  const held = await changeLease(a, (l) => acquireFree(l, 'a#1'));
+  t.deepEqual(held, { term: 1, holder: 'a#1', settled: 0, renewals: 0 });
+  const scopeA: ScopeCall = { lease: LEASE, term: 1, session: 'a#1' };
+  await a.change(key('k1'), () => Buffer.from('one'), { scope: scopeA });
+  await a.change(key('k2'), () => Buffer.from('two'), { scope: scopeA });
+  const states = await a.registers.states(key('k1'));
+  t.true(states.every((s) => s.state?.tag === 1), 'written under term 1: tagged on every replica');
+  t.is(await a.registers.learnChosen(), 0, 'both learned on a majority');
+  t.true((await a.registers.states(key('k1'))).filter((s) => s.state && s.state.tag === undefined).length >= 2);
+  // a write a never learns: k3 stays tagged with term 1
+  await a.change(key('k3'), () => Buffer.from('three'), { scope: scopeA });
+
+  // b takes the lease over (the test plays the silent holder's expiry)
+  const observed = decodeLease(await b.read(LEASE));
+  const taken = await changeLease(b, (l) => takeOver(l, observed, 'b#1'));
+  t.is(taken?.term, 2);
+  // a, late, under its old term: fenced on the nodes, and not retried
+  const err = await a.change(key('k1'), () => Buffer.from('late'), { scope: scopeA }).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  t.true(isQfsError(err, 'fenced'), `a late write of term 1 is fenced: ${String(err)}`);
+
+  // b settles term 1: k3 is still tagged, so it is found and rewritten under term 2
+  const scopeB: ScopeCall = { lease: LEASE, term: 2, session: 'b#1' };
+  const unsettled = await b.registers.unsettledKeys(GROUP_PREFIX, key('k'), key('l'), taken!.settled, { scope: scopeB });
+  t.true(unsettled.some((k) => k.equals(key('k3'))), `k3 needs settling: ${unsettled.map((k) => k.toString('latin1')).join(', ')}`);
+  for (const k of unsettled) await b.registers.settleKey(k, { scope: scopeB });
+  t.deepEqual(await changeLease(b, (l) => markSettled(l, 'b#1', 2, 1)), { term: 2, holder: 'b#1', settled: 1, renewals: 0 });
+  for (const [k, v] of [
+    ['k1', 'one'],
+    ['k2', 'two'],
+    ['k3', 'three'],
+  ] as const) {
+    t.deepEqual(await b.read(key(k), { scope: scopeB }), Buffer.from(v), `${k} as a committed it`);
+  }
+  // and a settling scan at a term the nodes do not hold is refused
+  const stale = await a.registers.unsettledKeys(GROUP_PREFIX, key('k'), key('l'), 0, { scope: scopeA }).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  t.truthy(stale, 'a settling scan at the old term finds no majority');
+});
