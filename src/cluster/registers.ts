@@ -19,7 +19,7 @@
 //   that follows is then the round's second phase, one accept.
 import type { Ballot } from '../util/ballot.js';
 import { ZERO_BALLOT, compareBallots } from '../util/ballot.js';
-import { sleep, systemClock, type Clock } from '../util/clock.js';
+import { sleep, systemClock, type Clock, type Timer } from '../util/clock.js';
 import { QfsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import type { AcceptorState, RecordValue } from '../util/paxos.js';
@@ -102,6 +102,8 @@ type Compute<T> = (old: Buffer | null) => { next: ChangeResult; meta: T };
 const MAX_BATCH = 256;
 /** Records whose change missed a replica, kept for that replica's return (each a key and a node id). */
 const MAX_RECORD_HINTS = 100_000;
+/** How long a change chosen under a lease waits before it is learned, so that learns go out in batches. */
+const LEARN_DELAY_MS = 2;
 /** How long a refused accept waits for the acceptors that have not answered yet. */
 const REFUSAL_WAIT_MS = 250;
 /** Settled tombstones whose grace this proposer is timing. */
@@ -208,6 +210,7 @@ export class Registers {
    * hints are dropped and `hintsDropped` counts them (run repair).
    */
   readonly hints = new Map<string, { key: Buffer; node: string }>();
+  private learnTimer: Timer | null = null;
   /** Scope keys whose latest change this proposer saw chosen under a lease term, not yet learned on a majority. */
   private readonly learnable = new Map<string, { key: Buffer; ballot: Ballot; scope: ScopeCall }>();
   hintsDropped = 0;
@@ -416,7 +419,14 @@ export class Registers {
   }
 
   private chosenUnder(key: Buffer, ballot: Ballot, scope: ScopeCall | undefined): void {
-    if (scope) this.learnable.set(key.toString('latin1'), { key, ballot, scope });
+    if (!scope) return;
+    this.learnable.set(key.toString('latin1'), { key, ballot, scope });
+    // Learn in the background, a batch at a time: a holder that is cut off then
+    // leaves only its last few writes for the next holder to settle.
+    this.learnTimer ??= this.clock.after(LEARN_DELAY_MS, () => {
+      this.learnTimer = null;
+      void this.learnChosen().catch(() => {});
+    });
   }
 
   /** Scope keys changed under a lease whose tags are not yet learned on a majority. */
@@ -447,6 +457,8 @@ export class Registers {
   /** Forgets unlearned keys (a lease lost: its next holder settles them). */
   dropUnlearned(): void {
     this.learnable.clear();
+    this.learnTimer?.cancel();
+    this.learnTimer = null;
   }
 
   /**

@@ -118,7 +118,8 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
   world.faults = lossy ? { drop: rng.next() * 0.06, duplicate: rng.next() * 0.05, delay: rng.next() * 0.1 } : { drop: 0, duplicate: 0, delay: 0 };
   const crashy = rng.chance(0.6);
   const cutty = rng.chance(0.6);
-  const shape = `${nodeCount} nodes, ${mountCount} mounts x ${tenuresPerMount} tenures, ${keyNames.length} keys; net ${lossy ? `drop ${world.faults.drop.toFixed(3)} dup ${world.faults.duplicate.toFixed(3)} delay ${world.faults.delay.toFixed(3)}` : 'clean'}${crashy ? ', crashes' : ''}${cutty ? ', cut-offs' : ''}`;
+  const stally = rng.chance(0.5);
+  const shape = `${nodeCount} nodes, ${mountCount} mounts x ${tenuresPerMount} tenures, ${keyNames.length} keys; net ${lossy ? `drop ${world.faults.drop.toFixed(3)} dup ${world.faults.duplicate.toFixed(3)} delay ${world.faults.delay.toFixed(3)}` : 'clean'}${crashy ? ', crashes' : ''}${cutty ? ', cut-offs' : ''}${stally ? ', pauses' : ''}`;
 
   const nodes: SimNode[] = [];
   for (let i = 1; i <= nodeCount; i++) nodes.push(new SimNode(`n${i}`, world, violation, () => nodes, bugs.ignoreFence ? { ignoreFence: true } : {}));
@@ -373,6 +374,9 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
       } else if (crashy && r < 0.5) {
         const down = nodes.filter((n) => !n.up);
         if (down.length > 0) rng.pick(down).restart();
+      } else if (stally && r < 0.6) {
+        // A mount's process pauses (GC, a stalled VM): its clock runs on, its sends wait and leave late.
+        world.stall(`m${rng.int(1, mountCount)}`, world.now + 50 + rng.next() * 500);
       } else if (cutty && r < 0.7) {
         // A mount cut off from every node (its lease runs out while it still sends), or one link.
         const m = `m${rng.int(1, mountCount)}`;

@@ -147,6 +147,8 @@ export class World {
   faults: NetworkFaults = { drop: 0, duplicate: 0, delay: 0 };
   /** Unordered endpoint pairs that cannot reach each other ("a|b", a < b). */
   private readonly cut = new Set<string>();
+  /** Endpoints whose process is paused until a time (a GC pause, a stalled VM): what they send leaves then. */
+  private readonly stalled = new Map<string, number>();
   /** Messages sent, lost, duplicated (for reports). */
   readonly net = { sent: 0, lost: 0, duplicated: 0 };
 
@@ -186,6 +188,11 @@ export class World {
     this.cut.add(this.pairKey(a, b));
   }
 
+  /** Pauses an endpoint until `untilMs`: messages it sends meanwhile leave when it resumes. */
+  stall(endpoint: string, untilMs: number): void {
+    this.stalled.set(endpoint, Math.max(untilMs, this.stalled.get(endpoint) ?? 0));
+  }
+
   heal(a?: string, b?: string): void {
     if (a === undefined || b === undefined) this.cut.clear();
     else this.cut.delete(this.pairKey(a, b));
@@ -198,7 +205,8 @@ export class World {
       this.net.lost++;
       return;
     }
-    this.at(this.latency(), () => {
+    const resume = Math.max(0, (this.stalled.get(from) ?? 0) - this.nowMs);
+    this.at(resume + this.latency(), () => {
       // A partition that started while the message was on the wire loses it too.
       if (this.cut.has(this.pairKey(from, to))) {
         this.net.lost++;
