@@ -97,7 +97,8 @@ export function nodeOps(s: NodeStores): Map<number, OpHandler<any>> {
       handler('chunk_get', {
         decode: M.ChunkGet.decode,
         async run(r, _ctx, reply) {
-          reply.raw(await s.chunks.get(r.id, r.offset, r.length));
+          // read straight into the reply frame: no second copy of the chunk
+          await s.chunks.get(r.id, r.offset, r.length, (n) => reply.tail(n));
         },
         replySize: 1024 * 1024,
       }),

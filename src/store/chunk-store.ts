@@ -98,7 +98,8 @@ export class ChunkStore {
     return await this.track(this.withLock(cid, () => this.store(cid, bytes)));
   }
 
-  async get(id: ChunkId, offset = 0, length?: number): Promise<Buffer> {
+  /** `into(n)`: where to read the n bytes (a reply's tail), instead of a new buffer. */
+  async get(id: ChunkId, offset = 0, length?: number, into?: (n: number) => Buffer): Promise<Buffer> {
     this.checkOpen();
     const cid = parseChunkId(id);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new QfsError('bad_request', `invalid offset ${offset}`);
@@ -113,7 +114,7 @@ export class ChunkStore {
       const size = (await fh.stat()).size;
       const start = Math.min(offset, size);
       const end = length === undefined ? size : Math.min(size, start + length);
-      const buf = Buffer.allocUnsafe(end - start);
+      const buf = into ? into(end - start) : Buffer.allocUnsafe(end - start);
       let done = 0;
       while (done < buf.length) {
         const { bytesRead } = await fh.read(buf, done, buf.length - done, start + done);

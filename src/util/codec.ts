@@ -62,6 +62,14 @@ export class Encoder {
     return this;
   }
 
+  /** Reserves `n` bytes at the end and returns them for the caller to fill (a file read straight into a reply). */
+  tail(n: number): Buffer {
+    this.reserve(n);
+    const view = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return view;
+  }
+
   /** Length-prefixed (u32) bytes. */
   bytes(b: Uint8Array): this {
     this.u32(b.length);

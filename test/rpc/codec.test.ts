@@ -80,3 +80,12 @@ test('backoff is jittered, grows, and stays within its bounds', (t) => {
   t.true(backoffDelay(10, 50, 2000, () => 0.999) > backoffDelay(0, 50, 2000, () => 0.999));
   t.not(backoffDelay(5, 50, 2000, () => 0.1), backoffDelay(5, 50, 2000, () => 0.9));
 });
+
+test('tail reserves bytes for the caller to fill, growing the frame as needed', (t) => {
+  const e = new Encoder(4).u8(7);
+  const view = e.tail(10);
+  t.is(view.length, 10);
+  view.fill(0xab);
+  e.u8(9);
+  t.is(e.finish().toString('hex'), '07' + 'ab'.repeat(10) + '09');
+});
