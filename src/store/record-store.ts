@@ -41,7 +41,7 @@ import { QfsError, toQfsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { compareBallots, isValidBallot, maxBallot, ZERO_BALLOT, type Ballot } from '../util/ballot.js';
 import { decideAccept, decideLearn, decidePrepare, decidePurge } from '../util/paxos.js';
-import { admitScopeWrite, admitSettlingScan, decodeLease, type LeaseRecord, type ScopeCall } from '../util/lease.js';
+import { admitScopeRead, admitScopeWrite, admitSettlingScan, decodeLease, type LeaseRecord, type ScopeCall } from '../util/lease.js';
 import { open as openEnvelope } from '../util/envelope.js';
 import { decodeBallot, decodeState, encodeBallot, encodeState } from './record-codec.js';
 import { EMPTY_VALUE, MAX_KEY_BYTES, MAX_VALUE_BYTES, type AcceptorState, type RecordValue } from './types.js';
@@ -217,7 +217,15 @@ export class RecordStore {
   read(key: Buffer, scope?: ScopeCall): AcceptorState {
     this.checkOpen();
     checkKey(key);
+    if (scope) this.checkReader(scope);
     return this.annotate(this.stored(key) ?? absentState(this.durableFloor), scope);
+  }
+
+  /** Another session's read of a held scope is refused: it must wait for the recall (src/util/lease.ts, admitScopeRead). */
+  private checkReader(scope: ScopeCall): void {
+    if (scope.settling) return;
+    const lease = this.lease(scope, true);
+    if (!lease || admitScopeRead(lease, scope.session) !== 'ok') throw new QfsError('fenced', 'the scope is held by another session');
   }
 
   /** Committed states of keys in [start, end), byte order; promise-only keys are skipped. */
@@ -228,6 +236,7 @@ export class RecordStore {
       const lease = this.lease(scope, true);
       if (!lease || admitSettlingScan(lease, scope) !== 'ok') throw new QfsError('fenced', 'this node is not at the settling scan\'s lease term');
     }
+    if (scope) this.checkReader(scope);
     const page = this.scanPage(start, end, limit);
     const settled = scope ? this.lease(scope, false)?.settled : undefined;
     return settled === undefined ? page : { ...page, settled };

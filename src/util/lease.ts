@@ -148,6 +148,20 @@ export function admitScopeWrite(lease: LeaseRecord, write: ScopeWrite): Admissio
 }
 
 /**
+ * A read or scan of a scope key by a session (not a settling scan): answered
+ * only while the acceptor's committed lease is free or held by that session.
+ * A holder's changes are written behind, so what the nodes hold is not yet
+ * what it has acknowledged: another session must wait for the recall (the
+ * holder flushes and releases) instead of reading around it. Any acceptor
+ * that took a write under a held term has that lease committed before it,
+ * so it refuses; a quorum of answers therefore never shows part of a
+ * holder's batches.
+ */
+export function admitScopeRead(committedLease: LeaseRecord, session: string): Admission {
+  return committedLease.holder === null || committedLease.holder === session ? 'ok' : 'fenced';
+}
+
+/**
  * A settling scan (the new holder looking for tagged values) is answered only
  * by an acceptor whose durable lease is at the scanner's term: everything that
  * acceptor admitted under older terms is then durable and in the answer.

@@ -65,6 +65,12 @@ test.serial('a takeover fences the old holder on the nodes; the new holder settl
   ] as const) {
     t.deepEqual(await b.read(key(k), { scope: scopeB }), Buffer.from(v), `${k} as a committed it`);
   }
+  // another mount's read while b holds the scope is refused (it must recall the lease first)
+  const visitor = await a.read(key('k1'), { scope: { lease: LEASE, term: 2, session: 'c#1' } }).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  t.truthy(visitor, 'a read by another session of a held scope fails');
   // and a settling scan at a term the nodes do not hold is refused
   const stale = await a.registers.unsettledKeys(GROUP_PREFIX, key('k'), key('l'), 0, { scope: scopeA }).then(
     () => null,

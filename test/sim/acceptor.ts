@@ -15,7 +15,7 @@
 import { QfsError } from '../../src/util/errors.js';
 import { ZERO_BALLOT, compareBallots, formatBallot, maxBallot, type Ballot } from '../../src/util/ballot.js';
 import { EMPTY_VALUE, decideAccept, decideLearn, decidePrepare, decidePurge, type AcceptorBugs, type AcceptorState, type RecordValue } from '../../src/util/paxos.js';
-import { FRESH_LEASE, admitScopeWrite, admitSettlingScan, decodeLease, type LeaseRecord, type ScopeCall } from '../../src/util/lease.js';
+import { FRESH_LEASE, admitScopeRead, admitScopeWrite, admitSettlingScan, decodeLease, type LeaseRecord, type ScopeCall } from '../../src/util/lease.js';
 import { open } from '../../src/util/envelope.js';
 import type { Acceptor, AcceptorCall } from '../../src/cluster/acceptor.js';
 import type { ScanReply, Verdict } from '../../src/rpc/messages.js';
@@ -31,9 +31,14 @@ interface Pending {
   waiters: Array<() => void>;
 }
 
-/** Test-only bugs of the lease rules. `ignoreFence`: scope writes are admitted whatever their term. */
+/**
+ * Test-only bugs of the lease rules. `ignoreFence`: scope writes are admitted
+ * whatever their term. `ignoreHeldReads`: another session's reads of a held
+ * scope are answered (they see a holder's batches half committed).
+ */
 export interface SimNodeBugs extends AcceptorBugs {
   ignoreFence?: boolean;
+  ignoreHeldReads?: boolean;
 }
 
 export class SimNode {
@@ -201,13 +206,19 @@ export class SimNode {
     this.write(k, decided, null, () => reply(true));
   }
 
-  read(key: Buffer, scope: ScopeCall | undefined, reply: (s: AcceptorState) => void): void {
+  read(key: Buffer, scope: ScopeCall | undefined, reply: (s: AcceptorState | QfsError) => void): void {
+    if (scope && !scope.settling && !this.bugs.ignoreHeldReads && admitScopeRead(this.lease(scope, true), scope.session) !== 'ok') {
+      return reply(new QfsError('fenced', `${this.name}: the scope is held by another session`));
+    }
     reply(this.annotate(this.committed(id(key)), scope));
   }
 
   scan(start: Buffer, end: Buffer | null, limit: number, scope: ScopeCall | undefined, reply: (r: ScanReply | QfsError) => void): void {
     if (scope?.settling && !this.bugs.ignoreFence && admitSettlingScan(this.lease(scope, true), scope) !== 'ok') {
       return reply(new QfsError('fenced', `${this.name}: not at the settling scan's lease term`));
+    }
+    if (scope && !scope.settling && !this.bugs.ignoreHeldReads && admitScopeRead(this.lease(scope, true), scope.session) !== 'ok') {
+      return reply(new QfsError('fenced', `${this.name}: the scope is held by another session`));
     }
     const keys = [...this.durable.keys()]
       .map((k) => Buffer.from(k, 'latin1'))
@@ -309,7 +320,7 @@ export class SimAcceptor implements Acceptor {
   }
 
   read(key: Buffer, call: AcceptorCall): Promise<AcceptorState> {
-    return this.call(call, (n, reply) => n.read(key, call.scope, reply));
+    return this.call<AcceptorState>(call, (n, reply) => n.read(key, call.scope, reply as (s: AcceptorState | QfsError) => void));
   }
 
   scan(start: Buffer, end: Buffer | null, limit: number, call: AcceptorCall): Promise<ScanReply> {

@@ -39,6 +39,8 @@ import { SimAcceptor, SimNode } from './acceptor.js';
 import { World } from './world.js';
 
 export interface LeaseBugs {
+  /** Acceptors answer another session's reads of a held scope. */
+  ignoreHeldReads?: boolean;
   /** Acceptors admit scope writes of any term. */
   ignoreFence?: boolean;
   /** Proposers adopt values tagged with settled terms. */
@@ -63,6 +65,8 @@ export interface LeaseScheduleResult {
   batches: number;
   /** Keys a new holder had to settle. */
   settledKeys: number;
+  /** Reads by mounts not holding the lease that went through (after recalls). */
+  visits: number;
   crashes: number;
 }
 
@@ -122,7 +126,8 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
   const shape = `${nodeCount} nodes, ${mountCount} mounts x ${tenuresPerMount} tenures, ${keyNames.length} keys; net ${lossy ? `drop ${world.faults.drop.toFixed(3)} dup ${world.faults.duplicate.toFixed(3)} delay ${world.faults.delay.toFixed(3)}` : 'clean'}${crashy ? ', crashes' : ''}${cutty ? ', cut-offs' : ''}${stally ? ', pauses' : ''}`;
 
   const nodes: SimNode[] = [];
-  for (let i = 1; i <= nodeCount; i++) nodes.push(new SimNode(`n${i}`, world, violation, () => nodes, bugs.ignoreFence ? { ignoreFence: true } : {}));
+  const nodeBugs = { ...(bugs.ignoreFence ? { ignoreFence: true } : {}), ...(bugs.ignoreHeldReads ? { ignoreHeldReads: true } : {}) };
+  for (let i = 1; i <= nodeCount; i++) nodes.push(new SimNode(`n${i}`, world, violation, () => nodes, nodeBugs));
   const newRegisters = (name: string): Registers => {
     const handles = nodes.map((n) => new SimAcceptor(world, name, n, 150));
     return new Registers(() => handles, {
@@ -135,7 +140,7 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
   };
 
   const tenures: Tenure[] = [];
-  const stats = { cleanReleases: 0, takeovers: 0, committed: 0, batches: 0, settledKeys: 0 };
+  const stats = { cleanReleases: 0, takeovers: 0, committed: 0, batches: 0, settledKeys: 0, visits: 0 };
   /** Sessions that were asked to give the lease back. */
   const recalled = new Set<string>();
   const pause = (ms: number): Promise<void> => new Promise((resolve) => world.at(ms, resolve));
@@ -213,6 +218,64 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
       }
       return null;
     };
+
+    /**
+     * A visit: this mount reads a scope key without holding the lease (a
+     * lookup in another mount's directory). Refused while the scope is held:
+     * it recalls the lease and tries again. What it reads must be everything
+     * the holders before it committed (see allowed()).
+     */
+    let visits = 0;
+    const visit = async (): Promise<void> => {
+      const session = `${name}~${++visits}`;
+      for (let attempt = 0; attempt < 40; attempt++) {
+        let cur: LeaseRecord;
+        try {
+          cur = await readLease();
+        } catch {
+          await pause(5 + rng.next() * 20);
+          continue;
+        }
+        if (cur.holder !== null) {
+          const holder = cur.holder;
+          const relay = rng.pick(nodes).name;
+          world.send(name, relay, () => world.send(relay, holder.split('#')[0]!, () => recalled.add(holder)));
+          await pause(5 + rng.next() * 20);
+          continue;
+        }
+        const k = rng.pick(keyNames);
+        const started = world.now;
+        let v: string | null;
+        try {
+          v = str(await registers.read(scopeKey(k), { scope: { lease: LEASE_KEY, term: cur.term, session } }));
+        } catch {
+          await pause(5 + rng.next() * 20);
+          continue;
+        }
+        stats.visits++;
+        // The read takes effect at one instant of its call, while the scope is free
+        // there: after the holder before its start, or after one that began and
+        // ended during it (not while one holds it: that is the point).
+        const before = tenures.filter((t) => t.started && t.trustFrom <= started).sort((a, b) => b.term - a.term);
+        let prev = before[0];
+        // Still holding at the end of the read, with nobody after it: the read took effect before it began.
+        if (prev && prev.ended === null && !tenures.some((t) => t.term > prev!.term && t.trustFrom <= world.now)) prev = before[1];
+        const during = tenures.filter((t) => t.started && t.trustFrom > started && t.ended !== null);
+        const ok = new Set<string | null>(prev ? allowed(prev).get(k)! : [null]);
+        for (const t of during) for (const x of allowed(t).get(k)!) ok.add(x);
+        if (!ok.has(v)) violation(`${session} read ${k} = ${JSON.stringify(v)} (${started.toFixed(2)}..${world.now.toFixed(2)} ms); after ${prev ? `${prev.session} (term ${prev.term}, ${prev.ended ?? 'still running'})` : 'no holder'}${during.length ? ` or ${during.map((t) => t.session).join(', ')}` : ''} it may only be one of ${JSON.stringify([...ok])}`);
+        return;
+      }
+    };
+
+    // Visits go on beside this mount's own tenures (a lookup from another process on the mount).
+    let visiting = !audit && rng.chance(0.7);
+    const visitor = (async () => {
+      while (visiting) {
+        await pause(10 + rng.next() * 150);
+        if (visiting) await visit();
+      }
+    })();
 
     for (let round = 0; round < rounds; round++) {
       await pause(rng.next() * 100);
@@ -356,6 +419,8 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
       released = true;
       await renewing;
     }
+    visiting = false;
+    await visitor;
   };
 
   const rates = Array.from({ length: mountCount }, () => 1 - DRIFT + rng.next() * 2 * DRIFT);

@@ -105,3 +105,16 @@ test('a settling scan is answered only at the scanner\'s committed term and sess
   const r = await store.accept(K, ballot(10), val('w'), false, { lease: LEASE, term: 5, session: 'a' });
   t.true(r.fenced);
 });
+
+test('another session\'s reads and scans of a held scope are refused; the holder\'s and anyone\'s of a free one are answered', async (t) => {
+  const { store } = await openStore(t);
+  await setLease(store, { term: 2, holder: 'a', settled: 1, renewals: 0 });
+  t.true((await store.accept(K, ballot(4), val('v'), false, { lease: LEASE, term: 2, session: 'a' })).ok);
+  t.is(store.read(K, { lease: LEASE, term: 2, session: 'a' }).tag, 2);
+  t.true(isQfsError(t.throws(() => store.read(K, { lease: LEASE, term: 2, session: 'b' })), 'fenced'));
+  t.true(isQfsError(t.throws(() => store.scan(Buffer.from('\x01dk', 'latin1'), null, 10, { lease: LEASE, term: 2, session: 'b' })), 'fenced'));
+  t.is(store.read(K).value.kind, 'value', 'an unscoped read is not checked');
+  await setLease(store, { term: 3, holder: null, settled: 2, renewals: 0 });
+  t.is(store.read(K, { lease: LEASE, term: 3, session: 'b' }).settled, 2);
+  t.is(store.scan(Buffer.from('\x01dk', 'latin1'), null, 10, { lease: LEASE, term: 3, session: 'b' }).entries.length, 1);
+});
