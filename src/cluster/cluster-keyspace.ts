@@ -76,6 +76,15 @@ export class ClusterKeySpace implements MaintainableKeySpace {
   }
 
   /** Waits until every node is connected, or `timeoutMs` passed; returns the ids still down. */
+  /**
+   * Calls `fn` with a lease key when a node asks this client to give that
+   * scope lease back (another session was refused reading the scope). One
+   * recall may come from several nodes.
+   */
+  onLeaseRecall(fn: (lease: Buffer) => void): void {
+    for (const p of this.peers) p.client.onLeaseRecall(fn);
+  }
+
   async waitForPeers(timeoutMs: number, need = this.peers.length): Promise<string[]> {
     const until = Date.now() + timeoutMs;
     while (Date.now() < until && this.peers.filter((p) => p.up).length < need) await new Promise((r) => setTimeout(r, 20));

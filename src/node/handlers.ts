@@ -1,6 +1,9 @@
 // The node's op table: each wire op decoded by its message codec and run
 // against this node's stores. No filesystem meaning here, only stores.
-import type { OpHandler } from '../rpc/server.js';
+import type { OpHandler, PushTarget, RequestContext } from '../rpc/server.js';
+import { PushKind, encodePush } from '../rpc/frame.js';
+import { isQfsError } from '../util/errors.js';
+import type { ScopeCall } from '../util/lease.js';
 import * as M from '../rpc/messages.js';
 import type { ChunkStore } from '../store/chunk-store.js';
 import type { RecordStore } from '../store/record-store.js';
@@ -15,7 +18,51 @@ function handler<Req>(name: string, h: Omit<OpHandler<Req>, 'name'>): OpHandler<
   return { name, ...h };
 }
 
-export function nodeOps(s: NodeStores): Map<number, OpHandler<any>> {
+/** Recalls at most this often per (holder, lease): a reader retrying in a loop must not flood the holder. */
+const RECALL_EVERY_MS = 20;
+const MAX_RECALLS_TRACKED = 10_000;
+
+/**
+ * Which connection each lease session last called from, so that a reader
+ * refused by a held scope can have the holder asked to give it back (a PUSH
+ * frame on the holder's own connection). Entries go with their connection.
+ */
+export class LeaseSessions {
+  private readonly byId = new Map<string, PushTarget>();
+  private readonly lastRecall = new Map<string, number>();
+  recallsSent = 0;
+
+  seen(scope: ScopeCall | undefined, ctx: RequestContext): void {
+    if (!scope || this.byId.get(scope.session) === ctx.connection) return;
+    const conn = ctx.connection;
+    this.byId.set(scope.session, conn);
+    conn.whenClosed(() => {
+      if (this.byId.get(scope.session) === conn) this.byId.delete(scope.session);
+    });
+  }
+
+  recall(holder: string, lease: Buffer): void {
+    const id = `${holder}\u0000${lease.toString('latin1')}`;
+    const now = Date.now();
+    if (now - (this.lastRecall.get(id) ?? 0) < RECALL_EVERY_MS) return;
+    const conn = this.byId.get(holder);
+    if (!conn?.open) return;
+    if (this.lastRecall.size >= MAX_RECALLS_TRACKED) this.lastRecall.clear();
+    this.lastRecall.set(id, now);
+    this.recallsSent++;
+    conn.push(encodePush(PushKind.LeaseRecall, (e) => e.bytes(lease)));
+  }
+}
+
+export function nodeOps(s: NodeStores, sessions = new LeaseSessions()): Map<number, OpHandler<any>> {
+  /** A scoped read refused because another session holds the scope: ask that holder to give it back. */
+  const refusedRead = (err: unknown, scope: ScopeCall | undefined): never => {
+    if (scope && isQfsError(err, 'fenced')) {
+      const holder = s.records.leaseHolder(scope);
+      if (holder !== null && holder !== scope.session) sessions.recall(holder, scope.lease);
+    }
+    throw err;
+  };
   const ops: Array<[number, OpHandler<any>]> = [
     [M.Op.Ping, handler('ping', { decode: M.EmptyMessage.decode, run() {} })],
     [
@@ -31,7 +78,8 @@ export function nodeOps(s: NodeStores): Map<number, OpHandler<any>> {
       M.Op.RecordPrepare,
       handler('record_prepare', {
         decode: M.RecordPrepare.decode,
-        async run(r, _ctx, reply) {
+        async run(r, ctx, reply) {
+          sessions.seen(r.scope, ctx);
           M.VerdictReply.encode(reply, await s.records.prepare(r.key, r.ballot, r.scope));
         },
       }),
@@ -40,7 +88,8 @@ export function nodeOps(s: NodeStores): Map<number, OpHandler<any>> {
       M.Op.RecordAccept,
       handler('record_accept', {
         decode: M.RecordAccept.decode,
-        async run(r, _ctx, reply) {
+        async run(r, ctx, reply) {
+          sessions.seen(r.scope, ctx);
           M.VerdictReply.encode(reply, await s.records.accept(r.key, r.ballot, r.value, r.promiseNext, r.scope));
         },
       }),
@@ -49,8 +98,15 @@ export function nodeOps(s: NodeStores): Map<number, OpHandler<any>> {
       M.Op.RecordRead,
       handler('record_read', {
         decode: M.RecordRead.decode,
-        run(r, _ctx, reply) {
-          M.StateReply.encode(reply, s.records.read(r.key, r.scope));
+        run(r, ctx, reply) {
+          sessions.seen(r.scope, ctx);
+          let state;
+          try {
+            state = s.records.read(r.key, r.scope);
+          } catch (err) {
+            refusedRead(err, r.scope);
+          }
+          M.StateReply.encode(reply, state!);
         },
       }),
     ],
@@ -58,8 +114,15 @@ export function nodeOps(s: NodeStores): Map<number, OpHandler<any>> {
       M.Op.RecordScan,
       handler('record_scan', {
         decode: M.RecordScan.decode,
-        run(r, _ctx, reply) {
-          M.ScanReplyCodec.encode(reply, s.records.scan(r.start, r.end, r.limit, r.scope));
+        run(r, ctx, reply) {
+          sessions.seen(r.scope, ctx);
+          let page;
+          try {
+            page = s.records.scan(r.start, r.end, r.limit, r.scope);
+          } catch (err) {
+            refusedRead(err, r.scope?.settling ? undefined : r.scope);
+          }
+          M.ScanReplyCodec.encode(reply, page!);
         },
         replySize: 4096,
       }),

@@ -9,6 +9,7 @@ import {
   PROTOCOL_VERSION,
   decodeAuthOk,
   decodeHello,
+  decodePushHeader,
   decodeResponseHeader,
   encodeAuth,
   frameType,
@@ -75,6 +76,8 @@ export class RpcClient {
   private lastError: QfsError | null = null;
   /** Listeners for connection state, e.g. health tracking in the cluster layer. */
   onStateChange: ((up: boolean) => void) | null = null;
+  /** Unasked frames from the node (lease recalls); a throw drops the connection as for any bad frame. */
+  onPush: ((kind: number, body: Decoder) => void) | null = null;
 
   constructor(readonly options: RpcClientOptions) {
     this.log = options.log.child({ peer: options.url });
@@ -142,6 +145,9 @@ export class RpcClient {
           this.onOpen();
         } else if (type === FrameType.Response) {
           this.onResponse(data);
+        } else if (type === FrameType.Push) {
+          const { kind, body } = decodePushHeader(data);
+          this.onPush?.(kind, body);
         } else {
           throw new QfsError('bad_request', `unexpected frame type ${type}`);
         }

@@ -5,6 +5,7 @@
 //   AUTH_OK   u8 type=3 | 32 B server proof                                      server → client
 //   REQUEST   u8 type=4 | u32 id | u8 op | u32 deadline ms | body                 client → server
 //   RESPONSE  u8 type=5 | u32 id | u8 status | body (status≠0: str message)      server → client
+//   PUSH      u8 type=6 | u16 kind | body (unasked: a lease recall)               server → client
 //
 // The body's fields are defined per op in messages.ts; chunk bytes travel raw as
 // the frame's tail.
@@ -27,6 +28,25 @@ export const enum FrameType {
   AuthOk = 3,
   Request = 4,
   Response = 5,
+  Push = 6,
+}
+
+/** What a PUSH frame tells the client. */
+export const PushKind = {
+  /** Give the lease back: another session wants the scope (body: the lease key, u32-prefixed). */
+  LeaseRecall: 1,
+} as const;
+
+export function encodePush(kind: number, body: (e: Encoder) => void): Buffer {
+  const e = new Encoder(64).u8(FrameType.Push).u16(kind);
+  body(e);
+  return e.finish();
+}
+
+export function decodePushHeader(frame: Buffer): { kind: number; body: Decoder } {
+  const d = new Decoder(frame);
+  d.u8('type');
+  return { kind: d.u16('push kind'), body: d };
 }
 
 export const REQUEST_HEADER_BYTES = 1 + 4 + 1 + 4;

@@ -34,6 +34,7 @@ export const OP_NAMES: ReadonlyMap<number, string> = new Map(
 );
 
 export const MAX_SCAN_LIMIT = 10_000;
+export const MAX_LEASE_KEY_BYTES = MAX_KEY_BYTES;
 export const MAX_IDS_PER_REQUEST = 10_000;
 const CHUNK_ID_BYTES = 32;
 

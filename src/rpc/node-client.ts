@@ -2,6 +2,7 @@
 import { RpcClient, type CallOptions, type RpcClientOptions } from './client.js';
 import type { Decoder, Encoder } from '../util/codec.js';
 import * as M from './messages.js';
+import { PushKind } from './frame.js';
 import type { ScopeCall } from '../util/lease.js';
 import type { Ballot } from '../util/ballot.js';
 import type { ChunkId } from '../util/ids.js';
@@ -19,6 +20,16 @@ export class NodeClient {
 
   constructor(options: RpcClientOptions) {
     this.rpc = new RpcClient(options);
+  }
+
+  /** Calls `fn` with the lease key whenever the node asks this client to give a scope lease back. */
+  onLeaseRecall(fn: (lease: Buffer) => void): void {
+    this.rpc.onPush = (kind, body) => {
+      if (kind !== PushKind.LeaseRecall) return; // a kind this version does not know: ignored
+      const lease = body.bytes(M.MAX_LEASE_KEY_BYTES, 'lease key');
+      body.end();
+      fn(lease);
+    };
   }
 
   get url(): string {

@@ -28,6 +28,16 @@ export interface RequestContext {
   readonly signal: AbortSignal;
   readonly deadline: number;
   readonly peer: string;
+  /** The connection the request came on, to push unasked frames to it later (lease recalls). */
+  readonly connection: PushTarget;
+}
+
+/** A connection that can be sent unasked frames while it is open. */
+export interface PushTarget {
+  readonly open: boolean;
+  push(frame: Buffer): void;
+  /** Runs once when the connection closes. */
+  whenClosed(fn: () => void): void;
 }
 
 /** One operation: decode (errors close the connection) and run (errors are replied). */
@@ -116,7 +126,7 @@ export class RpcServer {
   }
 }
 
-class ServerConnection {
+class ServerConnection implements PushTarget {
   private state: 'hello-sent' | 'open' | 'closed' = 'hello-sent';
   private readonly nonce = newNonce();
   private readonly handshakeTimer: NodeJS.Timeout;
@@ -126,7 +136,21 @@ class ServerConnection {
   private readonly maxInFlight: number;
   private readonly maxBuffered: number;
   private stopped = false;
+  private readonly closeListeners: Array<() => void> = [];
   inFlight = 0;
+
+  get open(): boolean {
+    return this.state === 'open';
+  }
+
+  push(frame: Buffer): void {
+    if (this.state === 'open') this.send(frame);
+  }
+
+  whenClosed(fn: () => void): void {
+    if (this.state === 'closed') fn();
+    else this.closeListeners.push(fn);
+  }
 
   constructor(
     private readonly ws: WebSocket,
@@ -244,6 +268,7 @@ class ServerConnection {
     const ctx = {
       deadline: Date.now() + deadlineMs,
       peer: this.peer,
+      connection: this as PushTarget,
       get signal(): AbortSignal {
         let abort = aborts.get(id);
         if (!abort) {
@@ -283,6 +308,7 @@ class ServerConnection {
 
   private onClose(): void {
     this.state = 'closed';
+    for (const fn of this.closeListeners.splice(0)) fn();
     clearTimeout(this.handshakeTimer);
     for (const a of this.aborts.values()) a?.abort(new QfsError('closed', 'connection closed'));
     this.opts.observer?.connection('close');

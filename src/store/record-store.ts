@@ -221,6 +221,12 @@ export class RecordStore {
     return this.annotate(this.stored(key) ?? absentState(this.durableFloor), scope);
   }
 
+  /** The session holding a scope's lease as this node has it committed, or null. */
+  leaseHolder(scope: ScopeCall): string | null {
+    this.checkOpen();
+    return this.lease(scope, true)?.holder ?? null;
+  }
+
   /** Another session's read of a held scope is refused: it must wait for the recall (src/util/lease.ts, admitScopeRead). */
   private checkReader(scope: ScopeCall): void {
     if (scope.settling) return;

@@ -65,12 +65,17 @@ test.serial('a takeover fences the old holder on the nodes; the new holder settl
   ] as const) {
     t.deepEqual(await b.read(key(k), { scope: scopeB }), Buffer.from(v), `${k} as a committed it`);
   }
-  // another mount's read while b holds the scope is refused (it must recall the lease first)
+  // another mount's read while b holds the scope is refused (it must recall the lease first),
+  // and the nodes ask b, on its own connection, to give the lease back
+  const recalls: Buffer[] = [];
+  b.onLeaseRecall((lease) => recalls.push(lease));
   const visitor = await a.read(key('k1'), { scope: { lease: LEASE, term: 2, session: 'c#1' } }).then(
     () => null,
     (e: unknown) => e,
   );
   t.truthy(visitor, 'a read by another session of a held scope fails');
+  for (let i = 0; i < 250 && recalls.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  t.true(recalls.length > 0 && recalls.every((l) => l.equals(LEASE)), `b was asked to give the lease back (${recalls.length} recalls)`);
   // and a settling scan at a term the nodes do not hold is refused
   const stale = await a.registers.unsettledKeys(GROUP_PREFIX, key('k'), key('l'), 0, { scope: scopeA }).then(
     () => null,

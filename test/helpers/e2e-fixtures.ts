@@ -67,8 +67,10 @@ export async function run(command: string, opts: { env?: Record<string, string>;
     const r = await sh(command, { ...(opts.env ? { env: opts.env } : {}), ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}), ...(opts.cwd ? { cwd: opts.cwd } : {}) });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (err) {
-    const e = err as { code?: unknown; stdout?: string; stderr?: string; message?: string };
-    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? e.message ?? '' };
+    const e = err as { code?: unknown; stdout?: string; stderr?: string; message?: string; killed?: boolean; signal?: string | null };
+    // A command killed at its timeout says so (its own output is often empty then).
+    const killed = e.killed || e.signal ? `\n[killed by ${e.signal ?? 'a signal'}${opts.timeoutMs !== undefined ? `: timeout of ${opts.timeoutMs} ms` : ''}]` : '';
+    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: (e.stderr ?? e.message ?? '') + killed };
   }
 }
 
