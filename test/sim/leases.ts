@@ -19,22 +19,12 @@
 //   release, and after a lost lease every batch it saw committed plus, per
 //   key, either nothing or everything of the one batch it had in flight.
 import { Registers } from '../../src/cluster/registers.js';
-import { KEEP, recordKey } from '../../src/keyspace/types.js';
+import { recordKey } from '../../src/keyspace/types.js';
 import { toQfsError } from '../../src/util/errors.js';
 import { silentLogger } from '../../src/util/log.js';
-import {
-  acquireFree,
-  decodeLease,
-  encodeLease,
-  holderTrustMs,
-  markSettled,
-  releaseLease,
-  renewLease,
-  takeOver,
-  takeoverWaitMs,
-  type LeaseRecord,
-  type ScopeCall,
-} from '../../src/util/lease.js';
+import type { LeaseRecord } from '../../src/util/lease.js';
+import { LeaseLostError, ScopeLease, readLease as readLeaseRecord, type ScopeLeaseConfig } from '../../src/cluster/scope-lease.js';
+import type { Clock } from '../../src/util/clock.js';
 import { SimAcceptor, SimNode } from './acceptor.js';
 import { World } from './world.js';
 
@@ -91,9 +81,10 @@ interface Tenure {
   ended: 'clean' | 'lost' | null;
   /** It read the scope and checked it (a tenure can be lost while it settles). */
   started: boolean;
-  /** Real time the holder began and stopped trusting the lease. */
+  /** Real time the holder began and stopped trusting the lease (trustTo: filled in at the end, from trustEnd). */
   trustFrom: number;
   trustTo: number;
+  trustEnd: () => number;
 }
 
 const GROUP = Buffer.from('d');
@@ -102,7 +93,6 @@ const scopeKey = (name: string): Buffer => recordKey(GROUP, Buffer.from(name));
 const SCOPE_START = scopeKey('k');
 const SCOPE_END = scopeKey('l');
 
-class LeaseLost extends Error {}
 /** A change function found a value other than the holder's model: thrown so that a speculative attempt (on a cached value) falls back to a full round, and reported only if the real round finds it too. */
 class NotTheModel extends Error {}
 
@@ -166,57 +156,30 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
     const realOf = (localMs: number): number => localMs / rate;
     let sessions = 0;
 
-    const readLease = async (): Promise<LeaseRecord> => decodeLease(await registers.read(LEASE_KEY));
-    const changeLease = async (step: (cur: LeaseRecord) => LeaseRecord | null): Promise<LeaseRecord | null> => {
-      let result: LeaseRecord | null = null;
-      await registers.change(LEASE_KEY, (old) => {
-        const next = step(decodeLease(old));
-        result = next;
-        return next === null ? KEEP : encodeLease(next);
-      });
-      return result;
+    const readLease = (): Promise<LeaseRecord> => readLeaseRecord(registers, LEASE_KEY);
+    const recall = (holder: string): void => {
+      const relay = rng.pick(nodes).name;
+      world.send(name, relay, () => world.send(relay, holder.split('#')[0]!, () => recalled.add(holder)));
     };
-
-    /** Takes the lease (free, recalled or silent); the session, its term and the local time its trust runs from, or null. */
-    const acquire = async (session: string): Promise<{ term: number; sentAt: number; lease: LeaseRecord } | null> => {
-      const giveUpAt = world.now + 5000;
-      let observed: { lease: LeaseRecord; atLocal: number } | null = null;
-      while (world.now < giveUpAt) {
-        let cur: LeaseRecord;
-        try {
-          cur = await readLease();
-        } catch {
-          await pause(5 + rng.next() * 20);
-          continue;
-        }
-        const sentAt = local();
-        try {
-          if (cur.holder === null) {
-            const got = await changeLease((l) => acquireFree(l, session));
-            if (got) return { term: got.term, sentAt, lease: got };
-          } else {
-            const same = observed && observed.lease.term === cur.term && observed.lease.holder === cur.holder && observed.lease.renewals === cur.renewals;
-            if (!same) observed = { lease: cur, atLocal: local() };
-            if (bugs.noTakeoverWait || local() - observed!.atLocal >= takeoverWaitMs(PERIOD_MS, DRIFT)) {
-              const seen = observed!.lease;
-              const got = await changeLease((l) => takeOver(l, seen, session));
-              if (got) {
-                stats.takeovers++;
-                return { term: got.term, sentAt, lease: got };
-              }
-            } else {
-              // Ask the holder to flush and give it back (the nodes relay it).
-              const holder = cur.holder;
-              const relay = rng.pick(nodes).name;
-              world.send(name, relay, () => world.send(relay, holder.split('#')[0]!, () => recalled.add(holder)));
-            }
-          }
-        } catch {
-          // a lost race or a timeout: look again
-        }
-        await pause(5 + rng.next() * 20);
-      }
-      return null;
+    // This mount's own clock, running at its own rate: the lease's trust and waits are measured on it.
+    const localClock: Clock = {
+      now: local,
+      after: (ms, fn) => world.at(ms / rate, fn),
+      soon: (fn) => void world.at(0, fn),
+      random: () => rng.next(),
+      randomHex: (bytes) => rng.hex(bytes),
+    };
+    const leaseConfig: ScopeLeaseConfig = {
+      registers,
+      lease: LEASE_KEY,
+      group: GROUP_PREFIX,
+      start: SCOPE_START,
+      end: SCOPE_END,
+      periodMs: PERIOD_MS,
+      drift: DRIFT,
+      clock: localClock,
+      recall,
+      ...(bugs.noTakeoverWait ? { injectBugs: { noTakeoverWait: true } } : {}),
     };
 
     /**
@@ -237,9 +200,7 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
           continue;
         }
         if (cur.holder !== null) {
-          const holder = cur.holder;
-          const relay = rng.pick(nodes).name;
-          world.send(name, relay, () => world.send(relay, holder.split('#')[0]!, () => recalled.add(holder)));
+          recall(cur.holder);
           await pause(5 + rng.next() * 20);
           continue;
         }
@@ -280,64 +241,21 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
     for (let round = 0; round < rounds; round++) {
       await pause(rng.next() * 100);
       const session = `${name}#${++sessions}`;
-      const got = await acquire(session);
-      if (!got) continue;
-      const { term } = got;
-      registers.dropUnlearned();
-      const scope: ScopeCall = { lease: LEASE_KEY, term, session };
-      let trustUntil = got.sentAt + holderTrustMs(PERIOD_MS, DRIFT);
-      let lost = false;
-      let released = false;
-      const trusted = (): boolean => !lost && local() < trustUntil;
-      const tenure: Tenure = { term, session, mount: name, start: new Map(), committed: [], inFlight: null, ended: null, started: false, trustFrom: world.now, trustTo: realOf(trustUntil) };
+      const lease = await ScopeLease.acquire(leaseConfig, session, 5000 * rate);
+      if (!lease) continue;
+      if (lease.tookOver) stats.takeovers++;
+      const { term, scope } = lease;
+      const trusted = (): boolean => lease.trusted();
+      const tenure: Tenure = { term, session, mount: name, start: new Map(), committed: [], inFlight: null, ended: null, started: false, trustFrom: world.now, trustTo: Infinity, trustEnd: () => realOf(lease.trustEnd) };
       tenures.push(tenure);
-      const loseAt = (why: string): void => {
-        if (lost) return;
-        lost = true;
-        tenure.trustTo = Math.min(tenure.trustTo, world.now, realOf(trustUntil));
-        void why;
-      };
-
-      // Renewals, every quarter period by the holder's clock.
-      const renewing = (async () => {
-        while (!lost && !released) {
-          await pause(realOf(PERIOD_MS / 4));
-          if (lost || released) break;
-          if (!trusted()) {
-            loseAt('expired');
-            break;
-          }
-          const sentAt = local();
-          try {
-            const r = await changeLease((l) => renewLease(l, session, term));
-            if (r) {
-              trustUntil = Math.max(trustUntil, sentAt + holderTrustMs(PERIOD_MS, DRIFT));
-              if (!lost && !released) tenure.trustTo = realOf(trustUntil);
-            }
-            else loseAt('taken');
-          } catch {
-            // unknown: the trust runs out by itself
-          }
-        }
-      })();
 
       const model: Model = new Map();
       try {
         // Settle what earlier terms may have left, then read the scope.
-        if (got.lease.settled < term - 1) {
-          const keys = await registers.unsettledKeys(GROUP_PREFIX, SCOPE_START, SCOPE_END, got.lease.settled, { scope });
-          if (process.env['QFS_SIM_TRACE_KEY']) process.stdout.write(`${world.now.toFixed(2)} ${session} term ${term} settles ${got.lease.settled}: ${keys.map((k) => k.subarray(2).toString()).join(',')}\n`);
-          for (const k of keys) {
-            if (!trusted()) throw new LeaseLost();
-            await registers.settleKey(k, { scope });
-            stats.settledKeys++;
-          }
-          if (!trusted()) throw new LeaseLost();
-          if (!(await changeLease((l) => markSettled(l, session, term, term - 1)))) throw new LeaseLost();
-        }
+        stats.settledKeys += await lease.settle();
         for (const k of keyNames) model.set(k, str(await registers.read(scopeKey(k), { scope })));
         if (process.env['QFS_SIM_TRACE_KEY']) process.stdout.write(`${world.now.toFixed(2)} ${session} term ${term} read ${JSON.stringify([...model])}\n`);
-        if (!trusted()) throw new LeaseLost();
+        lease.check();
         tenure.start = new Map(model);
         // The previous holder's work must be exactly what this one finds.
         const prev = tenures.filter((t) => t.started && t.term < term).sort((a, b) => b.term - a.term)[0];
@@ -362,7 +280,7 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
               await pause(0.5 + rng.next() * 3);
               continue;
             }
-            if (!trusted()) throw new LeaseLost();
+            lease.check();
             const batch: Model = new Map();
             for (const op of queue.splice(0)) batch.set(op.key, op.value);
             tenure.inFlight = batch;
@@ -380,7 +298,7 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
               }),
             );
             for (const r of results) if (r.status === 'rejected' && r.reason instanceof NotTheModel) violation(r.reason.message);
-            if (results.some((r) => r.status === 'rejected')) throw new LeaseLost();
+            if (results.some((r) => r.status === 'rejected')) throw new LeaseLostError('a batch failed');
             for (const [k, v] of batch) committedState.set(k, v);
             tenure.committed.push(batch);
             tenure.inFlight = null;
@@ -402,22 +320,16 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
         }
         appDone = true;
         await flusher;
-        if (!trusted()) throw new LeaseLost();
-        const clean = (await registers.learnChosen({ scope })) === 0 && trusted();
-        released = true;
-        tenure.trustTo = Math.min(tenure.trustTo, world.now);
-        tenure.ended = clean ? 'clean' : 'lost';
+        lease.check();
+        const clean = await lease.release((c) => (tenure.ended = c ? 'clean' : 'lost'));
         if (clean) stats.cleanReleases++;
-        await changeLease((l) => releaseLease(l, session, term, clean)).catch(() => null);
       } catch (err) {
-        if (!(err instanceof LeaseLost) && toQfsError(err).code === 'internal') violation(`${session}: ${String(err)}`);
+        if (!(err instanceof LeaseLostError) && toQfsError(err).code === 'internal') violation(`${session}: ${String(err)}`);
         // Lost (or unsure): stop trusting; what was not committed is lost, as in a crash.
-        loseAt('failed');
+        lease.lose();
         tenure.ended = 'lost';
-        registers.dropUnlearned();
+        await lease.release();
       }
-      released = true;
-      await renewing;
     }
     visiting = false;
     await visitor;
@@ -468,6 +380,7 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
   if (!(await world.run(() => !auditing, world.now + 60_000))) violation('the audit did not finish');
   if (tenures.length === before) violation('the auditor could not take the lease with every fault healed');
   // Exclusion: in term order, each holder stopped trusting before the next began.
+  for (const t of tenures) t.trustTo = t.trustEnd();
   const byTerm = [...tenures].sort((a, b) => a.term - b.term);
   for (let i = 1; i < byTerm.length; i++) {
     const [a, b] = [byTerm[i - 1]!, byTerm[i]!];

@@ -1,0 +1,241 @@
+// One session's hold on a scope lease (src/util/lease.ts; docs/architecture.md,
+// "Leases"): acquiring it (free, recalled, or taken over from a silent
+// holder), settling what earlier terms left, renewing it on this process's
+// own clock, and giving it back. The simulator drives this class
+// (test/sim/leases.ts) before any mount does.
+import type { Clock } from '../util/clock.js';
+import { sleep } from '../util/clock.js';
+import { QfsError } from '../util/errors.js';
+import { KEEP, type CallOpts } from '../keyspace/types.js';
+import {
+  acquireFree,
+  decodeLease,
+  encodeLease,
+  holderTrustMs,
+  markSettled,
+  releaseLease,
+  renewLease,
+  takeOver,
+  takeoverWaitMs,
+  type LeaseRecord,
+  type ScopeCall,
+} from '../util/lease.js';
+import type { Registers } from './registers.js';
+
+export interface ScopeLeaseConfig {
+  registers: Registers;
+  /** The lease record's key, and the scope it guards: keys [start, end) of one group (`group`: its encoded prefix). */
+  lease: Buffer;
+  group: Buffer;
+  start: Buffer;
+  end: Buffer | null;
+  periodMs: number;
+  /** Clock-rate drift bound, e.g. 0.05. */
+  drift: number;
+  /** This process's own clock: trust and takeover waits are measured on it. */
+  clock: Clock;
+  /** Asks the current holder to give the lease back (the nodes push it to that session's connection). */
+  recall?: (holder: string) => void;
+  /** Test-only: take a held lease over without waiting a lease period (a bug the simulator must find). */
+  injectBugs?: { noTakeoverWait?: boolean };
+}
+
+/** The lease is no longer this session's to use (its trust ran out, or another took it). */
+export class LeaseLostError extends QfsError {
+  constructor(message: string) {
+    super('fenced', message);
+  }
+}
+
+export async function readLease(registers: Registers, lease: Buffer, opts?: CallOpts): Promise<LeaseRecord> {
+  return decodeLease(await registers.read(lease, opts));
+}
+
+/** Applies a transition as one CASPaxos change; the new record, or null when the transition did not apply. */
+export async function changeLease(registers: Registers, lease: Buffer, step: (cur: LeaseRecord) => LeaseRecord | null, opts?: CallOpts): Promise<LeaseRecord | null> {
+  let result: LeaseRecord | null = null;
+  await registers.change(
+    lease,
+    (old) => {
+      result = step(decodeLease(old));
+      return result === null ? KEEP : encodeLease(result);
+    },
+    opts,
+  );
+  return result;
+}
+
+export class ScopeLease {
+  readonly scope: ScopeCall;
+  /** Local time (this process's clock) until which the lease may be used. */
+  private trustUntil: number;
+  private lost = false;
+  private released = false;
+  /** Local time this session stopped trusting the lease (released or lost); null while it trusts it. */
+  private stoppedAt: number | null = null;
+  private renewing: Promise<void> | null = null;
+
+  private constructor(
+    private readonly cfg: ScopeLeaseConfig,
+    readonly record: LeaseRecord,
+    readonly session: string,
+    sentAt: number,
+    /** Taken over from a silent holder (not acquired free). */
+    readonly tookOver: boolean,
+  ) {
+    this.scope = { lease: cfg.lease, term: record.term, session };
+    this.trustUntil = sentAt + holderTrustMs(cfg.periodMs, cfg.drift);
+  }
+
+  get term(): number {
+    return this.record.term;
+  }
+
+  /** May this session still act under the lease (its own clock says so, and nothing showed it lost)? */
+  trusted(): boolean {
+    return !this.lost && !this.released && this.cfg.clock.now() < this.trustUntil;
+  }
+
+  /** The local time this session's trust ended, or ends if nothing changes. */
+  get trustEnd(): number {
+    return this.stoppedAt ?? this.trustUntil;
+  }
+
+  /** Throws LeaseLostError unless the lease may still be used. */
+  check(): void {
+    if (!this.trusted()) throw new LeaseLostError(`the lease of term ${this.term} is no longer trusted`);
+  }
+
+  /**
+   * Takes the lease for `session`: at once if it is free; if held, recalls it
+   * and waits for it to be given back, or takes it over once the record has
+   * stayed unchanged for a whole takeover wait on this clock. Null when it
+   * could not within `giveUpAfterMs`. Renewals start at once.
+   */
+  static async acquire(cfg: ScopeLeaseConfig, session: string, giveUpAfterMs: number): Promise<ScopeLease | null> {
+    const { clock, registers } = cfg;
+    const giveUpAt = clock.now() + giveUpAfterMs;
+    let observed: { lease: LeaseRecord; at: number } | null = null;
+    while (clock.now() < giveUpAt) {
+      let cur: LeaseRecord | null = null;
+      try {
+        cur = await readLease(registers, cfg.lease);
+      } catch {
+        // unreadable for now: try again
+      }
+      if (cur) {
+        // Trust is counted from before the change is sent: the record is chosen after that.
+        const sentAt = clock.now();
+        try {
+          if (cur.holder === null) {
+            const got = await changeLease(registers, cfg.lease, (l) => acquireFree(l, session));
+            if (got) return new ScopeLease(cfg, got, session, sentAt, false).start();
+          } else {
+            const same = observed && observed.lease.term === cur.term && observed.lease.holder === cur.holder && observed.lease.renewals === cur.renewals;
+            if (!same || !observed) observed = { lease: cur, at: clock.now() };
+            if (cfg.injectBugs?.noTakeoverWait || clock.now() - observed.at >= takeoverWaitMs(cfg.periodMs, cfg.drift)) {
+              const seen = observed.lease;
+              const got = await changeLease(registers, cfg.lease, (l) => takeOver(l, seen, session));
+              if (got) return new ScopeLease(cfg, got, session, sentAt, true).start();
+            } else {
+              cfg.recall?.(cur.holder);
+            }
+          }
+        } catch {
+          // a lost race or a timeout: look again
+        }
+      }
+      await sleep(clock, 5 + clock.random() * 20);
+    }
+    return null;
+  }
+
+  private start(): this {
+    this.cfg.registers.dropUnlearned();
+    this.renewing = this.renewLoop();
+    return this;
+  }
+
+  /** Renewals every quarter period by this clock, until released or lost. */
+  private async renewLoop(): Promise<void> {
+    const { clock, registers } = this.cfg;
+    while (!this.lost && !this.released) {
+      await sleep(clock, this.cfg.periodMs / 4);
+      if (this.lost || this.released) break;
+      if (!this.trusted()) {
+        this.lose();
+        break;
+      }
+      const sentAt = clock.now();
+      try {
+        const r = await changeLease(registers, this.cfg.lease, (l) => renewLease(l, this.session, this.term));
+        if (r) {
+          if (!this.lost && !this.released) this.trustUntil = Math.max(this.trustUntil, sentAt + holderTrustMs(this.cfg.periodMs, this.cfg.drift));
+        } else this.lose();
+      } catch {
+        // unknown: the trust runs out by itself
+      }
+    }
+  }
+
+  /**
+   * Settles every term since the record's settled one (see util/lease.ts) and
+   * raises it. Returns how many keys needed a round. Throws LeaseLostError if
+   * the trust runs out meanwhile.
+   */
+  async settle(): Promise<number> {
+    const { registers } = this.cfg;
+    if (this.record.settled >= this.term - 1) return 0;
+    const keys = await registers.unsettledKeys(this.cfg.group, this.cfg.start, this.cfg.end, this.record.settled, { scope: this.scope });
+    for (const k of keys) {
+      this.check();
+      await registers.settleKey(k, { scope: this.scope });
+    }
+    this.check();
+    if (!(await changeLease(registers, this.cfg.lease, (l) => markSettled(l, this.session, this.term, this.term - 1)))) {
+      this.lose();
+      throw new LeaseLostError('the lease changed hands while it was being settled');
+    }
+    return keys.length;
+  }
+
+  /**
+   * Stops using the lease: nothing more is sent under it. Its writes that may
+   * not be chosen are left for the next holder to settle.
+   */
+  lose(): void {
+    if (this.lost || this.released) return;
+    this.lost = true;
+    this.stoppedAt = Math.min(this.cfg.clock.now(), this.trustUntil);
+    this.cfg.registers.dropUnlearned();
+  }
+
+  /**
+   * Gives the lease back once every change made under it is committed (the
+   * caller flushed): learns them on a majority, then releases, `clean` (the
+   * term needs no settling) only if all were learned while the lease was
+   * still trusted. Returns whether it was clean. After a loss it releases
+   * unclean, best effort, so nobody waits for the takeover. `beforeRelease`
+   * runs once the session has stopped using the lease, before the release is
+   * sent.
+   */
+  async release(beforeRelease?: (clean: boolean) => void): Promise<boolean> {
+    const { registers } = this.cfg;
+    let clean = false;
+    if (this.trusted()) {
+      try {
+        clean = (await registers.learnChosen({ scope: this.scope })) === 0 && this.trusted();
+      } catch {
+        clean = false;
+      }
+    }
+    if (!this.released) {
+      this.stoppedAt ??= Math.min(this.cfg.clock.now(), this.trustUntil);
+      this.released = true;
+    }
+    beforeRelease?.(clean);
+    await changeLease(registers, this.cfg.lease, (l) => releaseLease(l, this.session, this.term, clean)).catch(() => null);
+    await this.renewing;
+    return clean;
+  }
+}
