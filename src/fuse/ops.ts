@@ -4,7 +4,7 @@ import { constants } from 'node:os';
 import type { Logger } from '../util/log.js';
 import { FsError } from '../meta/errors.js';
 import { O_CREAT, O_EXCL, O_RDWR, type CallOpts, type Stat as VfsStat, type Vfs } from '../vfs/vfs.js';
-import type { Caller, FuseOps, Stat } from './binding.js';
+import type { Caller, FlockOp, FuseLock, FuseOps, LockCmd, Stat } from './binding.js';
 import { supplementaryGroups } from './caller-groups.js';
 import { errnoOf } from './errno.js';
 
@@ -158,6 +158,14 @@ export function vfsOps(vfs: Vfs, log: Logger, counters?: OpCounters, kernel?: Ke
       await vfs.mkdir(path, mode, c, op$());
     }),
     rmdir: op('rmdir', async (_c, path: string) => vfs.rmdir(path, op$())),
+    lock: op('lock', async (_c, _path: string, fh: number, cmd: LockCmd, lock: FuseLock, owner: string, signal: AbortSignal) => {
+      if (cmd === 'getlk') return vfs.getlk(fh, owner, lock);
+      await vfs.setlk(fh, owner, lock, cmd === 'setlkw', signal);
+      return null;
+    }),
+    flock: op('flock', async (c, _path: string, fh: number, kind: FlockOp, wait: boolean, _owner: string, signal: AbortSignal) =>
+      vfs.flock(fh, kind === 'shared' ? 'read' : kind === 'exclusive' ? 'write' : 'unlock', wait, c.pid, signal),
+    ),
   };
 }
 
