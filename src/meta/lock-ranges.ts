@@ -65,15 +65,15 @@ function overlaps(a: { start: number; end: number }, b: { start: number; end: nu
  * list order; which one is not specified by POSIX).
  */
 export function findConflict(locks: readonly RangeLock[], req: LockRequest): RangeLock | null {
-  if (req.type === 'unlock') return null;
   let found: RangeLock | null = null;
-  for (const l of locks) {
-    if (l.kind !== req.kind || sameOwner(l, req)) continue;
-    if (l.type === 'read' && req.type === 'read') continue;
-    if (!overlaps(l, req)) continue;
-    if (found === null || l.start < found.start) found = l;
-  }
+  for (const l of findConflicts(locks, req)) if (found === null || l.start < found.start) found = l;
   return found;
+}
+
+/** Every lock of another owner (of the same kind) that `req` conflicts with. */
+export function findConflicts(locks: readonly RangeLock[], req: LockRequest): RangeLock[] {
+  if (req.type === 'unlock') return [];
+  return locks.filter((l) => l.kind === req.kind && !sameOwner(l, req) && !(l.type === 'read' && req.type === 'read') && overlaps(l, req));
 }
 
 /**

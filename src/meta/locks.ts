@@ -15,7 +15,7 @@ import { KEEP } from '../keyspace/types.js';
 import { systemClock, type Clock, type Timer } from '../util/clock.js';
 import type { Logger } from '../util/log.js';
 import { FsError } from './errors.js';
-import { applyLock, findConflict, flockConversionDrop, locksOf, sameOwner, type LockRequest, type LockType, type RangeLock } from './lock-ranges.js';
+import { applyLock, findConflict, findConflicts, flockConversionDrop, locksOf, sameOwner, type LockRequest, type LockType, type RangeLock } from './lock-ranges.js';
 import {
   DEFAULT_LEASE,
   SessionLostError,
@@ -142,6 +142,13 @@ export interface LockServiceOptions {
   pollMaxMs?: number;
   /** The session id (default: random). */
   sessionId?: () => string;
+  /**
+   * Test-only: reintroduces a protocol bug, so that the simulator shows it finds
+   * it. `noDeclare`: a session seen unchanged for long enough is treated as dead
+   * without marking its record dead, so its mount, back in touch, renews and
+   * trusts locks that others have taken.
+   */
+  injectBugs?: { noDeclare?: boolean };
 }
 
 export interface LockSpec {
@@ -193,7 +200,8 @@ export class LockService {
   onEvent: ((e: SessionEvent) => void) | null = null;
 
   constructor(
-    private readonly ks: RegisterSpace,
+    /** Only linearizable reads and changes: the cluster's registers, or the simulator's. */
+    private readonly ks: Pick<RegisterSpace, 'read' | 'change'>,
     private readonly opts: LockServiceOptions,
   ) {
     this.clock = opts.clock ?? systemClock;
@@ -228,10 +236,10 @@ export class LockService {
         this.starting ??= this.startSession().finally(() => (this.starting = null));
         await this.starting.catch(() => null);
       } else {
-        // lapsed: the renewal loop is at it; wait a little for it
-        await this.pause(Math.min(50, Math.max(1, deadline - this.clock.now())));
+        // lapsed: renew now rather than at the next period
+        await this.renewNow();
       }
-      if (this.clock.now() >= deadline) throw new FsError('EIO', 'no lock session: the cluster did not answer');
+      if (this.clock.now() >= deadline) throw new FsError('ENOLCK', 'no lock session: the cluster did not answer');
     }
   }
 
@@ -265,8 +273,16 @@ export class LockService {
     if (this.renewTimer !== null || this.stopped) return;
     this.renewTimer = this.clock.after(renewEveryMs(this.lease.leaseMs), () => {
       this.renewTimer = null;
-      void this.renewOnce().finally(() => this.scheduleRenewal());
+      void this.renewNow().finally(() => this.scheduleRenewal());
     });
+  }
+
+  private renewing: Promise<void> | null = null;
+
+  /** One renewal, shared by everyone who asks while it runs. */
+  private renewNow(): Promise<void> {
+    this.renewing ??= this.renewOnce().finally(() => (this.renewing = null));
+    return this.renewing;
   }
 
   private async renewOnce(): Promise<void> {
@@ -278,6 +294,7 @@ export class LockService {
     } catch (err) {
       if (err instanceof SessionLostError) this.lose(s);
       // anything else: try again next period; the lapse timer stops the trust meanwhile
+      else this.opts.log.debug({ session: s.id, err: (err as Error).message }, 'lock session renewal failed');
       return;
     }
     if (s.lost || this.session !== s) return;
@@ -328,7 +345,17 @@ export class LockService {
   /** Looks at a session holding a conflicting lock: true when its locks may go now. */
   private async checkSession(id: string): Promise<{ dead: boolean; recheckInMs: number }> {
     if (this.dead.has(id)) return { dead: true, recheckInMs: 0 };
-    const rec = decodeSession(await this.ks.read(sessionKey(id), { timeoutMs: this.requestMs }));
+    // The first look writes the value back as it is (a fence): a renewal the holder
+    // sent before it died may sit accepted on a minority of replicas, and a later
+    // round could still choose it, moving the counter after the wait has begun.
+    // Written back at a higher ballot on a majority, it never can; after this, only
+    // a renewal sent later changes the counter. Later looks only read.
+    const first = !this.observations.has(id);
+    const rec = decodeSession(
+      first
+        ? await this.ks.change(sessionKey(id), (old) => (old === null ? KEEP : Buffer.from(old)), { timeoutMs: this.requestMs })
+        : await this.ks.read(sessionKey(id), { timeoutMs: this.requestMs }),
+    );
     const now = this.clock.now();
     const seen = rec === null ? undefined : observe(this.observations.get(id), rec, now);
     if (seen !== undefined) {
@@ -337,7 +364,7 @@ export class LockService {
     }
     const v = sessionVerdict(rec, seen, now, this.lease.drift);
     if (v.kind === 'alive') return { dead: false, recheckInMs: v.recheckInMs };
-    if (v.kind === 'expired') {
+    if (v.kind === 'expired' && this.opts.injectBugs?.noDeclare !== true) {
       const after = decodeSession(
         await this.ks.change(sessionKey(id), (old) => {
           const r = decodeSession(old);
@@ -428,26 +455,51 @@ export class LockService {
     for (;;) {
       if (signal?.aborted) throw new FsError('EINTR');
       const deadline = this.clock.now() + this.requestMs;
-      const s = await this.ensureSession(deadline);
-      const d = await this.attempt(ino, spec, s, deadline);
+      let s: Session;
+      let d: LockDecision;
+      try {
+        s = await this.ensureSession(deadline);
+        d = await this.attempt(ino, spec, s, deadline);
+      } catch (err) {
+        // A waiting lock outlasts a cluster that does not answer (a signal ends it); a non-waiting one reports it.
+        if (!wait || (err instanceof FsError && err.errno !== 'ENOLCK')) throw err;
+        this.opts.log.debug({ err: (err as Error).message }, 'lock wait: the cluster did not answer; trying again');
+        await this.waitLocal(ino, backoff, signal);
+        backoff = Math.min(this.pollMaxMs, backoff * 2);
+        continue;
+      }
       if (d.granted) {
         if (spec.kind === 'flock' || d.locks.length > 0) this.wake(ino); // a conversion or split may have released something
-        // Granted after the trust ran out: others may have declared the session dead in between.
-        if (!this.trusted() || this.session !== s) {
-          throw new FsError('ENOLCK', 'the lock session lapsed while the lock was being taken');
-        }
+        // Granted while the trust had run out: it counts only once a renewal shows the
+        // session alive (then nobody can have taken its locks); if the session was
+        // declared dead instead, the lock went with it.
+        if (!this.trusted()) await this.regainTrust(s, this.clock.now() + 4 * this.requestMs);
         return;
       }
-      const conflict = d.conflict;
       let pauseMs = backoff;
-      if (conflict.session !== s.id) {
-        const v = await this.checkSession(conflict.session);
-        if (v.dead) continue; // the next change drops its locks
-        pauseMs = Math.min(backoff, v.recheckInMs);
+      // Every other mount in the way is watched at once, so that several dead ones cost one wait.
+      const sessions = [...new Set(findConflicts(d.locks, this.ownerOf(spec, s)).map((l) => l.session))].filter((id) => id !== s.id);
+      if (sessions.length > 0) {
+        const verdicts = await Promise.all(sessions.map((id) => this.checkSession(id)));
+        this.opts.log.debug({ ino, owner: spec.owner, holder: d.conflict.owner, sessions, dead: verdicts.map((v) => v.dead) }, 'lock held by another mount');
+        if (verdicts.some((v) => v.dead)) continue; // the next change drops their locks
+        pauseMs = Math.min(backoff, ...verdicts.map((v) => v.recheckInMs));
       }
       if (!wait) throw new FsError('EAGAIN');
       await this.waitLocal(ino, pauseMs, signal);
       backoff = Math.min(this.pollMaxMs, backoff * 2);
+    }
+  }
+
+  private async regainTrust(s: Session, deadline: number): Promise<void> {
+    while (!this.trusted()) {
+      if (s.lost || this.session !== s) throw new FsError('ENOLCK', 'the lock session was declared dead while the lock was being taken');
+      if (this.clock.now() >= deadline) {
+        // Rare: left in place (unlock or close releases it), reported as not taken.
+        throw new FsError('ENOLCK', 'the lock session lapsed while the lock was being taken');
+      }
+      await this.renewNow();
+      if (!this.trusted()) await this.pause(10);
     }
   }
 
