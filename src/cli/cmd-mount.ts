@@ -112,7 +112,10 @@ export async function mountCommand(args: string[]): Promise<number> {
       },
     });
     await clearStale(mountpoint, log);
-    const kernel = { invalidate: (path: string) => void fuse?.invalidate(path) };
+    const kernel = {
+      invalidate: (path: string) => void fuse?.invalidate(path),
+      invalidateData: async (path: string) => void (await fuse?.invalidateData(path)),
+    };
     fuse = await FuseMount.mount(mountpoint, vfsOps(vfs, log, undefined, kernel, operationMs), {
       fsname: `quorumfs:${config.name}`,
       callbackTimeoutMs: Math.max(30_000, operationMs + 10_000, config.timeouts.requestMs * 4),

@@ -262,6 +262,7 @@ interface NativeFuse {
   mount(cb: (err: Error | null) => void): void;
   unmount(cb: (err: Error | null) => void): void;
   invalidate(path: string): number;
+  invalidateData(path: string, cb: (res: number) => void): void;
   cacheEpoch(): number;
   cachePut(path: string, stat: Stat, epoch: number): void;
 }
@@ -400,6 +401,16 @@ export class FuseMount {
    */
   invalidate(path: string): number {
     return this.native.invalidate(path);
+  }
+
+  /**
+   * Drops the kernel's attributes and cached pages of `path` (another mount
+   * changed the file and this mount just took a lock on it). Resolves once the
+   * kernel has dropped them: 0, -ENOENT, -ENOSYS.
+   */
+  invalidateData(path: string): Promise<number> {
+    if (this.unmounted) return Promise.resolve(-osConstants.errno.ENOSYS);
+    return new Promise((resolve) => this.native.invalidateData(path, resolve));
   }
 
   /** Unmounts (lazily: fusermount -uz). */

@@ -787,11 +787,31 @@ export class Vfs {
 
   // ---- locks: which file and which owner; what a lock does is src/meta/locks.ts's
 
-  /** F_SETLK (wait false) / F_SETLKW (wait true) for the kernel's lock owner `owner`. */
-  async setlk(fh: number, owner: string, lock: FcntlLock, wait: boolean, signal?: AbortSignal): Promise<void> {
-    const ino = this.handle(fh).file.inode.ino;
+  /**
+   * F_SETLK (wait false) / F_SETLKW (wait true) for the kernel's lock owner
+   * `owner`. Locks carry coherence, as NFS's do: what this mount wrote is
+   * published before a lock is released or downgraded, and a lock granted
+   * re-reads the file, so that it sees what the previous holder published on
+   * any mount. `changed`: the file changed since this mount last described it
+   * (the kernel's cached pages and attributes must go).
+   */
+  async setlk(fh: number, owner: string, lock: FcntlLock, wait: boolean, signal?: AbortSignal): Promise<{ changed: boolean }> {
+    const file = this.handle(fh).file;
     const r = lockRange(lock);
-    await this.locks.set(ino, { owner: `p${owner}`, kind: 'posix', type: lock.type, start: r.start, end: r.end, pid: lock.pid }, wait, signal).catch(rethrowLockError);
+    if (lock.type !== 'write' && file.inode.nlink > 0) await file.flush();
+    await this.locks.set(file.inode.ino, { owner: `p${owner}`, kind: 'posix', type: lock.type, start: r.start, end: r.end, pid: lock.pid }, wait, signal).catch(rethrowLockError);
+    return { changed: lock.type === 'unlock' ? false : await this.revalidateLocked(file) };
+  }
+
+  /** After a lock was granted: the file as the cluster has it now (unless this mount has unpublished writes). */
+  private async revalidateLocked(file: OpenFile): Promise<boolean> {
+    if (file.dirty || file.inode.nlink === 0) return false;
+    const before = file.inode;
+    const fresh = await this.inode(before.ino, true).catch(() => null);
+    if (fresh === null) return false;
+    const changed = fresh.size !== before.size || fresh.mtime.sec !== before.mtime.sec || fresh.mtime.nsec !== before.mtime.nsec || fresh.ctime.nsec !== before.ctime.nsec || fresh.ctime.sec !== before.ctime.sec;
+    if (changed) file.revalidate(fresh);
+    return changed;
   }
 
   /** F_GETLK: the lock that would block `lock`, or null. */
@@ -805,9 +825,11 @@ export class Vfs {
   }
 
   /** flock(2): the lock belongs to the open file description, which is the handle. */
-  async flock(fh: number, type: LockType | 'unlock', wait: boolean, pid: number, signal?: AbortSignal): Promise<void> {
-    const ino = this.handle(fh).file.inode.ino;
-    await this.locks.set(ino, { owner: `f${fh}`, kind: 'flock', type, start: 0, end: Infinity, pid }, wait, signal).catch(rethrowLockError);
+  async flock(fh: number, type: LockType | 'unlock', wait: boolean, pid: number, signal?: AbortSignal): Promise<{ changed: boolean }> {
+    const file = this.handle(fh).file;
+    if (type !== 'write' && file.inode.nlink > 0) await file.flush();
+    await this.locks.set(file.inode.ino, { owner: `f${fh}`, kind: 'flock', type, start: 0, end: Infinity, pid }, wait, signal).catch(rethrowLockError);
+    return { changed: type === 'unlock' ? false : await this.revalidateLocked(file) };
   }
 
   /** Publishes every open file and directory update (unmount, SIGTERM). Returns the errors. */
