@@ -12,16 +12,16 @@ import { Locker } from '../helpers/locker.js';
 import { mountCluster, sh, shCode, type Mount } from '../helpers/mount.js';
 import { DEFAULT_LEASE, releaseBoundMs } from '../../src/meta/lock-lease.js';
 
-/** The lease the mounts get here (-o lock_lease=2): short, so that a dead mount's locks go quickly. */
+/** The lease of the SIGKILL test's mounts (-o lock_lease=2): short, so that a dead mount's locks go quickly. The others keep the default (10 s): a short lease lapses on a loaded machine. */
 const LEASE_MS = 2000;
 /** The test cluster's requestMs is 5000: a mount's operation deadline is max(10 s, 2 x that). */
 const IN_FLIGHT_MS = 10_000;
 
-async function twoMounts(t: ExecutionContext): Promise<{ a: Mount; b: Mount }> {
+async function twoMounts(t: ExecutionContext, leaseMs?: number): Promise<{ a: Mount; b: Mount }> {
   const rc = await startCluster(t, 3);
   const f = await runCli(['format', '--config', rc.cluster.configPath]);
   if (f.code !== 0) throw new Error(`format failed: ${f.stderr}`);
-  const opts = ['-o', `lock_lease=${LEASE_MS / 1000}`];
+  const opts = leaseMs === undefined ? [] : ['-o', `lock_lease=${leaseMs / 1000}`];
   const a = await mountCluster(t, rc, 'a', opts);
   const b = await mountCluster(t, rc, 'b', opts);
   return { a, b };
@@ -145,7 +145,7 @@ test.serial('a blocked F_SETLKW on one mount is woken by the release on the othe
 });
 
 test.serial('a mount killed with SIGKILL while holding a lock: the other mount gets it within the stated bound', async (t) => {
-  const { a, b } = await twoMounts(t);
+  const { a, b } = await twoMounts(t, LEASE_MS);
   await sh(`echo x > ${a.dir}/f`);
   const holder = await Locker.start(t, `${b.dir}/f`);
   t.like(await holder.send({ op: 'setlk', type: 'write', start: 0, len: 0 }), { ok: true });
