@@ -188,3 +188,23 @@ test.serial('SQLite with a writer on each mount: every increment counted, integr
   t.is((await sh(`sqlite3 ${a.dir}/db "PRAGMA integrity_check;"`)).stdout.trim(), 'ok');
   t.is((await sh(`sqlite3 ${a.dir}/db "SELECT n FROM c;"`)).stdout.trim(), String(2 * N));
 });
+
+test.serial('twenty blocked F_SETLKW on one mount: the mount keeps serving, and each gets the lock in turn', async (t) => {
+  const { a, b } = await twoMounts(t);
+  await sh(`echo x > ${a.dir}/f`);
+  const holder = await Locker.start(t, `${a.dir}/f`);
+  t.like(await holder.send({ op: 'setlk', type: 'write', start: 0, len: 0 }), { ok: true });
+  const waiters = await Promise.all(Array.from({ length: 20 }, () => Locker.start(t, `${b.dir}/f`)));
+  const granted = waiters.map((w) => w.send({ op: 'setlkw', type: 'write', start: 0, len: 0 }).then(async (r) => {
+    // hold it briefly, then pass it on
+    await w.send({ op: 'write', offset: 0, data: 'y' });
+    await w.send({ op: 'setlk', type: 'unlock', start: 0, len: 0 });
+    return r;
+  }));
+  // every waiter occupies a FUSE thread; the mount still answers other requests
+  t.false(await settlesWithin(Promise.all(granted), 1000));
+  t.is((await sh(`echo z > ${b.dir}/g && cat ${b.dir}/g && stat -c %s ${b.dir}/f`, { timeoutMs: 20_000 })).stdout, 'z\n2\n');
+  t.like(await holder.send({ op: 'setlk', type: 'unlock', start: 0, len: 0 }), { ok: true });
+  const results = await Promise.all(granted);
+  t.true(results.every((r) => r.ok), JSON.stringify(results.filter((r) => !r.ok)));
+});
