@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { FuseMount } from '../fuse/binding.js';
 import { DEFAULT_OPERATION_MS, vfsOps } from '../fuse/ops.js';
 import { FsMeta } from '../meta/fs-meta.js';
+import { LockService } from '../meta/locks.js';
 import { Vfs } from '../vfs/vfs.js';
 import { createRootLogger, type Logger } from '../util/log.js';
 import { QfsError } from '../util/errors.js';
@@ -85,8 +86,19 @@ export async function mountCommand(args: string[]): Promise<number> {
   try {
     await ks.waitForPeers(config.timeouts.connectMs);
     const sb = await FsMeta.load(ks);
+    // One deadline per metadata operation, shared by all its cluster calls; the
+    // binding's callback timeout stays well above it (the last resort, for data
+    // calls that wait on uploads and would otherwise get a default answer).
+    const operationMs = Math.max(DEFAULT_OPERATION_MS, config.timeouts.requestMs * 2);
+    // Locks: a request sent before the lease ran out is applied within its deadline at the latest.
+    const locks = new LockService(ks, {
+      log: log.child({ component: 'locks' }),
+      requestMs: config.timeouts.requestMs,
+      lease: { ...(parsed.lockLeaseMs !== null ? { leaseMs: parsed.lockLeaseMs } : {}), inFlightMs: operationMs },
+    });
     const vfs = new Vfs(new FsMeta(ks, sb), ks, {
       log: log.child({ component: 'vfs' }),
+      locks,
       capacity: async () => {
         const stats = await Promise.all(ks.peers.map((p) => p.client.stat({ timeoutMs: 1000, connectWaitMs: 0 }).catch(() => null)));
         let totalBytes = 0;
@@ -100,11 +112,10 @@ export async function mountCommand(args: string[]): Promise<number> {
       },
     });
     await clearStale(mountpoint, log);
-    const kernel = { invalidate: (path: string) => void fuse?.invalidate(path) };
-    // One deadline per metadata operation, shared by all its cluster calls; the
-    // binding's callback timeout stays well above it (the last resort, for data
-    // calls that wait on uploads and would otherwise get a default answer).
-    const operationMs = Math.max(DEFAULT_OPERATION_MS, config.timeouts.requestMs * 2);
+    const kernel = {
+      invalidate: (path: string) => void fuse?.invalidate(path),
+      invalidateData: async (path: string) => void (await fuse?.invalidateData(path)),
+    };
     fuse = await FuseMount.mount(mountpoint, vfsOps(vfs, log, undefined, kernel, operationMs), {
       fsname: `quorumfs:${config.name}`,
       callbackTimeoutMs: Math.max(30_000, operationMs + 10_000, config.timeouts.requestMs * 4),

@@ -9,6 +9,8 @@ export interface ParsedMountOptions {
   fuse: Partial<MountOptions>;
   config: string | null;
   logLevel: string | null;
+  /** -o lock_lease=S: how long this mount trusts its locks after a renewal (null: the default, 10 s). */
+  lockLeaseMs: number | null;
 }
 
 export function parseMountOptions(list: readonly string[]): ParsedMountOptions {
@@ -16,6 +18,7 @@ export function parseMountOptions(list: readonly string[]): ParsedMountOptions {
   const extra: string[] = [];
   let config: string | null = null;
   let logLevel: string | null = null;
+  let lockLeaseMs: number | null = null;
   const seconds = (k: string, v: string | undefined): number => {
     const n = Number(v);
     if (v === undefined || !Number.isFinite(n) || n < 0 || n > 3600) throw new UsageError(`-o ${k}: expected seconds from 0 to 3600`);
@@ -76,6 +79,12 @@ export function parseMountOptions(list: readonly string[]): ParsedMountOptions {
         if (!v) throw new UsageError('-o log_level: expected a level');
         logLevel = v;
         break;
+      case 'lock_lease': {
+        const n = Number(v);
+        if (v === undefined || !Number.isFinite(n) || n < 0.2 || n > 600) throw new UsageError('-o lock_lease: expected seconds from 0.2 to 600');
+        lockLeaseMs = Math.round(n * 1000);
+        break;
+      }
       case 'ro':
         throw new UsageError('-o ro: read-only mounts are not supported yet');
       case 'big_writes':
@@ -87,5 +96,5 @@ export function parseMountOptions(list: readonly string[]): ParsedMountOptions {
     }
   }
   if (extra.length > 0) fuse.extraOptions = extra;
-  return { fuse, config, logLevel };
+  return { fuse, config, logLevel, lockLeaseMs };
 }

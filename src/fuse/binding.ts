@@ -65,6 +65,20 @@ export interface StatFs {
 
 export type Awaitable<T> = T | Promise<T>;
 
+/** A POSIX lock as fcntl passes it (l_whence SEEK_SET; len 0: to the end of the file). */
+export interface FuseLock {
+  type: 'read' | 'write' | 'unlock';
+  start: number;
+  len: number;
+  /** The caller's pid (requests); the holder's pid, or 0 when unknown here (F_GETLK answers). */
+  pid: number;
+}
+
+/** fcntl's lock commands, as libfuse 2.9 passes them. */
+export type LockCmd = 'getlk' | 'setlk' | 'setlkw';
+/** flock(2)'s operation without LOCK_NB (which comes as `wait` false). */
+export type FlockOp = 'shared' | 'exclusive' | 'unlock';
+
 /**
  * The filesystem's handlers. Each gets the caller first, then the op's own
  * arguments, and returns a value or throws; a throw becomes -errno through
@@ -111,6 +125,16 @@ export interface FuseOps {
   symlink?(c: Caller, target: string, path: string): Awaitable<void>;
   mkdir?(c: Caller, path: string, mode: number): Awaitable<void>;
   rmdir?(c: Caller, path: string): Awaitable<void>;
+  /**
+   * fcntl locks. `owner` is the kernel's lock owner (hex): one per process's file
+   * table. 'getlk' answers the lock that would block `lock` (null: none);
+   * 'setlkw' may wait, until `signal` aborts (the kernel interrupted the call:
+   * answer EINTR). libfuse also calls 'setlk' with 'unlock' over the whole file
+   * at every flush (close), with the closing process's owner.
+   */
+  lock?(c: Caller, path: string, fh: number, cmd: LockCmd, lock: FuseLock, owner: string, signal: AbortSignal): Awaitable<FuseLock | null | void>;
+  /** flock(2) on the open file `fh`; `wait` false for LOCK_NB; `signal` as for lock. */
+  flock?(c: Caller, path: string, fh: number, op: FlockOp, wait: boolean, owner: string, signal: AbortSignal): Awaitable<void>;
 }
 
 export type OpName = keyof FuseOps;
@@ -233,9 +257,12 @@ type NativeCb = (result: number, ...values: unknown[]) => void;
 type NativeOp = (...args: never[]) => void;
 interface NativeFuse {
   caller: Caller;
+  /** The dispatched request's words: caller, then [4] = interrupted by the kernel (lock ops). */
+  request: Uint32Array | null;
   mount(cb: (err: Error | null) => void): void;
   unmount(cb: (err: Error | null) => void): void;
   invalidate(path: string): number;
+  invalidateData(path: string, cb: (res: number) => void): void;
   cacheEpoch(): number;
   cachePut(path: string, stat: Stat, epoch: number): void;
 }
@@ -251,7 +278,7 @@ function loadNative(): NativeFuseClass {
   if (nativeClass === undefined) {
     const require = createRequire(import.meta.url);
     const cls = require('fuse-native') as NativeFuseClass;
-    if (cls.QUORUMFS_PATCH !== 4) {
+    if (cls.QUORUMFS_PATCH !== 5) {
       throw new Error('fuse-native is not the quorumfs-patched build: run `node patches/fuse-native.mjs` (docs/fuse-binding.md)');
     }
     nativeClass = cls;
@@ -355,7 +382,7 @@ export class FuseMount {
     const table = nativeOps(ops, o, Native, () => holder.fuse as NativeFuse, links);
     const fuse = new Native(mountpoint, table, {
       extraOptions: optionList,
-      timeout: o.callbackTimeoutMs === 0 ? false : o.callbackTimeoutMs,
+      timeout: callbackTimeouts(o.callbackTimeoutMs),
       debug: o.debug,
       spinUs: o.spinUs,
       hotUs: o.hotUs,
@@ -376,12 +403,61 @@ export class FuseMount {
     return this.native.invalidate(path);
   }
 
+  /**
+   * Drops the kernel's attributes and cached pages of `path` (another mount
+   * changed the file and this mount just took a lock on it). Resolves once the
+   * kernel has dropped them: 0, -ENOENT, -ENOSYS.
+   */
+  invalidateData(path: string): Promise<number> {
+    if (this.unmounted) return Promise.resolve(-osConstants.errno.ENOSYS);
+    return new Promise((resolve) => this.native.invalidateData(path, resolve));
+  }
+
   /** Unmounts (lazily: fusermount -uz). */
   async unmount(): Promise<void> {
     if (this.unmounted) return;
     this.unmounted = true;
     await new Promise<void>((resolve, reject) => this.native.unmount((err) => (err ? reject(err) : resolve())));
   }
+}
+
+// Lock ops wait as long as another process holds the lock: never answered by the
+// binding's timeout (their own requests have deadlines; a wait ends by grant or signal).
+function callbackTimeouts(t: MountOptions['callbackTimeoutMs']): false | Record<string, number | false> {
+  if (t === 0) return false;
+  const base: Record<string, number | false> = typeof t === 'number' ? { default: t } : { ...t };
+  base['lock'] ??= false;
+  base['flock'] ??= false;
+  return base;
+}
+
+const F_GETLK = 5;
+const F_SETLKW = 7;
+const F_RDLCK = 0;
+const F_WRLCK = 1;
+const F_UNLCK = 2;
+const LOCK_SH = 1;
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+const LOCK_UN = 8;
+/** How often a waiting lock op looks at the kernel's interrupt flag (the FUSE thread sets it within 10 ms). */
+const INTERRUPT_POLL_MS = 20;
+
+/** An AbortSignal that fires when the FUSE thread flags the request as interrupted; stop() when answered. */
+function interruptSignal(request: Uint32Array | null): { signal: AbortSignal; stop: () => void } {
+  const ac = new AbortController();
+  if (request === null || request.length < 5) return { signal: ac.signal, stop: () => {} };
+  const timer = setInterval(() => {
+    if (request[4] !== 0) {
+      clearInterval(timer);
+      ac.abort();
+    }
+  }, INTERRUPT_POLL_MS);
+  return { signal: ac.signal, stop: () => clearInterval(timer) };
+}
+
+function ownerHex(low: number, high: number): string {
+  return high.toString(16).padStart(8, '0') + low.toString(16).padStart(8, '0');
 }
 
 function nativeOps(
@@ -557,5 +633,36 @@ function nativeOps(
   def('symlink', ((target: string, path: string, cb: NativeCb) => call(cb, (c) => ops.symlink!(c, target, path), ok(cb))) as NativeOp);
   def('mkdir', ((path: string, mode: number, cb: NativeCb) => call(cb, (c) => ops.mkdir!(c, path, mode), ok(cb))) as NativeOp);
   def('rmdir', ((path: string, cb: NativeCb) => call(cb, (c) => ops.rmdir!(c, path), ok(cb))) as NativeOp);
+  def('lock', ((path: string, fh: number, cmd: number, lk: { type: number; start: number; len: number; pid: number }, ownerLow: number, ownerHigh: number, cb: NativeCb) => {
+    const lockCmd: LockCmd = cmd === F_GETLK ? 'getlk' : cmd === F_SETLKW ? 'setlkw' : 'setlk';
+    const type = lk.type === F_RDLCK ? 'read' : lk.type === F_WRLCK ? 'write' : lk.type === F_UNLCK ? 'unlock' : null;
+    if (type === null) return cb(-osConstants.errno.EINVAL);
+    const intr = interruptSignal(lockCmd === 'setlkw' ? fuse().request : null);
+    // every answer (a value or an error) stops the interrupt polling
+    const answer: NativeCb = (result, ...values) => {
+      intr.stop();
+      cb(result, ...values);
+    };
+    call(
+      answer,
+      (c) => ops.lock!(c, path, fh, lockCmd, { type, start: lk.start, len: lk.len, pid: lk.pid }, ownerHex(ownerLow, ownerHigh), intr.signal),
+      (v) => {
+        if (lockCmd !== 'getlk') return answer(0);
+        if (!v) return answer(0, { type: F_UNLCK, start: 0, len: 0, pid: 0 });
+        answer(0, { type: v.type === 'read' ? F_RDLCK : v.type === 'write' ? F_WRLCK : F_UNLCK, start: v.start, len: v.len, pid: v.pid });
+      },
+    );
+  }) as NativeOp);
+  def('flock', ((path: string, fh: number, op: number, ownerLow: number, ownerHigh: number, cb: NativeCb) => {
+    const kind = op & LOCK_UN ? 'unlock' : op & LOCK_EX ? 'exclusive' : op & LOCK_SH ? 'shared' : null;
+    if (kind === null) return cb(-osConstants.errno.EINVAL);
+    const wait = (op & LOCK_NB) === 0 && kind !== 'unlock';
+    const intr = interruptSignal(wait ? fuse().request : null);
+    const answer: NativeCb = (result, ...values) => {
+      intr.stop();
+      cb(result, ...values);
+    };
+    call(answer, (c) => ops.flock!(c, path, fh, kind, wait, ownerHex(ownerLow, ownerHigh), intr.signal), () => answer(0));
+  }) as NativeOp);
   return table;
 }

@@ -4,7 +4,7 @@ import { constants } from 'node:os';
 import type { Logger } from '../util/log.js';
 import { FsError } from '../meta/errors.js';
 import { O_CREAT, O_EXCL, O_RDWR, type CallOpts, type Stat as VfsStat, type Vfs } from '../vfs/vfs.js';
-import type { Caller, FuseOps, Stat } from './binding.js';
+import type { Caller, FlockOp, FuseLock, FuseOps, LockCmd, Stat } from './binding.js';
 import { supplementaryGroups } from './caller-groups.js';
 import { errnoOf } from './errno.js';
 
@@ -34,6 +34,8 @@ export interface OpCounters {
 export interface KernelCache {
   /** Drops the kernel's cached attributes of a path. */
   invalidate(path: string): void;
+  /** Drops the kernel's cached attributes and pages of a path; resolves once they are gone. */
+  invalidateData?(path: string): Promise<void>;
 }
 
 /**
@@ -158,6 +160,18 @@ export function vfsOps(vfs: Vfs, log: Logger, counters?: OpCounters, kernel?: Ke
       await vfs.mkdir(path, mode, c, op$());
     }),
     rmdir: op('rmdir', async (_c, path: string) => vfs.rmdir(path, op$())),
+    // A granted lock that finds the file changed by another mount drops what the
+    // kernel cached of it before the caller goes on (lock-time coherence, as NFS).
+    lock: op('lock', async (_c, path: string, fh: number, cmd: LockCmd, lock: FuseLock, owner: string, signal: AbortSignal) => {
+      if (cmd === 'getlk') return vfs.getlk(fh, owner, lock);
+      const { changed } = await vfs.setlk(fh, owner, lock, cmd === 'setlkw', signal);
+      if (changed) await kernel?.invalidateData?.(path);
+      return null;
+    }),
+    flock: op('flock', async (c, path: string, fh: number, kind: FlockOp, wait: boolean, _owner: string, signal: AbortSignal) => {
+      const { changed } = await vfs.flock(fh, kind === 'shared' ? 'read' : kind === 'exclusive' ? 'write' : 'unlock', wait, c.pid, signal);
+      if (changed) await kernel?.invalidateData?.(path);
+    }),
   };
 }
 

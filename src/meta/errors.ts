@@ -20,10 +20,13 @@ export type Errno =
   | 'EMLINK'
   | 'ENOTSUP'
   | 'EXDEV'
-  | 'EROFS';
+  | 'EROFS'
+  | 'EAGAIN'
+  | 'EINTR'
+  | 'ENOLCK';
 
 /** Answers, not faults: a lookup of a missing name is the normal case, so no stack trace is taken for them. */
-const ANSWERS: ReadonlySet<Errno> = new Set(['ENOENT', 'EEXIST', 'ENODATA', 'ENOTEMPTY']);
+const ANSWERS: ReadonlySet<Errno> = new Set(['ENOENT', 'EEXIST', 'ENODATA', 'ENOTEMPTY', 'EAGAIN', 'EINTR']);
 
 export class FsError extends Error {
   readonly errno: Errno;

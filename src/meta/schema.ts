@@ -6,6 +6,8 @@
 //   chunk-map page <p>      group ino           name "m" + u32 BE page
 //   dirent <dir>/<name>     group dirIno        name "d" + name bytes
 //   rename intent <id>      group "intents"     name id (16 B)
+//   locks of <ino>          group ino           name "l"      (fcntl/flock locks: src/meta/locks.ts)
+//   mount session <id>      group "sessions"    name id (ASCII hex)  (lock leases: src/meta/lock-lease.ts)
 //
 // A directory's inode and its entries share one replica set, so readdir is one
 // range scan. A file's inode and its chunk-map pages share one too. Chunks are
@@ -16,6 +18,8 @@ import type { Ino } from './types.js';
 const SUPERBLOCK_GROUP = Buffer.from('sb');
 const INTENT_GROUP = Buffer.from('intents');
 const INODE_NAME = Buffer.from('i');
+const LOCKS_NAME = Buffer.from('l');
+const SESSION_GROUP = Buffer.from('sessions');
 const MAP_PREFIX = 0x6d; // 'm'
 const DIRENT_PREFIX = 0x64; // 'd'
 
@@ -76,3 +80,16 @@ export const SUPERBLOCK_GROUP_BYTES = SUPERBLOCK_GROUP;
 export function inoOfGroup(group: Buffer): Ino {
   return (group.readUInt32BE(0) * 0x1_0000_0000 + group.readUInt32BE(4)) as Ino;
 }
+
+/** The lock record of a file: beside its inode, on the inode's replica set. */
+export function lockKey(ino: Ino): Buffer {
+  return recordKey(inoGroup(ino), LOCKS_NAME);
+}
+
+/** A mount session's lease record. */
+export function sessionKey(id: string): Buffer {
+  return recordKey(SESSION_GROUP, Buffer.from(id, 'latin1'));
+}
+
+export const LOCKS_NAME_BYTES = LOCKS_NAME;
+export const SESSION_GROUP_BYTES = SESSION_GROUP;

@@ -12,7 +12,7 @@
 import type { MaintainableKeySpace } from '../keyspace/types.js';
 import { splitKey } from '../keyspace/types.js';
 import type { ChunkId } from '../util/ids.js';
-import { GC_GROUP_BYTES, INTENT_GROUP_BYTES, SUPERBLOCK_GROUP_BYTES, inoOfGroup } from './schema.js';
+import { GC_GROUP_BYTES, INTENT_GROUP_BYTES, LOCKS_NAME_BYTES, SESSION_GROUP_BYTES, SUPERBLOCK_GROUP_BYTES, inoOfGroup } from './schema.js';
 import {
   ROOT_INO,
   S_IFDIR,
@@ -144,7 +144,8 @@ function classify(s: Survey, key: Buffer, value: Buffer | null, others: readonly
         if (p) for (const id of chunksOfPage(p)) refs().add(id);
       }
     }
-    if (value === null) return;
+    // A file's locks are live state of the mounts, not structure (and do not keep an orphan's group alive).
+    if (value === null || name.equals(LOCKS_NAME_BYTES)) return;
     s.groups.add(ino);
     if (name.length === 1 && name[0] === 0x69) {
       const i = decode('inode', decodeInode, value);
@@ -173,6 +174,8 @@ function classify(s: Survey, key: Buffer, value: Buffer | null, others: readonly
   else if (group.equals(INTENT_GROUP_BYTES)) {
     const intent = decode('rename intent', decodeIntent, value);
     if (intent) s.intents.push({ key, intent });
+  } else if (group.equals(SESSION_GROUP_BYTES)) {
+    // a mount's lock session: live state, not structure
   } else if (group.equals(GC_GROUP_BYTES) && name.length === 8) {
     const at = Number(value.toString('utf8'));
     s.candidates.set(inoOfGroup(name), Number.isFinite(at) ? at : 0);

@@ -12,6 +12,8 @@ import { FsMeta, checkName, isDir } from '../meta/fs-meta.js';
 import { ROOT_INO, S_IFDIR, S_IFBLK, S_IFCHR, S_IFIFO, S_IFLNK, S_IFSOCK, S_IFMT, S_IFREG, nowTimespec, type Dirent, type Ino, type Inode, type Timespec } from '../meta/types.js';
 import { ByteLru, LastSeen, TtlCache } from './lru.js';
 import { OpenFile, type WriteBudget } from './open-file.js';
+import { LockService } from '../meta/locks.js';
+import { lengthOf, rangeOf, type LockType } from '../meta/lock-ranges.js';
 
 export interface Caller {
   uid: number;
@@ -70,6 +72,16 @@ export interface VfsOptions {
   capacity?: () => Promise<{ totalBytes: number; freeBytes: number }>;
   /** An open file whose uploaded chunks have waited this long unpublished is published (default 30 s; 0: never). */
   publishAfterMs?: number;
+  /** fcntl/flock locks shared with other mounts (default: a service over this vfs's key space, lease defaults). */
+  locks?: LockService;
+}
+
+/** A POSIX lock as fcntl passes it (l_whence SEEK_SET; len 0: to the end of the file). */
+export interface FcntlLock {
+  type: LockType | 'unlock';
+  start: number;
+  len: number;
+  pid: number;
 }
 
 export const O_ACCMODE = 3;
@@ -122,12 +134,14 @@ export class Vfs {
   private readonly handles = new Map<number, Handle>();
   private nextFh = 1;
   private readonly budget: WriteBudget;
+  readonly locks: LockService;
 
   constructor(
     readonly meta: FsMeta,
     private readonly chunks: ChunkSpace,
     private readonly opts: VfsOptions,
   ) {
+    this.locks = opts.locks ?? new LockService(meta.ks, { log: opts.log.child({ component: 'locks' }) });
     this.attrs = new TtlCache(opts.attrTtlMs ?? 1000);
     this.entries = new TtlCache(opts.entryTtlMs ?? 1000);
     this.cache = new ByteLru(opts.chunkCacheBytes ?? 256 * 1024 * 1024);
@@ -761,12 +775,61 @@ export class Vfs {
     try {
       if (file.inode.nlink > 0) await file.flush();
     } finally {
+      // the last close of the description drops its flock (libfuse also asks, when the kernel says so)
+      await this.locks.releaseAll(file.inode.ino, `f${fh}`, 'flock').catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'could not release a flock at close'));
       if (file.handles === 0 && !file.dirty) this.files.delete(file.inode.ino);
       if (file.handles === 0 && file.inode.nlink === 0) {
         file.discard();
         this.files.delete(file.inode.ino);
       }
     }
+  }
+
+  // ---- locks: which file and which owner; what a lock does is src/meta/locks.ts's
+
+  /**
+   * F_SETLK (wait false) / F_SETLKW (wait true) for the kernel's lock owner
+   * `owner`. Locks carry coherence, as NFS's do: what this mount wrote is
+   * published before a lock is released or downgraded, and a lock granted
+   * re-reads the file, so that it sees what the previous holder published on
+   * any mount. `changed`: the file changed since this mount last described it
+   * (the kernel's cached pages and attributes must go).
+   */
+  async setlk(fh: number, owner: string, lock: FcntlLock, wait: boolean, signal?: AbortSignal): Promise<{ changed: boolean }> {
+    const file = this.handle(fh).file;
+    const r = lockRange(lock);
+    if (lock.type !== 'write' && file.inode.nlink > 0) await file.flush();
+    await this.locks.set(file.inode.ino, { owner: `p${owner}`, kind: 'posix', type: lock.type, start: r.start, end: r.end, pid: lock.pid }, wait, signal).catch(rethrowLockError);
+    return { changed: lock.type === 'unlock' ? false : await this.revalidateLocked(file) };
+  }
+
+  /** After a lock was granted: the file as the cluster has it now (unless this mount has unpublished writes). */
+  private async revalidateLocked(file: OpenFile): Promise<boolean> {
+    if (file.dirty || file.inode.nlink === 0) return false;
+    const before = file.inode;
+    const fresh = await this.inode(before.ino, true).catch(() => null);
+    if (fresh === null) return false;
+    const changed = fresh.size !== before.size || fresh.mtime.sec !== before.mtime.sec || fresh.mtime.nsec !== before.mtime.nsec || fresh.ctime.nsec !== before.ctime.nsec || fresh.ctime.sec !== before.ctime.sec;
+    if (changed) file.revalidate(fresh);
+    return changed;
+  }
+
+  /** F_GETLK: the lock that would block `lock`, or null. */
+  async getlk(fh: number, owner: string, lock: FcntlLock): Promise<FcntlLock | null> {
+    const ino = this.handle(fh).file.inode.ino;
+    const r = lockRange(lock);
+    const c = await this.locks.test(ino, { owner: `p${owner}`, kind: 'posix', type: lock.type, start: r.start, end: r.end, pid: lock.pid }).catch(rethrowLockError);
+    if (c === null) return null;
+    // A pid means something only on this machine; a holder on another mount is shown without one.
+    return { type: c.type, start: c.start, len: lengthOf(c), pid: c.session === this.locks.sessionId ? c.pid : 0 };
+  }
+
+  /** flock(2): the lock belongs to the open file description, which is the handle. */
+  async flock(fh: number, type: LockType | 'unlock', wait: boolean, pid: number, signal?: AbortSignal): Promise<{ changed: boolean }> {
+    const file = this.handle(fh).file;
+    if (type !== 'write' && file.inode.nlink > 0) await file.flush();
+    await this.locks.set(file.inode.ino, { owner: `f${fh}`, kind: 'flock', type, start: 0, end: Infinity, pid }, wait, signal).catch(rethrowLockError);
+    return { changed: type === 'unlock' ? false : await this.revalidateLocked(file) };
   }
 
   /** Publishes every open file and directory update (unmount, SIGTERM). Returns the errors. */
@@ -780,6 +843,8 @@ export class Vfs {
     // queued compactions are dropped (an optimisation, redone by a later mount); one running ends first
     this.stopping = true;
     await this.backgroundIdle();
+    // the session ends: other mounts get its locks at once instead of after its lease
+    await this.locks.stop();
     return errors;
   }
 
@@ -820,4 +885,18 @@ export function asFsError(err: unknown): FsError {
   if (err instanceof FsError) return err;
   const q = toQfsError(err);
   return new FsError(q.code === 'no_space' ? 'ENOSPC' : 'EIO', q.message);
+}
+
+function lockRange(lock: FcntlLock): { start: number; end: number } {
+  try {
+    return rangeOf(lock.start, lock.len);
+  } catch (err) {
+    throw new FsError('EINVAL', (err as Error).message);
+  }
+}
+
+/** Lock errors keep their errno; a cluster failure while locking is ENOLCK, not a silent success. */
+function rethrowLockError(err: unknown): never {
+  if (err instanceof FsError) throw err;
+  throw new FsError('ENOLCK', toQfsError(err).message);
 }

@@ -1,0 +1,559 @@
+// fcntl and flock locks that hold across mounts (docs/architecture.md, "Locks").
+//
+// Each file's locks are one record beside its inode (schema: lockKey), a list
+// of (session, owner, kind, type, range, pid); every change is a
+// compare-and-set through the register's change function, which runs the
+// pure decisions of lock-ranges.ts on the current list. A mount holds a
+// session (lock-lease.ts): a record it renews, which others may declare dead
+// once they have seen it unchanged for long enough; locks of a dead session
+// are dropped by the next change of that file's record. Waiting for a lock
+// held on another mount is a bounded backoff (10 ms doubling to `pollMaxMs`),
+// plus at most one read of the holder's session record per renewal period;
+// a release by this mount wakes this mount's waiters at once.
+import type { RegisterSpace } from '../keyspace/types.js';
+import { KEEP } from '../keyspace/types.js';
+import { systemClock, type Clock, type Timer } from '../util/clock.js';
+import type { Logger } from '../util/log.js';
+import { FsError } from './errors.js';
+import { applyLock, findConflict, findConflicts, flockConversionDrop, locksOf, sameOwner, type LockRequest, type LockType, type RangeLock } from './lock-ranges.js';
+import {
+  DEFAULT_LEASE,
+  SessionLostError,
+  declareDead,
+  observe,
+  renew,
+  renewEveryMs,
+  sessionVerdict,
+  trustedUntil,
+  type LeaseParams,
+  type Observation,
+  type SessionRecord,
+} from './lock-lease.js';
+import { lockKey, sessionKey } from './schema.js';
+import type { Ino } from './types.js';
+
+// ---- records
+
+const LOCKS_VERSION = 1;
+const MAX_LOCKS_PER_FILE = 10_000;
+
+/** A lock record's value: JSON, `b` null for "to the end of the file". */
+export function encodeLocks(locks: readonly RangeLock[]): Buffer | null {
+  if (locks.length === 0) return null;
+  return Buffer.from(
+    JSON.stringify({
+      v: LOCKS_VERSION,
+      l: locks.map((l) => [l.session, l.owner, l.kind === 'posix' ? 0 : 1, l.type === 'read' ? 0 : 1, l.start, l.end === Infinity ? null : l.end, l.pid]),
+    }),
+  );
+}
+
+function malformed(what: string): never {
+  throw new FsError('EIO', `malformed lock record: ${what}`);
+}
+
+export function decodeLocks(b: Buffer | null): RangeLock[] {
+  if (b === null) return [];
+  let doc: unknown;
+  try {
+    doc = JSON.parse(b.toString('utf8'));
+  } catch {
+    malformed('not JSON');
+  }
+  const d = doc as { v?: unknown; l?: unknown };
+  if (typeof d !== 'object' || d === null || d.v !== LOCKS_VERSION || !Array.isArray(d.l)) malformed('no version 1 list');
+  if (d.l.length > MAX_LOCKS_PER_FILE) malformed(`${d.l.length} locks`);
+  return d.l.map((e: unknown): RangeLock => {
+    if (!Array.isArray(e) || e.length !== 7) malformed('an entry is not a 7-tuple');
+    const [session, owner, kind, type, start, end, pid] = e as unknown[];
+    if (typeof session !== 'string' || typeof owner !== 'string') malformed('owner');
+    if ((kind !== 0 && kind !== 1) || (type !== 0 && type !== 1)) malformed('kind or type');
+    if (typeof start !== 'number' || !Number.isSafeInteger(start) || start < 0) malformed('start');
+    if (end !== null && (typeof end !== 'number' || !Number.isSafeInteger(end) || end <= start)) malformed('end');
+    if (typeof pid !== 'number' || !Number.isInteger(pid)) malformed('pid');
+    return { session, owner, kind: kind === 0 ? 'posix' : 'flock', type: type === 0 ? 'read' : 'write', start, end: end === null ? Infinity : end, pid };
+  });
+}
+
+export function encodeSession(r: SessionRecord): Buffer {
+  return Buffer.from(JSON.stringify({ c: r.counter, l: r.leaseMs, f: r.inFlightMs, d: r.dead }));
+}
+
+export function decodeSession(b: Buffer | null): SessionRecord | null {
+  if (b === null) return null;
+  let d: { c?: unknown; l?: unknown; f?: unknown; d?: unknown };
+  try {
+    d = JSON.parse(b.toString('utf8')) as typeof d;
+  } catch {
+    throw new FsError('EIO', 'malformed session record: not JSON');
+  }
+  if (
+    typeof d !== 'object' ||
+    d === null ||
+    !Number.isSafeInteger(d.c) ||
+    !Number.isSafeInteger(d.l) ||
+    !Number.isSafeInteger(d.f) ||
+    (d.l as number) <= 0 ||
+    (d.f as number) < 0 ||
+    typeof d.d !== 'boolean'
+  ) {
+    throw new FsError('EIO', 'malformed session record');
+  }
+  return { counter: d.c as number, leaseMs: d.l as number, inFlightMs: d.f as number, dead: d.d };
+}
+
+// ---- the decision a change of a lock record makes (pure)
+
+export type LockDecision = { granted: true; locks: RangeLock[] } | { granted: false; conflict: RangeLock; locks: RangeLock[] };
+
+/**
+ * What `req` does to a file's locks: locks of sessions known dead go first;
+ * then a flock conversion drops the old lock; then either the request is
+ * granted (the new list) or the first conflicting lock is returned (with the
+ * list as it should be stored: dead sessions and a converted flock removed).
+ */
+export function decideLock(current: readonly RangeLock[], req: LockRequest, dead: ReadonlySet<string>): LockDecision {
+  let locks = dead.size === 0 ? [...current] : current.filter((l) => !dead.has(l.session));
+  locks = flockConversionDrop(locks, req);
+  const conflict = findConflict(locks, req);
+  if (conflict !== null) return { granted: false, conflict, locks };
+  return { granted: true, locks: applyLock(locks, req) };
+}
+
+function sameLocks(a: readonly RangeLock[], b: readonly RangeLock[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (!sameOwner(x, y) || x.kind !== y.kind || x.type !== y.type || x.start !== y.start || x.end !== y.end || x.pid !== y.pid) return false;
+  }
+  return true;
+}
+
+// ---- the service a mount runs
+
+export interface LockServiceOptions {
+  log: Logger;
+  clock?: Clock;
+  lease?: Partial<LeaseParams>;
+  /** Deadline of each record change or read (ms). */
+  requestMs?: number;
+  /** Longest pause between two looks at a lock held on another mount (ms). */
+  pollMaxMs?: number;
+  /** The session id (default: random). */
+  sessionId?: () => string;
+  /**
+   * Test-only: reintroduces a protocol bug, so that the simulator shows it finds
+   * it. `noDeclare`: a session seen unchanged for long enough is treated as dead
+   * without marking its record dead, so its mount, back in touch, renews and
+   * trusts locks that others have taken.
+   */
+  injectBugs?: { noDeclare?: boolean };
+}
+
+export interface LockSpec {
+  /** The kernel's lock owner (POSIX) or the open file (flock). */
+  owner: string;
+  kind: 'posix' | 'flock';
+  type: LockType | 'unlock';
+  start: number;
+  end: number;
+  pid: number;
+}
+
+/** Something the simulator (and logs) may want to know about the session. */
+export type SessionEvent =
+  | { kind: 'trusted'; session: string; until: number }
+  | { kind: 'lapsed'; session: string }
+  | { kind: 'lost'; session: string; locks: Array<{ ino: Ino; locks: RangeLock[] }> };
+
+interface Session {
+  id: string;
+  /** Own clock: until when its locks are trusted. */
+  until: number;
+  /** Declared dead (or given up): a new session is needed. */
+  lost: boolean;
+  lapseTimer: Timer | null;
+}
+
+const DEAD_SESSIONS_REMEMBERED = 4096;
+const OBSERVATIONS_REMEMBERED = 4096;
+
+export class LockService {
+  private readonly clock: Clock;
+  private readonly lease: LeaseParams;
+  private readonly requestMs: number;
+  private readonly pollMaxMs: number;
+  private session: Session | null = null;
+  private starting: Promise<Session> | null = null;
+  private renewTimer: Timer | null = null;
+  private stopped = false;
+  /** This session's locks as last stored, per file (the record is the truth; this answers "do I hold anything here?"). */
+  private readonly held = new Map<Ino, RangeLock[]>();
+  /** Files where a change's outcome is unknown: this session may hold locks there. */
+  private readonly unsure = new Set<Ino>();
+  /** Waiters on this mount per file, woken by this mount's releases. */
+  private readonly waiters = new Map<Ino, Set<() => void>>();
+  private readonly observations = new Map<string, Observation>();
+  private readonly dead = new Set<string>();
+  /** For the simulator and tests. */
+  onEvent: ((e: SessionEvent) => void) | null = null;
+
+  constructor(
+    /** Only linearizable reads and changes: the cluster's registers, or the simulator's. */
+    private readonly ks: Pick<RegisterSpace, 'read' | 'change'>,
+    private readonly opts: LockServiceOptions,
+  ) {
+    this.clock = opts.clock ?? systemClock;
+    this.lease = { ...DEFAULT_LEASE, ...opts.lease };
+    this.requestMs = opts.requestMs ?? 5000;
+    this.pollMaxMs = opts.pollMaxMs ?? 250;
+  }
+
+  get leaseParams(): Readonly<LeaseParams> {
+    return this.lease;
+  }
+
+  /** The current session id (null before the first lock). */
+  get sessionId(): string | null {
+    return this.session?.id ?? null;
+  }
+
+  /** Whether this mount trusts its locks now. */
+  trusted(): boolean {
+    const s = this.session;
+    return s !== null && !s.lost && this.clock.now() < s.until;
+  }
+
+  // ---- session
+
+  private async ensureSession(deadline: number): Promise<Session> {
+    for (;;) {
+      if (this.stopped) throw new FsError('EIO', 'the lock service is stopped');
+      const s = this.session;
+      if (s !== null && !s.lost && this.clock.now() < s.until) return s;
+      if (s === null || s.lost) {
+        this.starting ??= this.startSession().finally(() => (this.starting = null));
+        await this.starting.catch(() => null);
+      } else {
+        // lapsed: renew now rather than at the next period
+        await this.renewNow();
+      }
+      if (this.clock.now() >= deadline) throw new FsError('ENOLCK', 'no lock session: the cluster did not answer');
+    }
+  }
+
+  private async startSession(): Promise<Session> {
+    const id = this.opts.sessionId?.() ?? this.clock.randomHex(12);
+    const rec: SessionRecord = { counter: 1, leaseMs: this.lease.leaseMs, inFlightMs: this.lease.inFlightMs, dead: false };
+    const sentAt = this.clock.now();
+    await this.ks.change(sessionKey(id), () => encodeSession(rec), { timeoutMs: this.requestMs });
+    const s: Session = { id, until: trustedUntil(sentAt, this.lease.leaseMs), lost: false, lapseTimer: null };
+    if (this.stopped) throw new FsError('EIO', 'the lock service is stopped');
+    this.session = s;
+    this.armLapse(s);
+    this.onEvent?.({ kind: 'trusted', session: id, until: s.until });
+    this.scheduleRenewal();
+    return s;
+  }
+
+  private armLapse(s: Session): void {
+    s.lapseTimer?.cancel();
+    s.lapseTimer = this.clock.after(Math.max(0, s.until - this.clock.now()), () => {
+      if (this.session === s && !s.lost && this.clock.now() >= s.until) {
+        this.opts.log.warn({ session: s.id }, 'lock session lapsed: renewals are not getting through');
+        this.onEvent?.({ kind: 'lapsed', session: s.id });
+      } else if (this.session === s && !s.lost) {
+        this.armLapse(s);
+      }
+    });
+  }
+
+  private scheduleRenewal(): void {
+    if (this.renewTimer !== null || this.stopped) return;
+    this.renewTimer = this.clock.after(renewEveryMs(this.lease.leaseMs), () => {
+      this.renewTimer = null;
+      void this.renewNow().finally(() => this.scheduleRenewal());
+    });
+  }
+
+  private renewing: Promise<void> | null = null;
+
+  /** One renewal, shared by everyone who asks while it runs. */
+  private renewNow(): Promise<void> {
+    this.renewing ??= this.renewOnce().finally(() => (this.renewing = null));
+    return this.renewing;
+  }
+
+  private async renewOnce(): Promise<void> {
+    const s = this.session;
+    if (s === null || s.lost || this.stopped) return;
+    const sentAt = this.clock.now();
+    try {
+      await this.ks.change(sessionKey(s.id), (old) => encodeSession(renew(decodeSession(old))), { timeoutMs: Math.min(this.requestMs, this.lease.leaseMs / 2) });
+    } catch (err) {
+      if (err instanceof SessionLostError) this.lose(s);
+      // anything else: try again next period; the lapse timer stops the trust meanwhile
+      else this.opts.log.debug({ session: s.id, err: (err as Error).message }, 'lock session renewal failed');
+      return;
+    }
+    if (s.lost || this.session !== s) return;
+    const until = trustedUntil(sentAt, this.lease.leaseMs);
+    if (until > s.until) {
+      const wasLapsed = this.clock.now() >= s.until;
+      s.until = until;
+      this.armLapse(s);
+      if (wasLapsed) this.opts.log.info({ session: s.id }, 'lock session renewed after a lapse');
+      this.onEvent?.({ kind: 'trusted', session: s.id, until });
+    }
+  }
+
+  /** The session was declared dead: every lock it held is gone. */
+  private lose(s: Session): void {
+    if (s.lost) return;
+    s.lost = true;
+    s.lapseTimer?.cancel();
+    const locks = [...this.held].map(([ino, l]) => ({ ino, locks: l }));
+    this.held.clear();
+    this.unsure.clear();
+    if (locks.length > 0) this.opts.log.error({ session: s.id, files: locks.length }, 'lock session declared dead by another mount: its locks are lost');
+    this.onEvent?.({ kind: 'lost', session: s.id, locks });
+    for (const set of this.waiters.values()) for (const w of set) w();
+  }
+
+  /** Ends the session (unmount): marks it dead, so other mounts take its locks at once. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.renewTimer?.cancel();
+    this.renewTimer = null;
+    const s = this.session;
+    if (s === null || s.lost) return;
+    s.lost = true;
+    s.lapseTimer?.cancel();
+    this.held.clear();
+    await this.ks
+      .change(sessionKey(s.id), (old) => {
+        const r = decodeSession(old);
+        return r === null ? KEEP : encodeSession({ ...r, dead: true });
+      }, { timeoutMs: this.requestMs })
+      .catch((err: Error) => this.opts.log.warn({ err: err.message }, 'could not end the lock session (others will wait for its lease)'));
+    for (const set of this.waiters.values()) for (const w of set) w();
+  }
+
+  // ---- other sessions
+
+  /** Looks at a session holding a conflicting lock: true when its locks may go now. */
+  private async checkSession(id: string): Promise<{ dead: boolean; recheckInMs: number }> {
+    if (this.dead.has(id)) return { dead: true, recheckInMs: 0 };
+    // The first look writes the value back as it is (a fence): a renewal the holder
+    // sent before it died may sit accepted on a minority of replicas, and a later
+    // round could still choose it, moving the counter after the wait has begun.
+    // Written back at a higher ballot on a majority, it never can; after this, only
+    // a renewal sent later changes the counter. Later looks only read.
+    const first = !this.observations.has(id);
+    const rec = decodeSession(
+      first
+        ? await this.ks.change(sessionKey(id), (old) => (old === null ? KEEP : Buffer.from(old)), { timeoutMs: this.requestMs })
+        : await this.ks.read(sessionKey(id), { timeoutMs: this.requestMs }),
+    );
+    const now = this.clock.now();
+    const seen = rec === null ? undefined : observe(this.observations.get(id), rec, now);
+    if (seen !== undefined) {
+      if (this.observations.size >= OBSERVATIONS_REMEMBERED && !this.observations.has(id)) this.observations.clear();
+      this.observations.set(id, seen);
+    }
+    const v = sessionVerdict(rec, seen, now, this.lease.drift);
+    if (v.kind === 'alive') return { dead: false, recheckInMs: v.recheckInMs };
+    if (v.kind === 'expired' && this.opts.injectBugs?.noDeclare !== true) {
+      const after = decodeSession(
+        await this.ks.change(sessionKey(id), (old) => {
+          const r = decodeSession(old);
+          const d = declareDead(r, v.counter);
+          return d === r || d === null ? KEEP : encodeSession(d);
+        }, { timeoutMs: this.requestMs }),
+      );
+      if (after !== null && !after.dead) return { dead: false, recheckInMs: renewEveryMs(after.leaseMs) };
+      this.opts.log.warn({ session: id }, 'declared a lock session dead (not renewed within its lease): its locks are released');
+    }
+    if (this.dead.size >= DEAD_SESSIONS_REMEMBERED) this.dead.clear();
+    this.dead.add(id);
+    this.observations.delete(id);
+    return { dead: true, recheckInMs: 0 };
+  }
+
+  // ---- locks
+
+  private ownerOf(spec: LockSpec, s: Session): LockRequest {
+    return { session: s.id, owner: spec.owner, kind: spec.kind, type: spec.type, start: spec.start, end: spec.end, pid: spec.pid };
+  }
+
+  private remember(ino: Ino, sessionId: string, locks: readonly RangeLock[]): void {
+    const mine = locks.filter((l) => l.session === sessionId);
+    if (mine.length === 0) this.held.delete(ino);
+    else this.held.set(ino, mine);
+    this.unsure.delete(ino);
+  }
+
+  private wake(ino: Ino): void {
+    const set = this.waiters.get(ino);
+    if (set === undefined) return;
+    for (const w of set) w();
+  }
+
+  /** Does this mount (possibly) hold a lock of `owner` on the file? (No: an unlock has nothing to do.) */
+  mayHold(ino: Ino, owner: string, kind: 'posix' | 'flock'): boolean {
+    if (this.unsure.has(ino)) return true;
+    return (this.held.get(ino) ?? []).some((l) => l.owner === owner && l.kind === kind);
+  }
+
+  /** One change of the record: granted, or the conflicting lock. */
+  private async attempt(ino: Ino, spec: LockSpec, s: Session, deadline: number): Promise<LockDecision> {
+    const req = this.ownerOf(spec, s);
+    let decision: LockDecision | null = null;
+    const dead = this.dead;
+    let stored: Buffer | null;
+    try {
+      stored = await this.ks.change(
+        lockKey(ino),
+        (old) => {
+          const current = decodeLocks(old);
+          decision = decideLock(current, req, dead);
+          if (sameLocks(current, decision.locks)) return KEEP;
+          if (decision.locks.length > MAX_LOCKS_PER_FILE) throw new FsError('ENOLCK', `more than ${MAX_LOCKS_PER_FILE} locks on one file`);
+          return encodeLocks(decision.locks);
+        },
+        { deadline },
+      );
+    } catch (err) {
+      this.unsure.add(ino);
+      throw err;
+    }
+    const d = decision as LockDecision | null;
+    if (d === null) throw new FsError('EIO', 'lock change did not run');
+    this.remember(ino, s.id, decodeLocks(stored));
+    return d;
+  }
+
+  /**
+   * F_SETLK / F_SETLKW / flock: takes, changes or releases a lock. With `wait`,
+   * blocks until granted or `signal` aborts (EINTR); without, a conflict is
+   * EAGAIN. Unlocking what is not held costs nothing.
+   */
+  async set(ino: Ino, spec: LockSpec, wait: boolean, signal?: AbortSignal): Promise<void> {
+    if (spec.type === 'unlock') {
+      if (!this.mayHold(ino, spec.owner, spec.kind)) return;
+      const s = this.session;
+      if (s === null || s.lost) {
+        this.held.delete(ino);
+        return;
+      }
+      await this.attempt(ino, spec, s, this.clock.now() + this.requestMs);
+      this.wake(ino);
+      return;
+    }
+    let backoff = 10;
+    for (;;) {
+      if (signal?.aborted) throw new FsError('EINTR');
+      const deadline = this.clock.now() + this.requestMs;
+      let s: Session;
+      let d: LockDecision;
+      try {
+        s = await this.ensureSession(deadline);
+        d = await this.attempt(ino, spec, s, deadline);
+      } catch (err) {
+        // A waiting lock outlasts a cluster that does not answer (a signal ends it); a non-waiting one reports it.
+        if (!wait || (err instanceof FsError && err.errno !== 'ENOLCK')) throw err;
+        this.opts.log.debug({ err: (err as Error).message }, 'lock wait: the cluster did not answer; trying again');
+        await this.waitLocal(ino, backoff, signal);
+        backoff = Math.min(this.pollMaxMs, backoff * 2);
+        continue;
+      }
+      if (d.granted) {
+        if (spec.kind === 'flock' || d.locks.length > 0) this.wake(ino); // a conversion or split may have released something
+        // Granted while the trust had run out: it counts only once a renewal shows the
+        // session alive (then nobody can have taken its locks); if the session was
+        // declared dead instead, the lock went with it.
+        if (!this.trusted()) await this.regainTrust(s, this.clock.now() + 4 * this.requestMs);
+        return;
+      }
+      let pauseMs = backoff;
+      // Every other mount in the way is watched at once, so that several dead ones cost one wait.
+      const sessions = [...new Set(findConflicts(d.locks, this.ownerOf(spec, s)).map((l) => l.session))].filter((id) => id !== s.id);
+      if (sessions.length > 0) {
+        const verdicts = await Promise.all(sessions.map((id) => this.checkSession(id)));
+        this.opts.log.debug({ ino, owner: spec.owner, holder: d.conflict.owner, sessions, dead: verdicts.map((v) => v.dead) }, 'lock held by another mount');
+        if (verdicts.some((v) => v.dead)) continue; // the next change drops their locks
+        pauseMs = Math.min(backoff, ...verdicts.map((v) => v.recheckInMs));
+      }
+      if (!wait) throw new FsError('EAGAIN');
+      await this.waitLocal(ino, pauseMs, signal);
+      backoff = Math.min(this.pollMaxMs, backoff * 2);
+    }
+  }
+
+  private async regainTrust(s: Session, deadline: number): Promise<void> {
+    while (!this.trusted()) {
+      if (s.lost || this.session !== s) throw new FsError('ENOLCK', 'the lock session was declared dead while the lock was being taken');
+      if (this.clock.now() >= deadline) {
+        // Rare: left in place (unlock or close releases it), reported as not taken.
+        throw new FsError('ENOLCK', 'the lock session lapsed while the lock was being taken');
+      }
+      await this.renewNow();
+      if (!this.trusted()) await this.pause(10);
+    }
+  }
+
+  /** F_GETLK: the lock that would stop `spec`, or null. */
+  async test(ino: Ino, spec: LockSpec): Promise<RangeLock | null> {
+    const s = this.session;
+    const req: LockRequest = { session: s?.id ?? '', owner: spec.owner, kind: spec.kind, type: spec.type, start: spec.start, end: spec.end, pid: spec.pid };
+    const locks = decodeLocks(await this.ks.read(lockKey(ino), { timeoutMs: this.requestMs })).filter((l) => !this.dead.has(l.session));
+    return findConflict(locks, req);
+  }
+
+  /** Every lock of `owner` on the file (a close: POSIX; the last close of a description: flock). */
+  async releaseAll(ino: Ino, owner: string, kind: 'posix' | 'flock'): Promise<void> {
+    await this.set(ino, { owner, kind, type: 'unlock', start: 0, end: Infinity, pid: 0 }, false);
+  }
+
+  /** This session's locks on a file, as last stored (tests, F_GETLK pids). */
+  heldOn(ino: Ino): RangeLock[] {
+    return [...(this.held.get(ino) ?? [])];
+  }
+
+  /** The locks this session holds of `owner` (a view, for tests). */
+  ownerLocks(ino: Ino, owner: string, kind: 'posix' | 'flock'): RangeLock[] {
+    const s = this.session;
+    return s === null ? [] : locksOf(this.held.get(ino) ?? [], { session: s.id, owner }, kind);
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => this.clock.after(ms, resolve));
+  }
+
+  /** Waits up to `ms` (jittered), or until this mount releases something on the file, or the signal. */
+  private waitLocal(ino: Ino, ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let set = this.waiters.get(ino);
+      if (set === undefined) this.waiters.set(ino, (set = new Set()));
+      const waiters = set;
+      const done = (): void => {
+        timer.cancel();
+        waiters.delete(done);
+        if (waiters.size === 0 && this.waiters.get(ino) === waiters) this.waiters.delete(ino);
+        signal?.removeEventListener('abort', aborted);
+      };
+      const woken = (): void => {
+        done();
+        resolve();
+      };
+      const aborted = (): void => {
+        done();
+        reject(new FsError('EINTR'));
+      };
+      const timer = this.clock.after(ms * (0.75 + this.clock.random() / 2), woken);
+      waiters.add(woken);
+      signal?.addEventListener('abort', aborted, { once: true });
+    });
+  }
+}
