@@ -58,10 +58,17 @@ test.serial('flock(1) excludes across mounts; flock(2) shared and exclusive betw
   // flock locks follow the open file description: a second open of the same process conflicts
   const second = await r1.send({ op: 'open' });
   t.like(await r1.send({ op: 'flock', type: 'exclusive', nb: true, fd: second.fd! }), { ok: false, errno: 'EAGAIN' });
-  // closing the descriptions that hold them frees the file
+  // closing the descriptions that hold them frees the file. The kernel sends
+  // FUSE's RELEASE (which drops a description's flock locks) after close()
+  // has returned, so the file is free shortly after, not at once: wait for it.
   await r1.send({ op: 'close' });
   await r2.send({ op: 'close' });
-  t.like(await w.send({ op: 'flock', type: 'exclusive', nb: true }), { ok: true });
+  let got = await w.send({ op: 'flock', type: 'exclusive', nb: true });
+  for (let i = 0; i < 250 && !got.ok; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    got = await w.send({ op: 'flock', type: 'exclusive', nb: true });
+  }
+  t.like(got, { ok: true }, 'the exclusive lock is granted once the closed descriptions are released');
   // flock(1) mutual exclusion: two critical sections on two mounts never overlap
   const log = `${a.dir}/log`;
   await w.send({ op: 'flock', type: 'unlock' });
