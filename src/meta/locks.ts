@@ -451,6 +451,25 @@ export class LockService {
       this.wake(ino);
       return;
     }
+    // A change whose outcome is unknown may have granted the lock. If the
+    // request then ends without a grant (EINTR, an error), that grant must not
+    // stay behind, or another owner waits on a lock this process does not know
+    // it holds (the lock simulator found that, seed 3108). When the owner held
+    // nothing of this kind in the range before, undoing it is unlocking the range.
+    const priorKnown = !this.unsure.has(ino);
+    const heldBefore = (this.held.get(ino) ?? []).some((l) => l.owner === spec.owner && l.kind === spec.kind && l.start < spec.end && spec.start < l.end);
+    let uncertain = false;
+    try {
+      return await this.setLoop(ino, spec, wait, signal, (u) => (uncertain = u));
+    } catch (err) {
+      if (uncertain && priorKnown && !heldBefore) {
+        await this.set(ino, { ...spec, type: 'unlock' }, false).catch((e: Error) => this.opts.log.warn({ err: e.message }, 'could not undo a lock request whose outcome was unknown'));
+      }
+      throw err;
+    }
+  }
+
+  private async setLoop(ino: Ino, spec: LockSpec, wait: boolean, signal: AbortSignal | undefined, uncertain: (u: boolean) => void): Promise<void> {
     let backoff = 10;
     for (;;) {
       if (signal?.aborted) throw new FsError('EINTR');
@@ -460,7 +479,9 @@ export class LockService {
       try {
         s = await this.ensureSession(deadline);
         d = await this.attempt(ino, spec, s, deadline);
+        uncertain(false);
       } catch (err) {
+        if (this.unsure.has(ino)) uncertain(true);
         // A waiting lock outlasts a cluster that does not answer (a signal ends it); a non-waiting one reports it.
         if (!wait || (err instanceof FsError && err.errno !== 'ENOLCK')) throw err;
         this.opts.log.debug({ err: (err as Error).message }, 'lock wait: the cluster did not answer; trying again');

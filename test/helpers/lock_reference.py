@@ -59,6 +59,20 @@ owner_of = {pid: i for i, (pid, _, _) in enumerate(children)}
 
 
 def locks():
+    # /proc/locks is a seq_file over one list for the whole machine: while other
+    # processes take and drop locks (a CI machine running other tests), a read
+    # that spans pages can show a line twice or miss one. Read until two reads
+    # in a row agree.
+    prev = None
+    for _ in range(50):
+        cur = locks_once()
+        if cur == prev:
+            return cur
+        prev = cur
+    return cur
+
+
+def locks_once():
     found = []
     with open('/proc/locks') as f:
         for line in f:

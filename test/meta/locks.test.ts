@@ -11,6 +11,7 @@ import { LockService, type LockSpec } from '../../src/meta/locks.js';
 import { lockKey, sessionKey } from '../../src/meta/schema.js';
 import type { Ino } from '../../src/meta/types.js';
 import { silentLogger } from '../../src/util/log.js';
+import { QfsError } from '../../src/util/errors.js';
 
 const INO = 7 as Ino;
 const write = (owner: string, start = 0, end = Infinity): LockSpec => ({ owner, kind: 'posix', type: 'write', start, end, pid: 1 });
@@ -107,4 +108,39 @@ test('malformed lock and session records are EIO, and the service goes on', asyn
   // a holder whose session record is garbage: the waiter gets EIO, not a crash
   await ks.change(sessionKey(a.sessionId!), () => Buffer.from('garbage'));
   t.is(await errnoOf(b.set(INO, write('p2'), false)), 'EIO');
+});
+
+test('a waiting request interrupted after a change whose outcome was unknown leaves no lock behind (lock simulator, seed 3108)', async (t) => {
+  const ks = new MemoryKeySpace();
+  // The first change of the lock record lands but its answer is lost (a timeout); later ones answer.
+  let lose = false;
+  const flaky = {
+    read: ks.read.bind(ks),
+    change: async (key: Buffer, fn: (old: Buffer | null) => Buffer | null | typeof import('../../src/keyspace/types.js').KEEP, opts?: object) => {
+      const r = await ks.change(key, fn, opts);
+      if (lose && key.equals(lockKey(INO))) {
+        lose = false;
+        throw new QfsError('timeout', 'no answer within the deadline (it landed)');
+      }
+      return r;
+    },
+  };
+  const a = new LockService(flaky as never, { log: silentLogger(), lease: { leaseMs: 10_000, inFlightMs: 0 }, pollMaxMs: 20 });
+  const b = new LockService(ks, { log: silentLogger(), lease: { leaseMs: 10_000, inFlightMs: 0 }, pollMaxMs: 20 });
+  t.teardown(() => Promise.all([a.stop(), b.stop()]));
+  await a.set(INO, read('warm', 100, 101), false); // a's session exists before the flaky change
+  lose = true;
+  const ac = new AbortController();
+  const waiting = errnoOf(a.set(INO, write('p1', 0, 10), true, ac.signal));
+  // the change landed, its answer was lost: the request waits and retries; interrupt it
+  while (lose) await new Promise((r) => setTimeout(r, 1));
+  ac.abort();
+  const outcome = await waiting;
+  // Either it saw its grant before the signal (ok: it holds the lock) or it ended without (EINTR: it must hold nothing).
+  if (outcome === 'ok') {
+    t.is(await errnoOf(b.set(INO, write('q1', 0, 10), false)), 'EAGAIN', 'granted: the lock is held');
+  } else {
+    t.is(outcome, 'EINTR');
+    t.is(await errnoOf(b.set(INO, write('q1', 0, 10), false)), 'ok', 'the interrupted request left no lock behind');
+  }
 });
