@@ -134,6 +134,17 @@ function visible<S extends AcceptorState>(states: readonly S[]): readonly S[] {
   return withoutSettled(states, settledOf(states));
 }
 
+/**
+ * Each acceptor answered a scan with its first keys up to its own cut-off;
+ * only keys below the smallest cut-off are complete in every answer (null:
+ * every answer reached the end of the range).
+ */
+function horizonOf(replies: ReadonlyArray<{ next: Buffer | null }>): Buffer | null {
+  let horizon: Buffer | null = null;
+  for (const r of replies) if (r.next && (!horizon || Buffer.compare(r.next, horizon) < 0)) horizon = r.next;
+  return horizon;
+}
+
 function sameScope(a: ScopeCall | undefined, b: ScopeCall | undefined): boolean {
   if (!a || !b) return a === b;
   return a.term === b.term && a.session === b.session && a.settling === b.settling && a.lease.equals(b.lease);
@@ -483,10 +494,7 @@ export class Registers {
         acceptors.map((p) => ({ key: p.id, run: () => p.scan(from, end, 1000, { deadline, signal: opts.signal, scope: { ...opts.scope, settling: true } }) })),
         this.quorum,
       );
-      let horizon: Buffer | null = null;
-      for (const { value } of r.oks) {
-        if (value.next && (!horizon || Buffer.compare(value.next, horizon) < 0)) horizon = value.next;
-      }
+      const horizon = horizonOf(r.oks.map((o) => o.value));
       const seen = new Map<string, { key: Buffer; ballots: Set<string>; replies: number; tagged: boolean }>();
       for (const { value } of r.oks) {
         for (const e of value.entries) {
@@ -692,17 +700,11 @@ export class Registers {
       stillAnswering(acceptors.slice(0, this.quorum)),
       this.clock,
     );
-    const r = { oks: replies.map((value) => ({ value })) };
-    // Each acceptor returned its first `limit` keys; only keys below the smallest
-    // cut-off of a truncated reply are complete in every reply.
-    let horizon: Buffer | null = null;
-    for (const { value } of r.oks) {
-      if (value.next && (!horizon || Buffer.compare(value.next, horizon) < 0)) horizon = value.next;
-    }
-    const settled = settledOf(r.oks.map((o) => o.value));
+    const horizon = horizonOf(replies);
+    const settled = settledOf(replies);
     const merged = new Map<string, { key: Buffer; state: AcceptorState }>();
-    for (const { value } of r.oks) {
-      for (const e of value.entries) {
+    for (const reply of replies) {
+      for (const e of reply.entries) {
         if (horizon && Buffer.compare(e.key, horizon) >= 0) continue;
         if (e.state.tag !== undefined && e.state.tag <= settled && !this.opts.injectBugs?.ignoreSettled) continue; // a settled term's leftover: see src/util/lease.ts
         const id = e.key.toString('latin1');
