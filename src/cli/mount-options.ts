@@ -3,7 +3,7 @@ import type { MountOptions } from '../fuse/binding.js';
 import { UsageError } from './usage.js';
 
 /** Options mount(8) passes that mean nothing to us, or are handled by mount(8) itself. */
-const IGNORED = new Set(['rw', 'defaults', 'dev', 'nodev', 'suid', 'nosuid', 'exec', 'noexec', 'auto', 'noauto', 'user', 'nouser', 'users', 'nofail', '_netdev', 'atime', 'noatime', 'relatime', 'nodiratime', 'async']);
+const IGNORED = new Set(['rw', 'defaults', 'dev', 'nodev', 'suid', 'nosuid', 'exec', 'noexec', 'auto', 'noauto', 'user', 'nouser', 'users', 'nofail', '_netdev', 'atime', 'noatime', 'relatime', 'nodiratime']);
 
 export interface ParsedMountOptions {
   fuse: Partial<MountOptions>;
@@ -11,6 +11,8 @@ export interface ParsedMountOptions {
   logLevel: string | null;
   /** -o lock_lease=S: how long this mount trusts its locks after a renewal (null: the default, 10 s). */
   lockLeaseMs: number | null;
+  /** -o async (the default): name changes in a directory this mount holds are written behind; -o sync: every change is synchronous. */
+  writeBehind: boolean;
 }
 
 export function parseMountOptions(list: readonly string[]): ParsedMountOptions {
@@ -19,6 +21,7 @@ export function parseMountOptions(list: readonly string[]): ParsedMountOptions {
   let config: string | null = null;
   let logLevel: string | null = null;
   let lockLeaseMs: number | null = null;
+  let writeBehind = true;
   const seconds = (k: string, v: string | undefined): number => {
     const n = Number(v);
     if (v === undefined || !Number.isFinite(n) || n < 0 || n > 3600) throw new UsageError(`-o ${k}: expected seconds from 0 to 3600`);
@@ -85,6 +88,12 @@ export function parseMountOptions(list: readonly string[]): ParsedMountOptions {
         lockLeaseMs = Math.round(n * 1000);
         break;
       }
+      case 'sync':
+        writeBehind = false;
+        break;
+      case 'async':
+        writeBehind = true;
+        break;
       case 'ro':
         throw new UsageError('-o ro: read-only mounts are not supported yet');
       case 'big_writes':
@@ -96,5 +105,5 @@ export function parseMountOptions(list: readonly string[]): ParsedMountOptions {
     }
   }
   if (extra.length > 0) fuse.extraOptions = extra;
-  return { fuse, config, logLevel, lockLeaseMs };
+  return { fuse, config, logLevel, lockLeaseMs, writeBehind };
 }

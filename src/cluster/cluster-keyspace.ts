@@ -10,6 +10,7 @@ import * as maintenance from './maintenance.js';
 import { Peer, type PeerSpec } from './peers.js';
 import { place } from './placement.js';
 import { Registers } from './registers.js';
+import { ClusterScopes } from './scope-lease.js';
 
 export interface ClusterOptions {
   clusterName: string;
@@ -25,12 +26,16 @@ export interface ClusterOptions {
   hintIntervalMs?: number;
   /** How long a delete stays settled before it is purged (see Registers). */
   tombstoneGraceMs?: number;
+  /** Scope leases (directory write-behind): lease period and clock drift bound. */
+  scopeLeaseMs?: number;
+  clockDrift?: number;
 }
 
 export class ClusterKeySpace implements MaintainableKeySpace {
   readonly peers: Peer[];
   readonly registers: Registers;
   readonly chunks: Chunks;
+  readonly scopes: ClusterScopes;
   private readonly byId: Map<string, Peer>;
   private hintTimer: NodeJS.Timeout | null = null;
   private draining = false;
@@ -63,6 +68,7 @@ export class ClusterKeySpace implements MaintainableKeySpace {
       requestTimeoutMs: opts.requestTimeoutMs,
       log: opts.log.child({ component: 'chunks' }),
     });
+    this.scopes = new ClusterScopes(this.registers, this, { periodMs: opts.scopeLeaseMs ?? 5000, drift: opts.clockDrift ?? 0.05 });
     for (const p of this.peers) p.connect();
     const interval = opts.hintIntervalMs ?? 2000;
     if (interval > 0) {

@@ -79,11 +79,12 @@ export function gatherQuorum<T, K>(
   });
 }
 
-/** One error for a failed quorum: `no_space` if any node said so, else `unavailable` with every reason. */
+/** One error for a failed quorum: `no_space` if any node said so, `fenced` if any refused under a lease, else `unavailable` with every reason. */
 export function summarize<K>(errors: ReadonlyArray<{ key: K; error: QfsError }>, need: number, total: number): QfsError {
   const reasons = errors.map((e) => `${String(e.key)}: ${e.error.message}`).join('; ');
   const codes = new Set(errors.map((e) => e.error.code));
-  const code = codes.has('no_space') ? 'no_space' : codes.has('corrupt') && codes.size === 1 ? 'corrupt' : codes.has('bad_request') && codes.size === 1 ? 'bad_request' : 'unavailable';
+  // A refusal under a lease (src/util/lease.ts) is the answer, not an outage: the caller must wait for the lease.
+  const code = codes.has('no_space') ? 'no_space' : codes.has('fenced') ? 'fenced' : codes.has('corrupt') && codes.size === 1 ? 'corrupt' : codes.has('bad_request') && codes.size === 1 ? 'bad_request' : 'unavailable';
   return new QfsError(code, `${need} of ${total} replicas needed, ${total - errors.length} answered (${reasons})`);
 }
 

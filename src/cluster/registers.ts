@@ -453,7 +453,10 @@ export class Registers {
    */
   async learnChosen(opts?: CallOpts, only?: Buffer): Promise<number> {
     const deadline = this.deadline(opts);
-    const which = only ? [...this.learnable].filter(([id]) => id === only.toString('latin1')) : [...this.learnable];
+    // With opts.scope, only that lease's keys (one session may hold several scopes).
+    const lease = opts?.scope?.lease;
+    const mine = lease ? [...this.learnable].filter(([, l]) => l.scope.lease.equals(lease)) : [...this.learnable];
+    const which = only ? mine.filter(([id]) => id === only.toString('latin1')) : mine;
     await Promise.all(
       which.map(async ([id, { key, ballot, scope }]) => {
         const acceptors = this.acceptorsOf(groupOf(key));
@@ -462,11 +465,15 @@ export class Registers {
         if (learned >= this.quorum && this.learnable.get(id)?.ballot === ballot) this.learnable.delete(id);
       }),
     );
-    return this.learnable.size;
+    return lease ? [...this.learnable.values()].filter((l) => l.scope.lease.equals(lease)).length : this.learnable.size;
   }
 
-  /** Forgets unlearned keys (a lease lost: its next holder settles them). */
-  dropUnlearned(): void {
+  /** Forgets unlearned keys (a lease lost: its next holder settles them); only that lease's when given. */
+  dropUnlearned(lease?: Buffer): void {
+    if (lease) {
+      for (const [id, l] of this.learnable) if (l.scope.lease.equals(lease)) this.learnable.delete(id);
+      return;
+    }
     this.learnable.clear();
     this.learnTimer?.cancel();
     this.learnTimer = null;

@@ -3,10 +3,12 @@
 // holder), settling what earlier terms left, renewing it on this process's
 // own clock, and giving it back. The simulator drives this class
 // (test/sim/leases.ts) before any mount does.
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { Clock } from '../util/clock.js';
-import { sleep } from '../util/clock.js';
+import { sleep, systemClock } from '../util/clock.js';
 import { QfsError } from '../util/errors.js';
-import { KEEP, type CallOpts } from '../keyspace/types.js';
+import { KEEP, recordKey, type CallOpts, type HeldScope, type ScopeRange, type ScopeService } from '../keyspace/types.js';
 import {
   acquireFree,
   decodeLease,
@@ -151,7 +153,7 @@ export class ScopeLease {
   }
 
   private start(): this {
-    this.cfg.registers.dropUnlearned();
+    this.cfg.registers.dropUnlearned(this.cfg.lease);
     this.renewing = this.renewLoop();
     return this;
   }
@@ -207,7 +209,7 @@ export class ScopeLease {
     if (this.lost || this.released) return;
     this.lost = true;
     this.stoppedAt = Math.min(this.cfg.clock.now(), this.trustUntil);
-    this.cfg.registers.dropUnlearned();
+    this.cfg.registers.dropUnlearned(this.cfg.lease);
   }
 
   /**
@@ -237,5 +239,50 @@ export class ScopeLease {
     await changeLease(registers, this.cfg.lease, (l) => releaseLease(l, this.session, this.term, clean)).catch(() => null);
     await this.renewing;
     return clean;
+  }
+}
+
+/** Scope leases of one client process (one mount): its session, acquisitions, and the nodes' recalls. */
+export class ClusterScopes implements ScopeService {
+  readonly session: string;
+
+  constructor(
+    private readonly registers: Registers,
+    private readonly recalls: { onLeaseRecall(fn: (lease: Buffer) => void): void },
+    private readonly opts: { periodMs: number; drift: number; clock?: Clock },
+  ) {
+    // Unique per process start: a restarted mount is a new session, never the old holder.
+    this.session = `${hostname().slice(0, 24)}:${process.pid}:${randomBytes(6).toString('hex')}`;
+  }
+
+  async acquire(range: ScopeRange, giveUpAfterMs: number): Promise<HeldScope | null> {
+    const group = Buffer.concat([Buffer.from([range.group.length]), range.group]);
+    const start = recordKey(range.group, range.start);
+    const cfg: ScopeLeaseConfig = {
+      registers: this.registers,
+      lease: range.lease,
+      group,
+      start,
+      end: recordKey(range.group, range.end),
+      periodMs: this.opts.periodMs,
+      drift: this.opts.drift,
+      clock: this.opts.clock ?? systemClock,
+      // A read of the scope by this session is refused while another holds it,
+      // and the refusal makes the nodes ask that holder to give it back.
+      recall: () => void this.registers.read(start, { scope: { lease: range.lease, term: 0, session: this.session } }).catch(() => {}),
+    };
+    const lease = await ScopeLease.acquire(cfg, this.session, giveUpAfterMs);
+    if (!lease) return null;
+    try {
+      await lease.settle();
+    } catch {
+      await lease.release().catch(() => false);
+      return null;
+    }
+    return { call: lease.scope, trusted: () => lease.trusted(), release: () => lease.release() };
+  }
+
+  onRecall(fn: (lease: Buffer) => void): void {
+    this.recalls.onLeaseRecall(fn);
   }
 }

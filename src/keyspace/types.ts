@@ -78,8 +78,44 @@ export interface ChunkSpace {
   hasChunk(id: ChunkId, opts?: CallOpts): Promise<boolean>;
 }
 
+/**
+ * A scope of record keys guarded by a lease record (src/util/lease.ts): names
+ * [start, end) of one group, and the lease record's key in that same group.
+ */
+export interface ScopeRange {
+  lease: Buffer;
+  group: Buffer;
+  start: Buffer;
+  end: Buffer;
+}
+
+/** A scope lease this session holds: calls made under it carry `call`. */
+export interface HeldScope {
+  readonly call: ScopeCall;
+  /** May the session still act under it (its own clock, nothing showed it lost)? */
+  trusted(): boolean;
+  /** Gives it back once the caller has committed everything made under it; true when clean. */
+  release(): Promise<boolean>;
+}
+
+/** Scope leases, for key spaces that have them (the cluster; the in-memory space for tests). */
+export interface ScopeService {
+  /** This client's session id: what its scoped calls name. */
+  readonly session: string;
+  /**
+   * Takes the scope's lease for this session (recalling it from another
+   * holder, or taking it over from a silent one) and settles what earlier
+   * terms left; null when that did not happen within `giveUpAfterMs`.
+   */
+  acquire(range: ScopeRange, giveUpAfterMs: number): Promise<HeldScope | null>;
+  /** Calls `fn` with a lease key when the nodes ask this session to give that scope back. */
+  onRecall(fn: (lease: Buffer) => void): void;
+}
+
 export interface KeySpace extends RegisterSpace, ChunkSpace {
   close(): Promise<void>;
+  /** Present when the key space has scope leases (metadata write-behind uses them). */
+  readonly scopes?: ScopeService;
 }
 
 export const MAX_GROUP_BYTES = 255;

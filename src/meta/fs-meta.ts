@@ -8,8 +8,10 @@
 //           dirent, replaced inode's link count, intent removed
 // Leftovers (orphan inodes, unreferenced chunks, stale intents) are gc's work.
 import { randomBytes, randomInt } from 'node:crypto';
-import { KEEP, type CallOpts, type KeySpace } from '../keyspace/types.js';
+import { KEEP, type CallOpts, type ChangeFn, type KeySpace } from '../keyspace/types.js';
 import { QfsError } from '../util/errors.js';
+import type { Logger } from '../util/log.js';
+import { DEFAULT_WRITE_BEHIND, DirScopes, type WriteBehindOptions } from './dir-scopes.js';
 import { FsError } from './errors.js';
 import { applyOps, decodeMapPage, encodeMapPage, type Extent, type MapPage, type SlotOp } from './extents.js';
 import {
@@ -94,17 +96,38 @@ export class FsMeta {
   private readonly freshInos: Ino[] = [];
   private preparingInos = 0;
 
+  /** Directory leases and the name changes written behind under them. */
+  readonly dirs: DirScopes;
+
   constructor(
     readonly ks: KeySpace,
     readonly sb: Superblock,
-  ) {}
+    opts: { writeBehind?: Partial<WriteBehindOptions>; log?: Logger } = {},
+  ) {
+    this.dirs = new DirScopes(ks, { ...DEFAULT_WRITE_BEHIND, ...opts.writeBehind }, opts.log);
+  }
 
-  /** Waits for background directory updates; throws the first that failed since the last call. */
+  /**
+   * Waits for name changes written behind and background directory updates;
+   * throws the first that failed since the last call.
+   */
   async settle(): Promise<void> {
+    await this.dirs.flush();
     while (this.touches.size > 0) await Promise.allSettled([...this.touches.values()].flatMap((s) => [...s]));
     const e = this.touchError;
     this.touchError = null;
     if (e) throw e;
+  }
+
+  /** Waits for the name changes written behind (close of a written file, fsync); throws the first that failed. */
+  async flushNames(): Promise<void> {
+    await this.dirs.flush();
+  }
+
+  /** Unmount: commits what is queued and gives every directory lease back. */
+  async close(): Promise<void> {
+    await this.settle();
+    await this.dirs.close();
   }
 
   /** How many prepared inode numbers wait for a create (tests, profiling). */
@@ -192,16 +215,53 @@ export class FsMeta {
 
   async lookup(dir: Ino, name: Buffer, op?: CallOpts): Promise<Dirent | null> {
     checkName(name);
-    const b = await this.ks.read(direntKey(dir, name), op);
+    const key = direntKey(dir, name);
+    const st = await this.dirs.holding(dir);
+    if (st) {
+      // Under the lease, what this mount knows is the truth (its queued changes included).
+      const k = name.toString('latin1');
+      const hit = st.known.get(k);
+      if (hit !== undefined) return hit;
+      const b = await this.dirs.underLease(st, (o) => this.ks.read(key, o), op);
+      const d = b ? decodeDirent(b) : null;
+      if (st.held && !st.known.has(k)) st.known.set(k, d);
+      return d;
+    }
+    const b = await this.dirs.free(dir, (o) => this.ks.read(key, o), op);
     return b ? decodeDirent(b) : null;
+  }
+
+  /** Changes one entry now (after the name's queued changes, under the lease when held). */
+  private async changeEntry(dir: Ino, name: Buffer, fn: ChangeFn, op?: CallOpts): Promise<Buffer | null> {
+    const key = direntKey(dir, name);
+    const st = await this.dirs.holding(dir);
+    if (st) {
+      const k = name.toString('latin1');
+      await st.chains.get(k)?.catch(() => {});
+      const out = await this.dirs.underLease(st, (o) => this.ks.change(key, fn, o), op);
+      if (st.held) st.known.set(k, out ? decodeDirent(out) : null);
+      return out;
+    }
+    return this.dirs.free(dir, (o) => this.ks.change(key, fn, o), op);
+  }
+
+  /** Starts a dirent's first phase early (a hint: never fails). */
+  private prepareEntry(dir: Ino, name: Buffer): Promise<void> | undefined {
+    const prepare = this.ks.prepare?.bind(this.ks);
+    if (!prepare) return undefined;
+    return this.dirs.free(dir, (o) => prepare(direntKey(dir, name), o)).catch(() => {});
   }
 
   /** A page of a directory's entries after `after` (exclusive), in name byte order. */
   async readdir(dir: Ino, after: Buffer | null, limit = 1000, op?: CallOpts): Promise<{ entries: Array<{ name: Buffer; dirent: Dirent }>; more: boolean }> {
     let start: Buffer = after ? Buffer.concat([DIRENT_RANGE.start, after, Buffer.from([0])]) : DIRENT_RANGE.start;
     const prefix = 1 + 8 + 1; // group length byte, 8-byte group, 'd'
+    const st = await this.dirs.holding(dir);
+    // A holder lists what it has committed: its queued changes go first.
+    if (st) await this.dirs.flushDir(dir);
+    const scan = (from: Buffer) => (st ? this.dirs.underLease(st, (o) => this.ks.scan(inoGroup(dir), from, DIRENT_RANGE.end, { ...o, limit }), op) : this.dirs.free(dir, (o) => this.ks.scan(inoGroup(dir), from, DIRENT_RANGE.end, { ...o, limit }), op));
     for (;;) {
-      const page = await this.ks.scan(inoGroup(dir), start, DIRENT_RANGE.end, { ...op, limit });
+      const page = await scan(start);
       // A page can come back empty but unfinished (only deletes in it): an empty page is not the end.
       if (page.entries.length > 0 || page.next === null) {
         return {
@@ -269,18 +329,57 @@ export class FsMeta {
   async create(dir: Ino, name: Buffer, attrs: NewInode, exclusive = true, parentChecked = false, op?: CallOpts): Promise<{ inode: Inode; created: boolean }> {
     checkName(name);
     const time = attrs.time ?? nowTimespec();
+    const held = await this.dirs.forChange(dir);
     // The dirent's first phase overlaps the inode write: a promise is no value,
     // so no name can point at the inode before the inode is durable.
-    const direntPrepared = this.ks.prepare?.(direntKey(dir, name)).catch(() => {});
+    const direntPrepared = held ? undefined : this.prepareEntry(dir, name);
+    if (held) {
+      const existing = await this.lookup(dir, name, op);
+      if (existing) {
+        if (exclusive) throw new FsError('EEXIST');
+        return { inode: await this.getInode(existing.ino, op), created: false };
+      }
+    }
     if (!parentChecked) {
       const parent = await this.getInode(dir, op);
       if (!isDir(parent.mode)) throw new FsError('ENOTDIR');
     }
     // An exclusive create learns that the name is taken from the dirent change itself.
-    if (!exclusive) {
+    if (!exclusive && !held) {
       const existing = await this.lookup(dir, name, op);
       if (existing) return { inode: await this.getInode(existing.ino, op), created: false };
     }
+    const inode = await this.newInode(dir, attrs, time, op);
+    const st = held ? await this.dirs.holding(dir) : null;
+    const k = name.toString('latin1');
+    if (st && st.known.get(k) === null) {
+      // Written behind: the inode is durable, so the name may follow it in the background.
+      const dirent = encodeDirent({ ino: inode.ino, type: inode.mode & S_IFMT });
+      st.known.set(k, { ino: inode.ino, type: inode.mode & S_IFMT });
+      await this.dirs.queue(st, name, (o) => this.ks.change(direntKey(dir, name), () => dirent, o));
+      this.touchDir(dir, isDir(attrs.mode) ? 1 : 0, time);
+      return { inode, created: true };
+    }
+    let raced: Dirent | null = null;
+    await direntPrepared;
+    await this.changeEntry(dir, name, (old) => {
+      raced = old ? decodeDirent(old) : null;
+      if (old) return KEEP;
+      return encodeDirent({ ino: inode.ino, type: inode.mode & S_IFMT });
+    }, op);
+    if (raced !== null) {
+      // Another client took the name first: drop our inode, answer as if we had looked later.
+      await this.ks.delete(inodeKey(inode.ino)).catch(() => {});
+      const other = raced as Dirent;
+      if (exclusive) throw new FsError('EEXIST');
+      return { inode: await this.getInode(other.ino, op), created: false };
+    }
+    this.touchDir(dir, isDir(attrs.mode) ? 1 : 0, time);
+    return { inode, created: true };
+  }
+
+  /** A new inode under a fresh number, durable before any name points at it. */
+  private async newInode(dir: Ino, attrs: NewInode, time: Timespec, op?: CallOpts): Promise<Inode> {
     const directory = isDir(attrs.mode);
     let inode: Inode | null = null;
     for (let tries = 0; !inode; tries++) {
@@ -312,29 +411,14 @@ export class FsMeta {
         if (!(err instanceof FsError) || tries > 5) throw err;
       }
     }
-    let raced: Dirent | null = null;
-    await direntPrepared;
-    await this.ks.change(direntKey(dir, name), (old) => {
-      raced = old ? decodeDirent(old) : null;
-      if (old) return KEEP;
-      return encodeDirent({ ino: inode.ino, type: inode.mode & S_IFMT });
-    }, op);
-    if (raced !== null) {
-      // Another client took the name first: drop our inode, answer as if we had looked later.
-      await this.ks.delete(inodeKey(inode.ino)).catch(() => {});
-      const other = raced as Dirent;
-      if (exclusive) throw new FsError('EEXIST');
-      return { inode: await this.getInode(other.ino, op), created: false };
-    }
-    this.touchDir(dir, directory ? 1 : 0, time);
-    return { inode, created: true };
+    return inode;
   }
 
   /** A new name for an existing non-directory inode. */
   async link(ino: Ino, dir: Ino, name: Buffer, op?: CallOpts): Promise<Inode> {
     checkName(name);
     const time = nowTimespec();
-    const direntPrepared = this.ks.prepare?.(direntKey(dir, name)).catch(() => {}); // as in create
+    const direntPrepared = (await this.dirs.holding(dir)) ? undefined : this.prepareEntry(dir, name); // as in create
     const target = await this.getInode(ino, op);
     if (isDir(target.mode)) throw new FsError('EPERM', 'hard links to directories');
     // Count the link first: a crash then leaves nlink one too high (fsck), never a name of a freed inode.
@@ -345,7 +429,7 @@ export class FsMeta {
     }, op);
     let taken = false;
     await direntPrepared;
-    await this.ks.change(direntKey(dir, name), (old) => {
+    await this.changeEntry(dir, name, (old) => {
       taken = old !== null;
       return old ? KEEP : encodeDirent({ ino, type: target.mode & S_IFMT });
     }, op);
@@ -366,8 +450,23 @@ export class FsMeta {
    */
   async unlink(dir: Ino, name: Buffer, time: Timespec = nowTimespec(), op?: CallOpts): Promise<Dirent> {
     checkName(name);
+    const held = await this.dirs.forChange(dir);
+    if (held) {
+      const d = await this.lookup(dir, name, op);
+      if (!d) throw new FsError('ENOENT');
+      if (isDir(d.type)) throw new FsError('EISDIR');
+      const st = await this.dirs.holding(dir);
+      if (st) {
+        // Written behind: the name goes first, the link count after it (crash order).
+        st.known.set(name.toString('latin1'), null);
+        const { committed: gone } = await this.dirs.queue(st, name, (o) => this.ks.change(direntKey(dir, name), (old) => (old === null ? KEEP : null), o));
+        this.touchDir(dir, 0, time);
+        this.background(d.ino, () => gone.then(() => this.dropLink(d.ino, time)));
+        return d;
+      }
+    }
     let removed: Dirent | null = null;
-    await this.ks.change(direntKey(dir, name), (old) => {
+    await this.changeEntry(dir, name, (old) => {
       if (!old) throw new FsError('ENOENT');
       const d = decodeDirent(old);
       if (isDir(d.type)) throw new FsError('EISDIR');
@@ -403,16 +502,27 @@ export class FsMeta {
 
   async rmdir(dir: Ino, name: Buffer, time: Timespec = nowTimespec(), op?: CallOpts): Promise<void> {
     checkName(name);
+    const held = await this.dirs.forChange(dir);
     const d = await this.lookup(dir, name, op);
     if (!d) throw new FsError('ENOENT');
     if (!isDir(d.type)) throw new FsError('ENOTDIR');
     if (!(await this.isEmptyDir(d.ino, op))) throw new FsError('ENOTEMPTY');
-    await this.ks.change(direntKey(dir, name), (old) => {
-      if (!old || decodeDirent(old).ino !== d.ino) throw new FsError('ENOENT');
-      return null;
-    }, op);
-    this.touchDir(dir, -1, time);
-    this.background(d.ino, () => this.ks.delete(inodeKey(d.ino)));
+    const st = held ? await this.dirs.holding(dir) : null;
+    if (st && st.known.get(name.toString('latin1'))?.ino === d.ino) {
+      st.known.set(name.toString('latin1'), null);
+      const { committed: gone } = await this.dirs.queue(st, name, (o) => this.ks.change(direntKey(dir, name), (old) => (old === null ? KEEP : null), o));
+      this.touchDir(dir, -1, time);
+      this.background(d.ino, () => gone.then(() => this.ks.delete(inodeKey(d.ino))));
+    } else {
+      await this.changeEntry(dir, name, (old) => {
+        if (!old || decodeDirent(old).ino !== d.ino) throw new FsError('ENOENT');
+        return null;
+      }, op);
+      this.touchDir(dir, -1, time);
+      this.background(d.ino, () => this.ks.delete(inodeKey(d.ino)));
+    }
+    // The directory is gone: so is any lease this mount held on its entries.
+    void this.dirs.forget(d.ino).catch(() => {});
   }
 
   /** Is `ancestor` the directory `dir` or one of its ancestors? (for rename loops) */
@@ -456,12 +566,12 @@ export class FsMeta {
       op,
     );
     let replaced: Dirent | null = null;
-    await this.ks.change(direntKey(dstDir, dstName), (old) => {
+    await this.changeEntry(dstDir, dstName, (old) => {
       replaced = old ? decodeDirent(old) : null;
       if (replaced && replaced.ino !== (dst?.ino ?? -1)) throw new FsError('EIO', 'destination changed during rename; retry');
       return encodeDirent({ ino: src.ino, type: src.type });
     }, op);
-    await this.ks.change(direntKey(srcDir, srcName), (old) => {
+    await this.changeEntry(srcDir, srcName, (old) => {
       if (!old) return KEEP;
       return decodeDirent(old).ino === src.ino ? null : KEEP;
     }, op);

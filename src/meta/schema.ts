@@ -7,6 +7,7 @@
 //   dirent <dir>/<name>     group dirIno        name "d" + name bytes
 //   rename intent <id>      group "intents"     name id (16 B)
 //   locks of <ino>          group ino           name "l"      (fcntl/flock locks: src/meta/locks.ts)
+//   lease of dir <ino>      group ino           name "L"      (the scope lease of its entries: src/meta/dir-scopes.ts)
 //   mount session <id>      group "sessions"    name id (ASCII hex)  (lock leases: src/meta/lock-lease.ts)
 //
 // A directory's inode and its entries share one replica set, so readdir is one
@@ -19,6 +20,7 @@ const SUPERBLOCK_GROUP = Buffer.from('sb');
 const INTENT_GROUP = Buffer.from('intents');
 const INODE_NAME = Buffer.from('i');
 const LOCKS_NAME = Buffer.from('l');
+const DIR_LEASE_NAME = Buffer.from('L');
 const SESSION_GROUP = Buffer.from('sessions');
 const MAP_PREFIX = 0x6d; // 'm'
 const DIRENT_PREFIX = 0x64; // 'd'
@@ -91,5 +93,11 @@ export function sessionKey(id: string): Buffer {
   return recordKey(SESSION_GROUP, Buffer.from(id, 'latin1'));
 }
 
+/** The lease record of a directory's entries: beside them, on their replica set. */
+export function dirLeaseKey(dir: Ino): Buffer {
+  return recordKey(inoGroup(dir), DIR_LEASE_NAME);
+}
+
 export const LOCKS_NAME_BYTES = LOCKS_NAME;
+export const DIR_LEASE_NAME_BYTES = DIR_LEASE_NAME;
 export const SESSION_GROUP_BYTES = SESSION_GROUP;

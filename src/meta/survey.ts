@@ -12,7 +12,7 @@
 import type { MaintainableKeySpace } from '../keyspace/types.js';
 import { splitKey } from '../keyspace/types.js';
 import type { ChunkId } from '../util/ids.js';
-import { GC_GROUP_BYTES, INTENT_GROUP_BYTES, LOCKS_NAME_BYTES, SESSION_GROUP_BYTES, SUPERBLOCK_GROUP_BYTES, inoOfGroup } from './schema.js';
+import { DIR_LEASE_NAME_BYTES, GC_GROUP_BYTES, INTENT_GROUP_BYTES, LOCKS_NAME_BYTES, SESSION_GROUP_BYTES, SUPERBLOCK_GROUP_BYTES, inoOfGroup } from './schema.js';
 import {
   ROOT_INO,
   S_IFDIR,
@@ -144,8 +144,9 @@ function classify(s: Survey, key: Buffer, value: Buffer | null, others: readonly
         if (p) for (const id of chunksOfPage(p)) refs().add(id);
       }
     }
-    // A file's locks are live state of the mounts, not structure (and do not keep an orphan's group alive).
-    if (value === null || name.equals(LOCKS_NAME_BYTES)) return;
+    // A file's locks and a directory's lease are live state of the mounts, not
+    // structure (and do not keep an orphan's group alive).
+    if (value === null || name.equals(LOCKS_NAME_BYTES) || name.equals(DIR_LEASE_NAME_BYTES)) return;
     s.groups.add(ino);
     if (name.length === 1 && name[0] === 0x69) {
       const i = decode('inode', decodeInode, value);

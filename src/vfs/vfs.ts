@@ -761,6 +761,14 @@ export class Vfs {
     if (h.file.inode.nlink === 0) return; // removed while open: nothing to publish
     await h.file.flush();
     this.attrs.set(h.file.inode.ino, h.file.inode);
+    // Close of a written file and fsync: the names written behind too (the one it was created under among them).
+    if ((h.flags & O_ACCMODE) !== 0) await this.flushNames();
+  }
+
+  private async flushNames(): Promise<void> {
+    await this.meta.flushNames().catch((e: unknown) => {
+      throw asFsError(e);
+    });
   }
 
   async fsync(fh: number): Promise<void> {
@@ -774,6 +782,7 @@ export class Vfs {
     file.handles--;
     try {
       if (file.inode.nlink > 0) await file.flush();
+      if (file.inode.nlink > 0 && (h.flags & O_ACCMODE) !== 0) await this.flushNames();
     } finally {
       // the last close of the description drops its flock (libfuse also asks, when the kernel says so)
       await this.locks.releaseAll(file.inode.ino, `f${fh}`, 'flock').catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'could not release a flock at close'));
@@ -839,7 +848,7 @@ export class Vfs {
       if (f.inode.nlink === 0) continue;
       await f.flush().catch((e: Error) => errors.push(e));
     }
-    await this.meta.settle().catch((e: Error) => errors.push(e));
+    await this.meta.close().catch((e: Error) => errors.push(e));
     // queued compactions are dropped (an optimisation, redone by a later mount); one running ends first
     this.stopping = true;
     await this.backgroundIdle();

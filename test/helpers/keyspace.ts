@@ -26,7 +26,7 @@ export async function startCluster(t: ExecutionContext, count = 3, extra: Record
 export function clusterKeySpace(
   t: ExecutionContext,
   rc: RunningCluster,
-  opts: { requestTimeoutMs?: number; replication?: number; hintIntervalMs?: number } = {},
+  opts: { requestTimeoutMs?: number; replication?: number; hintIntervalMs?: number; scopeLeaseMs?: number } = {},
 ): ClusterKeySpace {
   const ks = new ClusterKeySpace({
     clusterName: rc.cluster.name,
@@ -38,6 +38,7 @@ export function clusterKeySpace(
     connectTimeoutMs: 1000,
     log: silentLogger(),
     hintIntervalMs: opts.hintIntervalMs ?? 0,
+    ...(opts.scopeLeaseMs !== undefined ? { scopeLeaseMs: opts.scopeLeaseMs } : {}),
   });
   t.teardown(() => ks.close());
   return ks;

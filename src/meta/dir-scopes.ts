@@ -1,0 +1,380 @@
+// Directory scopes: a directory's entries are one lease scope (src/util/lease.ts;
+// docs/architecture.md, "Leases" and "Metadata write-behind").
+//
+// Every call on a directory's entries names the directory's lease. While no
+// mount holds it, calls carry its current (free) term, so that none of them
+// can land once a holder's term is chosen. A mount that keeps changing one
+// directory takes the lease; from then on it alone changes and reads those
+// entries: it answers lookups from what it knows, and its name changes are
+// written behind: acknowledged at once, committed in the background, one
+// name's changes in order, durable at the next flush (close of a written
+// file, fsync, unmount) or within about a round trip when the cluster keeps
+// up. Another mount that reads the directory makes the nodes recall the
+// lease: the holder flushes and gives it back.
+import { setTimeout as delay } from 'node:timers/promises';
+import type { CallOpts, HeldScope, KeySpace, ScopeRange, ScopeService } from '../keyspace/types.js';
+import { QfsError, isQfsError } from '../util/errors.js';
+import { decodeLease } from '../util/lease.js';
+import type { Logger } from '../util/log.js';
+import { DIRENT_RANGE, dirLeaseKey, direntKey, inoGroup } from './schema.js';
+import type { Dirent, Ino } from './types.js';
+
+export interface WriteBehindOptions {
+  /** Take directory leases and write name changes behind (false: every change is synchronous). */
+  enabled: boolean;
+  /** This many changes of one directory within `heatMs` make the mount take its lease. */
+  acquireAfter: number;
+  heatMs: number;
+  /** A held lease nobody used for this long is flushed and given back. */
+  idleReleaseMs: number;
+  /** After a recall, the mount waits this long before it takes the same lease again. */
+  recallBackoffMs: number;
+  /** Name changes queued and not yet committed, over all directories: a writer past it waits. */
+  maxPending: number;
+  /** How long taking a lease may take before the change goes on without it. */
+  acquireGiveUpMs: number;
+}
+
+export const DEFAULT_WRITE_BEHIND: Readonly<WriteBehindOptions> = Object.freeze({
+  enabled: true,
+  acquireAfter: 2,
+  heatMs: 1000,
+  idleReleaseMs: 1500,
+  recallBackoffMs: 2000,
+  maxPending: 2048,
+  acquireGiveUpMs: 1000,
+});
+
+/** One directory as this mount sees its scope. */
+export class DirState {
+  /** The lease's term as last read while free (null: read it again). */
+  term: number | null = null;
+  held: HeldScope | null = null;
+  /** An acquisition or release in progress: calls on the directory wait for it. */
+  gate: Promise<void> | null = null;
+  /** While held: the entries this mount knows, its queued changes included (null: no such name). */
+  readonly known = new Map<string, Dirent | null>();
+  /** While held: the last queued commit of each name. */
+  readonly chains = new Map<string, Promise<void>>();
+  /** Calls made without the lease still running (an acquisition waits for them). */
+  freeCalls = 0;
+  private freeIdle: (() => void) | null = null;
+  heatSince = 0;
+  heat = 0;
+  lastUse = 0;
+  recalledAt = -Infinity;
+
+  constructor(
+    readonly dir: Ino,
+    readonly range: ScopeRange,
+  ) {}
+
+  get leaseKey(): Buffer {
+    return this.range.lease;
+  }
+
+  beginFree(): void {
+    this.freeCalls++;
+  }
+
+  endFree(): void {
+    this.freeCalls--;
+    if (this.freeCalls === 0 && this.freeIdle) {
+      this.freeIdle();
+      this.freeIdle = null;
+    }
+  }
+
+  freeDrained(): Promise<void> {
+    if (this.freeCalls === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const prev = this.freeIdle;
+      this.freeIdle = () => {
+        prev?.();
+        resolve();
+      };
+    });
+  }
+}
+
+function fenced(err: unknown): boolean {
+  return isQfsError(err, 'fenced');
+}
+
+export class DirScopes {
+  private readonly dirs = new Map<Ino, DirState>();
+  private readonly byLease = new Map<string, DirState>();
+  private readonly scopes: ScopeService | undefined;
+  private readonly pending = new Set<Promise<void>>();
+  /** The first failed background commit since the last flush: reported by flush(). */
+  private failure: unknown = null;
+  private readonly idleTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+  /** Counters for tests and status. */
+  readonly stats = { acquired: 0, released: 0, recalled: 0, queued: 0, committed: 0, fencedRetries: 0 };
+
+  constructor(
+    private readonly ks: KeySpace,
+    readonly opts: WriteBehindOptions,
+    private readonly log?: Logger,
+  ) {
+    this.scopes = ks.scopes;
+    if (this.scopes && opts.enabled) {
+      this.scopes.onRecall((lease) => {
+        const st = this.byLease.get(lease.toString('latin1'));
+        if (!st?.held) return;
+        st.recalledAt = Date.now();
+        this.stats.recalled++;
+        void this.release(st);
+      });
+      this.idleTimer = setInterval(() => this.releaseIdle(), Math.max(50, Math.min(500, opts.idleReleaseMs / 3)));
+      this.idleTimer.unref();
+    }
+  }
+
+  /** Does this key space have leases at all (otherwise calls carry no scope)? */
+  get scoped(): boolean {
+    return this.scopes !== undefined;
+  }
+
+  get queued(): number {
+    return this.pending.size;
+  }
+
+  state(dir: Ino): DirState {
+    let st = this.dirs.get(dir);
+    if (!st) {
+      const range: ScopeRange = { lease: dirLeaseKey(dir), group: inoGroup(dir), start: DIRENT_RANGE.start, end: DIRENT_RANGE.end };
+      st = new DirState(dir, range);
+      this.dirs.set(dir, st);
+      this.byLease.set(range.lease.toString('latin1'), st);
+    }
+    return st;
+  }
+
+  /** Forgets a directory that is gone (its lease, if held, is given back). */
+  async forget(dir: Ino): Promise<void> {
+    const st = this.dirs.get(dir);
+    if (!st) return;
+    if (st.held) await this.release(st);
+    this.dirs.delete(dir);
+    this.byLease.delete(st.leaseKey.toString('latin1'));
+  }
+
+  /** The directory's state when this mount holds its lease and may use it; null otherwise. */
+  async holding(dir: Ino): Promise<DirState | null> {
+    const st = this.dirs.get(dir);
+    if (!st) return null;
+    while (st.gate) await st.gate;
+    if (!st.held) return null;
+    if (st.held.trusted()) {
+      st.lastUse = Date.now();
+      return st;
+    }
+    await this.lost(st, new QfsError('fenced', 'the directory lease ran out before it was used'));
+    return null;
+  }
+
+  /**
+   * Like holding(), for a change of the directory's entries: counts the
+   * change, and takes the lease when the directory is busy enough.
+   */
+  async forChange(dir: Ino): Promise<DirState | null> {
+    if (!this.scopes || !this.opts.enabled || this.closed) return null;
+    const held = await this.holding(dir);
+    if (held) return held;
+    const st = this.state(dir);
+    const now = Date.now();
+    if (now - st.heatSince > this.opts.heatMs) {
+      st.heatSince = now;
+      st.heat = 0;
+    }
+    st.heat++;
+    if (st.heat < this.opts.acquireAfter || now - st.recalledAt < this.opts.recallBackoffMs) return null;
+    await this.acquire(st, this.opts.acquireGiveUpMs);
+    return this.holding(dir);
+  }
+
+  private async acquire(st: DirState, giveUpAfterMs: number): Promise<void> {
+    if (st.gate) return st.gate;
+    const scopes = this.scopes!;
+    st.gate = (async () => {
+      await st.freeDrained();
+      let held: HeldScope | null = null;
+      try {
+        held = await scopes.acquire(st.range, giveUpAfterMs);
+      } catch (err) {
+        this.log?.debug({ err: (err as Error).message, dir: st.dir }, 'could not take a directory lease');
+      }
+      st.known.clear();
+      st.chains.clear();
+      st.term = null;
+      st.heat = 0;
+      if (held) {
+        st.held = held;
+        st.lastUse = Date.now();
+        this.stats.acquired++;
+        this.log?.debug({ dir: st.dir, term: held.call.term }, 'took a directory lease');
+      } else {
+        // Somebody else is busy here: do not try again at once.
+        st.recalledAt = Date.now();
+      }
+    })().finally(() => {
+      st.gate = null;
+    });
+    return st.gate;
+  }
+
+  /** Commits the directory's queued changes and gives its lease back. */
+  async release(st: DirState): Promise<void> {
+    while (st.gate) await st.gate;
+    const held = st.held;
+    if (!held) return;
+    st.gate = (async () => {
+      await Promise.allSettled([...st.chains.values()]);
+      await held.release().catch(() => false);
+      st.held = null;
+      st.known.clear();
+      st.chains.clear();
+      st.term = null;
+      this.stats.released++;
+      this.log?.debug({ dir: st.dir }, 'gave a directory lease back');
+    })().finally(() => {
+      st.gate = null;
+    });
+    return st.gate;
+  }
+
+  /** The lease stopped being usable: what was queued under it is lost to the next flush's error. */
+  private async lost(st: DirState, why: unknown): Promise<void> {
+    if (!st.held) return;
+    this.failure ??= why;
+    const held = st.held;
+    st.held = null;
+    st.known.clear();
+    st.chains.clear();
+    st.term = null;
+    this.log?.warn({ dir: st.dir, err: (why as Error).message }, 'lost a directory lease: changes not yet committed under it are reported to the next fsync or close');
+    await held.release().catch(() => false);
+  }
+
+  private releaseIdle(): void {
+    const now = Date.now();
+    for (const st of this.dirs.values()) {
+      if (st.held && !st.gate && now - st.lastUse > this.opts.idleReleaseMs) void this.release(st);
+      else if (!st.held && !st.gate && st.freeCalls === 0 && now - st.lastUse > 60_000 && now - st.recalledAt > 60_000) {
+        this.dirs.delete(st.dir);
+        this.byLease.delete(st.leaseKey.toString('latin1'));
+      }
+    }
+  }
+
+  /**
+   * Runs a call on the directory's entries without the lease: under its free
+   * term, read first. A refusal means the term moved (read it again and
+   * retry) or another mount holds the lease: then this mount takes it, which
+   * recalls it from a live holder and takes it over from a silent one, and
+   * runs the call under it (or, writing through, gives it straight back).
+   */
+  async free<T>(dir: Ino, run: (opts: CallOpts) => Promise<T>, op?: CallOpts): Promise<T> {
+    const scopes = this.scopes;
+    if (!scopes) return run(op ?? {});
+    const st = this.state(dir);
+    const deadline = op?.deadline ?? Date.now() + (op?.timeoutMs ?? 30_000);
+    for (let attempt = 0; ; attempt++) {
+      while (st.gate) await st.gate;
+      if (st.held?.trusted()) return this.underLease(st, run, op);
+      st.lastUse = Date.now();
+      st.beginFree();
+      try {
+        if (st.term === null) st.term = decodeLease(await this.ks.read(st.leaseKey, op)).term;
+        return await run({ ...op, scope: { lease: st.leaseKey, term: st.term, session: scopes.session } });
+      } catch (err) {
+        if (!fenced(err)) throw err;
+        this.stats.fencedRetries++;
+        st.term = null;
+      } finally {
+        st.endFree();
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new QfsError('timeout', 'another mount kept this directory');
+      if (attempt === 0) continue; // most often a term this mount had not seen yet
+      await this.acquire(st, left);
+      if (st.held && (!this.opts.enabled || this.closed)) await this.release(st);
+      else if (!st.held) await delay(Math.min(100, 5 * attempt));
+    }
+  }
+
+  /** Runs a call under the held lease; a refusal means the lease is gone, and the call goes on without it. */
+  async underLease<T>(st: DirState, run: (opts: CallOpts) => Promise<T>, op?: CallOpts): Promise<T> {
+    const held = st.held;
+    if (held && held.trusted()) {
+      try {
+        return await run({ ...op, scope: held.call });
+      } catch (err) {
+        if (!fenced(err)) throw err;
+        if (st.held === held) await this.lost(st, err);
+      }
+    }
+    return this.free(st.dir, run, op);
+  }
+
+  /**
+   * Queues a commit of one name under the held lease, after the name's
+   * earlier commits; `then` runs after it (the inode half of an unlink).
+   * Resolves once queued (a full queue makes the caller wait), with the commit.
+   */
+  async queue(st: DirState, name: Buffer, commit: (opts: CallOpts) => Promise<unknown>): Promise<{ committed: Promise<void> }> {
+    while (this.pending.size >= this.opts.maxPending) await Promise.race([...this.pending].map((q) => q.catch(() => {})));
+    const held = st.held!;
+    const k = name.toString('latin1');
+    const before = st.chains.get(k);
+    const p: Promise<void> = (async () => {
+      if (before) await before.catch(() => {});
+      if (st.held !== held || !held.trusted()) throw new QfsError('fenced', 'the directory lease was lost before a queued change was committed');
+      await commit({ scope: held.call });
+      this.stats.committed++;
+    })();
+    this.stats.queued++;
+    st.chains.set(k, p);
+    this.pending.add(p);
+    void p.then(
+      () => {},
+      (err: unknown) => {
+        if (fenced(err) && st.held === held) void this.lost(st, err);
+        else this.failure ??= err;
+      },
+    ).finally(() => {
+      this.pending.delete(p);
+      if (st.chains.get(k) === p) st.chains.delete(k);
+    });
+    return { committed: p };
+  }
+
+  /** Waits for the directory's queued commits (a failure among them is flush()'s to report). */
+  async flushDir(dir: Ino): Promise<void> {
+    const st = this.dirs.get(dir);
+    if (st) await Promise.allSettled([...st.chains.values()]);
+  }
+
+  /** Waits for every queued commit; throws the first that failed since the last flush. */
+  async flush(): Promise<void> {
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+    this.throwFailure();
+  }
+
+  private throwFailure(): void {
+    const e = this.failure;
+    this.failure = null;
+    if (e) throw e;
+  }
+
+  /** Unmount: commits everything and gives every lease back. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.idleTimer) clearInterval(this.idleTimer);
+    await Promise.allSettled([...this.pending]);
+    await Promise.allSettled([...this.dirs.values()].map((st) => this.release(st)));
+    this.throwFailure();
+  }
+}

@@ -1,0 +1,144 @@
+// Directory leases and name changes written behind (src/meta/dir-scopes.ts),
+// over real node processes: two FsMeta instances stand for two mounts.
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { FsMeta } from '../../src/meta/fs-meta.js';
+import { FsError } from '../../src/meta/errors.js';
+import { ROOT_INO, S_IFDIR, S_IFREG, type Ino } from '../../src/meta/types.js';
+import { readLease } from '../../src/cluster/scope-lease.js';
+import { dirLeaseKey } from '../../src/meta/schema.js';
+import { clusterKeySpace, startCluster, type RunningCluster } from '../helpers/keyspace.js';
+import type { ExecutionContext } from 'ava';
+
+const WORKER = fileURLToPath(new URL('./write-behind-worker.js', import.meta.url));
+const FILE = { mode: S_IFREG | 0o644, uid: 0, gid: 0 };
+const DIR = { mode: S_IFDIR | 0o755, uid: 0, gid: 0 };
+const name = (s: string) => Buffer.from(s);
+
+async function mounts(t: ExecutionContext, rc: RunningCluster, writeBehind: [boolean, boolean]) {
+  const ka = clusterKeySpace(t, rc, { scopeLeaseMs: 2000 });
+  const kb = clusterKeySpace(t, rc, { scopeLeaseMs: 2000 });
+  await Promise.all([ka.waitForPeers(5000), kb.waitForPeers(5000)]);
+  const sb = await FsMeta.format(ka, { chunkSize: 1 << 20, replication: 3 });
+  const a = new FsMeta(ka, sb, { writeBehind: { enabled: writeBehind[0] } });
+  const b = new FsMeta(kb, sb, { writeBehind: { enabled: writeBehind[1] } });
+  t.teardown(() => Promise.allSettled([a.close(), b.close()]));
+  return { a, b, ka, kb };
+}
+
+async function names(m: FsMeta, dir: Ino): Promise<string[]> {
+  const out: string[] = [];
+  let after: Buffer | null = null;
+  for (;;) {
+    const page = await m.readdir(dir, after, 7);
+    out.push(...page.entries.map((e) => e.name.toString()));
+    if (!page.more || page.entries.length === 0) return out;
+    after = page.entries[page.entries.length - 1]!.name;
+  }
+}
+
+test.serial("a busy directory's lease goes to the mount changing it; another mount's listing recalls it and sees every acknowledged change", async (t) => {
+  const rc = await startCluster(t, 3);
+  const { a, b, ka } = await mounts(t, rc, [true, true]);
+  const dir = (await a.create(ROOT_INO, name('d'), DIR)).inode.ino;
+  const inos: Ino[] = [];
+  for (let i = 0; i < 20; i++) inos.push((await a.create(dir, name(`f${i}`), FILE)).inode.ino);
+  for (let i = 0; i < 10; i++) await a.unlink(dir, name(`f${i}`));
+  t.true(a.dirs.stats.acquired >= 1, 'the mount took the lease of the directory it kept changing');
+  t.true(a.dirs.stats.queued >= 20, `name changes were written behind (${a.dirs.stats.queued})`);
+  const lease = await readLease(ka.registers, dirLeaseKey(dir));
+  t.is(lease.holder, ka.scopes.session, 'the lease record names the writing mount');
+
+  // The other mount's listing is refused until the holder has committed and given the lease back.
+  const expected = Array.from({ length: 10 }, (_, i) => `f${i + 10}`).sort();
+  t.deepEqual((await names(b, dir)).sort(), expected);
+  t.true(a.dirs.stats.recalled >= 1, 'the nodes recalled the lease from its holder');
+  t.is(await b.lookup(dir, name('f3')), null);
+  t.is((await b.lookup(dir, name('f15')))?.ino, inos[15]);
+
+  // The holder's unlinks dropped the link counts after the names (crash order), in the background.
+  await a.settle();
+  for (let i = 0; i < 10; i++) await t.throwsAsync(a.getInode(inos[i]!), { instanceOf: FsError }, `inode of f${i} is gone`);
+  t.is((await b.getInode(inos[12]!)).nlink, 1);
+
+  // Now the first mount changes the directory again: the lease moves back, and b sees that too.
+  await a.unlink(dir, name('f10'));
+  await a.create(dir, name('g'), FILE);
+  t.deepEqual((await names(b, dir)).sort(), [...expected.filter((n) => n !== 'f10'), 'g'].sort());
+});
+
+test.serial('a mount writing through (-o sync) takes no lease, and still gets a busy directory from a mount that holds it', async (t) => {
+  const rc = await startCluster(t, 3);
+  const { a, b } = await mounts(t, rc, [false, true]);
+  const dir = (await b.create(ROOT_INO, name('d'), DIR)).inode.ino;
+  for (let i = 0; i < 5; i++) await b.create(dir, name(`b${i}`), FILE);
+  t.true(b.dirs.stats.acquired >= 1);
+  // a's changes wait for b's lease to come back, then go through one by one
+  for (let i = 0; i < 5; i++) await a.create(dir, name(`a${i}`), FILE);
+  await t.throwsAsync(a.create(dir, name('b2'), FILE), { instanceOf: FsError, message: /EEXIST/ }, "b's acknowledged create is visible to a");
+  t.is(a.dirs.stats.queued, 0, 'nothing was written behind');
+  t.true(b.dirs.stats.recalled >= 1);
+  const all = (await names(b, dir)).sort();
+  t.deepEqual(all, ['a0', 'a1', 'a2', 'a3', 'a4', 'b0', 'b1', 'b2', 'b3', 'b4']);
+});
+
+test.serial('rmdir under a lease: a directory emptied behind is removed behind; an unempty one is refused', async (t) => {
+  const rc = await startCluster(t, 3);
+  const { a, b } = await mounts(t, rc, [true, true]);
+  const top = (await a.create(ROOT_INO, name('top'), DIR)).inode.ino;
+  const sub = (await a.create(top, name('sub'), DIR)).inode.ino;
+  for (let i = 0; i < 4; i++) await a.create(sub, name(`x${i}`), FILE);
+  await a.create(top, name('other'), FILE);
+  await t.throwsAsync(a.rmdir(top, name('sub')), { instanceOf: FsError, message: /ENOTEMPTY/ });
+  for (let i = 0; i < 4; i++) await a.unlink(sub, name(`x${i}`));
+  await a.rmdir(top, name('sub'));
+  t.is(await a.lookup(top, name('sub')), null);
+  await a.flushNames();
+  t.deepEqual(await names(b, top), ['other']);
+  await a.settle();
+  await t.throwsAsync(b.getInode(sub), { instanceOf: FsError });
+});
+
+test.serial('a mount SIGKILLed right after a flush: the next mount takes the lease over, finds every flushed change, and no name without its inode', async (t) => {
+  const rc = await startCluster(t, 3);
+  const child = spawn(
+    process.execPath,
+    [WORKER, JSON.stringify({ clusterName: rc.cluster.name, secret: rc.cluster.secret.toString(), nodes: rc.cluster.nodes.map((n) => ({ id: n.id, url: n.url })), scopeLeaseMs: 1000, dieAfter: 60 })],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
+  const durable = (): number => Math.max(-1, ...[...out.matchAll(/^durable (\d+)/gm)].map((m) => Number(m[1])));
+  const closed = new Promise((r) => child.once('close', r));
+  for (let i = 0; i < 1500 && child.exitCode === null && child.signalCode === null; i++) await new Promise((r) => setTimeout(r, 20));
+  await closed; // it killed itself right after its last flush (or the test gives up on it here)
+  t.true(durable() >= 60, `the worker flushed (${durable()}); stderr: ${err.slice(-500)}`);
+  const last = durable();
+  const queued = Number(/queued (\d+)/.exec(out.trim().split('\n').pop()!)?.[1] ?? 0);
+  t.true(queued > 0, 'the worker wrote names behind');
+  const dir = Number(/^dir (\d+)$/m.exec(out)![1]) as Ino;
+
+  const ks = clusterKeySpace(t, rc);
+  await ks.waitForPeers(5000);
+  const meta = new FsMeta(ks, await FsMeta.load(ks));
+  t.teardown(() => meta.close());
+  const listed = new Set(await names(meta, dir));
+  t.true(meta.dirs.stats.acquired >= 1, "the dead mount's lease was taken over");
+  // Up to the last flush: exactly the names that step left.
+  for (let n = 0; n <= last; n++) {
+    const unlinked = n % 3 === 1 && n + 1 <= last;
+    t.is(listed.has(`f${n}`), !unlinked, `f${n} after the flush of step ${last}`);
+  }
+  // After it: anything of the unflushed window may be there or not, but every name has its inode.
+  for (const nm of listed) {
+    const d = await meta.lookup(dir, Buffer.from(nm));
+    t.truthy(d);
+    await t.notThrowsAsync(meta.getInode(d!.ino), `${nm} names an inode that exists`);
+  }
+});
