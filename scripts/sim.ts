@@ -57,7 +57,7 @@ if (values.leases) {
   const started = performance.now();
   let failed = 0;
   let ran = 0;
-  const totals = { tenures: 0, cleanReleases: 0, takeovers: 0, committed: 0, settledKeys: 0, visits: 0, crashes: 0 };
+  const totals = { tenures: 0, cleanReleases: 0, takeovers: 0, committed: 0, settledKeys: 0, visits: 0, freeWrites: 0, crashes: 0 };
   for (let seed = first; seed < first + count; seed++) {
     const r = await runLeaseSchedule(seed, leaseBugs);
     ran++;
@@ -70,7 +70,7 @@ if (values.leases) {
     }
   }
   const secs = (performance.now() - started) / 1000;
-  process.stdout.write(`${failed === 0 ? 'ok' : `${failed} failed`}: ${ran} lease schedule(s) from seed ${first} in ${secs.toFixed(1)} s (${(ran / secs).toFixed(0)} schedules/s; ${totals.tenures} tenures, ${totals.cleanReleases} released clean, ${totals.takeovers} taken over, ${totals.committed} changes committed behind their callers, ${totals.settledKeys} keys settled, ${totals.visits} reads by other mounts, ${totals.crashes} node crashes)\n`);
+  process.stdout.write(`${failed === 0 ? 'ok' : `${failed} failed`}: ${ran} lease schedule(s) from seed ${first} in ${secs.toFixed(1)} s (${(ran / secs).toFixed(0)} schedules/s; ${totals.tenures} tenures, ${totals.cleanReleases} released clean, ${totals.takeovers} taken over, ${totals.committed} changes committed behind their callers, ${totals.settledKeys} keys settled, ${totals.visits} reads and ${totals.freeWrites} changes by other mounts without the lease, ${totals.crashes} node crashes)\n`);
   process.exit(failed === 0 ? 0 : 1);
 }
 

@@ -32,8 +32,13 @@ export interface LeaseRecord {
   readonly renewals: number;
 }
 
-/** The lease of a scope that was never written: free at term 0, nothing to settle. */
-export const FRESH_LEASE: LeaseRecord = Object.freeze({ term: 0, holder: null, settled: 0, renewals: 0 });
+/**
+ * The lease of a scope that was never written: free at term 1, with term 0
+ * settled (nothing is ever written under it). Not term 0: mounts that do not
+ * hold a free lease write under its term, and the first holder must settle
+ * those writes, which it does only for terms above `settled`.
+ */
+export const FRESH_LEASE: LeaseRecord = Object.freeze({ term: 1, holder: null, settled: 0, renewals: 0 });
 
 const VERSION = 1;
 const MAX_HOLDER_BYTES = 64;

@@ -28,36 +28,36 @@ test.serial('a takeover fences the old holder on the nodes; the new holder settl
   };
 
   const held = await changeLease(a, (l) => acquireFree(l, 'a#1'));
-  t.deepEqual(held, { term: 1, holder: 'a#1', settled: 0, renewals: 0 });
-  const scopeA: ScopeCall = { lease: LEASE, term: 1, session: 'a#1' };
+  t.deepEqual(held, { term: 2, holder: 'a#1', settled: 0, renewals: 0 }, 'a fresh scope is free at term 1');
+  const scopeA: ScopeCall = { lease: LEASE, term: 2, session: 'a#1' };
   await a.change(key('k1'), () => Buffer.from('one'), { scope: scopeA });
   await a.change(key('k2'), () => Buffer.from('two'), { scope: scopeA });
-  // written under term 1: tagged with it until learned (learning runs in the background too)
-  t.true((await a.registers.states(key('k1'))).every((s) => s.state !== null && (s.state.tag === 1 || s.state.tag === undefined)));
+  // written under term 2: tagged with it until learned (learning runs in the background too)
+  t.true((await a.registers.states(key('k1'))).every((s) => s.state !== null && (s.state.tag === 2 || s.state.tag === undefined)));
   t.is(await a.registers.learnChosen(), 0, 'both learned on a majority');
   t.true((await a.registers.states(key('k1'))).filter((s) => s.state && s.state.tag === undefined).length >= 2);
-  // a write a never learns (its learning is dropped before it runs): k3 stays tagged with term 1
+  // a write a never learns (its learning is dropped before it runs): k3 stays tagged with term 2
   await a.change(key('k3'), () => Buffer.from('three'), { scope: scopeA });
   a.registers.dropUnlearned();
-  t.true((await a.registers.states(key('k3'))).filter((s) => s.state?.tag === 1).length >= 2, 'k3 is tagged on a majority');
+  t.true((await a.registers.states(key('k3'))).filter((s) => s.state?.tag === 2).length >= 2, 'k3 is tagged on a majority');
 
   // b takes the lease over (the test plays the silent holder's expiry)
   const observed = decodeLease(await b.read(LEASE));
   const taken = await changeLease(b, (l) => takeOver(l, observed, 'b#1'));
-  t.is(taken?.term, 2);
+  t.is(taken?.term, 3);
   // a, late, under its old term: fenced on the nodes, and not retried
   const err = await a.change(key('k1'), () => Buffer.from('late'), { scope: scopeA }).then(
     () => null,
     (e: unknown) => e,
   );
-  t.true(isQfsError(err, 'fenced'), `a late write of term 1 is fenced: ${String(err)}`);
+  t.true(isQfsError(err, 'fenced'), `a late write of term 2 is fenced: ${String(err)}`);
 
-  // b settles term 1: k3 is still tagged, so it is found and rewritten under term 2
-  const scopeB: ScopeCall = { lease: LEASE, term: 2, session: 'b#1' };
+  // b settles terms 1 and 2: k3 is still tagged, so it is found and rewritten under term 3
+  const scopeB: ScopeCall = { lease: LEASE, term: 3, session: 'b#1' };
   const unsettled = await b.registers.unsettledKeys(GROUP_PREFIX, key('k'), key('l'), taken!.settled, { scope: scopeB });
   t.true(unsettled.some((k) => k.equals(key('k3'))), `k3 needs settling: ${unsettled.map((k) => k.toString('latin1')).join(', ')}`);
   for (const k of unsettled) await b.registers.settleKey(k, { scope: scopeB });
-  t.deepEqual(await changeLease(b, (l) => markSettled(l, 'b#1', 2, 1)), { term: 2, holder: 'b#1', settled: 1, renewals: 0 });
+  t.deepEqual(await changeLease(b, (l) => markSettled(l, 'b#1', 3, 2)), { term: 3, holder: 'b#1', settled: 2, renewals: 0 });
   for (const [k, v] of [
     ['k1', 'one'],
     ['k2', 'two'],
@@ -69,7 +69,7 @@ test.serial('a takeover fences the old holder on the nodes; the new holder settl
   // and the nodes ask b, on its own connection, to give the lease back
   const recalls: Buffer[] = [];
   b.onLeaseRecall((lease) => recalls.push(lease));
-  const visitor = await a.read(key('k1'), { scope: { lease: LEASE, term: 2, session: 'c#1' } }).then(
+  const visitor = await a.read(key('k1'), { scope: { lease: LEASE, term: 3, session: 'c#1' } }).then(
     () => null,
     (e: unknown) => e,
   );

@@ -31,7 +31,7 @@ test.serial('a read by another session makes the nodes recall the lease; the hol
 
   const la = await ScopeLease.acquire(config(a), 'a#1', 5000);
   t.truthy(la);
-  t.is(la!.term, 1);
+  t.is(la!.term, 2, 'a fresh scope is free at term 1');
   t.false(la!.tookOver);
   t.is(await la!.settle(), 0, 'a fresh scope has nothing to settle');
   await a.change(key('k1'), () => Buffer.from('from a'), { scope: la!.scope });
@@ -42,7 +42,7 @@ test.serial('a read by another session makes the nodes recall the lease; the hol
   a.onLeaseRecall((lease) => {
     if (lease.equals(LEASE)) released ??= la!.release();
   });
-  const refused = await b.read(key('k1'), { scope: { lease: LEASE, term: 1, session: 'b~1' } }).then(
+  const refused = await b.read(key('k1'), { scope: { lease: LEASE, term: 2, session: 'b~1' } }).then(
     () => false,
     () => true,
   );
@@ -52,12 +52,12 @@ test.serial('a read by another session makes the nodes recall the lease; the hol
   t.true(await released!, 'released clean: every change learned');
   t.false(la!.trusted());
   const free = await readLease(b.registers, LEASE);
-  t.deepEqual(free, { term: 2, holder: null, settled: 1, renewals: free.renewals });
+  t.deepEqual(free, { term: 3, holder: null, settled: 2, renewals: free.renewals });
 
   // Now the read goes through, and the next holder starts from what a committed.
-  t.deepEqual(await b.read(key('k1'), { scope: { lease: LEASE, term: 2, session: 'b~1' } }), Buffer.from('from a'));
+  t.deepEqual(await b.read(key('k1'), { scope: { lease: LEASE, term: 3, session: 'b~1' } }), Buffer.from('from a'));
   const lb = await ScopeLease.acquire(config(b), 'b#1', 5000);
-  t.is(lb?.term, 3);
+  t.is(lb?.term, 4);
   t.is(await lb!.settle(), 0, 'a clean release leaves nothing to settle');
   t.deepEqual(await b.read(key('k1'), { scope: lb!.scope }), Buffer.from('from a'));
   // a, with its old term, is fenced

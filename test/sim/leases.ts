@@ -57,6 +57,8 @@ export interface LeaseScheduleResult {
   settledKeys: number;
   /** Reads by mounts not holding the lease that went through (after recalls). */
   visits: number;
+  /** Changes by mounts not holding the lease, at its free term, that returned. */
+  freeWrites: number;
   crashes: number;
 }
 
@@ -85,6 +87,17 @@ interface Tenure {
   trustFrom: number;
   trustTo: number;
   trustEnd: () => number;
+}
+
+interface FreeWrite {
+  k: string;
+  v: string;
+  /** The lease's free term it was made under. */
+  term: number;
+  start: number;
+  /** When it returned (Infinity: it failed, and may have landed or not). */
+  end: number;
+  ok: boolean;
 }
 
 const GROUP = Buffer.from('d');
@@ -130,7 +143,9 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
   };
 
   const tenures: Tenure[] = [];
-  const stats = { cleanReleases: 0, takeovers: 0, committed: 0, batches: 0, settledKeys: 0, visits: 0 };
+  /** Writes by mounts not holding the lease, at its free term (a create in a directory nobody holds). */
+  const freeWrites: FreeWrite[] = [];
+  const stats = { cleanReleases: 0, takeovers: 0, committed: 0, batches: 0, settledKeys: 0, visits: 0, freeWrites: 0 };
   /** Sessions that were asked to give the lease back. */
   const recalled = new Set<string>();
   const pause = (ms: number): Promise<void> => new Promise((resolve) => world.at(ms, resolve));
@@ -146,6 +161,23 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
       if (prev.ended !== 'clean' && prev.inFlight?.has(k)) set.add(prev.inFlight.get(k)!);
       out.set(k, set);
     }
+    return out;
+  };
+
+  /**
+   * What a holder of `term` may find in key k after the tenure `prev` (the one
+   * before it; none: nothing before): prev's values, unless free writes came
+   * between them (terms above prev's, below this one). A free write that
+   * returned may be the last one unless another that returned began after it
+   * ended; one that failed may have landed or not, so it always may be.
+   */
+  const allowedAfter = (prev: Tenure | undefined, term: number, k: string): Set<string | null> => {
+    const between = freeWrites.filter((w) => w.k === k && w.term < term && (!prev || w.term > prev.term));
+    const done = between.filter((w) => w.ok);
+    const out = new Set<string | null>();
+    if (done.length === 0) for (const v of prev ? allowed(prev).get(k)! : [null]) out.add(v);
+    for (const w of done) if (!done.some((y) => y.start > w.end)) out.add(w.v);
+    for (const w of between) if (!w.ok) out.add(w.v);
     return out;
   };
 
@@ -206,6 +238,21 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
         }
         const k = rng.pick(keyNames);
         const started = world.now;
+        if (rng.chance(0.4)) {
+          // A change without the lease, at its free term: fenced once a holder's term is chosen.
+          const w: FreeWrite = { k, v: `${session}.w`, term: cur.term, start: started, end: Infinity, ok: false };
+          freeWrites.push(w);
+          try {
+            await registers.change(scopeKey(k), () => Buffer.from(w.v), { scope: { lease: LEASE_KEY, term: cur.term, session } });
+            w.ok = true;
+            w.end = world.now;
+            stats.freeWrites++;
+            return;
+          } catch {
+            await pause(5 + rng.next() * 20);
+            continue;
+          }
+        }
         let v: string | null;
         try {
           v = str(await registers.read(scopeKey(k), { scope: { lease: LEASE_KEY, term: cur.term, session } }));
@@ -224,6 +271,8 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
         const during = tenures.filter((t) => t.started && t.trustFrom > started && t.ended !== null);
         const ok = new Set<string | null>(prev ? allowed(prev).get(k)! : [null]);
         for (const t of during) for (const x of allowed(t).get(k)!) ok.add(x);
+        // Free writes since that holder (their order against this read is not known here).
+        for (const w of freeWrites) if (w.k === k && (!prev || w.term > prev.term) && w.start <= world.now) ok.add(w.v);
         if (!ok.has(v)) violation(`${session} read ${k} = ${JSON.stringify(v)} (${started.toFixed(2)}..${world.now.toFixed(2)} ms); after ${prev ? `${prev.session} (term ${prev.term}, ${prev.ended ?? 'still running'})` : 'no holder'}${during.length ? ` or ${during.map((t) => t.session).join(', ')}` : ''} it may only be one of ${JSON.stringify([...ok])}`);
         return;
       }
@@ -259,12 +308,10 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
         tenure.start = new Map(model);
         // The previous holder's work must be exactly what this one finds.
         const prev = tenures.filter((t) => t.started && t.term < term).sort((a, b) => b.term - a.term)[0];
-        if (prev) {
-          const ok = allowed(prev);
-          for (const k of keyNames) {
-            if (!ok.get(k)!.has(model.get(k) ?? null)) {
-              violation(`${session} (term ${term}) found ${k} = ${JSON.stringify(model.get(k))}; after ${prev.session} (term ${prev.term}, ${prev.ended ?? 'still running'}) it may only be one of ${JSON.stringify([...ok.get(k)!])}`);
-            }
+        for (const k of keyNames) {
+          const ok = allowedAfter(prev, term, k);
+          if (!ok.has(model.get(k) ?? null)) {
+            violation(`${session} (term ${term}) found ${k} = ${JSON.stringify(model.get(k))}; after ${prev ? `${prev.session} (term ${prev.term}, ${prev.ended ?? 'still running'})` : 'no holder'} and the free writes since, it may only be one of ${JSON.stringify([...ok])}`);
           }
         }
         tenure.started = true;

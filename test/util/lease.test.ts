@@ -44,7 +44,8 @@ test('malformed lease bytes are corrupt, not a lease', (t) => {
 });
 
 test('transitions: acquire only free, renew and release only by the holder at its term, takeover only from the observed record', (t) => {
-  const held = acquireFree(FRESH_LEASE, 'a')!;
+  t.deepEqual(FRESH_LEASE, { term: 1, holder: null, settled: 0, renewals: 0 }, 'a scope never written is free at term 1 (its free writes are settled by the first holder)');
+  const held = acquireFree({ term: 0, holder: null, settled: 0, renewals: 0 }, 'a')!;
   t.deepEqual(held, { term: 1, holder: 'a', settled: 0, renewals: 0 });
   t.is(acquireFree(held, 'b'), null);
   t.deepEqual(renewLease(held, 'a', 1), { ...held, renewals: 1 });
