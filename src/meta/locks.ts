@@ -8,8 +8,8 @@
 // once they have seen it unchanged for long enough; locks of a dead session
 // are dropped by the next change of that file's record. Waiting for a lock
 // held on another mount is a bounded backoff (10 ms doubling to `pollMaxMs`),
-// plus at most one read of the holder's session record per renewal period;
-// a release by this mount wakes this mount's waiters at once.
+// plus at most one look at the holder's session record (a write-back, a fence)
+// per renewal period; a release by this mount wakes this mount's waiters at once.
 import type { RegisterSpace } from '../keyspace/types.js';
 import { KEEP } from '../keyspace/types.js';
 import { systemClock, type Clock, type Timer } from '../util/clock.js';
@@ -179,6 +179,14 @@ interface Session {
 const DEAD_SESSIONS_REMEMBERED = 4096;
 const OBSERVATIONS_REMEMBERED = 4096;
 
+function ownerKey(owner: string, kind: 'posix' | 'flock'): string {
+  return `${kind}\0${owner}`;
+}
+
+function undoKey(ino: Ino, owner: string, kind: 'posix' | 'flock'): string {
+  return `${ino}\0${ownerKey(owner, kind)}`;
+}
+
 export class LockService {
   private readonly clock: Clock;
   private readonly lease: LeaseParams;
@@ -190,8 +198,21 @@ export class LockService {
   private stopped = false;
   /** This session's locks as last stored, per file (the record is the truth; this answers "do I hold anything here?"). */
   private readonly held = new Map<Ino, RangeLock[]>();
-  /** Files where a change's outcome is unknown: this session may hold locks there. */
-  private readonly unsure = new Set<Ino>();
+  /**
+   * Per file, the owners (ownerKey) with a change whose outcome is unknown: this
+   * session may hold locks of theirs there that `held` does not show. A change
+   * touches only its own owner's locks (and dead sessions'), so the others'
+   * entries in `held` stay exact; a later change that answers and wrote makes
+   * the file known (while any is unknown, every change writes: see attempt).
+   */
+  private readonly unsure = new Map<Ino, Set<string>>();
+  /**
+   * Per file and owner (undoKey), the unlock that takes back a request which
+   * ended without a grant after a change whose outcome was unknown. It is
+   * retried until it lands, and that owner's next lock request on the file
+   * waits for it, so it can never remove a later grant.
+   */
+  private readonly undoing = new Map<string, Promise<void>>();
   /** Waiters on this mount per file, woken by this mount's releases. */
   private readonly waiters = new Map<Ino, Set<() => void>>();
   private readonly observations = new Map<string, Observation>();
@@ -345,17 +366,17 @@ export class LockService {
   /** Looks at a session holding a conflicting lock: true when its locks may go now. */
   private async checkSession(id: string): Promise<{ dead: boolean; recheckInMs: number }> {
     if (this.dead.has(id)) return { dead: true, recheckInMs: 0 };
-    // The first look writes the value back as it is (a fence): a renewal the holder
-    // sent before it died may sit accepted on a minority of replicas, and a later
-    // round could still choose it, moving the counter after the wait has begun.
-    // Written back at a higher ballot on a majority, it never can; after this, only
-    // a renewal sent later changes the counter. Later looks only read.
-    const first = !this.observations.has(id);
-    const rec = decodeSession(
-      first
-        ? await this.ks.change(sessionKey(id), (old) => (old === null ? KEEP : Buffer.from(old)), { timeoutMs: this.requestMs })
-        : await this.ks.read(sessionKey(id), { timeoutMs: this.requestMs }),
-    );
+    // Every look writes the value back as it is (a fence): a renewal the holder
+    // sent before it died may sit accepted on a minority of replicas, where a
+    // quorum read does not see it (the majority agrees on the older value) but a
+    // later round adopts it, moving the counter after the count has begun.
+    // Written back at a higher ballot on a majority, it never can; after this,
+    // only a renewal sent later changes the counter. Only the first look fenced
+    // once: a holder that died later, while this mount watched it, left such a
+    // renewal, which the declaration itself then adopted, so the count began
+    // again and the release took twice the wait (lock simulator seed 6363). With
+    // every look a fence, the first look after the death ends the counter.
+    const rec = decodeSession(await this.ks.change(sessionKey(id), (old) => (old === null ? KEEP : Buffer.from(old)), { timeoutMs: this.requestMs }));
     const now = this.clock.now();
     const seen = rec === null ? undefined : observe(this.observations.get(id), rec, now);
     if (seen !== undefined) {
@@ -387,11 +408,26 @@ export class LockService {
     return { session: s.id, owner: spec.owner, kind: spec.kind, type: spec.type, start: spec.start, end: spec.end, pid: spec.pid };
   }
 
-  private remember(ino: Ino, sessionId: string, locks: readonly RangeLock[]): void {
+  private isUnsure(ino: Ino, owner: string, kind: 'posix' | 'flock'): boolean {
+    return this.unsure.get(ino)?.has(ownerKey(owner, kind)) ?? false;
+  }
+
+  private markUnsure(ino: Ino, owner: string, kind: 'posix' | 'flock'): void {
+    let set = this.unsure.get(ino);
+    if (set === undefined) this.unsure.set(ino, (set = new Set()));
+    set.add(ownerKey(owner, kind));
+  }
+
+  /**
+   * What a change that answered stored. Only one that wrote (at a ballot above
+   * any earlier change of this mount) settles the outcomes that were unknown;
+   * one that kept the value did not write, and it kept it only while none was.
+   */
+  private remember(ino: Ino, sessionId: string, locks: readonly RangeLock[], wrote: boolean): void {
     const mine = locks.filter((l) => l.session === sessionId);
     if (mine.length === 0) this.held.delete(ino);
     else this.held.set(ino, mine);
-    this.unsure.delete(ino);
+    if (wrote) this.unsure.delete(ino);
   }
 
   private wake(ino: Ino): void {
@@ -402,7 +438,7 @@ export class LockService {
 
   /** Does this mount (possibly) hold a lock of `owner` on the file? (No: an unlock has nothing to do.) */
   mayHold(ino: Ino, owner: string, kind: 'posix' | 'flock'): boolean {
-    if (this.unsure.has(ino)) return true;
+    if (this.isUnsure(ino, owner, kind)) return true;
     return (this.held.get(ino) ?? []).some((l) => l.owner === owner && l.kind === kind);
   }
 
@@ -412,25 +448,37 @@ export class LockService {
     let decision: LockDecision | null = null;
     const dead = this.dead;
     let stored: Buffer | null;
+    let wrote = false;
     try {
       stored = await this.ks.change(
         lockKey(ino),
         (old) => {
           const current = decodeLocks(old);
           decision = decideLock(current, req, dead);
-          if (sameLocks(current, decision.locks)) return KEEP;
+          wrote = true;
+          if (sameLocks(current, decision.locks)) {
+            // Nothing to change. A change that keeps the value writes nothing when a
+            // majority agrees on it, and then a change of this mount whose outcome is
+            // unknown, accepted on a minority, can still be adopted by a later round
+            // (seed 5457: an undo that found nothing to unlock, and the lock came back
+            // after it). While there is one, write the value back at this round's
+            // ballot: then it never can, and the file is known again.
+            if (this.unsure.has(ino)) return old === null ? null : Buffer.from(old);
+            wrote = false;
+            return KEEP;
+          }
           if (decision.locks.length > MAX_LOCKS_PER_FILE) throw new FsError('ENOLCK', `more than ${MAX_LOCKS_PER_FILE} locks on one file`);
           return encodeLocks(decision.locks);
         },
         { deadline },
       );
     } catch (err) {
-      this.unsure.add(ino);
+      this.markUnsure(ino, spec.owner, spec.kind);
       throw err;
     }
     const d = decision as LockDecision | null;
     if (d === null) throw new FsError('EIO', 'lock change did not run');
-    this.remember(ino, s.id, decodeLocks(stored));
+    this.remember(ino, s.id, decodeLocks(stored), wrote);
     return d;
   }
 
@@ -456,17 +504,94 @@ export class LockService {
     // stay behind, or another owner waits on a lock this process does not know
     // it holds (the lock simulator found that, seed 3108). When the owner held
     // nothing of this kind in the range before, undoing it is unlocking the range.
-    const priorKnown = !this.unsure.has(ino);
+    // The undo is retried in the background until it lands: the cluster that did
+    // not answer the request often does not answer the undo either, and an undo
+    // tried once left the lock for good (seed 4936). This owner's next request
+    // on the file waits for it first.
+    // (no await when none is pending: a request reaches the cluster in the same turn, as before)
+    if (this.undoing.has(undoKey(ino, spec.owner, spec.kind))) await this.undone(ino, spec, wait, signal);
+    const priorKnown = !this.isUnsure(ino, spec.owner, spec.kind);
     const heldBefore = (this.held.get(ino) ?? []).some((l) => l.owner === spec.owner && l.kind === spec.kind && l.start < spec.end && spec.start < l.end);
     let uncertain = false;
     try {
       return await this.setLoop(ino, spec, wait, signal, (u) => (uncertain = u));
     } catch (err) {
-      if (uncertain && priorKnown && !heldBefore) {
-        await this.set(ino, { ...spec, type: 'unlock' }, false).catch((e: Error) => this.opts.log.warn({ err: e.message }, 'could not undo a lock request whose outcome was unknown'));
-      }
+      if (uncertain && priorKnown && !heldBefore) this.undo(ino, spec);
       throw err;
     }
+  }
+
+  /** Undos still being retried (for the simulator and tests). */
+  pendingUndos(): number {
+    return this.undoing.size;
+  }
+
+  /**
+   * Waits until no undo of this owner's is pending on the file: a waiting
+   * request until the signal; a non-waiting one for one request's deadline,
+   * then ENOLCK (as when the cluster does not answer).
+   */
+  private async undone(ino: Ino, spec: LockSpec, wait: boolean, signal: AbortSignal | undefined): Promise<void> {
+    const deadline = this.clock.now() + this.requestMs;
+    for (;;) {
+      const pending = this.undoing.get(undoKey(ino, spec.owner, spec.kind));
+      if (pending === undefined) return;
+      if (signal?.aborted) throw new FsError('EINTR');
+      const left = deadline - this.clock.now();
+      if (!wait && left <= 0) throw new FsError('ENOLCK', 'an earlier request of this owner is still being undone: the cluster did not answer');
+      await new Promise<void>((resolve, reject) => {
+        const timer = wait ? null : this.clock.after(left, finish);
+        const aborted = (): void => {
+          timer?.cancel();
+          reject(new FsError('EINTR'));
+        };
+        function finish(): void {
+          timer?.cancel();
+          signal?.removeEventListener('abort', aborted);
+          resolve();
+        }
+        signal?.addEventListener('abort', aborted, { once: true });
+        void pending.then(finish);
+      });
+    }
+  }
+
+  /** Starts the undo of a request (an unlock of its range), retried until it lands, the session is lost, or the service stops. */
+  private undo(ino: Ino, spec: LockSpec): void {
+    const key = undoKey(ino, spec.owner, spec.kind);
+    const s0 = this.session;
+    const unlock: LockSpec = { ...spec, type: 'unlock' };
+    const run = async (): Promise<void> => {
+      let backoff = 10;
+      for (let tries = 1; ; tries++) {
+        const s = this.session;
+        // a lost session's locks went with it; a stopped service ended its session
+        if (this.stopped || s === null || s.lost || s !== s0) return;
+        try {
+          await this.attempt(ino, unlock, s, this.clock.now() + this.requestMs);
+          this.wake(ino);
+          if (tries > 1) this.opts.log.info({ ino, owner: spec.owner, tries }, 'undid a lock request whose outcome was unknown');
+          return;
+        } catch (err) {
+          const msg = { ino, owner: spec.owner, err: (err as Error).message };
+          // a broken record (EIO) does not mend by trying again; the cluster not answering does
+          if (err instanceof FsError) {
+            this.opts.log.error(msg, 'could not undo a lock request whose outcome was unknown');
+            return;
+          }
+          if (tries === 1) this.opts.log.warn(msg, 'could not undo a lock request whose outcome was unknown yet; trying again');
+          else this.opts.log.debug(msg, 'lock undo: the cluster did not answer; trying again');
+        }
+        await this.pause(backoff * (0.75 + this.clock.random() / 2));
+        backoff = Math.min(this.pollMaxMs, backoff * 2);
+      }
+    };
+    const p: Promise<void> = run()
+      .catch((err: Error) => this.opts.log.error({ err: err.message }, 'lock undo failed'))
+      .finally(() => {
+        if (this.undoing.get(key) === p) this.undoing.delete(key);
+      });
+    this.undoing.set(key, p);
   }
 
   private async setLoop(ino: Ino, spec: LockSpec, wait: boolean, signal: AbortSignal | undefined, uncertain: (u: boolean) => void): Promise<void> {
@@ -481,7 +606,7 @@ export class LockService {
         d = await this.attempt(ino, spec, s, deadline);
         uncertain(false);
       } catch (err) {
-        if (this.unsure.has(ino)) uncertain(true);
+        if (this.isUnsure(ino, spec.owner, spec.kind)) uncertain(true);
         // A waiting lock outlasts a cluster that does not answer (a signal ends it); a non-waiting one reports it.
         if (!wait || (err instanceof FsError && err.errno !== 'ENOLCK')) throw err;
         this.opts.log.debug({ err: (err as Error).message }, 'lock wait: the cluster did not answer; trying again');
@@ -494,14 +619,29 @@ export class LockService {
         // Granted while the trust had run out: it counts only once a renewal shows the
         // session alive (then nobody can have taken its locks); if the session was
         // declared dead instead, the lock went with it.
-        if (!this.trusted()) await this.regainTrust(s, this.clock.now() + 4 * this.requestMs);
+        if (!this.trusted()) {
+          // Stored, but reported as not taken if the trust does not come back: then it is undone like an unknown outcome.
+          uncertain(true);
+          await this.regainTrust(s, this.clock.now() + 4 * this.requestMs);
+          uncertain(false);
+        }
         return;
       }
       let pauseMs = backoff;
       // Every other mount in the way is watched at once, so that several dead ones cost one wait.
       const sessions = [...new Set(findConflicts(d.locks, this.ownerOf(spec, s)).map((l) => l.session))].filter((id) => id !== s.id);
       if (sessions.length > 0) {
-        const verdicts = await Promise.all(sessions.map((id) => this.checkSession(id)));
+        let verdicts: Array<{ dead: boolean; recheckInMs: number }>;
+        try {
+          verdicts = await Promise.all(sessions.map((id) => this.checkSession(id)));
+        } catch (err) {
+          // as with the change itself: a waiting lock outlasts a cluster that does not answer
+          if (!wait || (err instanceof FsError && err.errno !== 'ENOLCK')) throw err;
+          this.opts.log.debug({ err: (err as Error).message }, 'lock wait: the cluster did not answer a look at a holder; trying again');
+          await this.waitLocal(ino, backoff, signal);
+          backoff = Math.min(this.pollMaxMs, backoff * 2);
+          continue;
+        }
         this.opts.log.debug({ ino, owner: spec.owner, holder: d.conflict.owner, sessions, dead: verdicts.map((v) => v.dead) }, 'lock held by another mount');
         if (verdicts.some((v) => v.dead)) continue; // the next change drops their locks
         pauseMs = Math.min(backoff, ...verdicts.map((v) => v.recheckInMs));
@@ -516,7 +656,7 @@ export class LockService {
     while (!this.trusted()) {
       if (s.lost || this.session !== s) throw new FsError('ENOLCK', 'the lock session was declared dead while the lock was being taken');
       if (this.clock.now() >= deadline) {
-        // Rare: left in place (unlock or close releases it), reported as not taken.
+        // Rare: reported as not taken; set() undoes it when the owner held nothing there before.
         throw new FsError('ENOLCK', 'the lock session lapsed while the lock was being taken');
       }
       await this.renewNow();

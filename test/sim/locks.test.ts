@@ -17,6 +17,7 @@ test.serial(`${SEEDS} seeded lock schedules keep mutual exclusion and release de
   let lost = 0;
   let killed = 0;
   let worstFinal = 0;
+  let worstUndo = 0;
   let bound = 0;
   for (let seed = 1; seed <= SEEDS; seed++) {
     const r = await runLockSchedule(seed);
@@ -29,13 +30,30 @@ test.serial(`${SEEDS} seeded lock schedules keep mutual exclusion and release de
     lost += r.lost;
     killed += r.killed;
     worstFinal = Math.max(worstFinal, r.finalWaitMs);
+    worstUndo = Math.max(worstUndo, r.undoMs);
     bound = r.boundMs;
   }
   const secs = (performance.now() - started) / 1000;
-  t.log(`${SEEDS} schedules in ${secs.toFixed(1)} s: ${granted} locks granted, ${interrupted} waits interrupted, ${lost} sessions lost, ${killed} mounts killed; worst final wait ${worstFinal} ms (bound ${bound} ms)`);
+  t.log(`${SEEDS} schedules in ${secs.toFixed(1)} s: ${granted} locks granted, ${interrupted} waits interrupted, ${lost} sessions lost, ${killed} mounts killed; worst final wait ${worstFinal} ms (bound ${bound} ms); worst undo after healing ${worstUndo} ms`);
   t.true(granted > SEEDS * 5, 'the workload takes locks');
   t.true(killed > 0 && lost > 0, 'mounts died and sessions were declared dead');
   t.true(interrupted > 0, 'signals ended waits');
+});
+
+// Seeds that soaks found failing, past the range above. (A fix changes the schedule a
+// seed makes, so each also has an exact regression in test/meta/locks.test.ts.)
+const FOUND = [
+  3108, // an interrupted F_SETLKW left a lock its process did not know it held
+  4936, // the undo of that lock was tried once, failed (the mount was cut off), and the lock stayed for good
+  5457, // an undo that found nothing to unlock kept the record without writing; the change on a minority came back
+  6363, // a holder that died while watched left a renewal on a minority; the declaration adopted it and the wait began again
+];
+
+test.serial(`seeds found by soaks pass (${FOUND.join(', ')})`, async (t) => {
+  for (const seed of FOUND) {
+    const r = await runLockSchedule(seed);
+    t.true(r.ok, `seed ${seed} (${r.shape}): ${r.failure ?? ''}`);
+  }
 });
 
 test.serial('a lock seed replays exactly', async (t) => {

@@ -12,12 +12,16 @@
 // release it, and only while its mount trusts its session (from a renewal's
 // success until the lapse timer fires on the mount's own clock, or the
 // session is declared dead); no two owners ever believe at one instant that
-// they hold conflicting locks. Liveness: once every fault has healed, a mount
+// they hold conflicting locks. No orphans: once the workload is done and every
+// fault has healed, within UNDO_BOUND_MS no live session holds a lock that none
+// of its processes believes it holds (an interrupted request whose change may
+// have landed is undone). Liveness: once every fault has healed, a mount
 // gets a whole-file write lock (fcntl and flock) that dead mounts held within
 // the stated bound (releaseBoundMs) plus the backoff's slack.
 import { Registers } from '../../src/cluster/registers.js';
 import { FsError } from '../../src/meta/errors.js';
-import { LockService, type LockSpec, type SessionEvent } from '../../src/meta/locks.js';
+import { LockService, decodeLocks, decodeSession, type LockSpec, type SessionEvent } from '../../src/meta/locks.js';
+import { lockKey, sessionKey } from '../../src/meta/schema.js';
 import { releaseBoundMs, type LeaseParams } from '../../src/meta/lock-lease.js';
 import type { Ino } from '../../src/meta/types.js';
 import type { Clock } from '../../src/util/clock.js';
@@ -46,6 +50,8 @@ export interface LockScheduleResult {
   /** The final whole-file lock's wait after every fault healed, and the bound it was held to. */
   finalWaitMs: number;
   boundMs: number;
+  /** How long the undos of interrupted requests still pending took to land after the faults healed. */
+  undoMs: number;
 }
 
 const INO = 42 as Ino;
@@ -54,6 +60,14 @@ const LEASE: LeaseParams = { leaseMs: 300, inFlightMs: 150, drift: 0.01 };
 const REQUEST_MS = 150;
 const POLL_MAX_MS = 40;
 const SIM_LIMIT_MS = 600_000;
+/**
+ * After the faults heal, how long an undo still pending may take to land: it is
+ * retried every pollMax at most (jittered up to 1.25×) and the first attempt on
+ * a healed network answers within a round trip; a request already in flight
+ * when the faults healed may still run out its deadline first. Two deadlines
+ * and two pauses cover both.
+ */
+const UNDO_BOUND_MS = 2 * (REQUEST_MS + 1.25 * POLL_MAX_MS);
 
 /** A clock that runs at `rate` times the world's (within the drift bound), from its own origin. */
 function driftingClock(world: World, rate: number, origin: number): Clock {
@@ -128,6 +142,7 @@ export async function runLockSchedule(seed: number, bugs: LockBugs = {}, trace?:
   interface SimMount {
     name: string;
     locks: LockService;
+    registers: Registers;
     alive: boolean;
     /** Aborted when the mount is killed: its processes' waits end with it. */
     death: AbortController;
@@ -149,7 +164,7 @@ export async function runLockSchedule(seed: number, bugs: LockBugs = {}, trace?:
       ...(bugs.noDeclare ? { injectBugs: { noDeclare: true } } : {}),
     });
     locks.onEvent = onEvent;
-    mounts.push({ name, locks, alive: true, death: new AbortController() });
+    mounts.push({ name, locks, registers, alive: true, death: new AbortController() });
   }
 
   const beliefs: Belief[] = [];
@@ -237,9 +252,9 @@ export async function runLockSchedule(seed: number, bugs: LockBugs = {}, trace?:
     for (const n of nodes) world.heal(m.name, n.name);
   };
   const nemesis = async (): Promise<void> => {
-    while (running > 0) {
+    while (running > 0 && !healed) {
       await pause(world, 5 + rng.next() * 80);
-      if (running === 0) break; // the faults heal once the workload is done
+      if (running === 0 || healed) break; // the faults heal once the workload is done
       const r = rng.next();
       if (crashy && r < 0.25) {
         const down = nodes.filter((n) => !n.up).length;
@@ -287,6 +302,41 @@ export async function runLockSchedule(seed: number, bugs: LockBugs = {}, trace?:
   healed = true;
   const boundMs = releaseBoundMs(LEASE, 50) + 2 * POLL_MAX_MS;
   const survivor = mounts.find((m) => m.alive)!;
+  // No orphans. Every process of a live mount has finished: it released what it
+  // was granted (retrying until that landed) or closed the file after an error, so
+  // none believes it holds anything; a lock of a live session still in the record
+  // is one that no process knows of, and others would wait on it for as long as
+  // the mount lives. Pending undos of interrupted requests must land first.
+  const healedAt = world.now;
+  const live = mounts.filter((m) => m.alive);
+  await world.run(() => live.every((m) => m.locks.pendingUndos() === 0), world.now + 60_000);
+  const undoMs = world.now - healedAt;
+  if (undoMs > UNDO_BOUND_MS) violation(`undos of interrupted requests took ${undoMs.toFixed(1)} ms after the faults healed, over ${UNDO_BOUND_MS} ms`);
+  let orphansRead = false;
+  let reading = true;
+  void (async () => {
+    for (let tries = 0; tries < 20 && !orphansRead; tries++) {
+      try {
+        const record = decodeLocks(await survivor.registers.read(lockKey(INO), { timeoutMs: REQUEST_MS }));
+        const found: string[] = [];
+        for (const m of live) {
+          const session = m.locks.sessionId;
+          if (session === null) continue;
+          // a session declared dead lost its locks (the next change drops them)
+          const rec = decodeSession(await survivor.registers.read(sessionKey(session), { timeoutMs: REQUEST_MS }));
+          if (rec === null || rec.dead) continue;
+          const orphans = record.filter((l) => l.session === session);
+          if (orphans.length > 0) found.push(`${orphans.length} lock(s) of ${m.name}'s live session ${session} that no process believes it holds, ${undoMs.toFixed(1)} ms after the faults healed: ${JSON.stringify(orphans)}`);
+        }
+        orphansRead = true;
+        for (const f of found) violation(f);
+      } catch {
+        await pause(world, 20);
+      }
+    }
+  })().finally(() => (reading = false));
+  await world.run(() => !reading, world.now + 60_000);
+  if (!orphansRead) violation('could not read the lock record with every fault healed');
   // Processes of live mounts that could not release during the faults close their files now.
   let closing = true;
   void (async () => {
@@ -326,8 +376,9 @@ export async function runLockSchedule(seed: number, bugs: LockBugs = {}, trace?:
   })()
     .catch((err: Error) => violation(`the final lock failed with every fault healed: ${err.message}`))
     .finally(() => (finishing = false));
+  // (awaited only once finished: nothing moves the world outside world.run, so an unfinished one never settles)
   if (!(await world.run(() => !finishing, world.now + 60_000))) violation('the final lock did not finish');
-  await final;
+  else await final;
   if (finalWaitMs > boundMs) violation(`a final whole-file lock took ${finalWaitMs.toFixed(1)} ms after it was asked for, over the bound ${boundMs} ms`);
   // let trust periods of the dead run out, so that every belief is cut where it ends
   await world.run(() => false, world.now + 4 * LEASE.leaseMs);
@@ -367,6 +418,7 @@ export async function runLockSchedule(seed: number, bugs: LockBugs = {}, trace?:
     killed,
     finalWaitMs: Math.round(finalWaitMs),
     boundMs,
+    undoMs: Math.round(undoMs),
   };
   if (violations.length > 0) return { ...base, ok: false, failure: violations.join('\n') };
   return { ...base, ok: true };
