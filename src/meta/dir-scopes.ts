@@ -12,12 +12,12 @@
 // up. Another mount that reads the directory makes the nodes recall the
 // lease: the holder flushes and gives it back.
 import { setTimeout as delay } from 'node:timers/promises';
-import type { CallOpts, HeldScope, KeySpace, ScopeRange, ScopeService } from '../keyspace/types.js';
+import type { CallOpts, ChangeFn, HeldScope, KeySpace, ScopeRange, ScopeService } from '../keyspace/types.js';
 import { QfsError, isQfsError } from '../util/errors.js';
 import { decodeLease } from '../util/lease.js';
 import type { Logger } from '../util/log.js';
 import { DIRENT_RANGE, dirLeaseKey, direntKey, inoGroup } from './schema.js';
-import type { Dirent, Ino } from './types.js';
+import { decodeDirent, type Dirent, type Ino } from './types.js';
 
 export interface WriteBehindOptions {
   /** Take directory leases and write name changes behind (false: every change is synchronous). */
@@ -54,6 +54,9 @@ export class DirState {
   gate: Promise<void> | null = null;
   /** While held: the entries this mount knows, its queued changes included (null: no such name). */
   readonly known = new Map<string, Dirent | null>();
+  /** While held: `known` has every entry (read whole when the lease was taken): a name it lacks does not exist. */
+  complete = false;
+  private sortedNames: Buffer[] | null = null;
   /** While held: the last queued commit of each name. */
   readonly chains = new Map<string, Promise<void>>();
   /** Calls made without the lease still running (an acquisition waits for them). */
@@ -71,6 +74,46 @@ export class DirState {
 
   get leaseKey(): Buffer {
     return this.range.lease;
+  }
+
+  /** What a name is as far as this holder knows (undefined: it must read it). */
+  knownEntry(name: string): Dirent | null | undefined {
+    const d = this.known.get(name);
+    return d !== undefined ? d : this.complete ? null : undefined;
+  }
+
+  /** Records what a name now is, under the lease. */
+  setKnown(name: string, d: Dirent | null): void {
+    const had = this.known.get(name);
+    this.known.set(name, d);
+    if ((had ?? null) === null || d === null) this.sortedNames = null;
+  }
+
+  /** Drops everything known (the lease is gone or new). */
+  forgetAll(): void {
+    this.known.clear();
+    this.complete = false;
+    this.sortedNames = null;
+  }
+
+  /** A complete holder's listing: entries after `after` in name byte order, at most `limit`. */
+  listing(after: Buffer | null, limit: number): { entries: Array<{ name: Buffer; dirent: Dirent }>; more: boolean } {
+    if (!this.sortedNames) {
+      this.sortedNames = [...this.known].filter(([, d]) => d !== null).map(([n]) => Buffer.from(n, 'latin1'));
+      this.sortedNames.sort(Buffer.compare);
+    }
+    const names = this.sortedNames;
+    let lo = 0;
+    if (after) {
+      let hi = names.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (Buffer.compare(names[mid]!, after) <= 0) lo = mid + 1;
+        else hi = mid;
+      }
+    }
+    const page = names.slice(lo, lo + limit);
+    return { entries: page.map((n) => ({ name: n, dirent: this.known.get(n.toString('latin1'))! })), more: lo + limit < names.length };
   }
 
   beginFree(): void {
@@ -96,6 +139,9 @@ export class DirState {
     });
   }
 }
+
+/** The most entries a held directory is read whole with. */
+const LISTING_MAX = 4096;
 
 function fenced(err: unknown): boolean {
   return isQfsError(err, 'fenced');
@@ -206,7 +252,7 @@ export class DirScopes {
       } catch (err) {
         this.log?.debug({ err: (err as Error).message, dir: st.dir }, 'could not take a directory lease');
       }
-      st.known.clear();
+      st.forgetAll();
       st.chains.clear();
       st.term = null;
       st.heat = 0;
@@ -214,6 +260,7 @@ export class DirScopes {
         st.held = held;
         st.lastUse = Date.now();
         this.stats.acquired++;
+        await this.readWhole(st, held);
         this.log?.debug({ dir: st.dir, term: held.call.term }, 'took a directory lease');
       } else {
         // Somebody else is busy here: do not try again at once.
@@ -225,6 +272,22 @@ export class DirScopes {
     return st.gate;
   }
 
+  /**
+   * A directory of up to LISTING_MAX entries is read whole when its lease is
+   * taken: then lookups of names it lacks and listings need no round trip.
+   */
+  private async readWhole(st: DirState, held: HeldScope): Promise<void> {
+    try {
+      const page = await this.ks.scan(st.range.group, st.range.start, st.range.end, { limit: LISTING_MAX + 1, scope: held.call });
+      if (page.next !== null || page.entries.length > LISTING_MAX) return;
+      const prefix = 1 + st.range.group.length + st.range.start.length;
+      for (const e of page.entries) st.known.set(e.key.subarray(prefix).toString('latin1'), decodeDirent(e.value));
+      st.complete = true;
+    } catch {
+      // Not read whole: names are read one by one under the lease.
+    }
+  }
+
   /** Commits the directory's queued changes and gives its lease back. */
   async release(st: DirState): Promise<void> {
     while (st.gate) await st.gate;
@@ -234,7 +297,7 @@ export class DirScopes {
       await Promise.allSettled([...st.chains.values()]);
       await held.release().catch(() => false);
       st.held = null;
-      st.known.clear();
+      st.forgetAll();
       st.chains.clear();
       st.term = null;
       this.stats.released++;
@@ -251,7 +314,7 @@ export class DirScopes {
     this.failure ??= why;
     const held = st.held;
     st.held = null;
-    st.known.clear();
+    st.forgetAll();
     st.chains.clear();
     st.term = null;
     this.log?.warn({ dir: st.dir, err: (why as Error).message }, 'lost a directory lease: changes not yet committed under it are reported to the next fsync or close');
@@ -303,6 +366,16 @@ export class DirScopes {
       if (st.held && (!this.opts.enabled || this.closed)) await this.release(st);
       else if (!st.held) await delay(Math.min(100, 5 * attempt));
     }
+  }
+
+  /** One entry read under the directory's scope (for tools that hold no lease: fsck, intents). */
+  readEntry(dir: Ino, name: Buffer, op?: CallOpts): Promise<Buffer | null> {
+    return this.free(dir, (o) => this.ks.read(direntKey(dir, name), o), op);
+  }
+
+  /** One entry changed under the directory's scope (for tools that hold no lease: fsck, intents). */
+  changeEntry(dir: Ino, name: Buffer, fn: ChangeFn, op?: CallOpts): Promise<Buffer | null> {
+    return this.free(dir, (o) => this.ks.change(direntKey(dir, name), fn, o), op);
   }
 
   /** Runs a call under the held lease; a refusal means the lease is gone, and the call goes on without it. */
@@ -377,4 +450,17 @@ export class DirScopes {
     await Promise.allSettled([...this.dirs.values()].map((st) => this.release(st)));
     this.throwFailure();
   }
+}
+
+const toolScopes = new WeakMap<KeySpace, DirScopes>();
+
+/**
+ * Directory scopes for a tool that changes entries without ever holding a
+ * lease (fsck's repairs, rename recovery): its calls name the free term, and
+ * a held lease is recalled (or taken over and given straight back) first.
+ */
+export function toolDirScopes(ks: KeySpace): DirScopes {
+  let d = toolScopes.get(ks);
+  if (!d) toolScopes.set(ks, (d = new DirScopes(ks, { ...DEFAULT_WRITE_BEHIND, enabled: false })));
+  return d;
 }

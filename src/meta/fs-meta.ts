@@ -220,11 +220,11 @@ export class FsMeta {
     if (st) {
       // Under the lease, what this mount knows is the truth (its queued changes included).
       const k = name.toString('latin1');
-      const hit = st.known.get(k);
+      const hit = st.knownEntry(k);
       if (hit !== undefined) return hit;
       const b = await this.dirs.underLease(st, (o) => this.ks.read(key, o), op);
       const d = b ? decodeDirent(b) : null;
-      if (st.held && !st.known.has(k)) st.known.set(k, d);
+      if (st.held && st.knownEntry(k) === undefined) st.setKnown(k, d);
       return d;
     }
     const b = await this.dirs.free(dir, (o) => this.ks.read(key, o), op);
@@ -239,7 +239,7 @@ export class FsMeta {
       const k = name.toString('latin1');
       await st.chains.get(k)?.catch(() => {});
       const out = await this.dirs.underLease(st, (o) => this.ks.change(key, fn, o), op);
-      if (st.held) st.known.set(k, out ? decodeDirent(out) : null);
+      if (st.held) st.setKnown(k, out ? decodeDirent(out) : null);
       return out;
     }
     return this.dirs.free(dir, (o) => this.ks.change(key, fn, o), op);
@@ -257,7 +257,8 @@ export class FsMeta {
     let start: Buffer = after ? Buffer.concat([DIRENT_RANGE.start, after, Buffer.from([0])]) : DIRENT_RANGE.start;
     const prefix = 1 + 8 + 1; // group length byte, 8-byte group, 'd'
     const st = await this.dirs.holding(dir);
-    // A holder lists what it has committed: its queued changes go first.
+    // A holder that read the directory whole lists what it knows; otherwise what it has committed, its queued changes first.
+    if (st?.complete) return st.listing(after, limit);
     if (st) await this.dirs.flushDir(dir);
     const scan = (from: Buffer) => (st ? this.dirs.underLease(st, (o) => this.ks.scan(inoGroup(dir), from, DIRENT_RANGE.end, { ...o, limit }), op) : this.dirs.free(dir, (o) => this.ks.scan(inoGroup(dir), from, DIRENT_RANGE.end, { ...o, limit }), op));
     for (;;) {
@@ -349,17 +350,30 @@ export class FsMeta {
       const existing = await this.lookup(dir, name, op);
       if (existing) return { inode: await this.getInode(existing.ino, op), created: false };
     }
-    const inode = await this.newInode(dir, attrs, time, op);
     const st = held ? await this.dirs.holding(dir) : null;
     const k = name.toString('latin1');
-    if (st && st.known.get(k) === null) {
-      // Written behind: the inode is durable, so the name may follow it in the background.
+    if (st && st.knownEntry(k) === null) {
+      // Written behind: the inode first, then the name once the inode is chosen
+      // (crash order). Until then this mount's own reads and changes of the
+      // inode wait for its write (settled).
+      const inode = this.inodeRecord(this.takeIno(), dir, attrs, time);
+      const born = this.ks
+        .change(inodeKey(inode.ino), (old) => {
+          if (old) throw new FsError('EIO', 'inode number collision');
+          return encodeInode(inode);
+        }, op)
+        .then(() => {});
+      this.background(inode.ino, () => born);
       const dirent = encodeDirent({ ino: inode.ino, type: inode.mode & S_IFMT });
-      st.known.set(k, { ino: inode.ino, type: inode.mode & S_IFMT });
-      await this.dirs.queue(st, name, (o) => this.ks.change(direntKey(dir, name), () => dirent, o));
+      st.setKnown(k, { ino: inode.ino, type: inode.mode & S_IFMT });
+      await this.dirs.queue(st, name, async (o) => {
+        await born;
+        await this.ks.change(direntKey(dir, name), () => dirent, o);
+      });
       this.touchDir(dir, isDir(attrs.mode) ? 1 : 0, time);
-      return { inode, created: true };
+      return { inode: { ...inode, xattrs: new Map() }, created: true };
     }
+    const inode = await this.newInode(dir, attrs, time, op);
     let raced: Dirent | null = null;
     await direntPrepared;
     await this.changeEntry(dir, name, (old) => {
@@ -379,28 +393,31 @@ export class FsMeta {
   }
 
   /** A new inode under a fresh number, durable before any name points at it. */
+  private inodeRecord(ino: Ino, dir: Ino, attrs: NewInode, time: Timespec): Inode {
+    return {
+      ino,
+      mode: attrs.mode,
+      uid: attrs.uid,
+      gid: attrs.gid,
+      size: attrs.target ? attrs.target.length : 0,
+      nlink: isDir(attrs.mode) ? 2 : 1,
+      rdev: attrs.rdev ?? 0,
+      atime: time,
+      mtime: time,
+      ctime: time,
+      parent: dir,
+      target: attrs.target ?? null,
+      inline: null,
+      chunks: 0,
+      xattrs: new Map(),
+    };
+  }
+
   private async newInode(dir: Ino, attrs: NewInode, time: Timespec, op?: CallOpts): Promise<Inode> {
-    const directory = isDir(attrs.mode);
     let inode: Inode | null = null;
     for (let tries = 0; !inode; tries++) {
-      const ino = this.takeIno();
-      const candidate: Inode = {
-        ino,
-        mode: attrs.mode,
-        uid: attrs.uid,
-        gid: attrs.gid,
-        size: attrs.target ? attrs.target.length : 0,
-        nlink: directory ? 2 : 1,
-        rdev: attrs.rdev ?? 0,
-        atime: time,
-        mtime: time,
-        ctime: time,
-        parent: dir,
-        target: attrs.target ?? null,
-        inline: null,
-        chunks: 0,
-        xattrs: new Map(),
-      };
+      const candidate = this.inodeRecord(this.takeIno(), dir, attrs, time);
+      const ino = candidate.ino;
       try {
         await this.ks.change(inodeKey(ino), (old) => {
           if (old) throw new FsError('EEXIST', 'inode number collision');
@@ -458,7 +475,7 @@ export class FsMeta {
       const st = await this.dirs.holding(dir);
       if (st) {
         // Written behind: the name goes first, the link count after it (crash order).
-        st.known.set(name.toString('latin1'), null);
+        st.setKnown(name.toString('latin1'), null);
         const { committed: gone } = await this.dirs.queue(st, name, (o) => this.ks.change(direntKey(dir, name), (old) => (old === null ? KEEP : null), o));
         this.touchDir(dir, 0, time);
         this.background(d.ino, () => gone.then(() => this.dropLink(d.ino, time)));
@@ -508,8 +525,8 @@ export class FsMeta {
     if (!isDir(d.type)) throw new FsError('ENOTDIR');
     if (!(await this.isEmptyDir(d.ino, op))) throw new FsError('ENOTEMPTY');
     const st = held ? await this.dirs.holding(dir) : null;
-    if (st && st.known.get(name.toString('latin1'))?.ino === d.ino) {
-      st.known.set(name.toString('latin1'), null);
+    if (st && st.knownEntry(name.toString('latin1'))?.ino === d.ino) {
+      st.setKnown(name.toString('latin1'), null);
       const { committed: gone } = await this.dirs.queue(st, name, (o) => this.ks.change(direntKey(dir, name), (old) => (old === null ? KEEP : null), o));
       this.touchDir(dir, -1, time);
       this.background(d.ino, () => gone.then(() => this.ks.delete(inodeKey(d.ino))));
@@ -605,6 +622,7 @@ export class FsMeta {
 
   /** Read-modify-write of an inode; `fn` mutates the decoded inode. */
   async changeInode(ino: Ino, fn: (i: Inode) => void, op?: CallOpts): Promise<Inode> {
+    if (this.touches.has(ino)) await this.settled(ino); // an inode created behind its caller is written first
     let result: Inode | null = null;
     await this.ks.change(inodeKey(ino), (old) => {
       if (!old) throw new FsError('ENOENT', `inode ${ino}`);

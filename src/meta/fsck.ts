@@ -24,7 +24,7 @@
 // a busy filesystem does not produce false alarms or racing repairs.
 import { KEEP, type MaintainableKeySpace } from '../keyspace/types.js';
 import type { ChunkId } from '../util/ids.js';
-import { DIRENT_RANGE, direntKey, inodeKey, inoGroup, mapPageKey } from './schema.js';
+import { DIRENT_RANGE, inodeKey, inoGroup, mapPageKey } from './schema.js';
 import { isRecent, joinPath, reach, survey, type Reach, type Survey } from './survey.js';
 import {
   ROOT_INO,
@@ -38,6 +38,7 @@ import {
   type Inode,
 } from './types.js';
 import { resolveIntent } from './intents.js';
+import { toolDirScopes } from './dir-scopes.js';
 import { MAP_PAGE_SLOTS, decodeMapPage } from './extents.js';
 
 export type FindingKind =
@@ -314,7 +315,7 @@ async function readInode(ks: MaintainableKeySpace, ino: Ino): Promise<Inode | nu
 
 /** Re-reads a suspect name and its inode: still there and still wrong? */
 async function confirmName(ks: MaintainableKeySpace, dir: Ino, name: Buffer, ino: Ino, type: number): Promise<'gone' | 'ok' | 'dangling' | 'mismatch'> {
-  const b = await ks.read(direntKey(dir, name));
+  const b = await toolDirScopes(ks).readEntry(dir, name);
   if (!b) return 'gone';
   const d = decodeDirent(b);
   if (d.ino !== ino) return 'gone';
@@ -326,7 +327,7 @@ async function confirmName(ks: MaintainableKeySpace, dir: Ino, name: Buffer, ino
 async function confirmedNames(ks: MaintainableKeySpace, names: ReadonlyArray<{ dir: Ino; name: Buffer }>, ino: Ino): Promise<Array<{ dir: Ino; name: Buffer }>> {
   const out = [];
   for (const n of names) {
-    const b = await ks.read(direntKey(n.dir, n.name));
+    const b = await toolDirScopes(ks).readEntry(n.dir, n.name);
     if (b && decodeDirent(b).ino === ino) out.push(n);
   }
   return out;
@@ -335,7 +336,7 @@ async function confirmedNames(ks: MaintainableKeySpace, names: ReadonlyArray<{ d
 async function dropDanglingName(ks: MaintainableKeySpace, dir: Ino, name: Buffer, ino: Ino): Promise<RepairResult> {
   if (await readInode(ks, ino)) return 'not fixed: the inode exists again';
   let dropped = false;
-  await ks.change(direntKey(dir, name), (old) => {
+  await toolDirScopes(ks).changeEntry(dir, name, (old) => {
     if (!old || decodeDirent(old).ino !== ino) return KEEP;
     dropped = true;
     return null;
@@ -346,7 +347,7 @@ async function dropDanglingName(ks: MaintainableKeySpace, dir: Ino, name: Buffer
 async function fixNameType(ks: MaintainableKeySpace, dir: Ino, name: Buffer, ino: Ino): Promise<RepairResult> {
   const inode = await readInode(ks, ino);
   if (!inode) return 'not fixed: the inode is gone';
-  await ks.change(direntKey(dir, name), (old) => {
+  await toolDirScopes(ks).changeEntry(dir, name, (old) => {
     if (!old || decodeDirent(old).ino !== ino) return KEEP;
     return encodeDirent({ ino, type: inode.mode & S_IFMT });
   });
@@ -369,7 +370,8 @@ async function changeIf(ks: MaintainableKeySpace, ino: Ino, fn: (i: Inode) => bo
 async function fixDirLinks(ks: MaintainableKeySpace, ino: Ino, graceMs: number): Promise<RepairResult> {
   let subdirs = 0;
   for (let start: Buffer | null = DIRENT_RANGE.start; start; ) {
-    const page = await ks.scan(inoGroup(ino), start, DIRENT_RANGE.end, { limit: 1000 });
+    const from: Buffer = start;
+    const page = await toolDirScopes(ks).free(ino, (o) => ks.scan(inoGroup(ino), from, DIRENT_RANGE.end, { ...o, limit: 1000 }));
     subdirs += page.entries.filter((e) => (decodeDirent(e.value).type & S_IFMT) === S_IFDIR).length;
     start = page.next;
   }
@@ -382,7 +384,7 @@ async function fixDirLinks(ks: MaintainableKeySpace, ino: Ino, graceMs: number):
 }
 
 async function fixParent(ks: MaintainableKeySpace, ino: Ino, parent: Ino, name: Buffer): Promise<RepairResult> {
-  const b = await ks.read(direntKey(parent, name));
+  const b = await toolDirScopes(ks).readEntry(parent, name);
   if (!b || decodeDirent(b).ino !== ino) return 'not fixed: moved meanwhile';
   const ok = await changeIf(ks, ino, (i) => {
     if (i.parent === parent) return false;

@@ -5,7 +5,8 @@
 // (the rename took effect: finish the rest), and undone when it does not (the
 // rename never took effect: the source name is still the only one).
 import { KEEP, type KeySpace } from '../keyspace/types.js';
-import { direntKey, inodeKey } from './schema.js';
+import { toolDirScopes } from './dir-scopes.js';
+import { inodeKey } from './schema.js';
 import { S_IFDIR, S_IFMT, decodeDirent, decodeInode, decodeIntent, encodeInode } from './types.js';
 
 export type IntentOutcome = 'finished' | 'undone' | 'gone' | 'busy';
@@ -14,12 +15,14 @@ export async function resolveIntent(ks: KeySpace, key: Buffer): Promise<IntentOu
   const raw = await ks.read(key);
   if (!raw) return 'gone';
   const intent = decodeIntent(raw);
-  const dst = await ks.read(direntKey(intent.dstDir, intent.dstName));
+  // Names are read and changed under their directories' scopes: a mount holding one has its changes in first.
+  const dirs = toolDirScopes(ks);
+  const dst = await dirs.readEntry(intent.dstDir, intent.dstName);
   const tookEffect = dst !== null && decodeDirent(dst).ino === intent.ino;
   if (tookEffect) {
     const sameName = intent.srcDir === intent.dstDir && intent.srcName.equals(intent.dstName);
     if (!sameName) {
-      await ks.change(direntKey(intent.srcDir, intent.srcName), (old) => (old && decodeDirent(old).ino === intent.ino ? null : KEEP));
+      await dirs.changeEntry(intent.srcDir, intent.srcName, (old) => (old && decodeDirent(old).ino === intent.ino ? null : KEEP));
     }
     if ((intent.type & S_IFMT) === S_IFDIR && intent.srcDir !== intent.dstDir) {
       await ks.change(inodeKey(intent.ino), (old) => {
