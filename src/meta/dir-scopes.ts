@@ -140,6 +140,11 @@ export class DirState {
   }
 }
 
+/** The chain of an inode's writes behind (a name never holds a NUL byte, so it cannot collide). */
+export function inoChain(ino: Ino): string {
+  return `\u0000${ino}`;
+}
+
 /** The most entries a held directory is read whole with. */
 const LISTING_MAX = 4096;
 
@@ -393,14 +398,14 @@ export class DirScopes {
   }
 
   /**
-   * Queues a commit of one name under the held lease, after the name's
-   * earlier commits; `then` runs after it (the inode half of an unlink).
-   * Resolves once queued (a full queue makes the caller wait), with the commit.
+   * Queues a commit of one name (or of another chain: `inoChain`) under the
+   * held lease, after that chain's earlier commits. Resolves once queued (a
+   * full queue makes the caller wait), with the commit.
    */
-  async queue(st: DirState, name: Buffer, commit: (opts: CallOpts) => Promise<unknown>): Promise<{ committed: Promise<void> }> {
+  async queue(st: DirState, name: Buffer | string, commit: (opts: CallOpts) => Promise<unknown>): Promise<{ committed: Promise<void> }> {
     while (this.pending.size >= this.opts.maxPending) await Promise.race([...this.pending].map((q) => q.catch(() => {})));
     const held = st.held!;
-    const k = name.toString('latin1');
+    const k = typeof name === 'string' ? name : name.toString('latin1');
     const before = st.chains.get(k);
     const p: Promise<void> = (async () => {
       if (before) await before.catch(() => {});

@@ -11,7 +11,8 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { KEEP, type CallOpts, type ChangeFn, type KeySpace } from '../keyspace/types.js';
 import { QfsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
-import { DEFAULT_WRITE_BEHIND, DirScopes, type WriteBehindOptions } from './dir-scopes.js';
+import { DEFAULT_WRITE_BEHIND, DirScopes, inoChain, type DirState, type WriteBehindOptions } from './dir-scopes.js';
+import type { HeldScope } from '../keyspace/types.js';
 import { FsError } from './errors.js';
 import { applyOps, decodeMapPage, encodeMapPage, type Extent, type MapPage, type SlotOp } from './extents.js';
 import {
@@ -80,6 +81,13 @@ function randomIno(): Ino {
   }
 }
 
+/** Private inodes kept before a sweep drops those whose lease is gone. */
+const PRIVATES_SWEEP = 4096;
+
+function cloneInode(i: Inode): Inode {
+  return decodeInode(encodeInode(i));
+}
+
 /** Inode numbers kept prepared ahead: enough for a serial writer (tar, cp) to never wait for one. */
 const FRESH_INOS = 4;
 
@@ -98,6 +106,13 @@ export class FsMeta {
 
   /** Directory leases and the name changes written behind under them. */
   readonly dirs: DirScopes;
+  /**
+   * Inodes this mount created behind under a directory lease it still holds:
+   * their only name is in that directory, so no other mount can reach them,
+   * and their changes (times, modes, owners, contents at close) are written
+   * behind on the inode's own chain, after its creation.
+   */
+  private readonly privates = new Map<Ino, { st: DirState; held: HeldScope; inode: Inode }>();
 
   constructor(
     readonly ks: KeySpace,
@@ -207,6 +222,8 @@ export class FsMeta {
   }
 
   async getInode(ino: Ino, op?: CallOpts): Promise<Inode> {
+    const p = this.privateOf(ino);
+    if (p) return cloneInode(p.inode);
     if (this.touches.has(ino)) await this.settled(ino);
     const b = await this.ks.read(inodeKey(ino), op);
     if (!b) throw new FsError('ENOENT', `inode ${ino}`);
@@ -313,6 +330,14 @@ export class FsMeta {
   }
 
   private async touchDirNow(dir: Ino, linkDelta: number, time: Timespec): Promise<void> {
+    if (this.privateOf(dir)) {
+      await this.changeInode(dir, (d) => {
+        d.mtime = time;
+        d.ctime = time;
+        d.nlink = Math.max(2, d.nlink + linkDelta);
+      });
+      return;
+    }
     await this.ks.change(inodeKey(dir), (old) => {
       if (!old) return KEEP; // the directory went away meanwhile
       const d = decodeInode(old);
@@ -357,13 +382,18 @@ export class FsMeta {
       // (crash order). Until then this mount's own reads and changes of the
       // inode wait for its write (settled).
       const inode = this.inodeRecord(this.takeIno(), dir, attrs, time);
-      const born = this.ks
-        .change(inodeKey(inode.ino), (old) => {
+      const record = encodeInode(inode);
+      const { committed: born } = await this.dirs.queue(st, inoChain(inode.ino), () =>
+        this.ks.change(inodeKey(inode.ino), (old) => {
           if (old) throw new FsError('EIO', 'inode number collision');
-          return encodeInode(inode);
-        }, op)
-        .then(() => {});
+          return record;
+        }),
+      );
       this.background(inode.ino, () => born);
+      this.privates.set(inode.ino, { st, held: st.held!, inode: cloneInode(inode) });
+      if (this.privates.size > this.pruneAt) this.prunePrivates();
+      // The name's first phase overlaps the inode's write: its commit is then one accept.
+      void this.ks.prepare?.(direntKey(dir, name), { scope: st.held!.call }).catch(() => {});
       const dirent = encodeDirent({ ino: inode.ino, type: inode.mode & S_IFMT });
       st.setKnown(k, { ino: inode.ino, type: inode.mode & S_IFMT });
       await this.dirs.queue(st, name, async (o) => {
@@ -436,6 +466,7 @@ export class FsMeta {
     checkName(name);
     const time = nowTimespec();
     const direntPrepared = (await this.dirs.holding(dir)) ? undefined : this.prepareEntry(dir, name); // as in create
+    await this.unprivate(ino); // a second name makes it reachable without this directory's lease
     const target = await this.getInode(ino, op);
     if (isDir(target.mode)) throw new FsError('EPERM', 'hard links to directories');
     // Count the link first: a crash then leaves nlink one too high (fsck), never a name of a freed inode.
@@ -498,6 +529,7 @@ export class FsMeta {
 
   /** One link fewer; at zero the inode and its chunk map go (chunks are gc's). */
   private async dropLink(ino: Ino, time: Timespec): Promise<Inode | null> {
+    await this.unprivate(ino);
     let after: Inode | null = null;
     await this.ks.change(inodeKey(ino), (old) => {
       if (!old) return KEEP;
@@ -529,7 +561,7 @@ export class FsMeta {
       st.setKnown(name.toString('latin1'), null);
       const { committed: gone } = await this.dirs.queue(st, name, (o) => this.ks.change(direntKey(dir, name), (old) => (old === null ? KEEP : null), o));
       this.touchDir(dir, -1, time);
-      this.background(d.ino, () => gone.then(() => this.ks.delete(inodeKey(d.ino))));
+      this.background(d.ino, () => gone.then(() => this.unprivate(d.ino)).then(() => this.ks.delete(inodeKey(d.ino))));
     } else {
       await this.changeEntry(dir, name, (old) => {
         if (!old || decodeDirent(old).ino !== d.ino) throw new FsError('ENOENT');
@@ -576,6 +608,7 @@ export class FsMeta {
       if (isDir(dst.type) && !(await this.isEmptyDir(dst.ino, op))) throw new FsError('ENOTEMPTY');
     }
     if (srcIsDir && srcDir !== dstDir && (await this.isAncestor(src.ino, dstDir, op))) throw new FsError('EINVAL', 'a directory cannot move into itself');
+    if (srcDir !== dstDir) await this.unprivate(src.ino); // named in another directory now
     const time = nowTimespec();
     const id = randomBytes(16);
     await this.ks.change(intentKey(id), () =>
@@ -612,6 +645,7 @@ export class FsMeta {
     if (r) {
       if (isDir(r.type)) {
         this.touchDir(dstDir, -1, time);
+        await this.unprivate(r.ino);
         await this.ks.delete(inodeKey(r.ino));
       } else {
         this.background(r.ino, () => this.dropLink(r.ino, time));
@@ -620,8 +654,41 @@ export class FsMeta {
     await this.ks.delete(intentKey(id));
   }
 
+  private privateOf(ino: Ino): { st: DirState; held: HeldScope; inode: Inode } | null {
+    const p = this.privates.get(ino);
+    if (!p) return null;
+    if (p.st.held === p.held && p.held.trusted()) return p;
+    this.privates.delete(ino);
+    return null;
+  }
+
+  /** The inode becomes reachable another way (a link, a move, its end): its writes behind land first. */
+  private async unprivate(ino: Ino): Promise<void> {
+    const p = this.privates.get(ino);
+    if (!p) return;
+    this.privates.delete(ino);
+    await p.st.chains.get(inoChain(ino))?.catch(() => {});
+  }
+
+  private pruneAt = PRIVATES_SWEEP;
+
+  private prunePrivates(): void {
+    for (const ino of [...this.privates.keys()]) this.privateOf(ino);
+    this.pruneAt = Math.max(PRIVATES_SWEEP, 2 * this.privates.size);
+  }
+
   /** Read-modify-write of an inode; `fn` mutates the decoded inode. */
   async changeInode(ino: Ino, fn: (i: Inode) => void, op?: CallOpts): Promise<Inode> {
+    const p = this.privateOf(ino);
+    if (p) {
+      // Nobody else can reach it: the change is what this mount knows, written behind on the inode's chain.
+      const next = cloneInode(p.inode);
+      fn(next);
+      p.inode = next;
+      const bytes = encodeInode(next);
+      await this.dirs.queue(p.st, inoChain(ino), () => this.ks.change(inodeKey(ino), () => bytes));
+      return cloneInode(next);
+    }
     if (this.touches.has(ino)) await this.settled(ino); // an inode created behind its caller is written first
     let result: Inode | null = null;
     await this.ks.change(inodeKey(ino), (old) => {

@@ -55,12 +55,24 @@ test.serial("a busy directory's lease goes to the mount changing it; another mou
   t.deepEqual((await names(a, dir)).sort(), Array.from({ length: 10 }, (_, i) => `f${i + 10}`).sort());
   t.is(ka.registers.stats.fastReads + ka.registers.stats.slowReads, reads, 'answered from what the holder knows');
 
+  // An inode created under the lease is reached only through it: its changes are written behind too.
+  const reads2 = ka.registers.stats.fastReads + ka.registers.stats.slowReads;
+  const changed = await a.changeInode(inos[15]!, (i) => {
+    i.mode = S_IFREG | 0o600;
+    i.uid = 7;
+  });
+  t.is(changed.mode, S_IFREG | 0o600);
+  t.is((await a.getInode(inos[15]!)).uid, 7);
+  t.is(ka.registers.stats.fastReads + ka.registers.stats.slowReads, reads2, "the holder answers from its own copy of its new inode");
+
   // The other mount's listing is refused until the holder has committed and given the lease back.
   const expected = Array.from({ length: 10 }, (_, i) => `f${i + 10}`).sort();
   t.deepEqual((await names(b, dir)).sort(), expected);
   t.true(a.dirs.stats.recalled >= 1, 'the nodes recalled the lease from its holder');
   t.is(await b.lookup(dir, name('f3')), null);
   t.is((await b.lookup(dir, name('f15')))?.ino, inos[15]);
+  const seen = await b.getInode(inos[15]!);
+  t.deepEqual([seen.mode, seen.uid], [S_IFREG | 0o600, 7], "the holder's change of its new inode was committed before it gave the lease back");
 
   // The holder's unlinks dropped the link counts after the names (crash order), in the background.
   await a.settle();
