@@ -68,7 +68,14 @@ export class ClusterKeySpace implements MaintainableKeySpace {
       requestTimeoutMs: opts.requestTimeoutMs,
       log: opts.log.child({ component: 'chunks' }),
     });
-    this.scopes = new ClusterScopes(this.registers, this, { periodMs: opts.scopeLeaseMs ?? 5000, drift: opts.clockDrift ?? 0.05 });
+    this.scopes = new ClusterScopes(this.registers, this, {
+      periodMs: opts.scopeLeaseMs ?? 5000,
+      drift: opts.clockDrift ?? 0.05,
+      reachable: (group) => {
+        const replicas = place(this.peers, Buffer.concat([Buffer.from([group.length]), group]), opts.replication);
+        return replicas.filter((p) => p.up).length >= Math.floor(opts.replication / 2) + 1;
+      },
+    });
     for (const p of this.peers) p.connect();
     const interval = opts.hintIntervalMs ?? 2000;
     if (interval > 0) {

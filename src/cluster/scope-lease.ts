@@ -249,7 +249,7 @@ export class ClusterScopes implements ScopeService {
   constructor(
     private readonly registers: Registers,
     private readonly recalls: { onLeaseRecall(fn: (lease: Buffer) => void): void },
-    private readonly opts: { periodMs: number; drift: number; clock?: Clock },
+    private readonly opts: { periodMs: number; drift: number; clock?: Clock; reachable: (group: Buffer) => boolean },
   ) {
     // Unique per process start: a restarted mount is a new session, never the old holder.
     this.session = `${hostname().slice(0, 24)}:${process.pid}:${randomBytes(6).toString('hex')}`;
@@ -284,5 +284,9 @@ export class ClusterScopes implements ScopeService {
 
   onRecall(fn: (lease: Buffer) => void): void {
     this.recalls.onLeaseRecall(fn);
+  }
+
+  reachable(group: Buffer): boolean {
+    return this.opts.reachable(group);
   }
 }

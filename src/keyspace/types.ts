@@ -110,6 +110,8 @@ export interface ScopeService {
   acquire(range: ScopeRange, giveUpAfterMs: number): Promise<HeldScope | null>;
   /** Calls `fn` with a lease key when the nodes ask this session to give that scope back. */
   onRecall(fn: (lease: Buffer) => void): void;
+  /** Is this client connected to a majority of the group's replicas now? (Changes are written behind only then.) */
+  reachable(group: Buffer): boolean;
 }
 
 export interface KeySpace extends RegisterSpace, ChunkSpace {

@@ -162,7 +162,7 @@ export class DirScopes {
   private readonly idleTimer: NodeJS.Timeout | null = null;
   private closed = false;
   /** Counters for tests and status. */
-  readonly stats = { acquired: 0, released: 0, recalled: 0, queued: 0, committed: 0, fencedRetries: 0 };
+  readonly stats = { acquired: 0, released: 0, recalled: 0, queued: 0, committed: 0, fencedRetries: 0, laggingRetries: 0 };
 
   constructor(
     private readonly ks: KeySpace,
@@ -181,6 +181,11 @@ export class DirScopes {
       this.idleTimer = setInterval(() => this.releaseIdle(), Math.max(50, Math.min(500, opts.idleReleaseMs / 3)));
       this.idleTimer.unref();
     }
+  }
+
+  /** Is a majority of the directory's replicas connected? */
+  reachable(st: DirState): boolean {
+    return this.scopes?.reachable(st.range.group) ?? false;
   }
 
   /** Does this key space have leases at all (otherwise calls carry no scope)? */
@@ -233,7 +238,8 @@ export class DirScopes {
   async forChange(dir: Ino): Promise<DirState | null> {
     if (!this.scopes || !this.opts.enabled || this.closed) return null;
     const held = await this.holding(dir);
-    if (held) return held;
+    // Cut off from the directory's nodes, a change is made now (and fails now), not acknowledged and lost later.
+    if (held) return this.reachable(held) ? held : null;
     const st = this.state(dir);
     const now = Date.now();
     if (now - st.heatSince > this.opts.heatMs) {
@@ -388,13 +394,39 @@ export class DirScopes {
     const held = st.held;
     if (held && held.trusted()) {
       try {
-        return await run({ ...op, scope: held.call });
+        return await this.retryLagging(st, held, () => run({ ...op, scope: held.call }));
       } catch (err) {
         if (!fenced(err)) throw err;
         if (st.held === held) await this.lost(st, err);
       }
     }
     return this.free(st.dir, run, op);
+  }
+
+  /**
+   * A refusal under a held lease is either the lease gone, or a replica that
+   * has not seen it yet (it was down when the lease was taken; the next
+   * renewal, sent to every replica, brings it up to date) standing in the
+   * way of a quorum. While the lease record still names this session at its
+   * term, the call is tried again, for about two renewals.
+   */
+  private async retryLagging<T>(st: DirState, held: HeldScope, call: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await call();
+      } catch (err) {
+        if (!fenced(err) || attempt >= 8 || st.held !== held || !held.trusted()) throw err;
+        let lease;
+        try {
+          lease = decodeLease(await this.ks.read(st.leaseKey));
+        } catch {
+          throw err;
+        }
+        if (lease.holder !== held.call.session || lease.term !== held.call.term) throw err;
+        this.stats.laggingRetries++;
+        await delay(Math.min(500, 25 * 2 ** attempt));
+      }
+    }
   }
 
   /**
@@ -410,7 +442,7 @@ export class DirScopes {
     const p: Promise<void> = (async () => {
       if (before) await before.catch(() => {});
       if (st.held !== held || !held.trusted()) throw new QfsError('fenced', 'the directory lease was lost before a queued change was committed');
-      await commit({ scope: held.call });
+      await this.retryLagging(st, held, () => commit({ scope: held.call }));
       this.stats.committed++;
     })();
     this.stats.queued++;

@@ -657,7 +657,8 @@ export class FsMeta {
   private privateOf(ino: Ino): { st: DirState; held: HeldScope; inode: Inode } | null {
     const p = this.privates.get(ino);
     if (!p) return null;
-    if (p.st.held === p.held && p.held.trusted()) return p;
+    if (p.st.held === p.held && p.held.trusted() && this.dirs.reachable(p.st)) return p;
+    // From here on it is changed in the cluster, after its writes behind (they are in `touches`).
     this.privates.delete(ino);
     return null;
   }
@@ -686,7 +687,8 @@ export class FsMeta {
       fn(next);
       p.inode = next;
       const bytes = encodeInode(next);
-      await this.dirs.queue(p.st, inoChain(ino), () => this.ks.change(inodeKey(ino), () => bytes));
+      const { committed } = await this.dirs.queue(p.st, inoChain(ino), () => this.ks.change(inodeKey(ino), () => bytes));
+      this.background(ino, () => committed);
       return cloneInode(next);
     }
     if (this.touches.has(ino)) await this.settled(ino); // an inode created behind its caller is written first
