@@ -26,6 +26,7 @@ const MEMBER_BUGS: Record<string, MembershipBugs> = {
   'skip-rewrite': { skipRewrite: true },
   'no-fence': { noFence: true },
   'list-from-one': { listFromOne: true },
+  'volatile-epoch': { volatileEpoch: true },
 };
 
 function fail(message: string): never {

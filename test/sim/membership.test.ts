@@ -4,7 +4,7 @@
 // mover and clients failing in the middle and a lossy, partitioned network;
 // each history checked for linearizability and for no acknowledged write
 // lost, and every change for finishing once faults stop. Then the simulator
-// proves itself: with each of four protocol bugs switched on, it must find a
+// proves itself: with each of five protocol bugs switched on, it must find a
 // failing seed, and that seed must pass without the bug. Longer soaks:
 // `npm run sim -- --members --seeds N`.
 import test from 'ava';
@@ -46,6 +46,7 @@ for (const [name, bugs] of [
   ['the old replica set dropped before the moved keys are rewritten', { skipRewrite: true }],
   ['nodes that answer requests of an older epoch (no fencing)', { noFence: true }],
   ['a mover that lists the keys of one node only', { listFromOne: true }],
+  ['nodes that forget a learned membership when they crash', { volatileEpoch: true }],
 ] as const) {
   test.serial(`the membership simulator finds ${name}`, async (t) => {
     const budget = 1500;

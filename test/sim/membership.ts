@@ -56,6 +56,8 @@ export interface MembershipBugs {
   noFence?: boolean;
   /** The mover goes on after one node listed its keys, instead of all but R − majority(R) of A. */
   listFromOne?: boolean;
+  /** Nodes keep the membership they learned in memory only: after a crash they are back at the bootstrap one. */
+  volatileEpoch?: boolean;
 }
 
 export interface MembershipScheduleResult {
@@ -187,7 +189,7 @@ class Node {
     if (newer) {
       this.membership = newer;
       this.learned(this.name, newer);
-      this.sync(() => (this.durableMembership = newer.epoch > this.durableMembership.epoch ? newer : this.durableMembership));
+      if (!this.bugs.volatileEpoch) this.sync(() => (this.durableMembership = newer.epoch > this.durableMembership.epoch ? newer : this.durableMembership));
     }
     if (!this.bugs.noFence && admitEpoch(this.membership, from.epoch) === 'stale') {
       this.stats.stale++;
@@ -424,11 +426,6 @@ class Client {
     this.check();
     return stale ? null : { answered, keys };
   }
-}
-
-interface PlannedNode {
-  id: string;
-  state: 'active' | 'draining';
 }
 
 export async function runMembershipSchedule(seed: number, bugs: MembershipBugs = {}): Promise<MembershipScheduleResult> {
@@ -692,36 +689,48 @@ export async function runMembershipSchedule(seed: number, bugs: MembershipBugs =
   // The mover starts a little after the clients, so changes meet traffic.
   world.at(rng.next() * 60, startMover);
 
+  // The nemesis: each kind of fault this seed allows gets its own weight (swarm testing), so some
+  // seeds crash nodes often, others kill clients or movers often, others cut links.
+  type Fault = 'crash' | 'restart' | 'mover' | 'client' | 'stall' | 'cut' | 'heal';
+  const weights: Array<[Fault, number]> = [];
+  if (crashy) weights.push(['crash', 0.05 + rng.next() * 0.3], ['restart', 0.2]);
+  if (moverKilly) weights.push(['mover', 0.02 + rng.next() * 0.1]);
+  if (clientKilly) weights.push(['client', 0.02 + rng.next() * 0.2]);
+  if (stally) weights.push(['stall', 0.05 + rng.next() * 0.1]);
+  if (cutty) weights.push(['cut', 0.05 + rng.next() * 0.2], ['heal', 0.1]);
+  weights.push(['heal', 0.05]); // and quiet spells
+  const totalWeight = weights.reduce((n, [, w]) => n + w, 0);
   const nemesis = async (): Promise<void> => {
     while (running > 0) {
       await pause(2 + rng.next() * 60);
       if (running === 0) return; // faults stop with the workload
-      const r = rng.next();
+      let r = rng.next() * totalWeight;
+      const fault = weights.find(([, w]) => (r -= w) < 0)?.[0] ?? 'heal';
       const live = [...nodes.values()].filter((n) => !n.gone);
-      if (crashy && r < 0.2) {
+      if (fault === 'crash') {
         const victim = rng.pick(live);
         if (victim.up && live.filter((n) => !n.up).length === 0) victim.crash();
-      } else if (crashy && r < 0.4) {
+      } else if (fault === 'restart') {
         const down = live.filter((n) => !n.up);
         if (down.length > 0) rng.pick(down).restart();
-      } else if (moverKilly && r < 0.47) {
+      } else if (fault === 'mover') {
         if (mover && !mover.dead && !moverDone) {
           mover.dead = true;
           stats.moverKills++;
           world.at(rng.next() * 100, startMover);
         }
-      } else if (clientKilly && r < 0.52) {
+      } else if (fault === 'client') {
         const victim = rng.pick(clients.filter((c) => c.name.startsWith('c') && !c.dead));
         if (victim) {
           victim.dead = true;
           stats.clientKills++;
         }
-      } else if (stally && r < 0.6) {
+      } else if (fault === 'stall') {
         const who = rng.chance(0.5) ? rng.pick(live).name : rng.pick(clients).name;
         world.stall(who, world.now + 20 + rng.next() * 300);
-      } else if (cutty && r < 0.75) {
+      } else if (fault === 'cut') {
         world.partition(rng.pick(clients).name, rng.pick(live).name);
-      } else if (cutty) {
+      } else {
         world.heal();
       }
     }
