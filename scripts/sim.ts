@@ -27,6 +27,8 @@ const MEMBER_BUGS: Record<string, MembershipBugs> = {
   'no-fence': { noFence: true },
   'list-from-one': { listFromOne: true },
   'volatile-epoch': { volatileEpoch: true },
+  // Not found in 5000 seeds yet (docs/architecture.md, "Membership"): only promise-only keys are exposed.
+  'keep-promises': { keepPromises: true },
 };
 
 function fail(message: string): never {
@@ -90,7 +92,7 @@ if (values.members) {
   const started = performance.now();
   let failed = 0;
   let ran = 0;
-  const totals = { operations: 0, okOperations: 0, changes: 0, rewrites: 0, moverKills: 0, clientKills: 0, staleRefusals: 0, crashes: 0 };
+  const totals = { operations: 0, okOperations: 0, changes: 0, rewrites: 0, moverKills: 0, clientKills: 0, staleRefusals: 0, fastChanges: 0, crashes: 0 };
   for (let seed = first; seed < first + count; seed++) {
     const r = await runMembershipSchedule(seed, memberBugs);
     ran++;
@@ -103,7 +105,7 @@ if (values.members) {
     }
   }
   const secs = (performance.now() - started) / 1000;
-  process.stdout.write(`${failed === 0 ? 'ok' : `${failed} failed`}: ${ran} membership schedule(s) from seed ${first} in ${secs.toFixed(1)} s (${(ran / secs).toFixed(1)} schedules/s; ${totals.operations} operations, ${totals.okOperations} ok; ${totals.changes} changes finished, ${totals.rewrites} keys rewritten, ${totals.moverKills} movers killed, ${totals.clientKills} clients killed, ${totals.staleRefusals} stale-epoch refusals, ${totals.crashes} node crashes)\n`);
+  process.stdout.write(`${failed === 0 ? 'ok' : `${failed} failed`}: ${ran} membership schedule(s) from seed ${first} in ${secs.toFixed(1)} s (${(ran / secs).toFixed(1)} schedules/s; ${totals.operations} operations, ${totals.okOperations} ok; ${totals.changes} changes finished, ${totals.rewrites} keys rewritten, ${totals.moverKills} movers killed, ${totals.clientKills} clients killed, ${totals.staleRefusals} stale-epoch refusals, ${totals.fastChanges} one-accept changes, ${totals.crashes} node crashes)\n`);
   process.exit(failed === 0 ? 0 : 1);
 }
 

@@ -19,9 +19,15 @@
 // - once faults stop, every planned change finishes and the membership is the
 //   planned one, and a client with the bootstrap membership reads every key.
 //
-// The proposer here is a small CASPaxos proposer over the pure rules (no fast
-// paths, no lineage: a write whose accept reached no quorum ends unknown
-// rather than retried), so that what is tested is the membership protocol.
+// The proposer here is a small CASPaxos proposer over the pure rules (full
+// rounds, the one-accept change and prepare-ahead within the epoch they were
+// promised in, one-round-trip reads; no lineage: a write whose accept may
+// have been taken somewhere ends unknown rather than retried), so that what
+// is tested is the membership protocol.
+//
+// QFS_SIM_TRACE=1 prints the mover's steps, every write of the membership
+// record (or of the key QFS_SIM_TRACE_KEY names) and, on a failure, each
+// node's state.
 import { ZERO_BALLOT, compareBallots, type Ballot } from '../../src/util/ballot.js';
 import { EMPTY_VALUE, decideAccept, decidePrepare, type AcceptorState, type RecordValue } from '../../src/util/paxos.js';
 import {
@@ -58,6 +64,8 @@ export interface MembershipBugs {
   listFromOne?: boolean;
   /** Nodes keep the membership they learned in memory only: after a crash they are back at the bootstrap one. */
   volatileEpoch?: boolean;
+  /** A proposer's pre-promised next ballot is used after its membership changed (it was promised by other quorums). */
+  keepPromises?: boolean;
 }
 
 export interface MembershipScheduleResult {
@@ -76,6 +84,8 @@ export interface MembershipScheduleResult {
   clientKills: number;
   /** Requests refused for an older epoch (the sender then learned the newer membership). */
   staleRefusals: number;
+  /** Changes made with one accept at a pre-promised ballot. */
+  fastChanges: number;
   crashes: number;
 }
 
@@ -87,7 +97,7 @@ const MEMBERS_KEY = Buffer.from('@members');
 
 type Request =
   | { kind: 'prepare'; key: string; ballot: Ballot }
-  | { kind: 'accept'; key: string; ballot: Ballot; value: RecordValue }
+  | { kind: 'accept'; key: string; ballot: Ballot; value: RecordValue; promiseNext: boolean }
   | { kind: 'read'; key: string }
   /** The mover's: learn the sender's membership, then list the keys holding an accepted value. */
   | { kind: 'list' };
@@ -205,7 +215,7 @@ class Node {
       }
       case 'accept': {
         const cur = this.state.get(req.key) ?? FRESH;
-        const next = decideAccept(cur, req.ballot, req.value, false);
+        const next = decideAccept(cur, req.ballot, req.value, req.promiseNext);
         if (next) this.write(req.key, next);
         return this.answer(() => ({ kind: 'verdict', ok: next !== null, state: next ?? cur }), send);
       }
@@ -258,6 +268,16 @@ class Client {
     return { counter: ++this.counter, proposer: this.proposer };
   }
 
+  /**
+   * Per key, the next ballot a quorum promised this proposer with its last
+   * accept, the value that accept wrote, and the epoch of the quorums that
+   * promised it: its next change of the key can then be that one accept.
+   * Good only under the same epoch: promised by A's majority, it says
+   * nothing to a quorum of B alone.
+   */
+  private readonly known = new Map<string, { next: Ballot; value: RecordValue; epoch: number }>();
+  stats = { fastChanges: 0 };
+
   private observe(b: Ballot): void {
     if (b.counter > this.counter) this.counter = b.counter;
   }
@@ -293,7 +313,7 @@ class Client {
    * yes answers make a joint quorum, or once that is impossible. `stale`: a
    * node refused the epoch (the newer membership is learned).
    */
-  private phase(m: Membership, key: string, req: Request, yes: (r: Reply) => boolean): Promise<{ ok: boolean; replies: Reply[]; stale: boolean }> {
+  private phase(m: Membership, key: string, req: Request, yes: (r: Reply) => boolean, waitAll = false): Promise<{ ok: boolean; replies: Reply[]; stale: boolean; allRefused: boolean }> {
     const sets = this.sets(m, key);
     const targets = [...new Set(sets.flat())];
     return new Promise((resolve) => {
@@ -304,12 +324,14 @@ class Client {
       let settled = false;
       const check = (): void => {
         if (settled) return;
+        const all = ayes.size + nays.size === targets.length;
         if (jointQuorumReached(sets, ayes)) {
           settled = true;
-          resolve({ ok: true, replies, stale });
-        } else if (jointQuorumLost(sets, nays) || ayes.size + nays.size === targets.length) {
+          resolve({ ok: true, replies, stale, allRefused: false });
+        } else if ((jointQuorumLost(sets, nays) && !waitAll) || all) {
           settled = true;
-          resolve({ ok: false, replies, stale });
+          // Every target answered and none said yes: the request was taken nowhere.
+          resolve({ ok: false, replies, stale, allRefused: all && ayes.size === 0 && replies.length === targets.length });
         }
       };
       for (const t of targets) {
@@ -320,7 +342,6 @@ class Client {
             this.learn(r.membership);
           }
           if (r) replies.push(r);
-          if (process.env['QFS_SIM_TRACE_PHASE'] && key === MEMBERS) process.stdout.write(`${this.world.now.toFixed(2)} ${this.name} ${req.kind} ${t}: ${r === null ? 'no answer' : r.kind === 'verdict' ? `${r.ok} p=${r.state.promised.counter} a=${r.state.accepted.counter}` : r.kind}\n`);
           if (r && r.kind !== 'stale' && yes(r)) ayes.add(t);
           else nays.add(t);
           check();
@@ -341,6 +362,26 @@ class Client {
    */
   async change(key: string, f: (old: string | null) => string | null | undefined, deadlineMs = OP_DEADLINE_MS): Promise<RoundOutcome> {
     const deadline = this.world.now + deadlineMs;
+    const known = this.known.get(key);
+    this.known.delete(key);
+    if (known && (known.epoch === this.membership.epoch || this.bugs.keepPromises)) {
+      const wanted = f(valueOf({ ...FRESH, value: known.value }));
+      if (wanted !== undefined) {
+        const m = this.membership;
+        const value: RecordValue = wanted === null ? EMPTY_VALUE : { kind: 'value', bytes: Buffer.from(wanted, 'latin1') };
+        this.observe(known.next);
+        const acc = await this.phase(m, key, { kind: 'accept', key, ballot: known.next, value, promiseNext: true }, (r) => r.kind === 'verdict' && r.ok, true);
+        this.check();
+        for (const r of acc.replies) if (r.kind === 'verdict') this.observe(r.state.promised);
+        if (acc.ok) {
+          this.stats.fastChanges++;
+          this.known.set(key, { next: { counter: known.next.counter + 1, proposer: this.proposer }, value, epoch: m.epoch });
+          return { kind: 'ok', value: wanted };
+        }
+        if (!acc.allRefused) return { kind: 'unknown' };
+        // Taken nowhere: a full round, as if the fast path had not been tried.
+      }
+    }
     for (let attempt = 0; ; attempt++) {
       this.check();
       if (this.world.now >= deadline) return { kind: 'fail' };
@@ -359,13 +400,34 @@ class Client {
       const current = best ? valueOf(best) : null;
       const wanted = f(current);
       const value: RecordValue = wanted === undefined ? (best?.value ?? EMPTY_VALUE) : wanted === null ? EMPTY_VALUE : { kind: 'value', bytes: Buffer.from(wanted, 'latin1') };
-      const acc = await this.phase(m, key, { kind: 'accept', key, ballot, value }, (r) => r.kind === 'verdict' && r.ok);
+      const acc = await this.phase(m, key, { kind: 'accept', key, ballot, value, promiseNext: true }, (r) => r.kind === 'verdict' && r.ok);
       this.check();
       for (const r of acc.replies) if (r.kind === 'verdict') this.observe(r.state.promised);
-      if (acc.ok) return { kind: 'ok', value: wanted === undefined ? current : wanted };
+      if (acc.ok) {
+        this.known.set(key, { next: { counter: ballot.counter + 1, proposer: this.proposer }, value, epoch: m.epoch });
+        return { kind: 'ok', value: wanted === undefined ? current : wanted };
+      }
       if (wanted !== undefined) return { kind: 'unknown' };
       await this.pause(this.world.rng.next() * Math.min(100, 2 * 2 ** attempt));
     }
+  }
+
+  /**
+   * Prepare ahead (as `Registers.prepare`): phase one now, so that the next
+   * change of the key is one accept. Writes only promises; failures are
+   * ignored (the change then runs in full).
+   */
+  async prepare(key: string): Promise<void> {
+    if (this.known.has(key)) return;
+    const m = this.membership;
+    const ballot = this.ballot();
+    const prep = await this.phase(m, key, { kind: 'prepare', key, ballot }, (r) => r.kind === 'verdict' && r.ok);
+    this.check();
+    for (const r of prep.replies) if (r.kind === 'verdict') this.observe(r.state.promised);
+    if (!prep.ok || prep.stale || this.known.has(key)) return;
+    let best: AcceptorState | null = null;
+    for (const r of prep.replies) if (r.kind === 'verdict' && r.ok && (!best || compareBallots(r.state.accepted, best.accepted) > 0)) best = r.state;
+    this.known.set(key, { next: ballot, value: best?.value ?? EMPTY_VALUE, epoch: m.epoch });
   }
 
   /** A read: one round trip when a joint quorum reports one accepted ballot, else a full round that keeps the value. */
@@ -460,7 +522,7 @@ export async function runMembershipSchedule(seed: number, bugs: MembershipBugs =
   // stages[i] is the node set after the first i changes; a change that would
   // bring back an earlier node set is left out, so the record's node set
   // tells a mover how far the plan has come.
-  const nodeSetKey = (ns: readonly MemberNode[]): string => ns.map((n) => `${n.id}:${n.state}:${n.weight}`).sort().join(',');
+  const nodeSetKey = (ns: readonly MemberNode[]): string => ns.map((n) => `${n.id}:${n.state}:${n.weight}:${n.zone ?? '-'}`).sort().join(',');
   const plan: Change[] = [];
   let stageNodes: readonly MemberNode[] = bootstrap.nodes;
   const stages: string[] = [nodeSetKey(stageNodes)];
@@ -469,7 +531,7 @@ export async function runMembershipSchedule(seed: number, bugs: MembershipBugs =
   for (let i = 0; i < steps; i++) {
     const active = stageNodes.filter((n) => n.state === 'active');
     const draining = stageNodes.filter((n) => n.state === 'draining');
-    const options: string[] = ['add', 'add', 'weight'];
+    const options: string[] = ['add', 'add', 'weight', 'zone'];
     if (active.length > R) options.push('drain', 'dead');
     if (draining.length > 0) options.push('remove', 'remove');
     const what = rng.pick(options);
@@ -480,12 +542,19 @@ export async function runMembershipSchedule(seed: number, bugs: MembershipBugs =
     } else if (what === 'weight') {
       const n = rng.pick(active);
       change = { kind: 'set', id: n.id, weight: rng.pick([0.5, 2, 3].filter((w) => w !== n.weight)) };
+    } else if (what === 'zone') {
+      change = { kind: 'set', id: rng.pick(active).id, zone: rng.pick(['z1', 'z2', 'z3']) };
     } else if (what === 'drain') {
       change = { kind: 'drain', id: rng.pick(active).id };
     } else {
       change = { kind: 'remove', id: rng.pick(what === 'remove' ? draining : active).id, dead: what === 'dead' };
     }
-    const after = applyChange(stageNodes, change, R);
+    let after: MemberNode[];
+    try {
+      after = applyChange(stageNodes, change, R);
+    } catch {
+      continue; // a change the rules refuse (too few zones, nothing to change): not part of the plan
+    }
     if (stages.includes(nodeSetKey(after))) continue;
     plan.push(change);
     stages.push(nodeSetKey(after));
@@ -650,6 +719,14 @@ export async function runMembershipSchedule(seed: number, bugs: MembershipBugs =
         lastSeen = new Map();
       }
       const key = rng.pick(keyNames);
+      // Now and then a key is prepared ahead of its next change (an inode number from the mount's pool).
+      if (rng.chance(0.15)) {
+        await c.prepare(key).catch((err: unknown) => {
+          if (!(err instanceof Killed)) throw err;
+        });
+        if (c.dead) continue;
+        await pause(rng.next() * 40);
+      }
       const call = world.now;
       const roll = rng.next();
       const value = `${name}.${++serial}`;
@@ -794,6 +871,7 @@ export async function runMembershipSchedule(seed: number, bugs: MembershipBugs =
     okOperations: events.filter((e) => e.outcome === 'ok').length,
     ...stats,
     staleRefusals: allNodes.reduce((n, x) => n + x.stats.stale, 0),
+    fastChanges: clients.reduce((n, c) => n + c.stats.fastChanges, 0),
     crashes: allNodes.reduce((n, x) => n + x.stats.crashes, 0),
   };
   if (violations.length > 0 && process.env['QFS_SIM_TRACE']) violations.push(`  nodes: ${allNodes.map((n) => `${n.name}${n.gone ? ' gone' : n.up ? ' up' : ' down'} epoch ${n.membership.epoch}`).join('; ')}`);
