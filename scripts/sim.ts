@@ -27,7 +27,7 @@ const MEMBER_BUGS: Record<string, MembershipBugs> = {
   'no-fence': { noFence: true },
   'list-from-one': { listFromOne: true },
   'volatile-epoch': { volatileEpoch: true },
-  // Not found in 5000 seeds yet (docs/architecture.md, "Membership"): only promise-only keys are exposed.
+  // Not found in 8000 seeds yet (docs/architecture.md, "Membership"): only promise-only keys are exposed.
   'keep-promises': { keepPromises: true },
 };
 
