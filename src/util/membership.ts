@@ -215,6 +215,31 @@ export function startQueued(m: Membership): { membership: Membership; dropped: A
   return { membership: { ...m, epoch: m.epoch + 1, queued: [] }, dropped };
 }
 
+/**
+ * What a mover does next with the record it read (and does again after any
+ * failure, its own or its predecessor's: each step is idempotent, and the
+ * record's compare-and-sets make a step taken on an old view a no-op):
+ * - `rewrite`: the joint phase; make all but R − majority(R) of A's nodes
+ *   learn this epoch and list their keys (coversEveryMajority), rewrite each
+ *   listed key that moves in a joint round, then markRewritten(epoch);
+ * - `finish`: finishChange(epoch), then tell the members;
+ * - `start-queued`: startQueued;
+ * - `idle`: stable, nothing queued.
+ */
+export type MoverStep = { readonly kind: 'rewrite' | 'finish'; readonly epoch: number } | { readonly kind: 'start-queued' | 'idle' };
+
+export function moverStep(m: Membership): MoverStep {
+  if (m.transition?.phase === 'joint') return { kind: 'rewrite', epoch: m.epoch };
+  if (m.transition?.phase === 'rewritten') return { kind: 'finish', epoch: m.epoch };
+  return m.queued.length > 0 ? { kind: 'start-queued' } : { kind: 'idle' };
+}
+
+/** Nodes of `before` that `after` no longer has: their data may go once `after` is stable. */
+export function departed(before: Membership, after: Membership): string[] {
+  if (after.transition !== null) return [];
+  return before.nodes.filter((n) => !after.nodes.some((x) => x.id === n.id)).map((n) => n.id);
+}
+
 export function describeChange(c: Change): string {
   switch (c.kind) {
     case 'add':

@@ -40,6 +40,8 @@ import {
   finishChange,
   initialMembership,
   markRewritten,
+  departed,
+  moverStep,
   requestChange,
   startQueued,
   targetNodes,
@@ -640,8 +642,9 @@ export async function runMembershipSchedule(seed: number, bugs: MembershipBugs =
         await pause(5 + rng.next() * 30);
         continue;
       }
-      if (m.transition?.phase === 'joint') {
-        kill(m.transition.change);
+      const step = moverStep(m);
+      if (step.kind === 'rewrite') {
+        kill(m.transition!.change);
         if (!bugs.skipRewrite) {
           // Every node of A but at most R − majority(R) learns the joint epoch and lists its keys.
           const listing = await c.list(m);
@@ -663,15 +666,16 @@ export async function runMembershipSchedule(seed: number, bugs: MembershipBugs =
           }
           if (!all) continue;
         }
-        await casMembership(c, (cur) => markRewritten(cur, m.epoch));
+        await casMembership(c, (cur) => markRewritten(cur, step.epoch));
         continue;
       }
-      if (m.transition?.phase === 'rewritten') {
-        const done = await casMembership(c, (cur) => finishChange(cur, m.epoch));
+      if (step.kind === 'finish') {
+        const done = await casMembership(c, (cur) => finishChange(cur, step.epoch));
         if (done) {
           stats.changes++;
           // Nodes no longer members are stopped for good, with their data.
-          for (const n of nodes.values()) if (!done.nodes.some((x) => x.id === n.name) && m.nodes.some((x) => x.id === n.name)) {
+          for (const id of departed(m, done)) {
+            const n = nodes.get(id)!;
             n.crash();
             n.gone = true;
           }
@@ -680,7 +684,7 @@ export async function runMembershipSchedule(seed: number, bugs: MembershipBugs =
         }
         continue;
       }
-      if (m.queued.length > 0) {
+      if (step.kind === 'start-queued') {
         await casMembership(c, (cur) => startQueued(cur)?.membership ?? null);
         continue;
       }

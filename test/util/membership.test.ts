@@ -13,6 +13,8 @@ import {
   finishChange,
   initialMembership,
   markRewritten,
+  departed,
+  moverStep,
   requestChange,
   startQueued,
   type Change,
@@ -216,4 +218,25 @@ test('applyChange returns the new node set and never mutates the old one', (t) =
   t.is(out.find((n) => n.id === 'n3')?.weight, 2);
   t.is(out.find((n) => n.id === 'n3')?.zone, 'z');
   t.is(JSON.stringify(m.nodes), copy);
+});
+
+test('a mover\'s next step follows the record: rewrite at joint, finish once rewritten, then what is queued', (t) => {
+  const m0 = four();
+  t.deepEqual(moverStep(m0), { kind: 'idle' });
+  const j = requestChange(m0, { kind: 'drain', id: 'n4' });
+  t.deepEqual(moverStep(j), { kind: 'rewrite', epoch: j.epoch });
+  const q = requestChange(j, add(5), { queue: true });
+  t.deepEqual(moverStep(q), { kind: 'rewrite', epoch: q.epoch }, 'a queued change bumps the epoch: the listing is redone under it');
+  const r = markRewritten(q, q.epoch)!;
+  t.deepEqual(moverStep(r), { kind: 'finish', epoch: r.epoch });
+  const s = finishChange(r, r.epoch)!;
+  t.deepEqual(moverStep(s), { kind: 'start-queued' });
+  t.deepEqual(departed(q, s), [], 'a drained node is still a member');
+  const added = startQueued(s)!.membership;
+  const s2 = finishChange(markRewritten(added, added.epoch)!, added.epoch + 1)!;
+  t.deepEqual(moverStep(s2), { kind: 'idle' });
+  const rm = requestChange(s2, { kind: 'remove', id: 'n4', dead: false });
+  t.deepEqual(departed(rm, rm), [], 'nothing departs before the change is finished');
+  const gone = finishChange(markRewritten(rm, rm.epoch)!, rm.epoch + 1)!;
+  t.deepEqual(departed(rm, gone), ['n4']);
 });
