@@ -43,7 +43,7 @@ test.serial('a membership seed replays exactly', async (t) => {
 });
 
 // Budgets: the first four show within a few hundred seeds; a node forgetting its epoch needs a crash
-// and a stale client to meet on two nodes before anyone teaches them again (found at seed 3545).
+// and a stale client to meet on two nodes before anyone teaches them again (found at seed 2519).
 for (const [name, bugs, budget] of [
   ['quorums counted in the new replica set only (no joint quorum)', { noJoint: true }, 1500],
   ['the old replica set dropped before the moved keys are rewritten', { skipRewrite: true }, 1500],

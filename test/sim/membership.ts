@@ -94,7 +94,6 @@ export interface MembershipScheduleResult {
 const SIM_LIMIT_MS = 600_000;
 const OP_DEADLINE_MS = 600;
 const CALL_TIMEOUT_MS = 150;
-const R = 3;
 const MEMBERS_KEY = Buffer.from('@members');
 
 type Request =
@@ -506,7 +505,9 @@ export async function runMembershipSchedule(seed: number, bugs: MembershipBugs =
   };
 
   // The shape of this schedule.
-  const startCount = rng.pick([3, 3, 4, 5]);
+  // R = 3 mostly; some seeds R = 5 (two replicas may be missing from a listing).
+  const R = rng.chance(0.15) ? 5 : 3;
+  const startCount = R === 5 ? rng.pick([5, 6, 7]) : rng.pick([3, 3, 4, 5]);
   const clientCount = rng.int(2, 3);
   // Mostly a few hot keys; some seeds spread over many, so that keys stay quiet through a change.
   const keyNames = Array.from({ length: rng.chance(0.3) ? rng.int(6, 12) : rng.int(2, 5) }, (_, i) => `k${i}`);
@@ -568,7 +569,7 @@ export async function runMembershipSchedule(seed: number, bugs: MembershipBugs =
     stages.push(nodeSetKey(after));
     stageNodes = after;
   }
-  const shape = `${startCount} nodes, ${clientCount} clients x ${opsPerClient} ops, ${keyNames.length} keys; plan [${plan.map(describeChange).join('; ')}]${queueing ? ' queued' : ''}; net ${lossy ? `drop ${world.faults.drop.toFixed(3)} dup ${world.faults.duplicate.toFixed(3)} delay ${world.faults.delay.toFixed(3)}` : 'clean'}${crashy ? ', crashes' : ''}${cutty ? ', cuts' : ''}${stally ? ', stalls' : ''}${moverKilly ? ', mover kills' : ''}${clientKilly ? ', client kills' : ''}`;
+  const shape = `${startCount} nodes, R = ${R}, ${clientCount} clients x ${opsPerClient} ops, ${keyNames.length} keys; plan [${plan.map(describeChange).join('; ')}]${queueing ? ' queued' : ''}; net ${lossy ? `drop ${world.faults.drop.toFixed(3)} dup ${world.faults.duplicate.toFixed(3)} delay ${world.faults.delay.toFixed(3)}` : 'clean'}${crashy ? ', crashes' : ''}${cutty ? ', cuts' : ''}${stally ? ', stalls' : ''}${moverKilly ? ', mover kills' : ''}${clientKilly ? ', client kills' : ''}`;
 
   // Nodes: the bootstrap ones, and every node the plan adds (running from the start, members once added).
   const byEpoch = new Map<number, string>();
