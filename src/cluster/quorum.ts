@@ -171,3 +171,18 @@ export function hedgedQuorum<T, K>(
     check();
   });
 }
+
+/**
+ * Joint quorum counting (docs/architecture.md, "Membership"): while a key's
+ * replica set moves from A to B, a phase succeeds only with a majority of A
+ * and a majority of B; `sets` holds one set (stable) or two (A, B). Pure.
+ * `reached`: the nodes that said yes make a quorum. `lost`: the nodes that
+ * said no (or failed) leave some set without a possible majority.
+ */
+export function jointQuorumReached(sets: ReadonlyArray<readonly string[]>, yes: ReadonlySet<string>): boolean {
+  return sets.length > 0 && sets.every((s) => s.filter((id) => yes.has(id)).length >= Math.floor(s.length / 2) + 1);
+}
+
+export function jointQuorumLost(sets: ReadonlyArray<readonly string[]>, no: ReadonlySet<string>): boolean {
+  return sets.some((s) => s.length - s.filter((id) => no.has(id)).length < Math.floor(s.length / 2) + 1);
+}
