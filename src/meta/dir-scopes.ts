@@ -37,7 +37,7 @@ export interface WriteBehindOptions {
 
 export const DEFAULT_WRITE_BEHIND: Readonly<WriteBehindOptions> = Object.freeze({
   enabled: true,
-  acquireAfter: 2,
+  acquireAfter: 8,
   heatMs: 1000,
   idleReleaseMs: 1500,
   recallBackoffMs: 2000,

@@ -21,8 +21,9 @@ async function mounts(t: ExecutionContext, rc: RunningCluster, writeBehind: [boo
   const kb = clusterKeySpace(t, rc, { scopeLeaseMs: 2000 });
   await Promise.all([ka.waitForPeers(5000), kb.waitForPeers(5000)]);
   const sb = await FsMeta.format(ka, { chunkSize: 1 << 20, replication: 3 });
-  const a = new FsMeta(ka, sb, { writeBehind: { enabled: writeBehind[0] } });
-  const b = new FsMeta(kb, sb, { writeBehind: { enabled: writeBehind[1] } });
+  // A lease after two changes (the default waits for eight), so that small directories are leased here.
+  const a = new FsMeta(ka, sb, { writeBehind: { enabled: writeBehind[0], acquireAfter: 2 } });
+  const b = new FsMeta(kb, sb, { writeBehind: { enabled: writeBehind[1], acquireAfter: 2 } });
   t.teardown(() => Promise.allSettled([a.close(), b.close()]));
   return { a, b, ka, kb };
 }
