@@ -44,9 +44,9 @@ test('a tagged state round-trips through the on-disk codec; an untagged one keep
 
 test('scope writes are admitted only at the lease term the node holds, and only from the holder', async (t) => {
   const { store, dir } = await openStore(t);
-  // No lease record yet: a fresh, free lease at term 0.
-  t.true((await store.prepare(K, ballot(1), { lease: LEASE, term: 0, session: 'a' })).ok);
-  const fencedEarly = await store.prepare(K, ballot(2), { lease: LEASE, term: 1, session: 'a' });
+  // No lease record yet: a fresh, free lease at term 1 (FRESH_LEASE).
+  t.true((await store.prepare(K, ballot(1), { lease: LEASE, term: 1, session: 'a' })).ok);
+  const fencedEarly = await store.prepare(K, ballot(2), { lease: LEASE, term: 2, session: 'a' });
   t.false(fencedEarly.ok);
   t.true(fencedEarly.fenced);
   await setLease(store, { term: 3, holder: 'a', settled: 1, renewals: 0 });
