@@ -305,7 +305,7 @@ export class DirScopes {
     const held = st.held;
     if (!held) return;
     st.gate = (async () => {
-      await Promise.allSettled([...st.chains.values()]);
+      while (st.chains.size > 0) await Promise.allSettled([...st.chains.values()]);
       await held.release().catch(() => false);
       st.held = null;
       st.forgetAll();
@@ -322,7 +322,7 @@ export class DirScopes {
   /** The lease stopped being usable: what was queued under it is lost to the next flush's error. */
   private async lost(st: DirState, why: unknown): Promise<void> {
     if (!st.held) return;
-    this.failure ??= why;
+    // Commits still queued under it fail by themselves, and those failures go to the next flush.
     const held = st.held;
     st.held = null;
     st.forgetAll();
@@ -429,14 +429,21 @@ export class DirScopes {
     }
   }
 
+  /** Waits while the queue is full (backpressure): call before deciding a change that will be queued. */
+  async room(): Promise<void> {
+    while (this.pending.size >= this.opts.maxPending) await Promise.race([...this.pending].map((q) => q.catch(() => {})));
+  }
+
   /**
    * Queues a commit of one name (or of another chain: `inoChain`) under the
-   * held lease, after that chain's earlier commits. Resolves once queued (a
-   * full queue makes the caller wait), with the commit.
+   * held lease, after that chain's earlier commits, and returns the commit.
+   * Synchronous on purpose: the caller decided the change under the lease it
+   * saw held (holding(), with no await since), so no release can start in
+   * between; a release waits for every queued commit (release()).
    */
-  async queue(st: DirState, name: Buffer | string, commit: (opts: CallOpts) => Promise<unknown>): Promise<{ committed: Promise<void> }> {
-    while (this.pending.size >= this.opts.maxPending) await Promise.race([...this.pending].map((q) => q.catch(() => {})));
-    const held = st.held!;
+  queue(st: DirState, name: Buffer | string, commit: (opts: CallOpts) => Promise<unknown>): { committed: Promise<void> } {
+    const held = st.held;
+    if (!held || st.gate) throw new QfsError('internal', 'a change was queued without a usable directory lease');
     const k = typeof name === 'string' ? name : name.toString('latin1');
     const before = st.chains.get(k);
     const p: Promise<void> = (async () => {
@@ -451,8 +458,8 @@ export class DirScopes {
     void p.then(
       () => {},
       (err: unknown) => {
+        this.failure ??= err;
         if (fenced(err) && st.held === held) void this.lost(st, err);
-        else this.failure ??= err;
       },
     ).finally(() => {
       this.pending.delete(p);

@@ -375,15 +375,17 @@ export class FsMeta {
       const existing = await this.lookup(dir, name, op);
       if (existing) return { inode: await this.getInode(existing.ino, op), created: false };
     }
+    if (held) await this.dirs.room();
     const st = held ? await this.dirs.holding(dir) : null;
     const k = name.toString('latin1');
+    // From here to the queued commits nothing waits: the lease cannot be released in between.
     if (st && st.knownEntry(k) === null) {
       // Written behind: the inode first, then the name once the inode is chosen
       // (crash order). Until then this mount's own reads and changes of the
       // inode wait for its write (settled).
       const inode = this.inodeRecord(this.takeIno(), dir, attrs, time);
       const record = encodeInode(inode);
-      const { committed: born } = await this.dirs.queue(st, inoChain(inode.ino), () =>
+      const { committed: born } = this.dirs.queue(st, inoChain(inode.ino), () =>
         this.ks.change(inodeKey(inode.ino), (old) => {
           if (old) throw new FsError('EIO', 'inode number collision');
           return record;
@@ -396,7 +398,7 @@ export class FsMeta {
       void this.ks.prepare?.(direntKey(dir, name), { scope: st.held!.call }).catch(() => {});
       const dirent = encodeDirent({ ino: inode.ino, type: inode.mode & S_IFMT });
       st.setKnown(k, { ino: inode.ino, type: inode.mode & S_IFMT });
-      await this.dirs.queue(st, name, async (o) => {
+      this.dirs.queue(st, name, async (o) => {
         await born;
         await this.ks.change(direntKey(dir, name), () => dirent, o);
       });
@@ -503,11 +505,12 @@ export class FsMeta {
       const d = await this.lookup(dir, name, op);
       if (!d) throw new FsError('ENOENT');
       if (isDir(d.type)) throw new FsError('EISDIR');
+      await this.dirs.room();
       const st = await this.dirs.holding(dir);
-      if (st) {
+      if (st && st.knownEntry(name.toString('latin1'))?.ino === d.ino) {
         // Written behind: the name goes first, the link count after it (crash order).
         st.setKnown(name.toString('latin1'), null);
-        const { committed: gone } = await this.dirs.queue(st, name, (o) => this.ks.change(direntKey(dir, name), (old) => (old === null ? KEEP : null), o));
+        const { committed: gone } = this.dirs.queue(st, name, (o) => this.ks.change(direntKey(dir, name), (old) => (old === null ? KEEP : null), o));
         this.touchDir(dir, 0, time);
         this.background(d.ino, () => gone.then(() => this.dropLink(d.ino, time)));
         return d;
@@ -556,10 +559,11 @@ export class FsMeta {
     if (!d) throw new FsError('ENOENT');
     if (!isDir(d.type)) throw new FsError('ENOTDIR');
     if (!(await this.isEmptyDir(d.ino, op))) throw new FsError('ENOTEMPTY');
+    if (held) await this.dirs.room();
     const st = held ? await this.dirs.holding(dir) : null;
     if (st && st.knownEntry(name.toString('latin1'))?.ino === d.ino) {
       st.setKnown(name.toString('latin1'), null);
-      const { committed: gone } = await this.dirs.queue(st, name, (o) => this.ks.change(direntKey(dir, name), (old) => (old === null ? KEEP : null), o));
+      const { committed: gone } = this.dirs.queue(st, name, (o) => this.ks.change(direntKey(dir, name), (old) => (old === null ? KEEP : null), o));
       this.touchDir(dir, -1, time);
       this.background(d.ino, () => gone.then(() => this.unprivate(d.ino)).then(() => this.ks.delete(inodeKey(d.ino))));
     } else {
@@ -657,7 +661,7 @@ export class FsMeta {
   private privateOf(ino: Ino): { st: DirState; held: HeldScope; inode: Inode } | null {
     const p = this.privates.get(ino);
     if (!p) return null;
-    if (p.st.held === p.held && p.held.trusted() && this.dirs.reachable(p.st)) return p;
+    if (p.st.held === p.held && !p.st.gate && p.held.trusted() && this.dirs.reachable(p.st)) return p;
     // From here on it is changed in the cluster, after its writes behind (they are in `touches`).
     this.privates.delete(ino);
     return null;
@@ -680,6 +684,7 @@ export class FsMeta {
 
   /** Read-modify-write of an inode; `fn` mutates the decoded inode. */
   async changeInode(ino: Ino, fn: (i: Inode) => void, op?: CallOpts): Promise<Inode> {
+    if (this.privates.has(ino)) await this.dirs.room();
     const p = this.privateOf(ino);
     if (p) {
       // Nobody else can reach it: the change is what this mount knows, written behind on the inode's chain.
@@ -687,7 +692,7 @@ export class FsMeta {
       fn(next);
       p.inode = next;
       const bytes = encodeInode(next);
-      const { committed } = await this.dirs.queue(p.st, inoChain(ino), () => this.ks.change(inodeKey(ino), () => bytes));
+      const { committed } = this.dirs.queue(p.st, inoChain(ino), () => this.ks.change(inodeKey(ino), () => bytes));
       this.background(ino, () => committed);
       return cloneInode(next);
     }
