@@ -14,7 +14,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { CallOpts, ChangeFn, HeldScope, KeySpace, ScopeRange, ScopeService } from '../keyspace/types.js';
 import { QfsError, isQfsError } from '../util/errors.js';
-import { decodeLease } from '../util/lease.js';
+import { FRESH_LEASE, decodeLease } from '../util/lease.js';
 import type { Logger } from '../util/log.js';
 import { DIRENT_RANGE, dirLeaseKey, direntKey, inoGroup } from './schema.js';
 import { decodeDirent, type Dirent, type Ino } from './types.js';
@@ -310,7 +310,7 @@ export class DirScopes {
       st.held = null;
       st.forgetAll();
       st.chains.clear();
-      st.term = null;
+      st.term = held.call.term + 1; // a release frees the lease at the next term (a refusal corrects a wrong guess)
       this.stats.released++;
       this.log?.debug({ dir: st.dir }, 'gave a directory lease back');
     })().finally(() => {
@@ -361,7 +361,10 @@ export class DirScopes {
       st.lastUse = Date.now();
       st.beginFree();
       try {
-        if (st.term === null) st.term = decodeLease(await this.ks.read(st.leaseKey, op)).term;
+        // Reads do not depend on the term (only on who holds the lease), and most
+        // directories were never leased: start from a fresh lease's term, and
+        // read the record only when a write is refused.
+        if (st.term === null) st.term = attempt === 0 ? FRESH_LEASE.term : decodeLease(await this.ks.read(st.leaseKey, op)).term;
         return await run({ ...op, scope: { lease: st.leaseKey, term: st.term, session: scopes.session } });
       } catch (err) {
         if (!fenced(err)) throw err;
@@ -372,7 +375,7 @@ export class DirScopes {
       }
       const left = deadline - Date.now();
       if (left <= 0) throw new QfsError('timeout', 'another mount kept this directory');
-      if (attempt === 0) continue; // most often a term this mount had not seen yet
+      if (attempt === 0) continue; // most often a term this mount had not seen yet: read it
       await this.acquire(st, left);
       if (st.held && (!this.opts.enabled || this.closed)) await this.release(st);
       else if (!st.held) await delay(Math.min(100, 5 * attempt));
