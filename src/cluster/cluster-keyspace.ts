@@ -4,7 +4,7 @@ import type { PurgeOutcome } from '../keyspace/tombstones.js';
 import type { ChunkId } from '../util/ids.js';
 import type { Logger } from '../util/log.js';
 import { QfsError } from '../util/errors.js';
-import { KEEP, type CallOpts, type ChangeFn, type MaintainableKeySpace, type RawRecord, type ScanPage } from '../keyspace/types.js';
+import { KEEP, recordKey, type CallOpts, type ChangeFn, type MaintainableKeySpace, type RawRecord, type ScanPage } from '../keyspace/types.js';
 import { Chunks } from './chunks.js';
 import * as maintenance from './maintenance.js';
 import { Peer, type PeerSpec } from './peers.js';
@@ -72,7 +72,7 @@ export class ClusterKeySpace implements MaintainableKeySpace {
       periodMs: opts.scopeLeaseMs ?? 5000,
       drift: opts.clockDrift ?? 0.05,
       reachable: (group) => {
-        const replicas = place(this.peers, Buffer.concat([Buffer.from([group.length]), group]), opts.replication);
+        const replicas = place(this.peers, recordKey(group, Buffer.alloc(0)), opts.replication);
         return replicas.filter((p) => p.up).length >= Math.floor(opts.replication / 2) + 1;
       },
     });

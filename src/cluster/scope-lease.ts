@@ -256,7 +256,7 @@ export class ClusterScopes implements ScopeService {
   }
 
   async acquire(range: ScopeRange, giveUpAfterMs: number): Promise<HeldScope | null> {
-    const group = Buffer.concat([Buffer.from([range.group.length]), range.group]);
+    const group = recordKey(range.group, Buffer.alloc(0)); // the encoded group prefix
     const start = recordKey(range.group, range.start);
     const cfg: ScopeLeaseConfig = {
       registers: this.registers,

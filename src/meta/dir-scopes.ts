@@ -344,13 +344,14 @@ export class DirScopes {
   }
 
   /**
-   * Runs a call on the directory's entries without the lease: under its free
-   * term, read first. A refusal means the term moved (read it again and
-   * retry) or another mount holds the lease: then this mount takes it, which
-   * recalls it from a live holder and takes it over from a silent one, and
-   * runs the call under it (or, writing through, gives it straight back).
+   * Runs a call on the directory's entries under its scope: under the lease
+   * when this mount holds it, otherwise under its free term. Without the lease,
+   * a refusal means the term moved (read it again and retry) or another mount
+   * holds the lease: then this mount takes it, which recalls it from a live
+   * holder and takes it over from a silent one, and runs the call under it
+   * (or, writing through, gives it straight back).
    */
-  async free<T>(dir: Ino, run: (opts: CallOpts) => Promise<T>, op?: CallOpts): Promise<T> {
+  async call<T>(dir: Ino, run: (opts: CallOpts) => Promise<T>, op?: CallOpts): Promise<T> {
     const scopes = this.scopes;
     if (!scopes) return run(op ?? {});
     const st = this.state(dir);
@@ -384,12 +385,12 @@ export class DirScopes {
 
   /** One entry read under the directory's scope (for tools that hold no lease: fsck, intents). */
   readEntry(dir: Ino, name: Buffer, op?: CallOpts): Promise<Buffer | null> {
-    return this.free(dir, (o) => this.ks.read(direntKey(dir, name), o), op);
+    return this.call(dir, (o) => this.ks.read(direntKey(dir, name), o), op);
   }
 
   /** One entry changed under the directory's scope (for tools that hold no lease: fsck, intents). */
   changeEntry(dir: Ino, name: Buffer, fn: ChangeFn, op?: CallOpts): Promise<Buffer | null> {
-    return this.free(dir, (o) => this.ks.change(direntKey(dir, name), fn, o), op);
+    return this.call(dir, (o) => this.ks.change(direntKey(dir, name), fn, o), op);
   }
 
   /** Runs a call under the held lease; a refusal means the lease is gone, and the call goes on without it. */
@@ -403,7 +404,7 @@ export class DirScopes {
         if (st.held === held) await this.lost(st, err);
       }
     }
-    return this.free(st.dir, run, op);
+    return this.call(st.dir, run, op);
   }
 
   /**

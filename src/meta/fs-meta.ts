@@ -244,7 +244,7 @@ export class FsMeta {
       if (st.held && st.knownEntry(k) === undefined) st.setKnown(k, d);
       return d;
     }
-    const b = await this.dirs.free(dir, (o) => this.ks.read(key, o), op);
+    const b = await this.dirs.call(dir, (o) => this.ks.read(key, o), op);
     return b ? decodeDirent(b) : null;
   }
 
@@ -259,14 +259,14 @@ export class FsMeta {
       if (st.held) st.setKnown(k, out ? decodeDirent(out) : null);
       return out;
     }
-    return this.dirs.free(dir, (o) => this.ks.change(key, fn, o), op);
+    return this.dirs.call(dir, (o) => this.ks.change(key, fn, o), op);
   }
 
   /** Starts a dirent's first phase early (a hint: never fails). */
   private prepareEntry(dir: Ino, name: Buffer): Promise<void> | undefined {
     const prepare = this.ks.prepare?.bind(this.ks);
     if (!prepare) return undefined;
-    return this.dirs.free(dir, (o) => prepare(direntKey(dir, name), o)).catch(() => {});
+    return this.dirs.call(dir, (o) => prepare(direntKey(dir, name), o)).catch(() => {});
   }
 
   /** A page of a directory's entries after `after` (exclusive), in name byte order. */
@@ -277,7 +277,7 @@ export class FsMeta {
     // A holder that read the directory whole lists what it knows; otherwise what it has committed, its queued changes first.
     if (st?.complete) return st.listing(after, limit);
     if (st) await this.dirs.flushDir(dir);
-    const scan = (from: Buffer) => (st ? this.dirs.underLease(st, (o) => this.ks.scan(inoGroup(dir), from, DIRENT_RANGE.end, { ...o, limit }), op) : this.dirs.free(dir, (o) => this.ks.scan(inoGroup(dir), from, DIRENT_RANGE.end, { ...o, limit }), op));
+    const scan = (from: Buffer) => this.dirs.call(dir, (o) => this.ks.scan(inoGroup(dir), from, DIRENT_RANGE.end, { ...o, limit }), op);
     for (;;) {
       const page = await scan(start);
       // A page can come back empty but unfinished (only deletes in it): an empty page is not the end.
@@ -424,7 +424,7 @@ export class FsMeta {
     return { inode, created: true };
   }
 
-  /** A new inode under a fresh number, durable before any name points at it. */
+  /** The record of a new inode (not written). */
   private inodeRecord(ino: Ino, dir: Ino, attrs: NewInode, time: Timespec): Inode {
     return {
       ino,
@@ -445,6 +445,7 @@ export class FsMeta {
     };
   }
 
+  /** A new inode under a fresh number, written now: durable before any name points at it. */
   private async newInode(dir: Ino, attrs: NewInode, time: Timespec, op?: CallOpts): Promise<Inode> {
     let inode: Inode | null = null;
     for (let tries = 0; !inode; tries++) {
@@ -509,8 +510,7 @@ export class FsMeta {
       const st = await this.dirs.holding(dir);
       if (st && st.knownEntry(name.toString('latin1'))?.ino === d.ino) {
         // Written behind: the name goes first, the link count after it (crash order).
-        st.setKnown(name.toString('latin1'), null);
-        const { committed: gone } = this.dirs.queue(st, name, (o) => this.ks.change(direntKey(dir, name), (old) => (old === null ? KEEP : null), o));
+        const gone = this.removeNameBehind(st, dir, name);
         this.touchDir(dir, 0, time);
         this.background(d.ino, () => gone.then(() => this.dropLink(d.ino, time)));
         return d;
@@ -528,6 +528,12 @@ export class FsMeta {
     const gone = removed as unknown as Dirent;
     this.background(gone.ino, () => this.dropLink(gone.ino, time));
     return gone;
+  }
+
+  /** Removes a name under the held lease, written behind; returns its commit (what the inode's half waits for). */
+  private removeNameBehind(st: DirState, dir: Ino, name: Buffer): Promise<void> {
+    st.setKnown(name.toString('latin1'), null);
+    return this.dirs.queue(st, name, (o) => this.ks.change(direntKey(dir, name), (old) => (old === null ? KEEP : null), o)).committed;
   }
 
   /** One link fewer; at zero the inode and its chunk map go (chunks are gc's). */
@@ -562,8 +568,7 @@ export class FsMeta {
     if (held) await this.dirs.room();
     const st = held ? await this.dirs.holding(dir) : null;
     if (st && st.knownEntry(name.toString('latin1'))?.ino === d.ino) {
-      st.setKnown(name.toString('latin1'), null);
-      const { committed: gone } = this.dirs.queue(st, name, (o) => this.ks.change(direntKey(dir, name), (old) => (old === null ? KEEP : null), o));
+      const gone = this.removeNameBehind(st, dir, name);
       this.touchDir(dir, -1, time);
       this.background(d.ino, () => gone.then(() => this.unprivate(d.ino)).then(() => this.ks.delete(inodeKey(d.ino))));
     } else {

@@ -371,7 +371,7 @@ async function fixDirLinks(ks: MaintainableKeySpace, ino: Ino, graceMs: number):
   let subdirs = 0;
   for (let start: Buffer | null = DIRENT_RANGE.start; start; ) {
     const from: Buffer = start;
-    const page = await toolDirScopes(ks).free(ino, (o) => ks.scan(inoGroup(ino), from, DIRENT_RANGE.end, { ...o, limit: 1000 }));
+    const page = await toolDirScopes(ks).call(ino, (o) => ks.scan(inoGroup(ino), from, DIRENT_RANGE.end, { ...o, limit: 1000 }));
     subdirs += page.entries.filter((e) => (decodeDirent(e.value).type & S_IFMT) === S_IFDIR).length;
     start = page.next;
   }
