@@ -140,6 +140,9 @@ export class DirState {
   }
 }
 
+/** Told what a change made under the held lease did, so that what the holder knows stays the truth. */
+export type Learnt<T> = (st: DirState, out: T) => void;
+
 /** The chain of an inode's writes behind (a name never holds a NUL byte, so it cannot collide). */
 export function inoChain(ino: Ino): string {
   return `\u0000${ino}`;
@@ -351,14 +354,14 @@ export class DirScopes {
    * holder and takes it over from a silent one, and runs the call under it
    * (or, writing through, gives it straight back).
    */
-  async call<T>(dir: Ino, run: (opts: CallOpts) => Promise<T>, op?: CallOpts): Promise<T> {
+  async call<T>(dir: Ino, run: (opts: CallOpts) => Promise<T>, op?: CallOpts, learnt?: Learnt<T>): Promise<T> {
     const scopes = this.scopes;
     if (!scopes) return run(op ?? {});
     const st = this.state(dir);
     const deadline = op?.deadline ?? Date.now() + (op?.timeoutMs ?? 30_000);
     for (let attempt = 0; ; attempt++) {
       while (st.gate) await st.gate;
-      if (st.held?.trusted()) return this.underLease(st, run, op);
+      if (st.held?.trusted()) return this.underLease(st, run, op, learnt);
       st.lastUse = Date.now();
       st.beginFree();
       try {
@@ -394,17 +397,20 @@ export class DirScopes {
   }
 
   /** Runs a call under the held lease; a refusal means the lease is gone, and the call goes on without it. */
-  async underLease<T>(st: DirState, run: (opts: CallOpts) => Promise<T>, op?: CallOpts): Promise<T> {
+  async underLease<T>(st: DirState, run: (opts: CallOpts) => Promise<T>, op?: CallOpts, learnt?: Learnt<T>): Promise<T> {
     const held = st.held;
     if (held && held.trusted()) {
       try {
-        return await this.retryLagging(st, held, () => run({ ...op, scope: held.call }));
+        const out = await this.retryLagging(st, held, () => run({ ...op, scope: held.call }));
+        // What the holder knows follows, in the same turn: a lease taken during this very call read the directory before it.
+        if (st.held === held) learnt?.(st, out);
+        return out;
       } catch (err) {
         if (!fenced(err)) throw err;
         if (st.held === held) await this.lost(st, err);
       }
     }
-    return this.call(st.dir, run, op);
+    return this.call(st.dir, run, op, learnt);
   }
 
   /**

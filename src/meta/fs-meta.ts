@@ -248,18 +248,15 @@ export class FsMeta {
     return b ? decodeDirent(b) : null;
   }
 
-  /** Changes one entry now (after the name's queued changes, under the lease when held). */
+  /**
+   * Changes one entry now (after the name's queued changes, under the lease
+   * when held, also when it is taken during the call: what the holder knows
+   * follows the change).
+   */
   private async changeEntry(dir: Ino, name: Buffer, fn: ChangeFn, op?: CallOpts): Promise<Buffer | null> {
-    const key = direntKey(dir, name);
-    const st = await this.dirs.holding(dir);
-    if (st) {
-      const k = name.toString('latin1');
-      await st.chains.get(k)?.catch(() => {});
-      const out = await this.dirs.underLease(st, (o) => this.ks.change(key, fn, o), op);
-      if (st.held) st.setKnown(k, out ? decodeDirent(out) : null);
-      return out;
-    }
-    return this.dirs.call(dir, (o) => this.ks.change(key, fn, o), op);
+    const k = name.toString('latin1');
+    await (await this.dirs.holding(dir))?.chains.get(k)?.catch(() => {});
+    return this.dirs.call(dir, (o) => this.ks.change(direntKey(dir, name), fn, o), op, (st, out) => st.setKnown(k, out ? decodeDirent(out) : null));
   }
 
   /** Starts a dirent's first phase early (a hint: never fails). */

@@ -160,3 +160,16 @@ test.serial('a mount SIGKILLed right after a flush: the next mount takes the lea
     await t.notThrowsAsync(meta.getInode(d!.ino), `${nm} names an inode that exists`);
   }
 });
+
+test.serial('a lease taken in the middle of a change (another mount held it) knows that change: the new holder lists its own name', async (t) => {
+  const rc = await startCluster(t, 3);
+  const { a, b } = await mounts(t, rc, [true, true]);
+  const dir = (await b.create(ROOT_INO, name('d'), DIR)).inode.ino;
+  for (let i = 0; i < 3; i++) await b.create(dir, name(`b${i}`), FILE);
+  t.true(b.dirs.stats.acquired >= 1, 'b holds the directory');
+  // a's first change there is made through: refused, a takes the lease (reading the directory whole), then creates.
+  await a.create(dir, name('a0'), FILE);
+  t.true(a.dirs.stats.acquired >= 1, 'a took the lease during its create');
+  t.deepEqual((await names(a, dir)).sort(), ['a0', 'b0', 'b1', 'b2']);
+  t.truthy(await a.lookup(dir, name('a0')));
+});
