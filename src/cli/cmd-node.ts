@@ -5,6 +5,7 @@ import { createRootLogger } from '../util/log.js';
 import { ConfigError, findNode, loadConfig, loadSecret, parseListen } from './config.js';
 import { UsageError, parseFlags, parseIntFlag, requireFlag } from './usage.js';
 import { VERSION } from './version.js';
+import { MEMBERS_HELP, MEMBERSHIP_SUBCOMMANDS, membershipCommand } from './cmd-members.js';
 
 export const NODE_HELP = `usage: quorumfs node --config FILE --id ID [options]
 
@@ -17,7 +18,11 @@ Runs one storage node of the cluster described by FILE.
   --reserve-bytes N    free space kept back from chunk writes
   --log-level LEVEL    trace|debug|info|warn|error|silent (default info)
 
-SIGTERM or SIGINT stops accepting, finishes requests in flight and exits 0.`;
+A node that is not in FILE (one about to be added) needs --listen and
+--data-dir. SIGTERM or SIGINT stops accepting, finishes requests in flight and
+exits 0.
+
+${MEMBERS_HELP}`;
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 type LogLevel = (typeof LOG_LEVELS)[number];
@@ -29,6 +34,8 @@ export function parseLogLevel(v: string | undefined): LogLevel | undefined {
 }
 
 export async function nodeCommand(args: string[]): Promise<number> {
+  const sub = args[0];
+  if (sub !== undefined && (MEMBERSHIP_SUBCOMMANDS as readonly string[]).includes(sub)) return membershipCommand(sub, args.slice(1));
   const { values } = parseFlags(args, {
     config: { type: 'string' },
     id: { type: 'string' },
@@ -44,7 +51,11 @@ export async function nodeCommand(args: string[]): Promise<number> {
   const listen = values.listen === undefined ? undefined : parseListenFlag(values.listen);
 
   const config = await loadConfig(configFile);
-  const node = findNode(config, id);
+  const known = config.nodes.some((n) => n.id === id);
+  if (!known && (listen === undefined || values['data-dir'] === undefined)) findNode(config, id); // the config's clear error
+  const node = known
+    ? findNode(config, id)
+    : { id, url: `ws://${listen!.host}:${listen!.port}`, listen: listen!, dataDir: resolve(values['data-dir']!), reserveBytes: 0 };
   const secret = await loadSecret(config);
   let tls: { cert: Buffer; key: Buffer } | undefined;
   if (config.tls.certFile && config.tls.keyFile) {

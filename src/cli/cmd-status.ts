@@ -3,6 +3,7 @@ import { createRootLogger } from '../util/log.js';
 import { formatBytes, Progress } from './progress.js';
 import { parseFlags, requireFlag } from './usage.js';
 import { openCluster } from './wiring.js';
+import { describeChange } from '../util/membership.js';
 
 export const STATUS_HELP = `usage: quorumfs status --config FILE [--deep] [--json]
 
@@ -75,7 +76,7 @@ export async function statusCommand(args: string[]): Promise<number> {
       logicalBytes: Math.floor(sum((r) => r.chunkBytes) / config.replication),
     };
     if (values.json) {
-      process.stdout.write(JSON.stringify({ cluster: config.name, replication: config.replication, nodes: rows, totals, ...(deep ? { deep } : {}) }, null, 2) + '\n');
+      process.stdout.write(JSON.stringify({ cluster: config.name, replication: config.replication, membership: ks.membership, nodes: rows, totals, ...(deep ? { deep } : {}) }, null, 2) + '\n');
     } else {
       const head = ['node', 'state', 'latency', 'used', 'free', 'chunks', 'records', 'version'];
       const table = rows.map((r) => [
@@ -90,7 +91,10 @@ export async function statusCommand(args: string[]): Promise<number> {
       ]);
       const widths = head.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
       const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
-      const out = [`cluster ${config.name}: ${up}/${rows.length} nodes up, R=${config.replication}`, line(head), ...table.map(line)];
+      const m = ks.membership;
+      const change = m.transition ? `a change in progress: ${describeChange(m.transition.change)} (${m.transition.phase}; quorumfs node resume carries it on)` : 'stable';
+      const queued = m.queued.length > 0 ? `, ${m.queued.length} queued` : '';
+      const out = [`cluster ${config.name}: ${up}/${rows.length} nodes up, R=${m.r}, membership epoch ${m.epoch}, ${change}${queued}`, line(head), ...table.map(line)];
       for (const r of rows) if (r.error) out.push(`  ${r.id}: ${r.error}`);
       out.push(`total: ${formatBytes(totals.chunkBytes)} stored (${formatBytes(totals.logicalBytes)} of data at R=${config.replication}), ${formatBytes(totals.freeBytes)} free`);
       if (deep) out.push(`under-replicated: ${deep.underReplicatedRecords} records, ${deep.underReplicatedChunks} chunks${deep.failures ? ` (${deep.failures} could not be checked)` : ''}`);

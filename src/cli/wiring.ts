@@ -26,5 +26,6 @@ export async function openCluster(configFile: string, log: Logger, extra: { hint
     ...(ca ? { ca } : {}),
     ...extra,
   });
+  await ks.ready;
   return { config, ks };
 }

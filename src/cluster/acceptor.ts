@@ -13,6 +13,8 @@ export interface AcceptorCall {
   signal?: AbortSignal | undefined;
   /** A call about a key of a leased scope (src/util/lease.ts). */
   scope?: ScopeCall | undefined;
+  /** The membership epoch the call's quorum was counted under; it travels with the call (0 or absent: none). */
+  epoch?: number | undefined;
 }
 
 export interface Acceptor {

@@ -5,7 +5,7 @@
 // any error or mismatch (reporting the bad copy as a hint). A ranged get moves
 // and verifies only the 64 KiB blocks it needs, against the chunk's leaf
 // digests, which are fetched once per chunk and checked against the id.
-import { QfsError, toQfsError } from '../util/errors.js';
+import { QfsError, isQfsError, toQfsError } from '../util/errors.js';
 import type { ChunkId } from '../util/ids.js';
 import type { Logger } from '../util/log.js';
 import { BLOCK_BYTES, blockCount, blocksMatch, chunkIdOf, rootOf } from '../util/hash.js';
@@ -19,6 +19,8 @@ export interface ChunkOptions {
   log: Logger;
   /** Most repair hints kept in memory; older ones are dropped (a full repair finds them). */
   maxHints?: number;
+  /** Where a chunk may be read, best first (default: its writers); during a membership change, more nodes than it is written to. */
+  readersOf?: (id: ChunkId) => Peer[];
 }
 
 export interface Hint {
@@ -54,8 +56,20 @@ export class Chunks {
   async put(bytes: Buffer, opts?: CallOpts & { id?: ChunkId }): Promise<ChunkId> {
     const id = opts?.id ?? ((await chunkIdOf(bytes)) as ChunkId);
     const deadline = this.deadline(opts);
-    const replicas = this.replicasOf(id);
     this.stats.puts++;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.putOnce(id, bytes, deadline, opts);
+        return id;
+      } catch (err) {
+        // A node knew a newer membership (learned with its refusal): place the chunk again under it.
+        if (!isQfsError(err, 'stale_epoch') || attempt >= 8 || Date.now() >= deadline) throw err;
+      }
+    }
+  }
+
+  private async putOnce(id: ChunkId, bytes: Buffer, deadline: number, opts?: CallOpts): Promise<void> {
+    const replicas = this.replicasOf(id);
     await gatherQuorum(
       replicas.map((p) => ({ key: p.id, run: () => p.track((c) => c.putChunk(id, bytes, p.callOpts(deadline, opts?.signal))) })),
       Math.min(this.opts.writeQuorum, replicas.length),
@@ -66,12 +80,11 @@ export class Chunks {
     ).then((r) => {
       for (const e of r.errors) this.hint(id, e.key, e.error.message);
     });
-    return id;
   }
 
   /** The replicas a read of `id` tries, in order (see bySpread). */
   readOrder(id: ChunkId): Peer[] {
-    return bySpread(this.replicasOf(id), parseInt(id.slice(-6), 16));
+    return bySpread((this.opts.readersOf ?? this.replicasOf)(id), parseInt(id.slice(-6), 16));
   }
 
   /** Verified leaf digests of recently read chunks (immutable, so never stale). */
@@ -127,13 +140,20 @@ export class Chunks {
     this.stats.gets++;
     const errors: string[] = [];
     let sawNotFound = 0;
-    const replicas = this.readOrder(id);
-    for (const p of replicas) {
+    let replicas = this.readOrder(id);
+    const tried = new Set<string>();
+    for (let i = 0; i < replicas.length; i++) {
+      const p = replicas[i]!;
+      tried.add(p.id);
       try {
         return await readOne(p, deadline);
       } catch (err) {
         const e = toQfsError(err);
         if (opts?.signal?.aborted) throw e;
+        if (e.code === 'stale_epoch') {
+          // Learned a newer membership with the refusal: read where it places the chunk.
+          replicas = [...replicas.slice(0, i + 1), ...this.readOrder(id).filter((r) => !tried.has(r.id))];
+        }
         if (e.code === 'not_found') {
           sawNotFound++;
           this.hint(id, p.id, 'missing on read');
@@ -143,13 +163,13 @@ export class Chunks {
         if (Date.now() >= deadline) break;
       }
     }
-    if (sawNotFound === replicas.length) throw new QfsError('not_found', `chunk ${id} is on none of its replicas`);
+    if (sawNotFound === tried.size) throw new QfsError('not_found', `chunk ${id} is on none of its replicas`);
     throw new QfsError('unavailable', `chunk ${id} unreadable: ${errors.join('; ')}`);
   }
 
   async has(id: ChunkId, opts?: CallOpts): Promise<boolean> {
     const deadline = this.deadline(opts);
-    const replicas = byHealth(this.replicasOf(id));
+    const replicas = byHealth((this.opts.readersOf ?? this.replicasOf)(id));
     const errors: string[] = [];
     for (const p of replicas) {
       try {
@@ -198,11 +218,11 @@ export class Chunks {
     return restored;
   }
 
-  /** Reads a verified copy from another replica and writes it to `target`. */
-  async copyTo(id: ChunkId, target: Peer, deadline: number): Promise<void> {
+  /** Reads a verified copy from another replica and writes it to `target`; the bytes copied (0: it had a good one). */
+  async copyTo(id: ChunkId, target: Peer, deadline: number): Promise<number> {
     // verify moves a corrupt copy aside on the node, so the put below is not answered "exists".
-    if ((await target.track((c) => c.verifyChunk(id, target.callOpts(deadline)))) === 'ok') return;
-    const sources = byHealth(this.replicasOf(id).filter((p) => p.id !== target.id));
+    if ((await target.track((c) => c.verifyChunk(id, target.callOpts(deadline)))) === 'ok') return 0;
+    const sources = byHealth((this.opts.readersOf ?? this.replicasOf)(id).filter((p) => p.id !== target.id));
     let lastError: unknown = new QfsError('unavailable', 'no source replica');
     for (const src of sources) {
       try {
@@ -212,7 +232,7 @@ export class Chunks {
           continue;
         }
         await target.track((c) => c.putChunk(id, bytes, target.callOpts(deadline)));
-        return;
+        return bytes.length;
       } catch (err) {
         lastError = err;
       }

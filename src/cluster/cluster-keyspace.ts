@@ -7,9 +7,10 @@ import { QfsError } from '../util/errors.js';
 import { KEEP, recordKey, type CallOpts, type ChangeFn, type MaintainableKeySpace, type RawRecord, type ScanPage } from '../keyspace/types.js';
 import { Chunks } from './chunks.js';
 import * as maintenance from './maintenance.js';
-import { Peer, type PeerSpec } from './peers.js';
-import { place } from './placement.js';
+import { Peer, type MembershipHooks, type PeerSpec } from './peers.js';
 import { Registers } from './registers.js';
+import { MembershipView } from './membership-view.js';
+import { decodeMembership, initialMembership, type Membership } from '../util/membership.js';
 import { ClusterScopes } from './scope-lease.js';
 
 export interface ClusterOptions {
@@ -32,19 +33,19 @@ export interface ClusterOptions {
 }
 
 export class ClusterKeySpace implements MaintainableKeySpace {
-  readonly peers: Peer[];
+  readonly view: MembershipView;
   readonly registers: Registers;
   readonly chunks: Chunks;
   readonly scopes: ClusterScopes;
-  private readonly byId: Map<string, Peer>;
+  /** Settles once the nodes were asked for the membership they know (see syncMembership). */
+  readonly ready: Promise<void>;
+  private readonly recallListeners: Array<(lease: Buffer) => void> = [];
   private hintTimer: NodeJS.Timeout | null = null;
   private draining = false;
   private closed = false;
 
   constructor(readonly opts: ClusterOptions) {
-    if (opts.replication > opts.nodes.length) {
-      throw new QfsError('bad_request', `replication ${opts.replication} needs at least that many nodes; ${opts.nodes.length} configured`);
-    }
+    if (opts.nodes.length === 0) throw new QfsError('bad_request', 'no nodes configured');
     const peerOpts = {
       secret: opts.secret,
       clusterName: opts.clusterName,
@@ -55,15 +56,32 @@ export class ClusterKeySpace implements MaintainableKeySpace {
       // A node that is down must not hold every operation for the whole deadline.
       connectWaitMs: Math.min(opts.connectTimeoutMs, 1000),
     };
-    this.peers = opts.nodes.map((n) => new Peer(n, peerOpts));
-    this.byId = new Map(this.peers.map((p) => [p.id, p]));
-    this.registers = new Registers((group) => place(this.peers, group, opts.replication), {
+    // cluster.json's node list: the bootstrap membership (what format hands every node) and the seeds to learn the current one from.
+    // Fewer nodes than R: they are only seeds (epoch 0, nothing placed by it) until a node hands over the membership.
+    const listed = opts.nodes.map((n) => ({ id: n.id, url: n.url, weight: n.weight, zone: n.zone }));
+    const bootstrap: Membership =
+      listed.length >= opts.replication ? initialMembership(listed, opts.replication) : { epoch: 0, r: opts.replication, nodes: listed.map((n) => ({ ...n, state: 'active' as const })), transition: null, queued: [] };
+    const log = opts.log.child({ component: 'membership' });
+    this.view = new MembershipView(
+      bootstrap,
+      (spec, hooks: MembershipHooks) => {
+        const p = new Peer(spec, { ...peerOpts, membership: hooks });
+        p.client.onLeaseRecall((lease) => {
+          for (const fn of this.recallListeners) fn(lease);
+        });
+        return p;
+      },
+      log,
+    );
+    this.registers = new Registers((group) => this.view.keyQuorum(group), {
       replication: opts.replication,
       requestTimeoutMs: opts.requestTimeoutMs,
       log: opts.log.child({ component: 'registers' }),
       ...(opts.tombstoneGraceMs !== undefined ? { tombstoneGraceMs: opts.tombstoneGraceMs } : {}),
     });
-    this.chunks = new Chunks((id) => place(this.peers, Buffer.from(id, 'hex'), opts.replication), {
+    this.view.onChange(() => this.registers.membershipChanged());
+    this.chunks = new Chunks((id) => this.view.chunkWriters(Buffer.from(id, 'hex')), {
+      readersOf: (id) => this.view.chunkReaders(Buffer.from(id, 'hex')),
       writeQuorum: opts.writeQuorum,
       requestTimeoutMs: opts.requestTimeoutMs,
       log: opts.log.child({ component: 'chunks' }),
@@ -72,11 +90,12 @@ export class ClusterKeySpace implements MaintainableKeySpace {
       periodMs: opts.scopeLeaseMs ?? 5000,
       drift: opts.clockDrift ?? 0.05,
       reachable: (group) => {
-        const replicas = place(this.peers, recordKey(group, Buffer.alloc(0)), opts.replication);
-        return replicas.filter((p) => p.up).length >= Math.floor(opts.replication / 2) + 1;
+        const q = this.view.keyQuorum(recordKey(group, Buffer.alloc(0)).subarray(0, 1 + group.length));
+        return q.sets.every((set) => set.filter((id) => this.view.peer(id)?.up).length >= Math.floor(set.length / 2) + 1);
       },
     });
-    for (const p of this.peers) p.connect();
+    // A node that is down costs a second here, not the connect timeout: the others answer.
+    this.ready = this.syncMembership(Math.min(opts.connectTimeoutMs, 1000));
     const interval = opts.hintIntervalMs ?? 2000;
     if (interval > 0) {
       this.hintTimer = setInterval(() => void this.drainHints(), interval);
@@ -84,8 +103,45 @@ export class ClusterKeySpace implements MaintainableKeySpace {
     }
   }
 
+  /** Peers of every member node (both node sets during a change). */
+  get peers(): Peer[] {
+    return this.view.peers;
+  }
+
+  get membership(): Membership {
+    return this.view.membership;
+  }
+
   peer(id: string): Peer | undefined {
-    return this.byId.get(id);
+    return this.view.peer(id);
+  }
+
+  /**
+   * Asks every node it knows for the membership that node has learned and
+   * takes the newest: a client started from an old cluster.json then places
+   * its first calls by the current membership, not by a stale node list that
+   * could pick majorities that do not meet the current ones. A node that knows
+   * none (an unformatted cluster) says nothing; the bootstrap stands then.
+   * Repeats while it learns something newer (its new nodes may know more).
+   */
+  private async syncMembership(timeoutMs: number): Promise<void> {
+    const asked = new Set<string>();
+    for (let round = 0; round < 8; round++) {
+      const peers = this.view.peers.filter((p) => !asked.has(p.id));
+      if (peers.length === 0) return;
+      for (const p of peers) asked.add(p.id);
+      const found = await Promise.all(
+        peers.map((p) =>
+          p.client
+            .getMembership({ timeoutMs, connectWaitMs: timeoutMs })
+            .then((b) => (b ? decodeMembership(b) : null))
+            .catch(() => null),
+        ),
+      );
+      let newest: Membership | null = null;
+      for (const m of found) if (m && (!newest || m.epoch > newest.epoch)) newest = m;
+      if (!newest || !this.view.adopt(newest)) return;
+    }
   }
 
   /** Waits until every node is connected, or `timeoutMs` passed; returns the ids still down. */
@@ -95,7 +151,7 @@ export class ClusterKeySpace implements MaintainableKeySpace {
    * recall may come from several nodes.
    */
   onLeaseRecall(fn: (lease: Buffer) => void): void {
-    for (const p of this.peers) p.client.onLeaseRecall(fn);
+    this.recallListeners.push(fn);
   }
 
   async waitForPeers(timeoutMs: number, need = this.peers.length): Promise<string[]> {
@@ -175,7 +231,7 @@ export class ClusterKeySpace implements MaintainableKeySpace {
   async close(): Promise<void> {
     this.closed = true;
     if (this.hintTimer) clearInterval(this.hintTimer);
-    for (const p of this.peers) p.close();
+    this.view.close();
   }
 }
 

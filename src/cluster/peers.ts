@@ -26,6 +26,18 @@ export interface PeerOptions {
   connectTimeoutMs: number;
   /** How long a call waits for a disconnected node before giving up on it. */
   connectWaitMs: number;
+  /** The membership this client places calls by (absent: calls name no epoch). */
+  membership?: MembershipHooks;
+}
+
+/** What a peer needs from the client's membership (src/cluster/membership-view.ts). */
+export interface MembershipHooks {
+  /** The encoded membership of exactly `epoch`, to hand a node that is behind it; null if this client has moved on. */
+  bytesOf(epoch: number): Buffer | null;
+  /** The current epoch (what a call that names none is placed by). */
+  readonly epoch: number;
+  /** A node refused a call for a newer membership and handed it over (encoded): learn it when it is newer. */
+  learn(bytes: Buffer, from: string): void;
 }
 
 const EWMA_ALPHA = 0.2;
@@ -102,14 +114,15 @@ export class Peer implements PlacementNode, Acceptor {
     return !this.up || (this.inflight > 0 && performance.now() - Math.max(this.lastAnswerAt, this.busySince) > SILENT_MS);
   }
 
-  /** Call options bounded by an overall deadline. */
-  callOpts(deadline: number, signal?: AbortSignal): CallOptions {
+  /** Call options bounded by an overall deadline, placed by `epoch` when given. */
+  callOpts(deadline: number, signal?: AbortSignal, epoch?: number): CallOptions {
     const remaining = deadline - Date.now();
     if (remaining <= 0) throw new QfsError('timeout', 'deadline passed');
     return {
       timeoutMs: Math.min(remaining, this.opts.requestTimeoutMs),
       connectWaitMs: this.down ? this.retryDown() : this.opts.connectWaitMs,
       ...(signal ? { signal } : {}),
+      ...(epoch ? { epoch } : {}),
     };
   }
 
@@ -130,13 +143,18 @@ export class Peer implements PlacementNode, Acceptor {
     return DOWN_RETRY_MS;
   }
 
-  /** Runs one call and keeps the health figures. */
-  async track<T>(fn: (c: NodeClient) => Promise<T>): Promise<T> {
+  /**
+   * Runs one call and keeps the health figures. A node behind the call's
+   * membership epoch is handed the membership and asked again; a node ahead of
+   * it hands its own over (learned here) and the call fails `stale_epoch`, for
+   * its caller to place again.
+   */
+  async track<T>(fn: (c: NodeClient) => Promise<T>, epoch?: number): Promise<T> {
     const t0 = performance.now();
     this.calls++;
     if (this.inflight++ === 0) this.busySince = t0;
     try {
-      const r = await fn(this.client);
+      const r = await this.withMembership(fn, epoch);
       this.lastAnswerAt = performance.now();
       this.latencyMs += EWMA_ALPHA * (this.lastAnswerAt - t0 - this.latencyMs);
       this.consecutiveFailures = 0;
@@ -157,28 +175,48 @@ export class Peer implements PlacementNode, Acceptor {
     }
   }
 
+  private async withMembership<T>(fn: (c: NodeClient) => Promise<T>, epoch: number | undefined): Promise<T> {
+    const hooks = this.opts.membership;
+    for (let handed = 0; ; handed++) {
+      try {
+        return await fn(this.client);
+      } catch (err) {
+        if (!hooks || !(err instanceof QfsError)) throw err;
+        if (err.code === 'stale_epoch') {
+          const bytes = await this.client.getMembership().catch(() => null);
+          if (bytes) hooks.learn(bytes, this.id);
+          throw err;
+        }
+        if (err.code !== 'epoch_ahead' || handed >= 2) throw err;
+        const bytes = hooks.bytesOf(epoch ?? hooks.epoch);
+        if (!bytes) throw new QfsError('stale_epoch', `${this.id}: this client's membership moved on while the call ran`);
+        await this.client.installMembership(bytes);
+      }
+    }
+  }
+
   prepare(key: Buffer, ballot: Ballot, call: AcceptorCall): Promise<Verdict> {
-    return this.track((c) => c.prepare(key, ballot, { ...this.callOpts(call.deadline, call.signal), scope: call.scope }));
+    return this.track((c) => c.prepare(key, ballot, { ...this.callOpts(call.deadline, call.signal, call.epoch), scope: call.scope }), call.epoch);
   }
 
   accept(key: Buffer, ballot: Ballot, value: RecordValue, promiseNext: boolean, call: AcceptorCall): Promise<Verdict> {
-    return this.track((c) => c.accept(key, ballot, value, { ...this.callOpts(call.deadline, call.signal), promiseNext, scope: call.scope }));
+    return this.track((c) => c.accept(key, ballot, value, { ...this.callOpts(call.deadline, call.signal, call.epoch), promiseNext, scope: call.scope }), call.epoch);
   }
 
   read(key: Buffer, call: AcceptorCall): Promise<AcceptorState> {
-    return this.track((c) => c.read(key, { ...this.callOpts(call.deadline, call.signal), scope: call.scope }));
+    return this.track((c) => c.read(key, { ...this.callOpts(call.deadline, call.signal, call.epoch), scope: call.scope }), call.epoch);
   }
 
   scan(start: Buffer, end: Buffer | null, limit: number, call: AcceptorCall): Promise<ScanReply> {
-    return this.track((c) => c.scan(start, end, limit, { ...this.callOpts(call.deadline, call.signal), scope: call.scope }));
+    return this.track((c) => c.scan(start, end, limit, { ...this.callOpts(call.deadline, call.signal, call.epoch), scope: call.scope }), call.epoch);
   }
 
   purge(key: Buffer, ballot: Ballot, call: AcceptorCall): Promise<boolean> {
-    return this.track((c) => c.purge(key, ballot, this.callOpts(call.deadline, call.signal)));
+    return this.track((c) => c.purge(key, ballot, this.callOpts(call.deadline, call.signal, call.epoch)), call.epoch);
   }
 
   learn(key: Buffer, ballot: Ballot, call: AcceptorCall): Promise<boolean> {
-    return this.track((c) => c.learn(key, ballot, this.callOpts(call.deadline, call.signal)));
+    return this.track((c) => c.learn(key, ballot, this.callOpts(call.deadline, call.signal, call.epoch)), call.epoch);
   }
 
   connect(): void {

@@ -4,6 +4,48 @@
 import { QfsError, toQfsError } from '../util/errors.js';
 import { systemClock, type Clock, type Timer } from '../util/clock.js';
 
+/**
+ * When the calls that succeeded make a quorum, and when the ones that failed
+ * make it impossible, by which nodes answered: a plain majority of one replica
+ * set, or, while a key moves between node sets, a majority of each
+ * (docs/architecture.md, "Membership").
+ */
+export interface QuorumRule {
+  /** How many calls a read starts with: a quorum's worth when they all answer. */
+  readonly size: number;
+  reached(ids: readonly string[]): boolean;
+  lost(ids: readonly string[]): boolean;
+}
+
+/** `need` answers of `total`, whoever gives them. */
+export function countRule(need: number, total: number): QuorumRule {
+  return { size: need, reached: (ids) => ids.length >= need, lost: (ids) => total - ids.length < need };
+}
+
+/** A majority of each set (one set: a plain majority of it). */
+export function setsRule(sets: ReadonlyArray<readonly string[]>): QuorumRule {
+  if (sets.length === 1) return countRuleOf(sets[0]!);
+  const size = new Set(sets.flat()).size;
+  return {
+    size,
+    reached: (ids) => jointQuorumReached(sets, new Set(ids)),
+    lost: (ids) => jointQuorumLost(sets, new Set(ids)),
+  };
+}
+
+function countRuleOf(set: readonly string[]): QuorumRule {
+  const need = Math.floor(set.length / 2) + 1;
+  return {
+    size: need,
+    reached: (ids) => ids.filter((id) => set.includes(id)).length >= need,
+    lost: (ids) => set.length - ids.filter((id) => set.includes(id)).length < need,
+  };
+}
+
+function asRule(need: number | QuorumRule, total: number): QuorumRule {
+  return typeof need === 'number' ? countRule(need, total) : need;
+}
+
 export interface QuorumResult<T, K> {
   oks: Array<{ key: K; value: T }>;
   errors: Array<{ key: K; error: QfsError }>;
@@ -11,7 +53,7 @@ export interface QuorumResult<T, K> {
 
 export function gatherQuorum<T, K>(
   calls: ReadonlyArray<{ key: K; run: () => Promise<T> }>,
-  need: number,
+  need: number | QuorumRule,
   isOk: (v: T) => boolean = () => true,
   onLate?: (key: K, outcome: { value: T } | { error: QfsError }) => void,
   /**
@@ -29,19 +71,21 @@ export function gatherQuorum<T, K>(
     const errors: Array<{ key: K; error: QfsError }> = [];
     let settled = false;
     const total = calls.length;
+    const rule = asRule(need, total);
+    const ids = (xs: ReadonlyArray<{ key: K }>): string[] => xs.map((x) => String(x.key));
     const fail = (): void => {
       settled = true;
       grace?.cancel();
       if (rejected.length > 0) resolve({ oks: [...oks], rejected: [...rejected], errors: [...errors] });
-      else reject(summarize(errors, need, total));
+      else reject(summarize(errors, rule.size, total));
     };
     const check = (): void => {
       if (settled) return;
-      if (oks.length >= need) {
+      if (rule.reached(ids(oks))) {
         settled = true;
         grace?.cancel();
         resolve({ oks: [...oks], rejected: [...rejected], errors: [...errors] });
-      } else if (total - rejected.length - errors.length < need) {
+      } else if (rule.lost([...ids(rejected), ...ids(errors)])) {
         if (settleAll && oks.length + rejected.length + errors.length < total) {
           grace ??= settleAll.clock.after(settleAll.withinMs, () => {
             if (!settled) fail();
@@ -51,7 +95,7 @@ export function gatherQuorum<T, K>(
         fail();
       }
     };
-    if (need <= 0) {
+    if (typeof need === 'number' ? need <= 0 : rule.reached([])) {
       settled = true;
       resolve({ oks, rejected, errors });
     }
@@ -84,7 +128,8 @@ export function summarize<K>(errors: ReadonlyArray<{ key: K; error: QfsError }>,
   const reasons = errors.map((e) => `${String(e.key)}: ${e.error.message}`).join('; ');
   const codes = new Set(errors.map((e) => e.error.code));
   // A refusal under a lease (src/util/lease.ts) is the answer, not an outage: the caller must wait for the lease.
-  const code = codes.has('no_space') ? 'no_space' : codes.has('fenced') ? 'fenced' : codes.has('corrupt') && codes.size === 1 ? 'corrupt' : codes.has('bad_request') && codes.size === 1 ? 'bad_request' : 'unavailable';
+  // A node that knows a newer membership: the caller learned it with the refusal and starts over under it.
+  const code = codes.has('no_space') ? 'no_space' : codes.has('fenced') ? 'fenced' : codes.has('stale_epoch') ? 'stale_epoch' : codes.has('corrupt') && codes.size === 1 ? 'corrupt' : codes.has('bad_request') && codes.size === 1 ? 'bad_request' : 'unavailable';
   return new QfsError(code, `${need} of ${total} replicas needed, ${total - errors.length} answered (${reasons})`);
 }
 
@@ -100,19 +145,33 @@ export function summarize<K>(errors: ReadonlyArray<{ key: K; error: QfsError }>,
  */
 export function hedgedQuorum<T, K>(
   calls: ReadonlyArray<{ key: K; run: () => Promise<T> }>,
-  need: number,
+  need: number | QuorumRule,
   enough: (values: readonly T[]) => boolean,
   hedgeMs: number,
   keepWaiting?: () => boolean,
   clock: Clock = systemClock,
 ): Promise<T[]> {
+  return hedgedQuorumKeyed(calls, need, (oks) => enough(oks.map((o) => o.value)), hedgeMs, keepWaiting, clock).then((oks) => oks.map((o) => o.value));
+}
+
+/** hedgedQuorum, with each answer's key (a joint quorum is judged by who answered). */
+export function hedgedQuorumKeyed<T, K>(
+  calls: ReadonlyArray<{ key: K; run: () => Promise<T> }>,
+  need: number | QuorumRule,
+  enough: (oks: ReadonlyArray<{ key: K; value: T }>) => boolean,
+  hedgeMs: number,
+  keepWaiting?: () => boolean,
+  clock: Clock = systemClock,
+): Promise<Array<{ key: K; value: T }>> {
+  const rule = asRule(need, calls.length);
   return new Promise((resolve, reject) => {
-    const oks: T[] = [];
+    const oks: Array<{ key: K; value: T }> = [];
     const errors: Array<{ key: K; error: QfsError }> = [];
     let started = 0;
     let inFlight = 0;
     let settled = false;
     let timer: Timer | undefined;
+    const reached = (): boolean => rule.reached(oks.map((o) => String(o.key)));
     const finish = (f: () => void): void => {
       settled = true;
       timer?.cancel();
@@ -131,7 +190,7 @@ export function hedgedQuorum<T, K>(
         (value) => {
           inFlight--;
           if (settled) return;
-          oks.push(value);
+          oks.push({ key, value });
           check();
         },
         (err: unknown) => {
@@ -147,13 +206,17 @@ export function hedgedQuorum<T, K>(
     };
     const check = (): void => {
       if (settled) return;
-      if (oks.length >= need && (enough(oks) || (started === calls.length && inFlight === 0))) return finish(() => resolve([...oks]));
-      if (calls.length - errors.length < need) return finish(() => reject(summarize(errors, need, calls.length)));
-      if (oks.length >= need) return startRest(); // answers disagree: ask everyone
-      while (oks.length + inFlight < need && started < calls.length) startOne();
+      const ok = reached();
+      if (ok && (enough(oks) || (started === calls.length && inFlight === 0))) return finish(() => resolve([...oks]));
+      if (rule.lost(errors.map((e) => String(e.key)))) return finish(() => reject(summarize(errors, rule.size, calls.length)));
+      if (ok) return startRest(); // answers disagree: ask everyone
+      // Not yet a quorum: keep as many calls going as a quorum needs (all of them once one has failed under a joint rule).
+      while (oks.length + inFlight < rule.size && started < calls.length) startOne();
+      if (started === calls.length || inFlight > 0) return;
+      startRest();
     };
-    if (need <= 0 || calls.length === 0) return finish(() => (need <= 0 ? resolve([]) : reject(summarize(errors, need, 0))));
-    while (started < Math.min(need, calls.length)) startOne();
+    if ((typeof need === 'number' && need <= 0) || calls.length === 0) return finish(() => (rule.reached([]) ? resolve([]) : reject(summarize(errors, rule.size, 0))));
+    while (started < Math.min(rule.size, calls.length)) startOne();
     // Timers run before the loop polls sockets: after a busy stretch of the
     // event loop, answers that already arrived are read (setImmediate runs
     // after the poll) before the replicas are judged silent.

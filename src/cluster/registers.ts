@@ -27,7 +27,8 @@ import { settledOf, withoutSettled, type ScopeCall } from '../util/lease.js';
 import type { ScanReply, Verdict } from '../rpc/messages.js';
 import { KEEP, callDeadline, groupOf, type CallOpts, type ChangeFn, type ChangeResult, type ScanEntry, type ScanPage } from '../keyspace/types.js';
 import { byHealth, type Acceptor, type AcceptorCall } from './acceptor.js';
-import { gatherQuorum, hedgedQuorum } from './quorum.js';
+import { countRule, gatherQuorum, hedgedQuorumKeyed, setsRule, type QuorumRule } from './quorum.js';
+import { isQfsError } from '../util/errors.js';
 import { ChangeAttempts, MAX_ENTRIES, newTag, open, seal } from '../util/envelope.js';
 
 export interface RegisterOptions {
@@ -64,6 +65,26 @@ export interface RegisterOptions {
 interface Known {
   next: Ballot;
   value: RecordValue;
+  /** The membership epoch the promise was made under: it says nothing to another epoch's quorums. */
+  epoch: number;
+}
+
+/**
+ * Where a key's calls go and what makes a quorum of them: its acceptors (every
+ * node of its replica sets), the sets a quorum needs a majority of (one when
+ * stable; A and B while the key moves), and the membership epoch the calls are
+ * placed by (docs/architecture.md, "Membership").
+ */
+export interface KeyQuorum {
+  acceptors: Acceptor[];
+  sets: string[][];
+  epoch: number;
+}
+
+interface Placed {
+  acceptors: Acceptor[];
+  rule: QuorumRule;
+  epoch: number;
 }
 
 export function nextOf(b: Ballot): Ballot {
@@ -82,6 +103,15 @@ export function agreedValue(states: readonly AcceptorState[], quorum: number): A
   for (const s of states) {
     const same = states.filter((o) => compareBallots(o.accepted, s.accepted) === 0).length;
     if (same >= quorum) return s;
+  }
+  return null;
+}
+
+/** Pure: is one accepted ballot reported by acceptors that make a quorum under `rule`? */
+export function agreedAmong(states: ReadonlyArray<{ key: string; state: AcceptorState }>, rule: QuorumRule): AcceptorState | null {
+  for (const s of states) {
+    const same = states.filter((o) => compareBallots(o.state.accepted, s.state.accepted) === 0).map((o) => o.key);
+    if (rule.reached(same)) return s.state;
   }
   return null;
 }
@@ -183,9 +213,9 @@ function stillAnswering(chosen: readonly Acceptor[]): () => boolean {
  * either; such an attempt stays uncertain.
  */
 export function definitelyNotAdopted(
-  r: { oks: unknown[]; rejected: Array<{ value: Verdict }>; errors: unknown[] },
+  r: { oks: unknown[]; rejected: Array<{ key?: string; value: Verdict }>; errors: unknown[] },
   total: number,
-  quorum: number,
+  quorum: number | QuorumRule,
   ballot: Ballot,
   tag: string,
 ): boolean {
@@ -202,7 +232,7 @@ export function definitelyNotAdopted(
     if (lineage.some((e) => e.tag === tag)) return false;
     return lineage.length < MAX_ENTRIES || lineage[0]!.counter < ballot.counter;
   });
-  return unrelated.length >= quorum;
+  return typeof quorum === 'number' ? unrelated.length >= quorum : quorum.reached(unrelated.map((x) => x.key ?? ''));
 }
 
 export class Registers {
@@ -229,14 +259,33 @@ export class Registers {
   /** Counters for status and tests. */
   readonly stats = { fastChanges: 0, fullRounds: 0, conflicts: 0, fastReads: 0, slowReads: 0, recognised: 0, prepared: 0 };
 
+  /**
+   * `placement`: a key group's acceptors, all of them one replica set counted
+   * by a majority of R (the simulator's), or a KeyQuorum from the membership.
+   */
   constructor(
-    private readonly acceptorsOf: (group: Buffer) => Acceptor[],
+    private readonly placement: (group: Buffer) => Acceptor[] | KeyQuorum,
     private readonly opts: RegisterOptions,
   ) {
     this.quorum = Math.floor(opts.replication / 2) + 1;
     this.clock = opts.clock ?? systemClock;
     this.tombstoneGraceMs = opts.tombstoneGraceMs ?? Math.max(60_000, 2 * opts.requestTimeoutMs);
     this.proposer = this.clock.randomHex(8); // a ballot's proposer: 16 hex characters
+  }
+
+  private placed(group: Buffer): Placed {
+    const p = this.placement(group);
+    if (Array.isArray(p)) return { acceptors: p, rule: countRule(this.quorum, p.length), epoch: 0 };
+    return { acceptors: p.acceptors, rule: setsRule(p.sets), epoch: p.epoch };
+  }
+
+  /**
+   * The membership changed: ballots promised under the old one say nothing to
+   * the new quorums (docs/architecture.md, "Membership"), so every change runs
+   * a full round first.
+   */
+  membershipChanged(): void {
+    this.known.clear();
   }
 
   private observe(b: Ballot): void {
@@ -268,11 +317,12 @@ export class Registers {
     if (this.known.has(id) || this.queues.has(id)) return;
     const deadline = this.deadline(opts);
     const ballot = this.freshBallot();
+    const q = this.placed(groupOf(key));
     let prep;
     try {
       prep = await gatherQuorum<Verdict, string>(
-        this.acceptorsOf(groupOf(key)).map((p) => ({ key: p.id, run: () => p.prepare(key, ballot, { deadline, signal: opts?.signal, scope: opts?.scope }) })),
-        this.quorum,
+        q.acceptors.map((p) => ({ key: p.id, run: () => p.prepare(key, ballot, { deadline, signal: opts?.signal, scope: opts?.scope, epoch: q.epoch }) })),
+        q.rule,
         (v) => v.ok,
       );
     } catch {
@@ -284,10 +334,21 @@ export class Registers {
       this.observe(x.value.state.accepted);
     }
     // A change that started meanwhile ran its own round with a higher ballot.
-    if (prep.oks.length < this.quorum || this.known.has(id) || this.queues.has(id)) return;
+    if (!q.rule.reached(prep.oks.map((o) => o.key)) || this.known.has(id) || this.queues.has(id)) return;
     this.stats.prepared++;
     const current = highestAccepted(this.visible(prep.oks.map((o) => o.value.state)));
-    this.remember(key, { next: ballot, value: current ? current.value : { kind: 'empty' } });
+    this.remember(key, { next: ballot, value: current ? current.value : { kind: 'empty' }, epoch: q.epoch });
+  }
+
+  /** Runs a read-only call again when a node refused it for a newer membership (which the refusal taught us). */
+  private async overEpochs<T>(deadline: number, run: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await run();
+      } catch (err) {
+        if (!isQfsError(err, 'stale_epoch') || attempt >= 8 || this.clock.now() >= deadline) throw err;
+      }
+    }
   }
 
   private deadline(opts?: CallOpts): number {
@@ -296,19 +357,28 @@ export class Registers {
 
   async read(key: Buffer, opts?: CallOpts): Promise<Buffer | null> {
     const deadline = this.deadline(opts);
+    return this.overEpochs(deadline, () => this.readOnce(key, deadline, opts));
+  }
+
+  private async readOnce(key: Buffer, deadline: number, opts?: CallOpts): Promise<Buffer | null> {
     // A majority of the healthiest replicas first; the rest only if those fail,
     // disagree or are slow.
-    const acceptors = byHealth(this.acceptorsOf(groupOf(key)));
-    const states = await hedgedQuorum(
-      acceptors.map((p) => ({ key: p.id, run: () => p.read(key, { deadline, signal: opts?.signal, scope: opts?.scope }) })),
-      this.quorum,
-      (s) => agreedValue(this.visible(s), this.quorum) !== null,
-      hedgeDelayMs(acceptors.slice(0, this.quorum)),
-      stillAnswering(acceptors.slice(0, this.quorum)),
+    const q = this.placed(groupOf(key));
+    const acceptors = byHealth(q.acceptors);
+    const agreedOf = (oks: ReadonlyArray<{ key: string; value: AcceptorState }>): AcceptorState | null => {
+      const shown = new Set<AcceptorState>(this.visible(oks.map((o) => o.value)));
+      return agreedAmong(oks.filter((o) => shown.has(o.value)).map((o) => ({ key: o.key, state: o.value })), q.rule);
+    };
+    const states = await hedgedQuorumKeyed(
+      acceptors.map((p) => ({ key: p.id, run: () => p.read(key, { deadline, signal: opts?.signal, scope: opts?.scope, epoch: q.epoch }) })),
+      q.rule,
+      (oks) => agreedOf(oks) !== null,
+      hedgeDelayMs(acceptors.slice(0, q.rule.size)),
+      stillAnswering(acceptors.slice(0, q.rule.size)),
       this.clock,
     );
-    for (const s of states) this.observe(s.promised);
-    const agreed = agreedValue(this.visible(states), this.quorum);
+    for (const s of states) this.observe(s.value.promised);
+    const agreed = agreedOf(states);
     if (agreed) {
       this.stats.fastReads++;
       return open(agreed.value).payload;
@@ -368,17 +438,25 @@ export class Registers {
 
   private async runChange<T>(key: Buffer, compute: Compute<T>, call: AcceptorCall): Promise<{ value: Buffer | null; meta: T }> {
     const { deadline, signal } = call;
-    const acceptors = this.acceptorsOf(groupOf(key));
+    let q = this.placed(groupOf(key));
     const maxAttempts = this.opts.maxAttempts ?? 30;
     const attempts = new ChangeAttempts<T>();
     const known = this.known.get(key.toString('latin1'));
     if (known) {
-      const result = await this.fastChange(key, compute, known, acceptors, attempts, call);
+      const result = await this.fastChange(key, compute, known, q, attempts, call);
       if (result !== undefined) return result;
     }
     for (let attempt = 0; ; attempt++) {
       signal?.throwIfAborted();
-      const outcome = await this.round(key, compute, acceptors, attempts, call);
+      let outcome;
+      try {
+        outcome = await this.round(key, compute, q, attempts, call);
+      } catch (err) {
+        // A node knew a newer membership; the refusal taught it to us: run the round again under it.
+        if (!isQfsError(err, 'stale_epoch') || attempt + 1 >= maxAttempts || this.clock.now() >= deadline) throw err;
+        q = this.placed(groupOf(key));
+        continue;
+      }
       if (outcome.done) return outcome;
       this.stats.conflicts++;
       if (attempt + 1 >= maxAttempts) throw new QfsError('conflict', `gave up after ${maxAttempts} conflicting rounds`);
@@ -393,28 +471,30 @@ export class Registers {
     key: Buffer,
     compute: Compute<T>,
     known: Known,
-    acceptors: Acceptor[],
+    q: Placed,
     attempts: ChangeAttempts<T>,
     call: AcceptorCall,
   ): Promise<{ value: Buffer | null; meta: T } | undefined> {
     const ballot = known.next;
     this.observe(ballot); // a fallback round must use a ballot above this one
     this.remember(key, null);
+    if (known.epoch !== q.epoch) return undefined; // promised under another membership: a full round
     const current = open(known.value);
     const { next, meta } = compute(current.payload);
     if (next === KEEP) return undefined; // a read-repair wants a fresh look, not the cached value
     const tag = newTag(this.clock);
     const value = seal(next, [...current.lineage, { tag, counter: ballot.counter }]);
     attempts.record(tag, next, meta);
-    const r = await this.accept(key, ballot, value, acceptors, call).catch(() => null);
-    if (r && r.oks.length < this.quorum && r.rejected.some((x) => x.value.fenced)) throw fencedError();
-    if (!r || r.oks.length < this.quorum) {
-      if (!r || !definitelyNotAdopted(r, acceptors.length, this.quorum, ballot, tag)) attempts.markUncertain(ballot.counter);
+    const r = await this.accept(key, ballot, value, q, call).catch(() => null);
+    const taken = r !== null && q.rule.reached(r.oks.map((o) => o.key));
+    if (r && !taken && r.rejected.some((x) => x.value.fenced)) throw fencedError();
+    if (!r || !taken) {
+      if (!r || !definitelyNotAdopted(r, q.acceptors.length, q.rule, ballot, tag)) attempts.markUncertain(ballot.counter);
       return undefined;
     }
     this.stats.fastChanges++;
     this.chosenUnder(key, ballot, call.scope);
-    this.remember(key, { next: nextOf(ballot), value });
+    this.remember(key, { next: nextOf(ballot), value, epoch: q.epoch });
     return { value: next, meta };
   }
 
@@ -459,10 +539,13 @@ export class Registers {
     const which = only ? mine.filter(([id]) => id === only.toString('latin1')) : mine;
     await Promise.all(
       which.map(async ([id, { key, ballot, scope }]) => {
-        const acceptors = this.acceptorsOf(groupOf(key));
-        const results = await Promise.allSettled(acceptors.map((p) => p.learn(key, ballot, { deadline, signal: opts?.signal, scope })));
-        const learned = results.filter((r) => r.status === 'fulfilled' && r.value).length;
-        if (learned >= this.quorum && this.learnable.get(id)?.ballot === ballot) this.learnable.delete(id);
+        const q = this.placed(groupOf(key));
+        const results = await Promise.allSettled(q.acceptors.map((p) => p.learn(key, ballot, { deadline, signal: opts?.signal, scope, epoch: q.epoch })));
+        const learned = q.acceptors.filter((_, i) => {
+          const r = results[i]!;
+          return r.status === 'fulfilled' && r.value;
+        });
+        if (q.rule.reached(learned.map((a) => a.id)) && this.learnable.get(id)?.ballot === ballot) this.learnable.delete(id);
       }),
     );
     return lease ? [...this.learnable.values()].filter((l) => l.scope.lease.equals(lease)).length : this.learnable.size;
@@ -496,10 +579,11 @@ export class Registers {
     let from = start;
     for (;;) {
       const deadline = this.deadline(opts);
-      const acceptors = byHealth(this.acceptorsOf(group));
+      const q = this.placed(group);
+      const acceptors = byHealth(q.acceptors);
       const r = await gatherQuorum<ScanReply, string>(
-        acceptors.map((p) => ({ key: p.id, run: () => p.scan(from, end, 1000, { deadline, signal: opts.signal, scope: { ...opts.scope, settling: true } }) })),
-        this.quorum,
+        acceptors.map((p) => ({ key: p.id, run: () => p.scan(from, end, 1000, { deadline, signal: opts.signal, scope: { ...opts.scope, settling: true }, epoch: q.epoch }) })),
+        q.rule,
       );
       const horizon = horizonOf(r.oks.map((o) => o.value));
       const seen = new Map<string, { key: Buffer; ballots: Set<string>; replies: number; tagged: boolean }>();
@@ -531,16 +615,16 @@ export class Registers {
   async settleKey(key: Buffer, opts: CallOpts & { scope: ScopeCall }): Promise<void> {
     const deadline = this.deadline(opts);
     const call: AcceptorCall = { deadline, signal: opts.signal, scope: opts.scope };
-    const acceptors = this.acceptorsOf(groupOf(key));
     this.remember(key, null);
     for (let attempt = 0; ; attempt++) {
+      const q = this.placed(groupOf(key));
       const ballot = this.freshBallot();
-      const prep = await this.phaseOne(key, ballot, acceptors, call);
+      const prep = await this.phaseOne(key, ballot, q, call);
       let done = false;
-      if (prep.oks.length >= this.quorum) {
+      if (q.rule.reached(prep.oks.map((o) => o.key))) {
         const current = highestAccepted(this.visible(prep.oks.map((o) => o.value.state)));
-        const acc = await this.accept(key, ballot, current ? current.value : { kind: 'empty' }, acceptors, call);
-        if (acc.oks.length >= this.quorum) {
+        const acc = await this.accept(key, ballot, current ? current.value : { kind: 'empty' }, q, call);
+        if (q.rule.reached(acc.oks.map((o) => o.key))) {
           this.chosenUnder(key, ballot, opts.scope);
           done = true;
         } else this.notDone(acc);
@@ -552,6 +636,39 @@ export class Registers {
     }
     await this.learnChosen(opts, key);
     if (this.learnable.has(key.toString('latin1'))) throw new QfsError('unavailable', 'a settled scope key was not learned on a majority');
+  }
+
+  /**
+   * The mover's identity change of one key (docs/architecture.md,
+   * "Membership"): a full round under the current quorums (a majority of A
+   * and of B while the key moves) that accepts again, at a new ballot, the
+   * value a quorum makes current, so that it sits on a majority of every set
+   * with a ballot above anything an older epoch could still finish. A key that
+   * holds only promises has nothing to carry (false).
+   */
+  async rewrite(key: Buffer, opts?: CallOpts): Promise<boolean> {
+    const deadline = this.deadline(opts);
+    const call: AcceptorCall = { deadline, signal: opts?.signal };
+    this.remember(key, null);
+    for (let attempt = 0; ; attempt++) {
+      opts?.signal?.throwIfAborted();
+      const q = this.placed(groupOf(key));
+      const ballot = this.freshBallot();
+      try {
+        const prep = await this.phaseOne(key, ballot, q, call);
+        if (q.rule.reached(prep.oks.map((o) => o.key))) {
+          const current = highestAccepted(this.visible(prep.oks.map((o) => o.value.state)));
+          if (!current || current.value.kind === 'empty') return false;
+          const acc = await this.accept(key, ballot, current.value, q, call);
+          if (q.rule.reached(acc.oks.map((o) => o.key))) return true;
+        }
+      } catch (err) {
+        if (!isQfsError(err, 'stale_epoch')) throw err;
+      }
+      const wait = this.clock.random() * Math.min(200, 2 * 2 ** attempt);
+      if (this.clock.now() + wait >= deadline) throw new QfsError('timeout', `could not rewrite a key within the deadline (${attempt + 1} rounds)`);
+      await sleep(this.clock, wait);
+    }
   }
 
   private hint(key: Buffer, node: string): void {
@@ -575,7 +692,7 @@ export class Registers {
       if (byKey.size >= limit) break;
       const k = h.key.toString('latin1');
       if (byKey.has(k)) continue;
-      const node = this.acceptorsOf(groupOf(h.key)).find((a) => a.id === h.node);
+      const node = this.placed(groupOf(h.key)).acceptors.find((a) => a.id === h.node);
       if (!node) {
         this.hints.delete(`${h.node}\u0000${k}`); // placement changed: a full repair handles it
         continue;
@@ -586,7 +703,7 @@ export class Registers {
       try {
         const r = await this.repair(key);
         if (r !== null && r.acked < r.of) continue;
-        for (const a of this.acceptorsOf(groupOf(key))) this.hints.delete(`${a.id}\u0000${k}`);
+        for (const a of this.placed(groupOf(key)).acceptors) this.hints.delete(`${a.id}\u0000${k}`);
         healed++;
       } catch (err) {
         this.opts.log.debug({ key: key.toString('hex'), err: (err as Error).message }, 'record hint not drained yet');
@@ -595,10 +712,10 @@ export class Registers {
     return healed;
   }
 
-  private accept(key: Buffer, ballot: Ballot, value: RecordValue, acceptors: Acceptor[], call: AcceptorCall) {
+  private accept(key: Buffer, ballot: Ballot, value: RecordValue, q: Placed, call: AcceptorCall) {
     return gatherQuorum<Verdict, string>(
-      acceptors.map((p) => ({ key: p.id, run: () => p.accept(key, ballot, value, true, call) })),
-      this.quorum,
+      q.acceptors.map((p) => ({ key: p.id, run: () => p.accept(key, ballot, value, true, { ...call, epoch: q.epoch }) })),
+      q.rule,
       (verdict) => verdict.ok,
       // A replica that failed to take the change gets it later from drainHints.
       (node, outcome) => {
@@ -612,7 +729,7 @@ export class Registers {
       // uncertain.
       { withinMs: REFUSAL_WAIT_MS, clock: this.clock },
     ).then((r) => {
-      if (r.oks.length >= this.quorum) for (const e of r.errors) this.hint(key, e.key);
+      if (q.rule.reached(r.oks.map((o) => o.key))) for (const e of r.errors) this.hint(key, e.key);
       for (const x of r.rejected) {
         this.observe(x.value.state.promised);
         this.observe(x.value.state.accepted);
@@ -622,10 +739,10 @@ export class Registers {
   }
 
   /** Prepare on every replica until a majority promises or that is impossible; every ballot seen raises ours. */
-  private async phaseOne(key: Buffer, ballot: Ballot, acceptors: Acceptor[], call: AcceptorCall) {
+  private async phaseOne(key: Buffer, ballot: Ballot, q: Placed, call: AcceptorCall) {
     const prep = await gatherQuorum<Verdict, string>(
-      acceptors.map((p) => ({ key: p.id, run: () => p.prepare(key, ballot, call) })),
-      this.quorum,
+      q.acceptors.map((p) => ({ key: p.id, run: () => p.prepare(key, ballot, { ...call, epoch: q.epoch }) })),
+      q.rule,
       (v) => v.ok,
     );
     for (const x of [...prep.oks, ...prep.rejected]) {
@@ -638,20 +755,22 @@ export class Registers {
   private async round<T>(
     key: Buffer,
     compute: Compute<T>,
-    acceptors: Acceptor[],
+    q: Placed,
     attempts: ChangeAttempts<T>,
     call: AcceptorCall,
   ): Promise<{ done: true; value: Buffer | null; meta: T } | { done: false }> {
     this.stats.fullRounds++;
     const ballot = this.freshBallot();
-    const prep = await this.phaseOne(key, ballot, acceptors, call);
-    if (prep.oks.length < this.quorum && prep.rejected.some((x) => x.value.fenced)) throw fencedError();
-    if (prep.oks.length < this.quorum) return { done: false };
-    const states = this.visible(prep.oks.map((o) => o.value.state));
+    const prep = await this.phaseOne(key, ballot, q, call);
+    const promised = q.rule.reached(prep.oks.map((o) => o.key));
+    if (!promised && prep.rejected.some((x) => x.value.fenced)) throw fencedError();
+    if (!promised) return { done: false };
+    const shown = new Set<AcceptorState>(this.visible(prep.oks.map((o) => o.value.state)));
+    const states = [...shown];
     const current = highestAccepted(states);
     const currentValue: RecordValue = current ? current.value : { kind: 'empty' };
     const env = open(currentValue);
-    const agreed = agreedValue(states, this.quorum);
+    const agreed = agreedAmong(prep.oks.filter((o) => shown.has(o.value.state)).map((o) => ({ key: o.key, state: o.value.state })), q.rule);
     const chosen = agreed !== null && (current === null || compareBallots(agreed.accepted, current.accepted) === 0);
     // A value of this term found chosen (an earlier attempt's accept whose answers were lost) must be learned too.
     if (chosen && current && call.scope && current.tag === call.scope.term) this.chosenUnder(key, current.accepted, call.scope);
@@ -662,8 +781,8 @@ export class Registers {
     if (mine) {
       this.stats.recognised++;
       if (!chosen) {
-        const acc = await this.accept(key, ballot, currentValue, acceptors, call);
-        if (acc.oks.length < this.quorum) return this.notDone(acc);
+        const acc = await this.accept(key, ballot, currentValue, q, call);
+        if (!q.rule.reached(acc.oks.map((o) => o.key))) return this.notDone(acc);
         this.chosenUnder(key, ballot, call.scope);
       }
       return { done: true, ...mine };
@@ -672,25 +791,25 @@ export class Registers {
     const { next, meta } = compute(env.payload);
     if (next === KEEP) {
       if (chosen) return { done: true, value: env.payload, meta };
-      const acc = await this.accept(key, ballot, currentValue, acceptors, call);
-      if (acc.oks.length < this.quorum) return this.notDone(acc);
+      const acc = await this.accept(key, ballot, currentValue, q, call);
+      if (!q.rule.reached(acc.oks.map((o) => o.key))) return this.notDone(acc);
       this.chosenUnder(key, ballot, call.scope);
-      this.remember(key, { next: nextOf(ballot), value: currentValue });
+      this.remember(key, { next: nextOf(ballot), value: currentValue, epoch: q.epoch });
       return { done: true, value: env.payload, meta };
     }
     const tag = newTag(this.clock);
     const value = seal(next, [...env.lineage, { tag, counter: ballot.counter }]);
     attempts.record(tag, next, meta);
-    const acc = await this.accept(key, ballot, value, acceptors, call).catch((err: unknown) => {
+    const acc = await this.accept(key, ballot, value, q, call).catch((err: unknown) => {
       attempts.markUncertain(ballot.counter);
       throw err;
     });
-    if (acc.oks.length < this.quorum) {
-      if (!definitelyNotAdopted(acc, acceptors.length, this.quorum, ballot, tag)) attempts.markUncertain(ballot.counter);
+    if (!q.rule.reached(acc.oks.map((o) => o.key))) {
+      if (!definitelyNotAdopted(acc, q.acceptors.length, q.rule, ballot, tag)) attempts.markUncertain(ballot.counter);
       return this.notDone(acc);
     }
     this.chosenUnder(key, ballot, call.scope);
-    this.remember(key, { next: nextOf(ballot), value });
+    this.remember(key, { next: nextOf(ballot), value, epoch: q.epoch });
     return { done: true, value: next, meta };
   }
 
@@ -698,15 +817,22 @@ export class Registers {
   /** `group` is the encoded group prefix (length byte + group); start/end are whole keys. */
   async scan(group: Buffer, start: Buffer, end: Buffer | null, limit: number, opts?: CallOpts): Promise<ScanPage> {
     const deadline = this.deadline(opts);
-    const acceptors = byHealth(this.acceptorsOf(group));
-    const replies = await hedgedQuorum(
-      acceptors.map((p) => ({ key: p.id, run: () => p.scan(start, end, limit, { deadline, signal: opts?.signal, scope: opts?.scope }) })),
-      this.quorum,
-      () => true,
-      hedgeDelayMs(acceptors.slice(0, this.quorum)),
-      stillAnswering(acceptors.slice(0, this.quorum)),
-      this.clock,
-    );
+    return this.overEpochs(deadline, () => this.scanOnce(group, start, end, limit, deadline, opts));
+  }
+
+  private async scanOnce(group: Buffer, start: Buffer, end: Buffer | null, limit: number, deadline: number, opts?: CallOpts): Promise<ScanPage> {
+    const q = this.placed(group);
+    const acceptors = byHealth(q.acceptors);
+    const replies = (
+      await hedgedQuorumKeyed(
+        acceptors.map((p) => ({ key: p.id, run: () => p.scan(start, end, limit, { deadline, signal: opts?.signal, scope: opts?.scope, epoch: q.epoch }) })),
+        q.rule,
+        () => true,
+        hedgeDelayMs(acceptors.slice(0, q.rule.size)),
+        stillAnswering(acceptors.slice(0, q.rule.size)),
+        this.clock,
+      )
+    ).map((o) => o.value);
     const horizon = horizonOf(replies);
     const settled = settledOf(replies);
     const merged = new Map<string, { key: Buffer; state: AcceptorState }>();
@@ -730,11 +856,11 @@ export class Registers {
   /** The acceptor states of a key on every replica that answers (repair, status). */
   async states(key: Buffer, opts?: CallOpts): Promise<Array<{ peer: Acceptor; state: AcceptorState | null; error: string | null }>> {
     const deadline = this.deadline(opts);
-    const acceptors = this.acceptorsOf(groupOf(key));
+    const q = this.placed(groupOf(key));
     return Promise.all(
-      acceptors.map(async (p) => {
+      q.acceptors.map(async (p) => {
         try {
-          return { peer: p, state: await p.read(key, { deadline, signal: opts?.signal }), error: null };
+          return { peer: p, state: await p.read(key, { deadline, signal: opts?.signal, epoch: q.epoch }), error: null };
         } catch (err) {
           return { peer: p, state: null, error: (err as Error).message };
         }
@@ -749,19 +875,26 @@ export class Registers {
    */
   async repair(key: Buffer, opts?: CallOpts): Promise<{ acked: number; of: number } | null> {
     const deadline = this.deadline(opts);
-    const acceptors = this.acceptorsOf(groupOf(key));
     for (let attempt = 0; attempt < 10; attempt++) {
+      const q = this.placed(groupOf(key));
+      const acceptors = q.acceptors;
       const ballot = this.freshBallot();
-      const prep = await gatherQuorum<Verdict, string>(
-        acceptors.map((p) => ({ key: p.id, run: () => p.prepare(key, ballot, { deadline, signal: opts?.signal }) })),
-        this.quorum,
-        (v) => v.ok,
-      );
+      let prep;
+      try {
+        prep = await gatherQuorum<Verdict, string>(
+          acceptors.map((p) => ({ key: p.id, run: () => p.prepare(key, ballot, { deadline, signal: opts?.signal, epoch: q.epoch }) })),
+          q.rule,
+          (v) => v.ok,
+        );
+      } catch (err) {
+        if (isQfsError(err, 'stale_epoch')) continue; // learned a newer membership: again under it
+        throw err;
+      }
       for (const x of [...prep.oks, ...prep.rejected]) {
         this.observe(x.value.state.promised);
         this.observe(x.value.state.accepted);
       }
-      if (prep.oks.length < this.quorum) {
+      if (!q.rule.reached(prep.oks.map((o) => o.key))) {
         await sleep(this.clock, this.clock.random() * 20 * (attempt + 1));
         continue;
       }
@@ -769,9 +902,13 @@ export class Registers {
       if (!current || current.value.kind === 'empty') return null;
       const value = current.value;
       const results = await Promise.allSettled(
-        acceptors.map((p) => p.accept(key, ballot, value, false, { deadline, signal: opts?.signal })),
+        acceptors.map((p) => p.accept(key, ballot, value, false, { deadline, signal: opts?.signal, epoch: q.epoch })),
       );
-      const acked = results.filter((r) => r.status === 'fulfilled' && r.value.ok).length;
+      const ackedBy = acceptors.filter((_, i) => {
+        const r = results[i]!;
+        return r.status === 'fulfilled' && r.value.ok;
+      });
+      const acked = ackedBy.length;
       // A replica that refused (it promised higher: another proposer, or a purge floor raised
       // while this round was prepared without it) gets another round at a ballot above it.
       const refused = results.filter((r): r is PromiseFulfilledResult<Verdict> => r.status === 'fulfilled' && !r.value.ok);
@@ -779,7 +916,7 @@ export class Registers {
         this.observe(r.value.state.promised);
         this.observe(r.value.state.accepted);
       }
-      if (acked >= this.quorum && (refused.length === 0 || attempt >= 9)) {
+      if (q.rule.reached(ackedBy.map((a) => a.id)) && (refused.length === 0 || attempt >= 9)) {
         this.remember(key, null);
         return { acked, of: acceptors.length };
       }
@@ -820,7 +957,8 @@ export class Registers {
       if (now - seen.since < this.tombstoneGraceMs) return { purged: false, retryInMs: seen.since + this.tombstoneGraceMs - now };
     }
     const deadline = this.deadline(opts);
-    const results = await Promise.allSettled(states.map((s) => s.peer.purge(key, first.accepted, { deadline, signal: opts?.signal })));
+    const epoch = this.placed(groupOf(key)).epoch;
+    const results = await Promise.allSettled(states.map((s) => s.peer.purge(key, first.accepted, { deadline, signal: opts?.signal, epoch })));
     this.remember(key, null);
     this.settledTombstones.delete(id);
     return { purged: results.every((r) => r.status === 'fulfilled' && r.value), retryInMs: 0 };

@@ -7,15 +7,49 @@ import type { ScopeCall } from '../util/lease.js';
 import * as M from '../rpc/messages.js';
 import type { ChunkStore } from '../store/chunk-store.js';
 import type { RecordStore } from '../store/record-store.js';
+import type { MembershipKeeper } from './membership-keeper.js';
 
 export interface NodeStores {
   records: RecordStore;
   chunks: ChunkStore;
+  membership: MembershipKeeper;
   stat(): Promise<M.NodeStat>;
 }
 
 function handler<Req>(name: string, h: Omit<OpHandler<Req>, 'name'>): OpHandler<Req> {
   return { name, ...h };
+}
+
+/**
+ * Ops whose requests are placed by a membership: answered only under the
+ * epoch this node holds (docs/architecture.md, "Membership"). Record calls,
+ * because their quorums depend on it; chunk puts and gets, because a chunk
+ * written under an old epoch after the mover listed this node would be missed,
+ * and a reader under an old one looks for copies where they may be gone.
+ * Listings, sweeps, deletes and verification serve maintenance tools, which
+ * look at every node whatever the placement.
+ */
+const PLACED_OPS: ReadonlySet<number> = new Set([
+  M.Op.RecordPrepare,
+  M.Op.RecordAccept,
+  M.Op.RecordRead,
+  M.Op.RecordScan,
+  M.Op.RecordPurge,
+  M.Op.RecordLearn,
+  M.Op.ChunkPut,
+  M.Op.ChunkGet,
+  M.Op.ChunkBlocks,
+  M.Op.ChunkHas,
+]);
+
+function fenceByEpoch<Req>(h: OpHandler<Req>, membership: MembershipKeeper): OpHandler<Req> {
+  return {
+    ...h,
+    run(req, ctx, reply) {
+      membership.admit(ctx.epoch);
+      return h.run(req, ctx, reply);
+    },
+  };
 }
 
 /** Recalls at most this often per (holder, lease): a reader retrying in a loop must not flood the holder. */
@@ -214,6 +248,25 @@ export function nodeOps(s: NodeStores, sessions = new LeaseSessions()): Map<numb
       }),
     ],
     [
+      M.Op.MembershipGet,
+      handler('membership_get', {
+        decode: M.EmptyMessage.decode,
+        run(_req, _ctx, reply) {
+          M.MembershipReply.encode(reply, s.membership.bytes);
+        },
+        replySize: 4096,
+      }),
+    ],
+    [
+      M.Op.MembershipInstall,
+      handler('membership_install', {
+        decode: M.MembershipInstall.decode,
+        async run(m, _ctx, reply) {
+          M.U53Reply.encode(reply, await s.membership.install(m));
+        },
+      }),
+    ],
+    [
       M.Op.ChunkVerify,
       handler('chunk_verify', {
         decode: M.ChunkIdRequest.decode,
@@ -223,5 +276,5 @@ export function nodeOps(s: NodeStores, sessions = new LeaseSessions()): Map<numb
       }),
     ],
   ];
-  return new Map(ops);
+  return new Map(ops.map(([op, h]) => [op, PLACED_OPS.has(op) ? fenceByEpoch(h, s.membership) : h]));
 }

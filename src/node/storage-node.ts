@@ -11,6 +11,7 @@ import { fsyncDir, writeFileDurably } from '../store/durable-files.js';
 import { QfsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { nodeOps } from './handlers.js';
+import { MembershipKeeper } from './membership-keeper.js';
 import { NodeMetrics } from './metrics.js';
 import type { NodeStat } from '../rpc/messages.js';
 
@@ -71,6 +72,7 @@ export class StorageNode {
   private rpc: RpcServer | null = null;
   private records: RecordStore | null = null;
   private chunks: ChunkStore | null = null;
+  private membership: MembershipKeeper | null = null;
   readonly metrics = new NodeMetrics();
   private readonly started = Date.now();
   private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
@@ -93,11 +95,12 @@ export class StorageNode {
     await claimDataDir(opts.dataDir, opts.nodeId, opts.clusterName);
     this.records = await RecordStore.open(join(opts.dataDir, 'records'), this.log.child({ component: 'records' }));
     this.chunks = await ChunkStore.open(opts.dataDir, this.log.child({ component: 'chunks' }), { reserveBytes: opts.reserveBytes });
+    this.membership = await MembershipKeeper.open(opts.dataDir, this.log.child({ component: 'membership' }));
     const onRequest = (req: IncomingMessage, res: ServerResponse): void => void this.serveHttp(req, res);
     this.http = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest) : createHttpServer(onRequest);
     // Idle HTTP keep-alive sockets must not hold shutdown open.
     this.http.keepAliveTimeout = 5000;
-    const stores = { records: this.records, chunks: this.chunks, stat: () => this.stat() };
+    const stores = { records: this.records, chunks: this.chunks, membership: this.membership, stat: () => this.stat() };
     this.rpc = new RpcServer({
       server: this.http,
       path: RPC_PATH,

@@ -14,6 +14,7 @@ import {
   encodeAuth,
   frameType,
   requestEncoder,
+  REQUEST_EPOCH_OFFSET,
   MAX_ERROR_MESSAGE,
 } from './frame.js';
 import { clientProof, newNonce, proofsEqual, serverProof } from './auth.js';
@@ -44,6 +45,8 @@ export interface CallOptions {
   bodySizeHint?: number;
   /** While not connected, wait at most this long for the connection (default: the whole timeout). */
   connectWaitMs?: number;
+  /** The epoch to place this request by, instead of the client's own (a mover installing a membership). */
+  epoch?: number;
 }
 
 interface Pending {
@@ -76,6 +79,11 @@ export class RpcClient {
   private lastError: QfsError | null = null;
   /** Listeners for connection state, e.g. health tracking in the cluster layer. */
   onStateChange: ((up: boolean) => void) | null = null;
+  /**
+   * The membership epoch this client's requests are placed by (0: none); the
+   * cluster layer keeps it current. Written into each request as it is sent.
+   */
+  epoch = 0;
   /** Unasked frames from the node (lease recalls); a throw drops the connection as for any bad frame. */
   onPush: ((kind: number, body: Decoder) => void) | null = null;
 
@@ -268,7 +276,7 @@ export class RpcClient {
     const deadline = Date.now() + timeoutMs;
     opts.signal?.throwIfAborted();
     // Encode first: a bad argument fails at once with bad_request, not after waiting for a connection.
-    const e = requestEncoder({ id: 0, op, deadlineMs: 0 }, opts.bodySizeHint);
+    const e = requestEncoder({ id: 0, op, deadlineMs: 0, epoch: 0 }, opts.bodySizeHint);
     write(e);
     const frame = e.finish();
     if (frame.length > MAX_FRAME_BYTES) throw new QfsError('bad_request', `request of ${frame.length} bytes exceeds the frame limit`);
@@ -280,6 +288,7 @@ export class RpcClient {
     // The header's id and remaining deadline are known only now.
     frame.writeUInt32BE(id, 1);
     frame.writeUInt32BE(Math.max(1, Math.min(0xffffffff, deadline - Date.now())), 6);
+    frame.writeUInt32BE(opts.epoch ?? this.epoch, REQUEST_EPOCH_OFFSET);
     return new Promise<Decoder>((resolve, reject) => {
       const onAbort = (): void => {
         if (this.pending.delete(id)) {

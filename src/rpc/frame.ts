@@ -3,7 +3,7 @@
 //   HELLO     u8 type=1 | u8 version | 32 B server nonce | str cluster name      server → client
 //   AUTH      u8 type=2 | u8 version | 32 B client nonce | 32 B client proof     client → server
 //   AUTH_OK   u8 type=3 | 32 B server proof                                      server → client
-//   REQUEST   u8 type=4 | u32 id | u8 op | u32 deadline ms | body                 client → server
+//   REQUEST   u8 type=4 | u32 id | u8 op | u32 deadline ms | u32 epoch | body     client → server
 //   RESPONSE  u8 type=5 | u32 id | u8 status | body (status≠0: str message)      server → client
 //   PUSH      u8 type=6 | u16 kind | body (unasked: a lease recall)               server → client
 //
@@ -14,7 +14,8 @@ import { QfsError } from '../util/errors.js';
 import { MAX_CHUNK_BYTES } from '../util/paxos.js';
 
 // 2: record states carry lease tags and settled terms, record calls a scope, and learn (scope leases).
-export const PROTOCOL_VERSION = 2;
+// 3: every request carries the epoch of the membership its sender placed it by (0: none).
+export const PROTOCOL_VERSION = 3;
 export const NONCE_BYTES = 32;
 export const PROOF_BYTES = 32;
 /** A chunk plus its header fits; nothing larger is ever read off a socket. */
@@ -49,13 +50,20 @@ export function decodePushHeader(frame: Buffer): { kind: number; body: Decoder }
   return { kind: d.u16('push kind'), body: d };
 }
 
-export const REQUEST_HEADER_BYTES = 1 + 4 + 1 + 4;
+export const REQUEST_HEADER_BYTES = 1 + 4 + 1 + 4 + 4;
+/** Where a request frame's epoch sits (the client writes it when the request is sent). */
+export const REQUEST_EPOCH_OFFSET = 10;
 export const RESPONSE_HEADER_BYTES = 1 + 4 + 1;
 
 export interface RequestHeader {
   id: number;
   op: number;
   deadlineMs: number;
+  /**
+   * The membership epoch the sender placed this request by (docs/architecture.md,
+   * "Membership"); 0 from a caller that places nothing (status, ping).
+   */
+  epoch: number;
 }
 
 export interface ResponseHeader {
@@ -111,12 +119,13 @@ export function requestEncoder(header: RequestHeader, bodySizeHint = 64): Encode
     .u8(FrameType.Request)
     .u32(header.id)
     .u8(header.op)
-    .u32(Math.max(0, Math.min(0xffffffff, Math.round(header.deadlineMs))));
+    .u32(Math.max(0, Math.min(0xffffffff, Math.round(header.deadlineMs))))
+    .u32(header.epoch);
 }
 
 export function decodeRequestHeader(frame: Buffer): { header: RequestHeader; body: Decoder } {
   const d = new Decoder(frame, 1);
-  const header = { id: d.u32('request id'), op: d.u8('op'), deadlineMs: d.u32('deadline') };
+  const header = { id: d.u32('request id'), op: d.u8('op'), deadlineMs: d.u32('deadline'), epoch: d.u32('epoch') };
   return { header, body: d };
 }
 

@@ -26,6 +26,8 @@ export const Op = {
   ChunkVerify: 25,
   ChunkSweep: 26,
   ChunkBlocks: 27,
+  MembershipGet: 30,
+  MembershipInstall: 31,
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
 
@@ -550,5 +552,33 @@ export const EmptyMessage = {
   encode(_e: Encoder, _v: void): void {},
   decode(d: Decoder): void {
     d.end();
+  },
+};
+
+/** An encoded membership (src/util/membership.ts) is at most this large on the wire. */
+export const MAX_MEMBERSHIP_BYTES = 1024 * 1024;
+
+/** The membership a node has learned, or null before any (membership_get's reply). */
+export const MembershipReply = {
+  encode(e: Encoder, m: Buffer | null): void {
+    e.bool(m !== null);
+    if (m) e.bytes(m);
+  },
+  decode(d: Decoder): Buffer | null {
+    const m = d.bool('has membership') ? d.bytes(MAX_MEMBERSHIP_BYTES, 'membership') : null;
+    d.end();
+    return m;
+  },
+};
+
+/** membership_install(m): learn `m` when it is newer; the reply is the epoch the node holds afterwards (U53Reply). */
+export const MembershipInstall = {
+  encode(e: Encoder, m: Buffer): void {
+    e.bytes(m);
+  },
+  decode(d: Decoder): Buffer {
+    const m = d.bytes(MAX_MEMBERSHIP_BYTES, 'membership');
+    d.end();
+    return m;
   },
 };

@@ -116,6 +116,16 @@ export class NodeClient {
     return this.call(M.Op.ChunkVerify, M.ChunkIdRequest, id, M.VerifyReply, opts);
   }
 
+  /** The membership the node has learned (encoded), or null before any. */
+  getMembership(opts?: CallOptions): Promise<Buffer | null> {
+    return this.call(M.Op.MembershipGet, M.EmptyMessage, undefined, M.MembershipReply, opts);
+  }
+
+  /** Hands the node a membership (encoded); it keeps it when newer. The epoch the node holds afterwards. */
+  installMembership(membership: Buffer, opts?: CallOptions): Promise<number> {
+    return this.call(M.Op.MembershipInstall, M.MembershipInstall, membership, M.U53Reply, { bodySizeHint: membership.length + 8, ...opts });
+  }
+
   close(): void {
     this.rpc.close();
   }

@@ -30,6 +30,8 @@ export interface RequestContext {
   readonly peer: string;
   /** The connection the request came on, to push unasked frames to it later (lease recalls). */
   readonly connection: PushTarget;
+  /** The membership epoch the request was placed by (0: none). */
+  readonly epoch: number;
 }
 
 /** A connection that can be sent unasked frames while it is open. */
@@ -256,10 +258,10 @@ class ServerConnection implements PushTarget {
     if (!handler) throw new QfsError('bad_request', `unknown op ${header.op}`);
     if (this.aborts.has(header.id)) throw new QfsError('bad_request', `request id ${header.id} already in flight`);
     const req = handler.decode(body); // throws → bad frame → connection closed
-    void this.run(handler, header.id, header.deadlineMs, req, frame.length);
+    void this.run(handler, header.id, header.deadlineMs, header.epoch, req, frame.length);
   }
 
-  private async run(handler: OpHandler, id: number, deadlineMs: number, req: unknown, bytesIn: number): Promise<void> {
+  private async run(handler: OpHandler, id: number, deadlineMs: number, epoch: number, req: unknown, bytesIn: number): Promise<void> {
     const started = process.hrtime.bigint();
     // Most handlers never look at the signal: its controller and deadline timer
     // are made on first use (they were a few percent of a node's CPU).
@@ -269,6 +271,7 @@ class ServerConnection implements PushTarget {
       deadline: Date.now() + deadlineMs,
       peer: this.peer,
       connection: this as PushTarget,
+      epoch,
       get signal(): AbortSignal {
         let abort = aborts.get(id);
         if (!abort) {

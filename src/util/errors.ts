@@ -15,11 +15,13 @@ export const ERROR_CODES = [
   'closed', // the connection or store was closed
   'internal', // anything else: logged with its stack where it happened
   'fenced', // a write under a lease term that is no longer current (src/util/lease.ts); never retried
+  'stale_epoch', // the node knows a newer membership than the request's epoch: learn it, then retry under it
+  'epoch_ahead', // the request's epoch is newer than the node's membership: hand the node the membership, then retry
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
-const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['unavailable', 'timeout', 'conflict', 'busy', 'closed']);
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['unavailable', 'timeout', 'conflict', 'busy', 'closed', 'stale_epoch']);
 
 export class QfsError extends Error {
   readonly code: ErrorCode;

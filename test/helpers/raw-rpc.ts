@@ -198,8 +198,8 @@ export async function rawAuthenticate(url: string, secret: Buffer, clusterName: 
 }
 
 /** A complete REQUEST frame. */
-export function requestFrame(id: number, op: number, write: (e: Encoder) => void = () => {}, deadlineMs = 10_000): Buffer {
-  const e = requestEncoder({ id, op, deadlineMs });
+export function requestFrame(id: number, op: number, write: (e: Encoder) => void = () => {}, deadlineMs = 10_000, epoch = 0): Buffer {
+  const e = requestEncoder({ id, op, deadlineMs, epoch });
   write(e);
   return Buffer.from(e.finish());
 }

@@ -21,10 +21,10 @@ test('fields round-trip through the encoder and decoder', (t) => {
 });
 
 test('exact bytes of a request frame', (t) => {
-  const frame = requestEncoder({ id: 0x01020304, op: 11, deadlineMs: 5000 }).bytes(Buffer.from('k')).finish();
-  t.is(frame.toString('hex'), '04' + '01020304' + '0b' + '00001388' + '00000001' + '6b');
+  const frame = requestEncoder({ id: 0x01020304, op: 11, deadlineMs: 5000, epoch: 9 }).bytes(Buffer.from('k')).finish();
+  t.is(frame.toString('hex'), '04' + '01020304' + '0b' + '00001388' + '00000009' + '00000001' + '6b');
   const { header, body } = decodeRequestHeader(frame);
-  t.deepEqual(header, { id: 0x01020304, op: 11, deadlineMs: 5000 });
+  t.deepEqual(header, { id: 0x01020304, op: 11, deadlineMs: 5000, epoch: 9 });
   t.deepEqual(body.bytes(10), Buffer.from('k'));
 });
 
@@ -35,7 +35,7 @@ test('exact bytes of an error response and a hello', (t) => {
   t.deepEqual(header, { id: 7, status: 4 });
   t.is(body.str(10), 'no');
   const hello = encodeHello(Buffer.alloc(32, 0xaa), 'c');
-  t.is(hello.toString('hex'), '01' + '02' + 'aa'.repeat(32) + '0001' + '63');
+  t.is(hello.toString('hex'), '01' + '03' + 'aa'.repeat(32) + '0001' + '63');
   t.is(encodeAuth(Buffer.alloc(32, 1), Buffer.alloc(32, 2)).length, 1 + 1 + 32 + 32);
 });
 

@@ -1,0 +1,326 @@
+// The mover: carries a membership change through (docs/architecture.md,
+// "Membership"). It reads the membership record, does the step its phase
+// calls for (src/util/membership.ts, moverStep) and writes the next record
+// with a compare-and-set, until the record is stable with nothing queued. Any
+// mover can resume a change another one left: every step is idempotent, and a
+// step taken on an old view changes nothing.
+//
+//   joint:     every node of A and B learns the joint epoch; all but
+//              R − majority(R) of A's nodes must (they then refuse older
+//              epochs, and their listings hold every value chosen before);
+//              each listed record whose replica set moves is rewritten in a
+//              joint round; each listed chunk whose nodes change is copied
+//              (verified) to its nodes under B. Then `rewritten`.
+//   rewritten: `finish` (B becomes the node set); every member learns it;
+//              chunk copies on nodes that no longer hold them are deleted once
+//              their nodes under B have them.
+import { QfsError, toQfsError } from '../util/errors.js';
+import type { ChunkId } from '../util/ids.js';
+import type { Logger } from '../util/log.js';
+import { KEEP } from '../keyspace/types.js';
+import {
+  coversEveryMajority,
+  decodeMembership,
+  encodeMembership,
+  finishChange,
+  markRewritten,
+  moverStep,
+  requestChange,
+  startQueued,
+  type Change,
+  type Membership,
+} from '../util/membership.js';
+import type { ClusterKeySpace } from './cluster-keyspace.js';
+import { MEMBERSHIP_KEY } from './membership-view.js';
+import type { Peer } from './peers.js';
+import { moves, replicaSet } from './transition.js';
+
+export interface MoveProgress {
+  epoch: number;
+  phase: 'learn' | 'records' | 'chunks' | 'finish' | 'trim' | 'done';
+  recordsListed: number;
+  recordsRewritten: number;
+  chunksListed: number;
+  chunksCopied: number;
+  bytesCopied: number;
+  chunksTrimmed: number;
+}
+
+export interface MoverOptions {
+  log: Logger;
+  onProgress?: (p: MoveProgress) => void;
+  signal?: AbortSignal;
+  /** Keys rewritten (and chunks copied) at once. */
+  parallel?: number;
+  /** How long the mover keeps retrying a step that cannot go on (nodes down), ms. */
+  patienceMs?: number;
+}
+
+const PAGE = 1000;
+
+export class Mover {
+  private progress: MoveProgress = { epoch: 0, phase: 'learn', recordsListed: 0, recordsRewritten: 0, chunksListed: 0, chunksCopied: 0, bytesCopied: 0, chunksTrimmed: 0 };
+
+  constructor(
+    private readonly ks: ClusterKeySpace,
+    private readonly opts: MoverOptions,
+  ) {}
+
+  /**
+   * The membership record as chosen now. Before any change was made the record
+   * is absent and the membership is the one format handed every node (epoch 1).
+   */
+  async read(): Promise<Membership> {
+    const bytes = await this.ks.registers.read(MEMBERSHIP_KEY, this.callOpts());
+    const m = bytes ? decodeMembership(bytes) : this.bootstrap();
+    this.ks.view.adopt(m);
+    return m;
+  }
+
+  private bootstrap(): Membership {
+    const m = this.ks.view.membership;
+    if (m.epoch !== 1) throw new QfsError('corrupt', `the membership record is missing, but the nodes know epoch ${m.epoch}`);
+    return m;
+  }
+
+  /** Compare-and-set of the record: `step` sees the chosen membership and returns the next, or null to leave it. */
+  private async cas(step: (m: Membership) => Membership | null): Promise<Membership> {
+    let outcome: Membership | null = null;
+    const bytes = await this.ks.registers.change(
+      MEMBERSHIP_KEY,
+      (old) => {
+        const cur = old ? decodeMembership(old) : this.bootstrap();
+        const next = step(cur);
+        outcome = next ?? cur;
+        return next ? encodeMembership(next) : KEEP;
+      },
+      this.callOpts(),
+    );
+    const m = bytes ? decodeMembership(bytes) : (outcome ?? this.bootstrap());
+    this.ks.view.adopt(m);
+    return m;
+  }
+
+  /** Asks for a change (a mistake throws `bad_request`, another change in progress `busy` unless queued); returns the record after it. */
+  request(change: Change, queue = false): Promise<Membership> {
+    return this.cas((m) => requestChange(m, change, { queue }));
+  }
+
+  /** Carries every change in the record through to a stable membership with nothing queued. */
+  async run(): Promise<Membership> {
+    for (;;) {
+      this.opts.signal?.throwIfAborted();
+      const m = await this.read();
+      const step = moverStep(m);
+      this.progress.epoch = m.epoch;
+      switch (step.kind) {
+        case 'idle':
+          this.report('done');
+          return m;
+        case 'start-queued': {
+          await this.cas((cur) => {
+            const started = startQueued(cur);
+            if (started) for (const d of started.dropped) this.opts.log.warn({ change: d.change, reason: d.reason }, 'queued membership change dropped');
+            return started?.membership ?? null;
+          });
+          break;
+        }
+        case 'rewrite':
+          await this.rewriteAll(m);
+          await this.cas((cur) => markRewritten(cur, step.epoch));
+          break;
+        case 'finish': {
+          const done = await this.cas((cur) => finishChange(cur, step.epoch));
+          this.report('finish');
+          await this.tellMembers(done);
+          if (done.transition === null) await this.trimChunks(done, m);
+          break;
+        }
+      }
+    }
+  }
+
+  private callOpts(): { timeoutMs: number; signal?: AbortSignal } {
+    return { timeoutMs: this.ks.opts.requestTimeoutMs, ...(this.opts.signal ? { signal: this.opts.signal } : {}) };
+  }
+
+  private report(phase: MoveProgress['phase']): void {
+    this.progress.phase = phase;
+    this.opts.onProgress?.({ ...this.progress });
+  }
+
+  /** Hands `m` to every node of A and B; the ids of those that hold it (or newer) afterwards. */
+  private async tellMembers(m: Membership): Promise<Set<string>> {
+    const bytes = encodeMembership(m);
+    const answered = new Set<string>();
+    await Promise.all(
+      this.ks.view.peers.map(async (p) => {
+        try {
+          const epoch = await p.client.installMembership(bytes, { timeoutMs: this.ks.opts.requestTimeoutMs, connectWaitMs: Math.min(this.ks.opts.connectTimeoutMs, 2000) });
+          if (epoch >= m.epoch) answered.add(p.id);
+        } catch (err) {
+          this.opts.log.debug({ node: p.id, err: (err as Error).message }, 'a node did not take the membership');
+        }
+      }),
+    );
+    return answered;
+  }
+
+  /** Retries `fn` while it fails for want of nodes, up to the mover's patience. */
+  private async patiently<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    const until = Date.now() + (this.opts.patienceMs ?? 60_000);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        const e = toQfsError(err);
+        if (!e.retryable || Date.now() >= until) throw new QfsError(e.code, `${what}: ${e.message}`);
+        this.opts.log.info({ err: e.message, attempt }, `${what}: retrying`);
+        await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
+      }
+    }
+  }
+
+  private async rewriteAll(m: Membership): Promise<void> {
+    const t = m.transition!;
+    // 1. Every node learns the joint epoch; enough of A's must, for their listings to hold every chosen value.
+    this.report('learn');
+    const a = m.nodes.map((n) => n.id);
+    const listed = await this.patiently('joint epoch', async () => {
+      const answered = await this.tellMembers(m);
+      if (!coversEveryMajority(a, answered, m.r)) {
+        const missing = a.filter((id) => !answered.has(id));
+        throw new QfsError('unavailable', `nodes ${missing.join(', ')} did not learn epoch ${m.epoch}; at most ${m.r - (Math.floor(m.r / 2) + 1)} of the old nodes may be missing`);
+      }
+      // B's nodes that are up must hold it too: they are about to be written to under it.
+      const missingB = t.next.filter((n) => !answered.has(n.id) && this.ks.view.peer(n.id)?.up).map((n) => n.id);
+      if (missingB.length > 0) throw new QfsError('unavailable', `new nodes ${missingB.join(', ')} did not learn epoch ${m.epoch}`);
+      return [...answered];
+    });
+    // 2. Records: every key listed by a node that learned the joint epoch, rewritten if it moves.
+    this.report('records');
+    const seen = new Set<string>();
+    for (const id of listed) {
+      const peer = this.ks.view.peer(id);
+      if (!peer) continue;
+      await this.patiently(`records on ${id}`, () => this.rewriteListed(m, peer, seen));
+    }
+    // 3. Chunks: every chunk a listed node holds, copied to its nodes under B when they change.
+    this.report('chunks');
+    const seenChunks = new Set<string>();
+    for (const id of listed) {
+      const peer = this.ks.view.peer(id);
+      if (!peer) continue;
+      await this.patiently(`chunks on ${id}`, () => this.copyListed(m, peer, seenChunks));
+    }
+  }
+
+  private async rewriteListed(m: Membership, peer: Peer, seen: Set<string>): Promise<void> {
+    let from = Buffer.from([0]);
+    for (;;) {
+      this.opts.signal?.throwIfAborted();
+      const page = await peer.track((c) => c.scan(from, null, PAGE, { timeoutMs: this.ks.opts.requestTimeoutMs }));
+      const todo: Buffer[] = [];
+      for (const e of page.entries) {
+        const k = e.key.toString('latin1');
+        if (seen.has(k)) continue;
+        seen.add(k);
+        this.progress.recordsListed++;
+        if (!e.key.equals(MEMBERSHIP_KEY) && moves(m, e.key)) todo.push(e.key);
+      }
+      await this.inParallel(todo, async (key) => {
+        if (await this.ks.registers.rewrite(key, this.callOpts())) this.progress.recordsRewritten++;
+      });
+      this.report('records');
+      const last = page.entries.at(-1)?.key;
+      if (!page.next || !last) return;
+      from = Buffer.concat([last, Buffer.from([0])]);
+    }
+  }
+
+  private async copyListed(m: Membership, peer: Peer, seen: Set<string>): Promise<void> {
+    const t = m.transition!;
+    let after: ChunkId | null = null;
+    for (;;) {
+      this.opts.signal?.throwIfAborted();
+      const ids: ChunkId[] = await peer.track((c) => c.listChunks(after, PAGE, { timeoutMs: this.ks.opts.requestTimeoutMs }));
+      const todo = ids.filter((id) => {
+        if (seen.has(id)) return false;
+        seen.add(id);
+        this.progress.chunksListed++;
+        return true;
+      });
+      await this.inParallel(todo, async (id) => {
+        const key = Buffer.from(id, 'hex');
+        const before = replicaSet(m.nodes, m.r, key, false);
+        const after = replicaSet(t.next, m.r, key, false);
+        await this.ensureCopies(id, after.filter((n) => !before.includes(n)));
+      });
+      this.report('chunks');
+      if (ids.length < PAGE) return;
+      after = ids.at(-1)!;
+    }
+  }
+
+  /** Copies `id` to each of `targets` (its new nodes) that lacks it, verified on the way; fails if one cannot be given it. */
+  private async ensureCopies(id: ChunkId, targets: readonly string[]): Promise<void> {
+    const deadline = Date.now() + this.ks.opts.requestTimeoutMs * 3;
+    for (const nodeId of targets) {
+      const target = this.ks.view.peer(nodeId);
+      if (!target) continue;
+      const [has] = await target.track((c) => c.hasChunks([id], target.callOpts(deadline)));
+      if (has) continue;
+      this.progress.bytesCopied += await this.ks.chunks.copyTo(id, target, deadline);
+      this.progress.chunksCopied++;
+    }
+  }
+
+  /**
+   * After a change: chunk copies on member nodes that no longer hold them
+   * under the node set `m` are deleted, each only once every one of its nodes
+   * under `m` has it. Nodes that left are not touched (they are stopped).
+   */
+  private async trimChunks(m: Membership, before: Membership): Promise<void> {
+    this.report('trim');
+    const changed = before.transition !== null;
+    if (!changed) return;
+    for (const n of m.nodes) {
+      const peer = this.ks.view.peer(n.id);
+      if (!peer?.up) continue;
+      let after: ChunkId | null = null;
+      for (;;) {
+        const ids: ChunkId[] = await peer.track((c) => c.listChunks(after, PAGE, { timeoutMs: this.ks.opts.requestTimeoutMs }));
+        const stray = ids.filter((id) => !replicaSet(m.nodes, m.r, Buffer.from(id, 'hex'), false).includes(n.id));
+        await this.inParallel(stray, async (id) => {
+          const holders = replicaSet(m.nodes, m.r, Buffer.from(id, 'hex'), false).map((h) => this.ks.view.peer(h));
+          const deadline = Date.now() + this.ks.opts.requestTimeoutMs;
+          const held = await Promise.all(
+            holders.map((h) => (h ? h.track((c) => c.hasChunks([id], h.callOpts(deadline))).then(([x]) => x === true, () => false) : Promise.resolve(false))),
+          );
+          if (!held.every(Boolean)) return; // a node under m lacks it: keep this copy (repair copies it later)
+          if (await peer.track((c) => c.deleteChunk(id, peer.callOpts(deadline)))) this.progress.chunksTrimmed++;
+        });
+        this.report('trim');
+        if (ids.length < PAGE) break;
+        after = ids.at(-1)!;
+      }
+    }
+  }
+
+  private async inParallel<T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
+    let next = 0;
+    let failure: unknown = null;
+    const worker = async (): Promise<void> => {
+      while (next < items.length && failure === null) {
+        const item = items[next++]!;
+        try {
+          await fn(item);
+        } catch (err) {
+          failure ??= err;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.opts.parallel ?? 16, items.length) }, worker));
+    if (failure !== null) throw failure;
+  }
+}
