@@ -3,7 +3,12 @@ import { resolve } from 'node:path';
 import { StorageNode } from '../node/storage-node.js';
 import { createRootLogger } from '../util/log.js';
 import { ConfigError, findNode, loadConfig, loadSecret, parseListen } from './config.js';
-import { UsageError, parseFlags, parseIntFlag, requireFlag } from './usage.js';
+import { UsageError, parseDurationFlag, parseFlags, parseIntFlag, requireFlag } from './usage.js';
+import { openCluster } from './wiring.js';
+import { Healer } from '../cluster/healer.js';
+
+/** How often a node checks its records and chunks against their other replicas (self-heal). */
+const DEFAULT_HEAL_MS = 10 * 60_000;
 import { VERSION } from './version.js';
 import { MEMBERS_HELP, MEMBERSHIP_SUBCOMMANDS, membershipCommand } from './cmd-members.js';
 
@@ -17,6 +22,9 @@ Runs one storage node of the cluster described by FILE.
   --data-dir DIR       data directory (default: the node's dataDir)
   --reserve-bytes N    free space kept back from chunk writes
   --log-level LEVEL    trace|debug|info|warn|error|silent (default info)
+  --heal-interval D    how often this node checks that its records and chunks
+                       are on their other replicas and copies them where
+                       missing (self-heal; default 10m, 0 turns it off)
 
 A node that is not in FILE (one about to be added) needs --listen and
 --data-dir. SIGTERM or SIGINT stops accepting, finishes requests in flight and
@@ -43,9 +51,11 @@ export async function nodeCommand(args: string[]): Promise<number> {
     'data-dir': { type: 'string' },
     'reserve-bytes': { type: 'string' },
     'log-level': { type: 'string' },
+    'heal-interval': { type: 'string' },
   });
   const configFile = requireFlag(values.config, '--config');
   const id = requireFlag(values.id, '--id');
+  const healMs = parseDurationFlag(values['heal-interval'], '--heal-interval') ?? DEFAULT_HEAL_MS;
   const level = parseLogLevel(values['log-level']);
   const reserve = parseIntFlag(values['reserve-bytes'], '--reserve-bytes', 0, Number.MAX_SAFE_INTEGER);
   const listen = values.listen === undefined ? undefined : parseListenFlag(values.listen);
@@ -84,6 +94,21 @@ export async function nodeCommand(args: string[]): Promise<number> {
     ...(tls ? { tls } : {}),
   });
   await storageNode.start();
+  // Self-heal: this node's records and chunks checked against their other replicas at an interval.
+  const healing =
+    healMs > 0
+      ? openCluster(configFile, log.child({ component: 'heal' }), { hintIntervalMs: 0 }).then(
+          ({ ks }) => {
+            const healer = new Healer(ks, id, { intervalMs: healMs, log: log.child({ component: 'heal' }) });
+            healer.start();
+            return { ks, healer };
+          },
+          (err: unknown) => {
+            log.warn({ err: (err as Error).message }, 'self-heal is off: the cluster could not be opened');
+            return null;
+          },
+        )
+      : Promise.resolve(null);
 
   return new Promise<number>((resolveExit) => {
     let stopping = false;
@@ -91,7 +116,13 @@ export async function nodeCommand(args: string[]): Promise<number> {
       if (stopping) return;
       stopping = true;
       log.info({ signal }, 'shutting down');
-      storageNode.stop().then(
+      healing
+        .then(async (h) => {
+          await h?.healer.stop();
+          await h?.ks.close();
+        })
+        .then(() => storageNode.stop())
+        .then(
         () => resolveExit(0),
         (err: unknown) => {
           log.error({ err }, 'shutdown failed');

@@ -188,9 +188,12 @@ export class Mover {
     const a = m.nodes.map((n) => n.id);
     const listed = await this.patiently('joint epoch', async () => {
       const answered = await this.tellMembers(m);
-      if (!coversEveryMajority(a, answered, m.r)) {
+      // Chunk puts need only W acks: below a majority of R, one unlisted node could hold a chunk no listing shows.
+      const everyOne = this.ks.opts.writeQuorum < Math.floor(m.r / 2) + 1;
+      if (everyOne ? a.some((id) => !answered.has(id)) : !coversEveryMajority(a, answered, m.r)) {
         const missing = a.filter((id) => !answered.has(id));
-        throw new QfsError('unavailable', `nodes ${missing.join(', ')} did not learn epoch ${m.epoch}; at most ${m.r - (Math.floor(m.r / 2) + 1)} of the old nodes may be missing`);
+        const may = everyOne ? 0 : m.r - (Math.floor(m.r / 2) + 1);
+        throw new QfsError('unavailable', `nodes ${missing.join(', ')} did not learn epoch ${m.epoch}; at most ${may} of the old nodes may be missing`);
       }
       // B's nodes that are up must hold it too: they are about to be written to under it.
       const missingB = t.next.filter((n) => !answered.has(n.id) && this.ks.view.peer(n.id)?.up).map((n) => n.id);

@@ -26,8 +26,8 @@ function handler<Req>(name: string, h: Omit<OpHandler<Req>, 'name'>): OpHandler<
  * because their quorums depend on it; chunk puts and gets, because a chunk
  * written under an old epoch after the mover listed this node would be missed,
  * and a reader under an old one looks for copies where they may be gone.
- * Listings, sweeps, deletes and verification serve maintenance tools, which
- * look at every node whatever the placement.
+ * Listings, `has`, sweeps, deletes and verification serve maintenance tools,
+ * which look at every node whatever the placement.
  */
 const PLACED_OPS: ReadonlySet<number> = new Set([
   M.Op.RecordPrepare,
@@ -39,7 +39,6 @@ const PLACED_OPS: ReadonlySet<number> = new Set([
   M.Op.ChunkPut,
   M.Op.ChunkGet,
   M.Op.ChunkBlocks,
-  M.Op.ChunkHas,
 ]);
 
 function fenceByEpoch<Req>(h: OpHandler<Req>, membership: MembershipKeeper): OpHandler<Req> {

@@ -1,0 +1,192 @@
+// Self-heal, run by every storage node: at an interval, the node walks its own
+// records and chunks and makes sure each key's other replicas hold what it
+// holds (docs/architecture.md, "Maintenance"). A key written while a replica
+// was down is on a majority, so some node that holds it finds the replica
+// lacking and repairs it, with no command run. Records are compared in bulk
+// (one range scan per replica per page, not a read per key); a record found
+// differing is looked at again after a pause, because a change in flight
+// differs for a moment on its way to every replica, and only a difference
+// that stays is repaired (a full CASPaxos round, as `quorumfs repair` does).
+import { compareBallots } from '../util/ballot.js';
+import type { ChunkId } from '../util/ids.js';
+import type { Logger } from '../util/log.js';
+import type { AcceptorState } from '../util/paxos.js';
+import { groupOf } from '../keyspace/types.js';
+import type { ClusterKeySpace } from './cluster-keyspace.js';
+import type { Peer } from './peers.js';
+
+export interface HealCounts {
+  recordsChecked: number;
+  recordsSuspect: number;
+  recordsRepaired: number;
+  chunksChecked: number;
+  chunksCopied: number;
+  failures: number;
+}
+
+export interface HealerOptions {
+  /** Time between the end of one pass and the start of the next, ms. */
+  intervalMs: number;
+  /** How long a differing record is left before it is looked at again, ms. */
+  settleMs?: number;
+  log: Logger;
+  pageSize?: number;
+}
+
+const OTHERS_LIMIT = 10_000;
+
+export class Healer {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<HealCounts> | null = null;
+  private stopped = false;
+  readonly totals: HealCounts = { recordsChecked: 0, recordsSuspect: 0, recordsRepaired: 0, chunksChecked: 0, chunksCopied: 0, failures: 0 };
+
+  constructor(
+    private readonly ks: ClusterKeySpace,
+    private readonly selfId: string,
+    private readonly opts: HealerOptions,
+  ) {}
+
+  start(): void {
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.pass()
+        .catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'heal pass failed'))
+        .finally(() => this.schedule());
+    }, this.opts.intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running?.catch(() => {});
+  }
+
+  /** One walk over this node's records and chunks. */
+  pass(): Promise<HealCounts> {
+    this.running ??= this.walk().finally(() => (this.running = null));
+    return this.running;
+  }
+
+  private async walk(): Promise<HealCounts> {
+    const counts: HealCounts = { recordsChecked: 0, recordsSuspect: 0, recordsRepaired: 0, chunksChecked: 0, chunksCopied: 0, failures: 0 };
+    const self = this.ks.peer(this.selfId);
+    if (!self) return counts; // not a member (yet): nothing here is placed
+    const suspects = await this.findSuspects(self, counts);
+    if (suspects.length > 0) {
+      await new Promise((r) => setTimeout(r, this.opts.settleMs ?? 2000));
+      for (const key of suspects) {
+        if (this.stopped) break;
+        await this.settle(key, counts);
+      }
+    }
+    await this.chunks(self, counts);
+    for (const k of Object.keys(counts) as Array<keyof HealCounts>) this.totals[k] += counts[k];
+    if (counts.recordsRepaired + counts.chunksCopied + counts.failures > 0) this.opts.log.info(counts, 'heal pass repaired');
+    return counts;
+  }
+
+  private async findSuspects(self: Peer, counts: HealCounts): Promise<Buffer[]> {
+    const suspects: Buffer[] = [];
+    const page = this.opts.pageSize ?? 500;
+    let from: Buffer = Buffer.from([0]);
+    while (!this.stopped) {
+      const mine = await self.track((c) => c.scan(from, null, page, { timeoutMs: this.ks.opts.requestTimeoutMs }));
+      const last = mine.entries.at(-1)?.key;
+      if (!last) break;
+      const end = Buffer.concat([last, Buffer.from([0])]);
+      const others = this.ks.peers.filter((p) => p.id !== this.selfId && p.up);
+      const replies = new Map<string, { states: Map<string, AcceptorState>; horizon: Buffer | null }>();
+      await Promise.all(
+        others.map(async (p) => {
+          try {
+            const r = await p.track((c) => c.scan(from, end, OTHERS_LIMIT, { timeoutMs: this.ks.opts.requestTimeoutMs }));
+            replies.set(p.id, { states: new Map(r.entries.map((e) => [e.key.toString('latin1'), e.state])), horizon: r.next });
+          } catch {
+            // a replica that cannot answer now is judged on a later pass
+          }
+        }),
+      );
+      // Keys at or past a truncated reply's end are judged on the next page.
+      let horizon: Buffer | null = null;
+      for (const r of replies.values()) if (r.horizon && (!horizon || Buffer.compare(r.horizon, horizon) < 0)) horizon = r.horizon;
+      for (const e of mine.entries) {
+        if (horizon && Buffer.compare(e.key, horizon) >= 0) break;
+        counts.recordsChecked++;
+        const id = e.key.toString('latin1');
+        const replicas = this.ks.view.keyQuorum(groupOf(e.key)).acceptors.map((a) => a.id);
+        if (!replicas.includes(this.selfId)) continue; // a copy this node no longer holds for the key
+        const differs = replicas.some((r) => {
+          if (r === this.selfId) return false;
+          const reply = replies.get(r);
+          if (!reply) return false;
+          const theirs = reply.states.get(id);
+          return !theirs || compareBallots(theirs.accepted, e.state.accepted) !== 0;
+        });
+        if (differs) suspects.push(e.key);
+      }
+      if (horizon && Buffer.compare(horizon, from) > 0) from = horizon;
+      else if (!mine.next) break;
+      else from = end;
+    }
+    counts.recordsSuspect += suspects.length;
+    return suspects;
+  }
+
+  /** Looks at a differing record again; repairs it if its replicas still differ. */
+  private async settle(key: Buffer, counts: HealCounts): Promise<void> {
+    try {
+      const states = await this.ks.registers.states(key);
+      const held = states.filter((s) => s.state && s.state.value.kind !== 'empty');
+      const first = held[0]?.state;
+      const agree = first && held.length === states.length && held.every((s) => compareBallots(s.state!.accepted, first.accepted) === 0);
+      if (agree || held.length === 0 || states.some((s) => !s.state)) return; // healed meanwhile, nothing to carry, or a replica unreachable
+      const r = await this.ks.registers.repair(key);
+      if (r) counts.recordsRepaired++;
+    } catch (err) {
+      counts.failures++;
+      this.opts.log.debug({ key: key.toString('hex'), err: (err as Error).message }, 'heal: record not repaired');
+    }
+  }
+
+  private async chunks(self: Peer, counts: HealCounts): Promise<void> {
+    let after: ChunkId | null = null;
+    while (!this.stopped) {
+      const ids: ChunkId[] = await self.track((c) => c.listChunks(after, 1000, { timeoutMs: this.ks.opts.requestTimeoutMs }));
+      if (ids.length === 0) break;
+      counts.chunksChecked += ids.length;
+      const byPeer = new Map<Peer, ChunkId[]>();
+      for (const id of ids) {
+        const writers = this.ks.chunks.replicasOf(id);
+        if (!writers.some((p) => p.id === this.selfId)) continue;
+        for (const p of writers) {
+          if (p.id === this.selfId || !p.up) continue;
+          const list = byPeer.get(p) ?? [];
+          list.push(id);
+          byPeer.set(p, list);
+        }
+      }
+      for (const [peer, list] of byPeer) {
+        try {
+          const has = await peer.track((c) => c.hasChunks(list, { timeoutMs: this.ks.opts.requestTimeoutMs }));
+          for (let i = 0; i < list.length; i++) {
+            if (has[i] || this.stopped) continue;
+            await this.ks.chunks.copyTo(list[i]!, peer, Date.now() + this.ks.opts.requestTimeoutMs);
+            counts.chunksCopied++;
+          }
+        } catch (err) {
+          counts.failures++;
+          this.opts.log.debug({ node: peer.id, err: (err as Error).message }, 'heal: chunks not copied');
+        }
+      }
+      if (ids.length < 1000) break;
+      after = ids.at(-1)!;
+    }
+  }
+}

@@ -1,0 +1,77 @@
+// Growing and shrinking a live cluster with the commands a user runs
+// (quorumfs node add/drain/remove) while a mount writes: nothing closed is
+// lost, the mount follows without restart, a mount started later from the old
+// cluster.json learns the membership, and fsck stays clean.
+import test from 'ava';
+import { join } from 'node:path';
+import { must } from '../helpers/e2e-fixtures.js';
+import { freePort, runCli, startNode, tempDir } from '../helpers/cluster.js';
+import { assertFsckClean, manifest, startWriter, verifyClosed } from '../helpers/faults.js';
+import { startCluster } from '../helpers/keyspace.js';
+import { mountCluster } from '../helpers/mount.js';
+
+const REPO = new URL('../../..', import.meta.url).pathname.replace(/\/$/, '');
+
+test.serial('grow 3 → 4, then drain and remove a node, under a writer: every closed file reads back, fsck clean, old configs still work', async (t) => {
+  const rc = await startCluster(t, 3);
+  const f = await runCli(['format', '--config', rc.cluster.configPath]);
+  t.is(f.code, 0, f.stderr);
+  const mount = await mountCluster(t, rc);
+  const tmp = await tempDir(t);
+  const src = join(tmp, 'tree');
+  await must(`mkdir ${src} && cp -a ${REPO}/node_modules/{ws,pino} ${src}/ && find ${src} -xtype l -delete && head -c 3000000 /dev/urandom > ${src}/big.bin`);
+  await must(`cp -a ${src} ${mount.dir}/tree`);
+  const before = await manifest(join(mount.dir, 'tree'));
+
+  // A fourth node, not in cluster.json: started on its own address and data directory.
+  const port = await freePort();
+  const url = `ws://127.0.0.1:${port}`;
+  await startNode(t, rc.cluster, 'n4', ['--listen', `127.0.0.1:${port}`, '--data-dir', join(rc.cluster.dir, 'n4')]);
+
+  // Mistakes first: each is refused with a clear message and changes nothing.
+  const unreachable = await runCli(['node', 'add', '--config', rc.cluster.configPath, '--id', 'n5', '--url', `ws://127.0.0.1:${await freePort()}`]);
+  t.is(unreachable.code, 1);
+  t.regex(unreachable.stderr, /not reachable/);
+  const wrongId = await runCli(['node', 'add', '--config', rc.cluster.configPath, '--id', 'n9', '--url', url]);
+  t.is(wrongId.code, 1);
+  t.regex(wrongId.stderr, /is "n4", not "n9"/);
+  const tooFew = await runCli(['node', 'remove', '--config', rc.cluster.configPath, 'n2', '--dead']);
+  t.is(tooFew.code, 1);
+  t.regex(tooFew.stderr, /fewer than R/);
+  const listed = await runCli(['node', 'list', '--config', rc.cluster.configPath]);
+  t.regex(listed.stdout, /membership epoch 1, R=3, stable/);
+
+  const writer = startWriter(t, join(mount.dir, 'w'), { seed: 11, count: 100000, minSize: 1000, maxSize: 300_000, keepGoing: false, pauseSec: 0.01 });
+  await writer.closedAtLeast(5);
+  const add = await runCli(['node', 'add', '--config', rc.cluster.configPath, '--id', 'n4', '--url', url], { timeoutMs: 300_000 });
+  t.is(add.code, 0, add.stderr);
+  t.regex(add.stdout, /membership epoch 4, R=3, stable/);
+  t.regex(add.stdout, /n4 /);
+  const status = await runCli(['status', '--config', rc.cluster.configPath]);
+  t.regex(status.stdout, /4\/4 nodes up, R=3, membership epoch 4, stable/);
+
+  // Drain n1 (everything moves off it), then take it out and stop it.
+  const drain = await runCli(['node', 'drain', '--config', rc.cluster.configPath, 'n1'], { timeoutMs: 300_000 });
+  t.is(drain.code, 0, drain.stderr);
+  t.regex(drain.stdout, /n1 .*draining/);
+  const remove = await runCli(['node', 'remove', '--config', rc.cluster.configPath, 'n1'], { timeoutMs: 300_000 });
+  t.is(remove.code, 0, remove.stderr);
+  t.regex(remove.stdout, /membership epoch 10, R=3, stable/);
+  t.notRegex(remove.stdout, / n1 /);
+  await rc.nodes.get('n1')!.stop();
+
+  writer.child.kill('SIGTERM');
+  await writer.done;
+  t.deepEqual(writer.errors, [], 'the writer saw no error while the cluster changed');
+  t.true(writer.closed.length >= 5, `${writer.closed.length} files closed`);
+  t.deepEqual(await verifyClosed(writer.closed), [], 'every closed file reads back');
+  t.deepEqual(await manifest(join(mount.dir, 'tree')), before, 'the tree is unchanged');
+
+  // A mount started from the old cluster.json (n1 gone, n4 missing) learns the membership from n2 or n3.
+  const late = await mountCluster(t, rc, 'late');
+  t.deepEqual(await manifest(join(late.dir, 'tree')), before);
+  t.deepEqual(await verifyClosed(writer.closed, { from: mount.dir, to: late.dir }), []);
+  await late.stop();
+  await mount.stop();
+  await assertFsckClean(t, rc.cluster.configPath);
+});
