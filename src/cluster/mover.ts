@@ -17,7 +17,7 @@
 import { QfsError, toQfsError } from '../util/errors.js';
 import type { ChunkId } from '../util/ids.js';
 import type { Logger } from '../util/log.js';
-import { KEEP } from '../keyspace/types.js';
+import { KEEP, groupOf } from '../keyspace/types.js';
 import {
   coversEveryMajority,
   decodeMembership,
@@ -229,7 +229,8 @@ export class Mover {
         if (seen.has(k)) continue;
         seen.add(k);
         this.progress.recordsListed++;
-        if (!e.key.equals(MEMBERSHIP_KEY) && moves(m, e.key)) todo.push(e.key);
+        // Records are placed by their group (as Registers places them), not by the whole key.
+        if (!e.key.equals(MEMBERSHIP_KEY) && moves(m, groupOf(e.key))) todo.push(e.key);
       }
       await this.inParallel(todo, async (key) => {
         if (await this.ks.registers.rewrite(key, this.callOpts())) this.progress.recordsRewritten++;
@@ -273,7 +274,8 @@ export class Mover {
       if (!target) continue;
       const [has] = await target.track((c) => c.hasChunks([id], target.callOpts(deadline)));
       if (has) continue;
-      this.progress.bytesCopied += await this.ks.chunks.copyTo(id, target, deadline);
+      const bytes = await this.ks.chunks.copyTo(id, target, deadline); // (not `+= await`: copies run in parallel)
+      this.progress.bytesCopied += bytes;
       this.progress.chunksCopied++;
     }
   }
