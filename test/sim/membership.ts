@@ -509,6 +509,11 @@ class Client {
     return this.change(key, () => undefined, deadlineMs);
   }
 
+  /** The audit's read of a key (a read falls back to a full round that retries until the deadline). */
+  auditRead(key: string): Promise<RoundOutcome> {
+    return this.read(key);
+  }
+
   /** The mover's rewrite of a moved key: a full round that keeps its value (ok: it landed under this membership's quorums). */
   async rewrite(key: string, deadlineMs: number): Promise<boolean> {
     return (await this.change(key, () => undefined, deadlineMs)).kind === 'ok';
@@ -795,13 +800,33 @@ class RealClient {
       return { kind: 'ok', value: v === null ? null : v.toString('latin1') };
     } catch (err) {
       if (err instanceof Killed) throw err;
+      if (process.env['QFS_SIM_TRACE']) process.stdout.write(`${this.world.now.toFixed(2)} ${this.name} (knows ${this.membership.epoch}) read of ${JSON.stringify(key)} failed: ${(err as Error).message}\n`);
       return { kind: 'fail' };
     }
   }
 
-  /** The mover's read of the membership record: Registers.read, as src/cluster/mover.ts reads it. */
+  /**
+   * The mover's read of the membership record: Registers.read, as
+   * src/cluster/mover.ts reads it. A read fails at once when its quorum cannot
+   * form (say the two replicas it asked first timed out); like the real mover
+   * (`patiently`) this one asks again until its deadline.
+   */
   readRecord(key: string, deadlineMs: number): Promise<RoundOutcome> {
-    return this.read(key, deadlineMs);
+    return this.readPatiently(key, deadlineMs);
+  }
+
+  /** The audit's read of a key: again until the deadline, like readRecord. */
+  auditRead(key: string): Promise<RoundOutcome> {
+    return this.readPatiently(key, 2000);
+  }
+
+  private async readPatiently(key: string, deadlineMs: number): Promise<RoundOutcome> {
+    const deadline = this.world.now + deadlineMs;
+    for (;;) {
+      const r = await this.read(key, deadline - this.world.now);
+      if (r.kind === 'ok' || this.world.now >= deadline - 5) return r;
+      await this.run(() => new Promise<void>((resolve) => this.world.at(5 + this.world.rng.next() * 20, resolve)));
+    }
   }
 
   /** The mover's rewrite of a moved key: Registers.rewrite. */
@@ -1198,7 +1223,7 @@ export async function runMembershipSchedule(seed: number, bugs: MembershipBugs =
     finalMembership = await readMembership(auditor);
     for (const k of keyNames) {
       const call = world.now;
-      const r = await auditor.read(keyOf(k));
+      const r = await auditor.auditRead(keyOf(k));
       if (r.kind !== 'ok') violation(`the audit's read of ${k} failed with every fault healed`);
       else {
         finals.set(k, r.value);
