@@ -97,10 +97,14 @@ test.serial('a membership seed with the real proposer replays exactly', async (t
   t.true(a.steps > 100);
 });
 
-// With the real proposer: Registers counting B only (injectBugs.newSetOnly) and a mover that judges
-// which keys move by the record key instead of its group (what the key is placed by).
+// With the real proposer: Registers counting B only (injectBugs.newSetOnly), a mover that judges
+// which keys move by the record key instead of its group (what the key is placed by), and three of the
+// protocol bugs above (a node forgetting its epoch shows at seed 1234 here: left to the soak, for time).
 for (const [name, bugs, budget] of [
   ['Registers counting a majority of the new replica set only', { noJoint: true }, 1500],
+  ['the old replica set dropped before the moved keys are rewritten', { skipRewrite: true }, 1500],
+  ['nodes that answer requests of an older epoch (no fencing)', { noFence: true }, 1500],
+  ['a mover that lists the keys of one node only', { listFromOne: true }, 1500],
   ['a mover that places keys by the record key, not its group', { moverPlacesByKey: true }, 1500],
 ] as const) {
   test.serial(`the membership simulator with the real proposer finds ${name}`, async (t) => {
