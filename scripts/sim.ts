@@ -1,12 +1,13 @@
-// npm run sim -- [--leases | --members] [--seeds N] [--seed S] [--from S] [--bug NAME] [--verbose] [--keep-going]
+// npm run sim -- [--leases | --members [--real]] [--seeds N] [--seed S] [--from S] [--bug NAME] [--verbose] [--keep-going]
 // Runs seeded schedules of the replication core (or, with --leases, of scope
-// leases and write-behind; with --members, of membership changes) in the deterministic simulator (test/sim/) and
+// leases and write-behind; with --members, of membership changes; --real runs
+// those with the real proposer, src/cluster/registers.ts) in the deterministic simulator (test/sim/) and
 // reports schedules per second. A failing seed prints the one-line command
 // that replays it exactly.
 import { parseArgs } from 'node:util';
 import { runSchedule, type Bugs, type ShapeOptions } from '../test/sim/schedule.js';
 import { runLeaseSchedule, type LeaseBugs } from '../test/sim/leases.js';
-import { runMembershipSchedule, type MembershipBugs } from '../test/sim/membership.js';
+import { runMembershipSchedule, type MembershipBugs, type MembershipOptions } from '../test/sim/membership.js';
 
 const BUGS: Record<string, Bugs> = {
   'ignore-lineage': { ignoreLineage: true },
@@ -29,7 +30,11 @@ const MEMBER_BUGS: Record<string, MembershipBugs> = {
   'volatile-epoch': { volatileEpoch: true },
   // Not found in 8000 seeds yet (docs/architecture.md, "Membership"): only promise-only keys are exposed.
   'keep-promises': { keepPromises: true },
+  // With --real only (the real proposer's counting, and the mover's choice of keys to rewrite):
+  'union-majority': { unionMajority: true },
+  'mover-places-by-key': { moverPlacesByKey: true },
 };
+const REAL_ONLY = new Set(['union-majority', 'mover-places-by-key']);
 
 function fail(message: string): never {
   process.stderr.write(`sim: ${message}\n`);
@@ -46,6 +51,7 @@ const { values } = parseArgs({
     'keep-going': { type: 'boolean' },
     leases: { type: 'boolean' },
     members: { type: 'boolean' },
+    real: { type: 'boolean' },
   },
   strict: true,
 });
@@ -58,6 +64,8 @@ const bugName = values.bug;
 if (values.leases && values.members) fail('--leases and --members are separate simulators: pick one');
 const known = values.leases ? LEASE_BUGS : values.members ? MEMBER_BUGS : BUGS;
 if (bugName !== undefined && !known[bugName]) fail(`unknown --bug ${JSON.stringify(bugName)}${values.leases ? ' with --leases' : values.members ? ' with --members' : ''}; known: ${Object.keys(known).join(', ')}`);
+if (values.real && !values.members) fail('--real goes with --members (the core simulator always runs the real proposer)');
+if (bugName !== undefined && values.members && REAL_ONLY.has(bugName) && !values.real) fail(`--bug ${bugName} needs --real`);
 const bugs: Bugs = bugName && !values.leases && !values.members ? BUGS[bugName]! : {};
 // Purge bugs can only show when tombstones are purged: every schedule then runs the gc actor.
 const shape: ShapeOptions = bugs.noTombstoneGrace ? { purging: true } : {};
@@ -89,23 +97,25 @@ if (values.leases) {
 
 if (values.members) {
   const memberBugs = bugName ? MEMBER_BUGS[bugName]! : {};
+  const options: MembershipOptions = values.real ? { proposer: 'real' } : {};
+  const realFlag = values.real ? ' --real' : '';
   const started = performance.now();
   let failed = 0;
   let ran = 0;
   const totals = { operations: 0, okOperations: 0, changes: 0, rewrites: 0, moverKills: 0, clientKills: 0, staleRefusals: 0, fastChanges: 0, crashes: 0 };
   for (let seed = first; seed < first + count; seed++) {
-    const r = await runMembershipSchedule(seed, memberBugs);
+    const r = await runMembershipSchedule(seed, memberBugs, options);
     ran++;
     for (const k of Object.keys(totals) as Array<keyof typeof totals>) totals[k] += r[k];
     if (values.verbose || single) process.stdout.write(`seed ${seed}: ${r.ok ? 'ok' : 'FAILED'} (${r.shape}; ${r.operations} ops, ${r.okOperations} ok, ${r.changes} changes, ${r.rewrites} rewrites, ${r.moverKills} mover kills, ${r.staleRefusals} stale refusals, ${r.simulatedMs} ms simulated)\n`);
     if (!r.ok) {
       failed++;
-      process.stdout.write(`seed ${seed} FAILED: ${r.failure}\nreplay: npm run sim -- --members --seed ${seed}${bugName ? ` --bug ${bugName}` : ''}\n`);
+      process.stdout.write(`seed ${seed} FAILED: ${r.failure}\nreplay: npm run sim -- --members${realFlag} --seed ${seed}${bugName ? ` --bug ${bugName}` : ''}\n`);
       if (!values['keep-going']) break;
     }
   }
   const secs = (performance.now() - started) / 1000;
-  process.stdout.write(`${failed === 0 ? 'ok' : `${failed} failed`}: ${ran} membership schedule(s) from seed ${first} in ${secs.toFixed(1)} s (${(ran / secs).toFixed(1)} schedules/s; ${totals.operations} operations, ${totals.okOperations} ok; ${totals.changes} changes finished, ${totals.rewrites} keys rewritten, ${totals.moverKills} movers killed, ${totals.clientKills} clients killed, ${totals.staleRefusals} stale-epoch refusals, ${totals.fastChanges} one-accept changes, ${totals.crashes} node crashes)\n`);
+  process.stdout.write(`${failed === 0 ? 'ok' : `${failed} failed`}: ${ran} membership schedule(s)${values.real ? ' (real proposer)' : ''} from seed ${first} in ${secs.toFixed(1)} s (${(ran / secs).toFixed(1)} schedules/s; ${totals.operations} operations, ${totals.okOperations} ok; ${totals.changes} changes finished, ${totals.rewrites} keys rewritten, ${totals.moverKills} movers killed, ${totals.clientKills} clients killed, ${totals.staleRefusals} stale-epoch refusals, ${totals.fastChanges} one-accept changes, ${totals.crashes} node crashes)\n`);
   process.exit(failed === 0 ? 0 : 1);
 }
 

@@ -53,8 +53,12 @@ export interface RegisterOptions {
    * value's lineage and runs the change again (the double-applied retry).
    * `ignoreSettled`: values tagged with a settled lease term are adopted like
    * any other (a fenced write that a minority took comes back).
+   * `unionMajority`: a KeyQuorum with two sets (a key moving from A to B) is
+   * counted as a plain majority of A ∪ B instead of a majority of each;
+   * `newSetOnly`: as a majority of its last set (B) only. Either lets a quorum
+   * miss a majority of one set (docs/architecture.md, "Membership").
    */
-  injectBugs?: { ignoreLineage?: boolean; ignoreSettled?: boolean };
+  injectBugs?: { ignoreLineage?: boolean; ignoreSettled?: boolean; unionMajority?: boolean; newSetOnly?: boolean };
 }
 
 /**
@@ -276,6 +280,9 @@ export class Registers {
   private placed(group: Buffer): Placed {
     const p = this.placement(group);
     if (Array.isArray(p)) return { acceptors: p, rule: countRule(this.quorum, p.length), epoch: 0 };
+    const bugs = this.opts.injectBugs;
+    if (bugs?.newSetOnly && p.sets.length > 1) return { acceptors: p.acceptors, rule: setsRule([p.sets[p.sets.length - 1]!]), epoch: p.epoch };
+    if (bugs?.unionMajority && p.sets.length > 1) return { acceptors: p.acceptors, rule: setsRule([[...new Set(p.sets.flat())]]), epoch: p.epoch };
     return { acceptors: p.acceptors, rule: setsRule(p.sets), epoch: p.epoch };
   }
 

@@ -52,6 +52,14 @@ import {
 } from '../../src/util/membership.js';
 import { jointQuorumLost, jointQuorumReached } from '../../src/cluster/quorum.js';
 import { moves, quorumSets } from '../../src/cluster/transition.js';
+import { Registers, type KeyQuorum, type RegisterOptions } from '../../src/cluster/registers.js';
+import type { Acceptor, AcceptorCall } from '../../src/cluster/acceptor.js';
+import { MEMBERSHIP_KEY, isMembershipGroup } from '../../src/cluster/membership-view.js';
+import { KEEP, groupOf, recordKey } from '../../src/keyspace/types.js';
+import type { ScanReply, Verdict } from '../../src/rpc/messages.js';
+import { open, seal } from '../../src/util/envelope.js';
+import { QfsError } from '../../src/util/errors.js';
+import { silentLogger } from '../../src/util/log.js';
 import { checkLinearizable, describeEvent, type Event, type Op } from '../helpers/linearizability.js';
 import { World } from './world.js';
 
@@ -68,6 +76,18 @@ export interface MembershipBugs {
   volatileEpoch?: boolean;
   /** A proposer's pre-promised next ballot is used after its membership changed (it was promised by other quorums). */
   keepPromises?: boolean;
+  /**
+   * Real proposer only: Registers counts a plain majority of A ∪ B instead of
+   * a majority of each (RegisterOptions.injectBugs.unionMajority). (`noJoint`
+   * with the real proposer is Registers counting B only: injectBugs.newSetOnly.)
+   */
+  unionMajority?: boolean;
+  /**
+   * Real proposer only: the mover judges whether a key moves by the whole
+   * record key's placement instead of its group's, which is what the key is
+   * placed by (as src/cluster/mover.ts `rewriteListed` does today).
+   */
+  moverPlacesByKey?: boolean;
 }
 
 export interface MembershipScheduleResult {
@@ -105,6 +125,8 @@ type Request =
 
 type Reply =
   | { kind: 'stale'; membership: Membership }
+  /** The request names a newer epoch than the node's and came without it (its sender moved on meanwhile: nothing to hand over). */
+  | { kind: 'behind' }
   | { kind: 'verdict'; ok: boolean; state: AcceptorState }
   | { kind: 'state'; state: AcceptorState }
   | { kind: 'keys'; keys: string[] };
@@ -114,6 +136,28 @@ const FORMAT_BALLOT: Ballot = { counter: 1, proposer: '0000000000000000' };
 const FRESH: AcceptorState = { promised: ZERO_BALLOT, accepted: ZERO_BALLOT, value: EMPTY_VALUE };
 const bufOf = (k: string): Buffer => Buffer.from(k, 'latin1');
 const valueOf = (s: AcceptorState): string | null => (s.value.kind === 'value' ? s.value.bytes.toString('latin1') : null);
+
+/**
+ * How a request names its membership: the epoch it was placed by, and that
+ * membership itself when the sender still has it to hand over to a node that
+ * is behind (on the wire: `epoch_ahead`, then an install and the call again).
+ */
+interface From {
+  epoch: number;
+  offer: Membership | null;
+}
+
+/**
+ * Where the membership record lives and how values are stored: the own
+ * proposer's raw values under "@members", or the real proposer's enveloped
+ * values (src/util/envelope.ts) under the real record key (MEMBERSHIP_KEY).
+ */
+interface NodeLayout {
+  members: string;
+  sealed: boolean;
+}
+
+const OWN_LAYOUT: NodeLayout = { members: MEMBERS, sealed: false };
 
 /**
  * A storage node: acceptor states and the newest membership it learned, both
@@ -140,14 +184,16 @@ class Node {
     private readonly bugs: MembershipBugs,
     private readonly learned: (node: string, m: Membership) => void,
     private readonly violation: (what: string) => void,
+    private readonly layout: NodeLayout = OWN_LAYOUT,
   ) {
     this.membership = bootstrap;
     this.durableMembership = bootstrap;
     // A bootstrap node holds the first membership record, as format writes it.
     if (bootstrap.nodes.some((n) => n.id === name)) {
-      const s: AcceptorState = { promised: FORMAT_BALLOT, accepted: FORMAT_BALLOT, value: { kind: 'value', bytes: encodeMembership(bootstrap) } };
-      this.state.set(MEMBERS, s);
-      this.durable.set(MEMBERS, s);
+      const bytes = encodeMembership(bootstrap);
+      const s: AcceptorState = { promised: FORMAT_BALLOT, accepted: FORMAT_BALLOT, value: layout.sealed ? seal(bytes, []) : { kind: 'value', bytes } };
+      this.state.set(layout.members, s);
+      this.durable.set(layout.members, s);
     }
   }
 
@@ -178,9 +224,9 @@ class Node {
     const before = this.state.get(k) ?? FRESH;
     if (compareBallots(s.promised, before.promised) < 0 || compareBallots(s.accepted, before.accepted) < 0) this.violation(`${this.name}: ballots of ${k} went back`);
     this.state.set(k, s);
-    if (process.env['QFS_SIM_TRACE'] && k === (process.env['QFS_SIM_TRACE_KEY'] ?? MEMBERS)) {
-      let v = valueOf(s);
-      if (k === MEMBERS && v !== null) v = `epoch ${decodeMembership(Buffer.from(v, 'latin1')).epoch}`;
+    if (process.env['QFS_SIM_TRACE'] && k === (process.env['QFS_SIM_TRACE_KEY'] ?? this.layout.members)) {
+      let v = this.layout.sealed ? (open(s.value).payload?.toString('latin1') ?? null) : valueOf(s);
+      if (k === this.layout.members && v !== null) v = `epoch ${decodeMembership(Buffer.from(v, 'latin1')).epoch}`;
       process.stdout.write(`${this.world.now.toFixed(2)} ${this.name}@${this.membership.epoch} ${k} p=${s.promised.counter}.${s.promised.proposer.slice(0, 4)} a=${s.accepted.counter}.${s.accepted.proposer.slice(0, 4)} v=${v}\n`);
     }
     this.sync(() => this.durable.set(k, s));
@@ -195,8 +241,8 @@ class Node {
     });
   }
 
-  handle(from: Membership, req: Request, send: (r: Reply) => void): void {
-    const newer = decideInstall(this.membership, from);
+  handle(from: From, req: Request, send: (r: Reply) => void): void {
+    const newer = from.offer ? decideInstall(this.membership, from.offer) : null;
     if (newer) {
       this.membership = newer;
       this.learned(this.name, newer);
@@ -207,6 +253,7 @@ class Node {
       const m = this.membership;
       return this.answer(() => ({ kind: 'stale', membership: m }), send);
     }
+    if (admitEpoch(this.membership, from.epoch) === 'behind') return this.answer(() => ({ kind: 'behind' }), send);
     switch (req.kind) {
       case 'prepare': {
         const cur = this.state.get(req.key) ?? FRESH;
@@ -225,7 +272,8 @@ class Node {
         return this.answer(() => ({ kind: 'state', state: cur }), send);
       }
       case 'list': {
-        const keys = [...this.state].filter(([k, s]) => s.value.kind === 'value' && k !== MEMBERS).map(([k]) => k);
+        // Tombstones are values here (the real proposer writes them for deletes): they must be listed.
+        const keys = [...this.state].filter(([k, s]) => s.value.kind !== 'empty' && k !== this.layout.members).map(([k]) => k);
         return this.answer(() => ({ kind: 'keys', keys }), send);
       }
     }
@@ -291,22 +339,7 @@ class Client {
 
   /** One request and its answer, or null after the call timeout (lost, crashed, cut off). */
   call(node: string, m: Membership, req: Request): Promise<Reply | null> {
-    const target = this.nodes.get(node);
-    return new Promise((resolve) => {
-      let settled = false;
-      const done = (r: Reply | null): void => {
-        if (settled) return;
-        settled = true;
-        timer.cancel();
-        resolve(r);
-      };
-      const timer = this.world.at(CALL_TIMEOUT_MS, () => done(null));
-      if (!target) return;
-      this.world.send(this.name, node, () => {
-        if (!target.up) return;
-        target.handle(m, req, (r) => this.world.send(node, this.name, () => done(r)));
-      });
-    });
+    return callNode(this.world, this.nodes, this.name, node, m, req);
   }
 
   /**
@@ -471,32 +504,370 @@ class Client {
     return this.change(key, () => undefined);
   }
 
+  /** The mover's read of the membership record: a full round that keeps the value. */
+  readRecord(key: string, deadlineMs: number): Promise<RoundOutcome> {
+    return this.change(key, () => undefined, deadlineMs);
+  }
+
+  /** The audit's read of a key (a read falls back to a full round that retries until the deadline). */
+  auditRead(key: string): Promise<RoundOutcome> {
+    return this.read(key);
+  }
+
+  /** The mover's rewrite of a moved key: a full round that keeps its value (ok: it landed under this membership's quorums). */
+  async rewrite(key: string, deadlineMs: number): Promise<boolean> {
+    return (await this.change(key, () => undefined, deadlineMs)).kind === 'ok';
+  }
+
   /** The mover's listing: every node of A and B learns `m` and lists its keys; null when a node refused `m` as stale. */
   async list(m: Membership): Promise<{ answered: Set<string>; keys: Set<string> } | null> {
-    const targets = [...new Set([...m.nodes, ...(m.transition?.next ?? [])].map((n) => n.id))];
-    const answered = new Set<string>();
-    const keys = new Set<string>();
-    let stale = false;
-    await Promise.all(
-      targets.map(async (t) => {
-        const r = await this.call(t, m, { kind: 'list' });
-        if (r?.kind === 'stale') {
-          stale = true;
-          this.learn(r.membership);
-        } else if (r?.kind === 'keys' && (!this.bugs.listFromOne || answered.size === 0)) {
-          // (the bug: only the first node of A to answer is listed)
-          if (this.bugs.listFromOne && !m.nodes.some((n) => n.id === t)) return;
-          answered.add(t);
-          for (const k of r.keys) keys.add(k);
-        }
-      }),
-    );
+    const r = await listKeys(this, m, this.bugs);
     this.check();
-    return stale ? null : { answered, keys };
+    return r;
   }
 }
 
-export async function runMembershipSchedule(seed: number, bugs: MembershipBugs = {}): Promise<MembershipScheduleResult> {
+/** The mover's listing (either proposer's): every node of A and B learns `m` and lists its keys; null when a node refused `m` as stale. */
+async function listKeys(
+  c: { call(node: string, m: Membership, req: Request): Promise<Reply | null>; learn(m: Membership): void },
+  m: Membership,
+  bugs: MembershipBugs,
+): Promise<{ answered: Set<string>; keys: Set<string> } | null> {
+  const targets = [...new Set([...m.nodes, ...(m.transition?.next ?? [])].map((n) => n.id))];
+  const answered = new Set<string>();
+  const keys = new Set<string>();
+  let stale = false;
+  await Promise.all(
+    targets.map(async (t) => {
+      const r = await c.call(t, m, { kind: 'list' });
+      if (r?.kind === 'stale') {
+        stale = true;
+        c.learn(r.membership);
+      } else if (r?.kind === 'keys' && (!bugs.listFromOne || answered.size === 0)) {
+        // (the bug: only the first node of A to answer is listed)
+        if (bugs.listFromOne && !m.nodes.some((n) => n.id === t)) return;
+        answered.add(t);
+        for (const k of r.keys) keys.add(k);
+      }
+    }),
+  );
+  return stale ? null : { answered, keys };
+}
+
+/** One raw request to a node and its answer, or null after the call timeout (lost, crashed, cut off). */
+function callNode(world: World, nodes: ReadonlyMap<string, Node>, from: string, node: string, m: Membership, req: Request): Promise<Reply | null> {
+  const target = nodes.get(node);
+  return new Promise((resolve) => {
+    let settled = false;
+    const done = (r: Reply | null): void => {
+      if (settled) return;
+      settled = true;
+      timer.cancel();
+      resolve(r);
+    };
+    const timer = world.at(CALL_TIMEOUT_MS, () => done(null));
+    if (!target) return;
+    world.send(from, node, () => {
+      if (!target.up) return;
+      target.handle({ epoch: m.epoch, offer: m }, req, (r) => world.send(node, from, () => done(r)));
+    });
+  });
+}
+
+/**
+ * The real proposer's handle on one simulated node (src/cluster/acceptor.ts),
+ * as a Peer is on a storage node: each call names the epoch its quorum was
+ * placed by. A node behind that epoch learns the membership first (the
+ * request hands it over when the client still has it; on the wire that is
+ * `epoch_ahead`, an install and the call again); a node ahead of it refuses
+ * with `stale_epoch`, and the client learns the node's membership before the
+ * error reaches the proposer (a Peer fetches it: src/cluster/peers.ts
+ * `withMembership`). A dead client's calls never leave and never end.
+ */
+class MemberAcceptor implements Acceptor {
+  latencyMs = 1;
+  private consecutiveFailures = 0;
+  private inflight = 0;
+  private lastAnswerAt = 0;
+  private busySince = 0;
+
+  constructor(
+    readonly id: string,
+    private readonly owner: RealClient,
+    private readonly world: World,
+    private readonly node: Node | undefined,
+  ) {}
+
+  get up(): boolean {
+    return this.node?.up ?? false;
+  }
+
+  get rank(): number {
+    return this.consecutiveFailures * 1e6 + (this.silent ? 1e5 : 0) + this.latencyMs;
+  }
+
+  get silent(): boolean {
+    return this.inflight > 0 && this.world.now - Math.max(this.lastAnswerAt, this.busySince) > 500;
+  }
+
+  private call<T>(call: AcceptorCall, req: Request, answer: (r: Reply) => T | null): Promise<T> {
+    if (this.owner.dead) return new Promise<T>(() => {});
+    const started = this.world.now;
+    const remaining = call.deadline - started;
+    if (remaining <= 0) return Promise.reject(new QfsError('timeout', 'deadline passed'));
+    const epoch = call.epoch ?? 0;
+    const offer = this.owner.membershipOf(epoch);
+    if (this.inflight++ === 0) this.busySince = started;
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const finish = (f: () => void): void => {
+        if (settled || this.owner.dead) return;
+        settled = true;
+        timer.cancel();
+        this.inflight--;
+        f();
+      };
+      const timer = this.world.at(Math.min(remaining, CALL_TIMEOUT_MS), () =>
+        finish(() => {
+          this.consecutiveFailures++;
+          reject(new QfsError('timeout', `${this.id}: no answer within ${Math.min(remaining, CALL_TIMEOUT_MS)} ms`));
+        }),
+      );
+      const node = this.node;
+      if (!node) return;
+      const from = this.owner.name;
+      this.world.send(from, this.id, () => {
+        if (!node.up) return;
+        node.handle({ epoch, offer }, req, (r) =>
+          this.world.send(this.id, from, () =>
+            finish(() => {
+              this.lastAnswerAt = this.world.now;
+              this.latencyMs += 0.2 * (this.world.now - started - this.latencyMs);
+              this.consecutiveFailures = 0;
+              if (r.kind === 'stale') {
+                this.owner.refused(r.membership);
+                return reject(new QfsError('stale_epoch', `${this.id}: the call is placed by epoch ${epoch}; the node knows epoch ${r.membership.epoch}`));
+              }
+              if (r.kind === 'behind') return reject(new QfsError('stale_epoch', `${this.id}: this client's membership moved on while the call ran`));
+              const v = answer(r);
+              if (v === null) return reject(new QfsError('internal', `${this.id}: unexpected answer ${r.kind}`));
+              resolve(v);
+            }),
+          ),
+        );
+      });
+    });
+  }
+
+  prepare(key: Buffer, ballot: Ballot, call: AcceptorCall): Promise<Verdict> {
+    return this.call(call, { kind: 'prepare', key: key.toString('latin1'), ballot }, (r) => (r.kind === 'verdict' ? { ok: r.ok, state: r.state } : null));
+  }
+
+  accept(key: Buffer, ballot: Ballot, value: RecordValue, promiseNext: boolean, call: AcceptorCall): Promise<Verdict> {
+    return this.call(call, { kind: 'accept', key: key.toString('latin1'), ballot, value, promiseNext }, (r) => (r.kind === 'verdict' ? { ok: r.ok, state: r.state } : null));
+  }
+
+  read(key: Buffer, call: AcceptorCall): Promise<AcceptorState> {
+    return this.call(call, { kind: 'read', key: key.toString('latin1') }, (r) => (r.kind === 'state' ? r.state : null));
+  }
+
+  // Scans, purges and learns are not part of these schedules (no scopes, no deletes purged).
+  scan(_start: Buffer, _end: Buffer | null, _limit: number, _call: AcceptorCall): Promise<ScanReply> {
+    return Promise.reject(new QfsError('internal', 'scan is not simulated here'));
+  }
+
+  purge(_key: Buffer, _ballot: Ballot, _call: AcceptorCall): Promise<boolean> {
+    return Promise.reject(new QfsError('internal', 'purge is not simulated here'));
+  }
+
+  learn(_key: Buffer, _ballot: Ballot, _call: AcceptorCall): Promise<boolean> {
+    return Promise.reject(new QfsError('internal', 'learn is not simulated here'));
+  }
+}
+
+/**
+ * A client whose proposer is the real one (src/cluster/registers.ts): a
+ * `Registers` on the simulated clock whose placement is a KeyQuorum from
+ * `quorumSets` of the membership this client knows, over MemberAcceptor
+ * handles. It learns memberships as a mount's MembershipView does: from
+ * nodes' refusals and from the membership record, and tells its Registers
+ * (`membershipChanged`) each time. Keys are real record keys (a length byte,
+ * a group, a name); placement is by group, as on real mounts.
+ */
+class RealClient {
+  private isDead = false;
+  private readonly killed: Promise<never>;
+  private kill!: (err: Error) => void;
+  readonly registers: Registers;
+  private readonly handles = new Map<string, MemberAcceptor>();
+  staleSeen = 0;
+
+  constructor(
+    readonly name: string,
+    private readonly world: World,
+    private readonly nodes: ReadonlyMap<string, Node>,
+    public membership: Membership,
+    private readonly bugs: MembershipBugs,
+  ) {
+    this.killed = new Promise<never>((_, reject) => (this.kill = reject));
+    this.killed.catch(() => {});
+    const injectBugs: NonNullable<RegisterOptions['injectBugs']> = {};
+    if (bugs.noJoint) injectBugs.newSetOnly = true;
+    if (bugs.unionMajority) injectBugs.unionMajority = true;
+    this.registers = new Registers((group) => this.keyQuorum(group), {
+      replication: membership.r,
+      requestTimeoutMs: OP_DEADLINE_MS,
+      log: silentLogger(),
+      clock: world.clock,
+      ...(Object.keys(injectBugs).length > 0 ? { injectBugs } : {}),
+    });
+  }
+
+  /** A killed client stops: its calls in flight never end and what it runs ends with Killed. */
+  get dead(): boolean {
+    return this.isDead;
+  }
+
+  set dead(v: boolean) {
+    if (!v || this.isDead) return;
+    this.isDead = true;
+    this.kill(new Killed(this.name));
+  }
+
+  get stats(): { fastChanges: number } {
+    return { fastChanges: this.registers.stats.fastChanges };
+  }
+
+  /** The membership a call placed by `epoch` can hand to a node behind it: only the current one (MembershipView.bytesOf). */
+  membershipOf(epoch: number): Membership | null {
+    return epoch === this.membership.epoch ? this.membership : null;
+  }
+
+  learn(m: Membership): void {
+    if (m.epoch <= this.membership.epoch) return;
+    this.membership = m;
+    this.registers.membershipChanged();
+  }
+
+  /** A node refused a call as stale and handed over its membership. */
+  refused(m: Membership): void {
+    this.staleSeen++;
+    this.learn(m);
+  }
+
+  private keyQuorum(group: Buffer): KeyQuorum {
+    const m = this.membership;
+    const sets = quorumSets(m, group, isMembershipGroup(group));
+    return { acceptors: [...new Set(sets.flat())].map((id) => this.handle(id)), sets, epoch: m.epoch };
+  }
+
+  private handle(id: string): MemberAcceptor {
+    let h = this.handles.get(id);
+    if (!h) this.handles.set(id, (h = new MemberAcceptor(id, this, this.world, this.nodes.get(id))));
+    return h;
+  }
+
+  /** Runs one proposer call unless or until this client is killed. */
+  private run<T>(p: () => Promise<T>): Promise<T> {
+    if (this.isDead) return Promise.reject(new Killed(this.name));
+    return Promise.race([p(), this.killed]);
+  }
+
+  /** A change through Registers.change; an error leaves its effect unknown (the proposer promises no more). */
+  async change(key: string, f: (old: string | null) => string | null | undefined, deadlineMs = OP_DEADLINE_MS): Promise<RoundOutcome> {
+    try {
+      const v = await this.run(() =>
+        this.registers.change(
+          bufOf(key),
+          (old) => {
+            const wanted = f(old === null ? null : old.toString('latin1'));
+            return wanted === undefined ? KEEP : wanted === null ? null : Buffer.from(wanted, 'latin1');
+          },
+          { timeoutMs: deadlineMs },
+        ),
+      );
+      return { kind: 'ok', value: v === null ? null : v.toString('latin1') };
+    } catch (err) {
+      if (err instanceof Killed) throw err;
+      return { kind: 'unknown' };
+    }
+  }
+
+  /** A read through Registers.read (one round trip when a quorum agrees); an error says nothing. */
+  async read(key: string, deadlineMs = OP_DEADLINE_MS): Promise<RoundOutcome> {
+    try {
+      const v = await this.run(() => this.registers.read(bufOf(key), { timeoutMs: deadlineMs }));
+      return { kind: 'ok', value: v === null ? null : v.toString('latin1') };
+    } catch (err) {
+      if (err instanceof Killed) throw err;
+      if (process.env['QFS_SIM_TRACE']) process.stdout.write(`${this.world.now.toFixed(2)} ${this.name} (knows ${this.membership.epoch}) read of ${JSON.stringify(key)} failed: ${(err as Error).message}\n`);
+      return { kind: 'fail' };
+    }
+  }
+
+  /**
+   * The mover's read of the membership record: Registers.read, as
+   * src/cluster/mover.ts reads it. A read fails at once when its quorum cannot
+   * form (say the two replicas it asked first timed out); like the real mover
+   * (`patiently`) this one asks again until its deadline.
+   */
+  readRecord(key: string, deadlineMs: number): Promise<RoundOutcome> {
+    return this.readPatiently(key, deadlineMs);
+  }
+
+  /** The audit's read of a key: again until the deadline, like readRecord. */
+  auditRead(key: string): Promise<RoundOutcome> {
+    return this.readPatiently(key, 2000);
+  }
+
+  private async readPatiently(key: string, deadlineMs: number): Promise<RoundOutcome> {
+    const deadline = this.world.now + deadlineMs;
+    for (;;) {
+      const r = await this.read(key, deadline - this.world.now);
+      if (r.kind === 'ok' || this.world.now >= deadline - 5) return r;
+      await this.run(() => new Promise<void>((resolve) => this.world.at(5 + this.world.rng.next() * 20, resolve)));
+    }
+  }
+
+  /** The mover's rewrite of a moved key: Registers.rewrite. */
+  async rewrite(key: string, deadlineMs: number): Promise<boolean> {
+    try {
+      await this.run(() => this.registers.rewrite(bufOf(key), { timeoutMs: deadlineMs }));
+      return true;
+    } catch (err) {
+      if (err instanceof Killed) throw err;
+      return false;
+    }
+  }
+
+  async prepare(key: string): Promise<void> {
+    await this.run(() => this.registers.prepare(bufOf(key)));
+  }
+
+  call(node: string, m: Membership, req: Request): Promise<Reply | null> {
+    return callNode(this.world, this.nodes, this.name, node, m, req);
+  }
+
+  async list(m: Membership): Promise<{ answered: Set<string>; keys: Set<string> } | null> {
+    const r = await listKeys(this, m, this.bugs);
+    if (this.isDead) throw new Killed(this.name);
+    return r;
+  }
+}
+
+type SimClient = Client | RealClient;
+
+export interface MembershipOptions {
+  /**
+   * Whose proposer the clients, the mover's rewrites and the membership
+   * record's compare-and-sets run: the simulator's own (default), or the real
+   * `Registers` counting joint quorums (src/cluster/registers.ts).
+   */
+  proposer?: 'own' | 'real';
+}
+
+export async function runMembershipSchedule(seed: number, bugs: MembershipBugs = {}, options: MembershipOptions = {}): Promise<MembershipScheduleResult> {
+  const real = options.proposer === 'real';
   const world = new World(seed);
   const rng = world.rng;
   const violations: string[] = [];
@@ -582,7 +953,13 @@ export async function runMembershipSchedule(seed: number, bugs: MembershipBugs =
   learned('bootstrap', bootstrap);
   const nodes = new Map<string, Node>();
   const allIds = [...bootstrap.nodes.map((n) => n.id), ...plan.flatMap((c) => (c.kind === 'add' ? [c.id] : []))];
-  for (const id of allIds) nodes.set(id, new Node(id, world, bootstrap, bugs, learned, violation));
+  // With the real proposer, keys are record keys (a length byte, the group, a name) placed by their group, and values are enveloped.
+  const membersKey = real ? MEMBERSHIP_KEY.toString('latin1') : MEMBERS;
+  const keyOf = (name: string): string => (real ? recordKey(Buffer.from(name, 'latin1'), Buffer.from('v')).toString('latin1') : name);
+  /** The bytes a key is placed by (what the mover must judge "moves" on). */
+  const placedBy = (k: string): Buffer => (real && !bugs.moverPlacesByKey ? groupOf(bufOf(k)) : bufOf(k));
+  const layout: NodeLayout = real ? { members: membersKey, sealed: true } : OWN_LAYOUT;
+  for (const id of allIds) nodes.set(id, new Node(id, world, bootstrap, bugs, learned, violation, layout));
 
   const stats = { changes: 0, rewrites: 0, moverKills: 0, clientKills: 0 };
   const events: Event[] = [];
@@ -590,28 +967,28 @@ export async function runMembershipSchedule(seed: number, bugs: MembershipBugs =
     events.push({ id: events.length, client, op, call, ret, outcome });
   };
   const pause = (ms: number): Promise<void> => new Promise((resolve) => world.at(ms, resolve));
-  const clients: Client[] = [];
-  const newClient = (name: string, m: Membership = bootstrap): Client => {
-    const c = new Client(name, world, nodes, m, bugs);
+  const clients: SimClient[] = [];
+  const newClient = (name: string, m: Membership = bootstrap): SimClient => {
+    const c = real ? new RealClient(name, world, nodes, m, bugs) : new Client(name, world, nodes, m, bugs);
     clients.push(c);
     return c;
   };
 
   // The mover: reads the membership record, resumes a change in progress, or starts the next planned one.
   let moverDone = false;
-  let mover: Client | null = null;
-  const readMembership = async (c: Client): Promise<Membership | null> => {
-    const r = await c.change(MEMBERS, () => undefined, 2000);
+  let mover: SimClient | null = null;
+  const readMembership = async (c: SimClient): Promise<Membership | null> => {
+    const r = await c.readRecord(membersKey, 2000);
     if (r.kind !== 'ok' || r.value === null) return null;
     const m = decodeMembership(Buffer.from(r.value, 'latin1'));
     c.learn(m);
     return m;
   };
   /** A compare-and-set of the membership record: `f` gives the next membership or null (nothing to do). */
-  const casMembership = async (c: Client, f: (m: Membership) => Membership | null): Promise<Membership | null> => {
+  const casMembership = async (c: SimClient, f: (m: Membership) => Membership | null): Promise<Membership | null> => {
     let wrote: Membership | null = null;
     const r = await c.change(
-      MEMBERS,
+      membersKey,
       (old) => {
         wrote = null;
         if (old === null) return undefined;
@@ -622,7 +999,8 @@ export async function runMembershipSchedule(seed: number, bugs: MembershipBugs =
       },
       2000,
     );
-    if (r.kind !== 'ok' || !wrote) return null;
+    // (The real proposer may report an earlier attempt of this call that took effect: the record must be what was written.)
+    if (r.kind !== 'ok' || !wrote || r.value !== encodeMembership(wrote).toString('latin1')) return null;
     c.learn(wrote);
     return wrote;
   };
@@ -635,7 +1013,7 @@ export async function runMembershipSchedule(seed: number, bugs: MembershipBugs =
     victim.crash();
     victim.gone = true;
   };
-  const runMover = async (c: Client): Promise<void> => {
+  const runMover = async (c: SimClient): Promise<void> => {
     for (;;) {
       const m = await readMembership(c);
       trace(`${c.name} (knows ${c.membership.epoch}) read the record: ${m ? `epoch ${m.epoch} ${m.nodes.map((n) => n.id).join(',')}${m.transition ? ` → ${m.transition.next.map((n) => n.id).join(',')} ${m.transition.phase}` : ''}${m.queued.length ? ` +${m.queued.length} queued` : ''}` : 'nothing'}`);
@@ -657,9 +1035,9 @@ export async function runMembershipSchedule(seed: number, bugs: MembershipBugs =
           // Each moved key: a joint round that keeps its value, which lands it on a majority of B.
           let all = true;
           for (const k of [...listing.keys].sort()) {
-            if (!moves(m, bufOf(k))) continue;
-            const r = await c.change(k, () => undefined, 2000);
-            if (r.kind !== 'ok' || c.membership.epoch !== m.epoch) {
+            if (!moves(m, placedBy(k))) continue;
+            const ok = await c.rewrite(k, 2000);
+            if (!ok || c.membership.epoch !== m.epoch) {
               all = false;
               break;
             }
@@ -732,7 +1110,7 @@ export async function runMembershipSchedule(seed: number, bugs: MembershipBugs =
       const key = rng.pick(keyNames);
       // Now and then a key is prepared ahead of its next change (an inode number from the mount's pool).
       if (rng.chance(0.15)) {
-        await c.prepare(key).catch((err: unknown) => {
+        await c.prepare(keyOf(key)).catch((err: unknown) => {
           if (!(err instanceof Killed)) throw err;
         });
         if (c.dead) continue;
@@ -745,16 +1123,16 @@ export async function runMembershipSchedule(seed: number, bugs: MembershipBugs =
       const op: Op = roll < 0.35 ? { kind: 'read', key, value: null } : roll < 0.75 ? { kind: 'write', key, value } : { kind: 'cas', key, expect, value, ok: true };
       try {
         if (op.kind === 'read') {
-          const r = await c.read(key);
+          const r = await c.read(keyOf(key));
           if (r.kind === 'ok') {
             lastSeen.set(key, r.value);
             record(name, { ...op, value: r.value }, call, 'ok', world.now);
           }
         } else if (op.kind === 'write') {
-          const r = await c.change(key, () => value);
+          const r = await c.change(keyOf(key), () => value);
           record(name, op, call, r.kind, r.kind === 'ok' ? world.now : null);
         } else {
-          const r = await c.change(key, (old) => (old === expect ? value : undefined));
+          const r = await c.change(keyOf(key), (old) => (old === expect ? value : undefined));
           if (r.kind === 'ok') {
             lastSeen.set(key, r.value);
             record(name, { kind: 'cas', key, expect, value, ok: r.value === value }, call, 'ok', world.now);
@@ -832,7 +1210,7 @@ export async function runMembershipSchedule(seed: number, bugs: MembershipBugs =
   world.heal();
   world.faults = { drop: 0, duplicate: 0, delay: 0 };
   for (const n of nodes.values()) n.restart();
-  const m0 = mover as Client | null;
+  const m0 = mover as SimClient | null;
   if (!m0 || m0.dead) startMover();
   if (!(await world.run(() => moverDone, world.now + 120_000))) violation('the membership changes did not finish once faults stopped');
 
@@ -845,7 +1223,7 @@ export async function runMembershipSchedule(seed: number, bugs: MembershipBugs =
     finalMembership = await readMembership(auditor);
     for (const k of keyNames) {
       const call = world.now;
-      const r = await auditor.read(k);
+      const r = await auditor.auditRead(keyOf(k));
       if (r.kind !== 'ok') violation(`the audit's read of ${k} failed with every fault healed`);
       else {
         finals.set(k, r.value);
