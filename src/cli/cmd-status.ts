@@ -4,6 +4,7 @@ import { formatBytes, Progress } from './progress.js';
 import { parseFlags, requireFlag } from './usage.js';
 import { openCluster } from './wiring.js';
 import { describeChange } from '../util/membership.js';
+import { Mover } from '../cluster/mover.js';
 
 export const STATUS_HELP = `usage: quorumfs status --config FILE [--deep] [--json]
 
@@ -57,6 +58,8 @@ export async function statusCommand(args: string[]): Promise<number> {
         }
       }),
     );
+    // The record, not what the nodes were told: a change whose command died before telling them is shown too.
+    const membership = await new Mover(ks, { log }).read().catch(() => ks.membership);
     let deep: { underReplicatedRecords: number; underReplicatedChunks: number; failures: number } | null = null;
     if (values.deep) {
       const progress = new Progress();
@@ -76,7 +79,7 @@ export async function statusCommand(args: string[]): Promise<number> {
       logicalBytes: Math.floor(sum((r) => r.chunkBytes) / config.replication),
     };
     if (values.json) {
-      process.stdout.write(JSON.stringify({ cluster: config.name, replication: config.replication, membership: ks.membership, nodes: rows, totals, ...(deep ? { deep } : {}) }, null, 2) + '\n');
+      process.stdout.write(JSON.stringify({ cluster: config.name, replication: config.replication, membership, nodes: rows, totals, ...(deep ? { deep } : {}) }, null, 2) + '\n');
     } else {
       const head = ['node', 'state', 'latency', 'used', 'free', 'chunks', 'records', 'version'];
       const table = rows.map((r) => [
@@ -91,7 +94,7 @@ export async function statusCommand(args: string[]): Promise<number> {
       ]);
       const widths = head.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
       const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
-      const m = ks.membership;
+      const m = membership;
       const change = m.transition ? `a change in progress: ${describeChange(m.transition.change)} (${m.transition.phase}; quorumfs node resume carries it on)` : 'stable';
       const queued = m.queued.length > 0 ? `, ${m.queued.length} queued` : '';
       const out = [`cluster ${config.name}: ${up}/${rows.length} nodes up, R=${m.r}, membership epoch ${m.epoch}, ${change}${queued}`, line(head), ...table.map(line)];

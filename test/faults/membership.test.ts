@@ -5,7 +5,8 @@
 import test from 'ava';
 import { join } from 'node:path';
 import { must } from '../helpers/e2e-fixtures.js';
-import { freePort, runCli, startNode, tempDir } from '../helpers/cluster.js';
+import { CLI, freePort, runCli, startNode, tempDir } from '../helpers/cluster.js';
+import { spawn } from 'node:child_process';
 import { assertFsckClean, manifest, startWriter, verifyClosed } from '../helpers/faults.js';
 import { startCluster } from '../helpers/keyspace.js';
 import { mountCluster } from '../helpers/mount.js';
@@ -72,6 +73,57 @@ test.serial('grow 3 → 4, then drain and remove a node, under a writer: every c
   t.deepEqual(await manifest(join(late.dir, 'tree')), before);
   t.deepEqual(await verifyClosed(writer.closed, { from: mount.dir, to: late.dir }), []);
   await late.stop();
+  await mount.stop();
+  await assertFsckClean(t, rc.cluster.configPath);
+});
+
+test.serial('a SIGKILLed node removed with --dead, and a node add whose command is killed mid-move and resumed, under a writer: nothing closed is lost, fsck clean', async (t) => {
+  const rc = await startCluster(t, 4);
+  const f = await runCli(['format', '--config', rc.cluster.configPath]);
+  t.is(f.code, 0, f.stderr);
+  const mount = await mountCluster(t, rc);
+  const writer = startWriter(t, join(mount.dir, 'w'), { seed: 12, count: 100000, minSize: 1000, maxSize: 200_000, keepGoing: false, pauseSec: 0.01 });
+  await writer.closedAtLeast(10);
+
+  // n4 dies for good; its keys are copied again from the survivors.
+  rc.nodes.get('n4')!.kill('SIGKILL');
+  await rc.nodes.get('n4')!.exited;
+  const dead = await runCli(['node', 'remove', '--config', rc.cluster.configPath, 'n4', '--dead'], { timeoutMs: 300_000 });
+  t.is(dead.code, 0, dead.stderr);
+  t.regex(dead.stdout, /membership epoch 4, R=3, stable/);
+  t.notRegex(dead.stdout, / n4 /);
+
+  // A new node joins, but the command is killed once the change has started: the change stays in the record.
+  const port = await freePort();
+  await startNode(t, rc.cluster, 'n5', ['--listen', `127.0.0.1:${port}`, '--data-dir', join(rc.cluster.dir, 'n5')]);
+  const add = spawn(process.execPath, [CLI, 'node', 'add', '--config', rc.cluster.configPath, '--id', 'n5', '--url', `ws://127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const addExited = new Promise((r) => add.once('exit', r));
+  t.teardown(() => {
+    if (add.exitCode === null && add.signalCode === null) add.kill('SIGKILL');
+  });
+  let err = '';
+  await new Promise<void>((resolve, reject) => {
+    add.stderr!.setEncoding('utf8').on('data', (s: string) => {
+      err += s;
+      if (err.includes('started')) resolve();
+    });
+    add.once('exit', (code) => reject(new Error(`node add exited (${String(code)}) before the change started: ${err}`)));
+  });
+  add.kill('SIGKILL');
+  await addExited;
+  const half = await runCli(['node', 'list', '--config', rc.cluster.configPath]);
+  t.regex(half.stdout, /changing \(add n5/);
+  const status = await runCli(['status', '--config', rc.cluster.configPath]);
+  t.regex(status.stdout, /a change in progress: add n5/);
+  const resumed = await runCli(['node', 'resume', '--config', rc.cluster.configPath], { timeoutMs: 300_000 });
+  t.is(resumed.code, 0, resumed.stderr);
+  t.regex(resumed.stdout, /membership epoch 7, R=3, stable/);
+  t.regex(resumed.stdout, /n5 /);
+
+  writer.child.kill('SIGTERM');
+  await writer.done;
+  t.deepEqual(writer.errors, [], 'the writer saw no error');
+  t.deepEqual(await verifyClosed(writer.closed), [], 'every closed file reads back');
   await mount.stop();
   await assertFsckClean(t, rc.cluster.configPath);
 });
