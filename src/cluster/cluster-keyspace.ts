@@ -40,6 +40,7 @@ export class ClusterKeySpace implements MaintainableKeySpace {
   /** Settles once the nodes were asked for the membership they know (see syncMembership). */
   readonly ready: Promise<void>;
   private readonly recallListeners: Array<(lease: Buffer) => void> = [];
+  private readonly backListeners: Array<(nodeId: string) => void> = [];
   private hintTimer: NodeJS.Timeout | null = null;
   private draining = false;
   private closed = false;
@@ -68,6 +69,9 @@ export class ClusterKeySpace implements MaintainableKeySpace {
         const p = new Peer(spec, { ...peerOpts, membership: hooks });
         p.client.onLeaseRecall((lease) => {
           for (const fn of this.recallListeners) fn(lease);
+        });
+        p.onBack((back) => {
+          for (const fn of this.backListeners) fn(back.id);
         });
         return p;
       },
@@ -152,6 +156,11 @@ export class ClusterKeySpace implements MaintainableKeySpace {
    */
   onLeaseRecall(fn: (lease: Buffer) => void): void {
     this.recallListeners.push(fn);
+  }
+
+  /** Calls `fn` with a node's id each time it answers again after it was seen unreachable. */
+  onPeerBack(fn: (nodeId: string) => void): void {
+    this.backListeners.push(fn);
   }
 
   async waitForPeers(timeoutMs: number, need = this.peers.length): Promise<string[]> {

@@ -27,6 +27,8 @@ export interface HealCounts {
 export interface HealerOptions {
   /** Time between the end of one pass and the start of the next, ms. */
   intervalMs: number;
+  /** How soon a pass follows a node coming back after it was unreachable, ms (default 5 s). */
+  backDelayMs?: number;
   /** How long a differing record is left before it is looked at again, ms. */
   settleMs?: number;
   log: Logger;
@@ -37,6 +39,7 @@ const OTHERS_LIMIT = 10_000;
 
 export class Healer {
   private timer: NodeJS.Timeout | null = null;
+  private dueAt = 0;
   private running: Promise<HealCounts> | null = null;
   private stopped = false;
   readonly totals: HealCounts = { recordsChecked: 0, recordsSuspect: 0, recordsRepaired: 0, chunksChecked: 0, chunksCopied: 0, failures: 0 };
@@ -49,16 +52,28 @@ export class Healer {
 
   start(): void {
     this.schedule();
+    // A node that was unreachable is back: it may have missed writes, so the next pass comes soon.
+    this.ks.onPeerBack((id) => {
+      if (id === this.selfId || this.stopped) return;
+      this.opts.log.info({ node: id }, 'a node is back: a heal pass soon');
+      this.schedule(this.opts.backDelayMs ?? 5000);
+    });
   }
 
-  private schedule(): void {
+  private schedule(delayMs = this.opts.intervalMs): void {
     if (this.stopped) return;
+    if (this.timer) {
+      // Keep whichever pass comes first.
+      if (this.dueAt <= Date.now() + delayMs) return;
+      clearTimeout(this.timer);
+    }
+    this.dueAt = Date.now() + delayMs;
     this.timer = setTimeout(() => {
       this.timer = null;
       void this.pass()
         .catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'heal pass failed'))
         .finally(() => this.schedule());
-    }, this.opts.intervalMs);
+    }, delayMs);
     this.timer.unref();
   }
 

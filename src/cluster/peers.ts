@@ -73,6 +73,12 @@ export class Peer implements PlacementNode, Acceptor {
    * dead node costs nothing. Cleared when the connection is back.
    */
   down = false;
+  private readonly backListeners: Array<(p: Peer) => void> = [];
+
+  /** Calls `fn` each time the node answers again after it was seen unreachable. */
+  onBack(fn: (p: Peer) => void): void {
+    this.backListeners.push(fn);
+  }
 
   constructor(spec: PeerSpec, private readonly opts: PeerOptions) {
     this.id = spec.id;
@@ -92,6 +98,7 @@ export class Peer implements PlacementNode, Acceptor {
       backoffMaxMs: 500,
     });
     this.client.rpc.onStateChange = (up) => {
+      if (up && this.down) for (const fn of this.backListeners) fn(this);
       this.down = !up;
     };
   }

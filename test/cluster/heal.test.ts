@@ -12,9 +12,9 @@ import { connect, startNode, writeCluster, type NodeProcess } from '../helpers/c
 
 const key = (i: number): Buffer => recordKey(Buffer.from(`h${i % 13}`), Buffer.from(`k${i}`));
 
-test('a node that missed writes while it was down gets every record and chunk back with no command run', async (t) => {
+for (const [label, interval] of [['passes every second', '1s'], ['a pass as soon as the others see it back (passes every 10 minutes)', '10m']] as const) test(`a node that missed writes while it was down gets every record and chunk back with no command run: ${label}`, async (t) => {
   const cluster = await writeCluster(t, 3);
-  const heal = ['--heal-interval', '1s'];
+  const heal = ['--heal-interval', interval];
   const nodes = new Map<string, NodeProcess>();
   for (const id of ['n1', 'n2', 'n3']) nodes.set(id, await startNode(t, cluster, id, heal));
   // No hints: the writer is gone before the node comes back, so only self-heal can bring it up to date.
