@@ -36,7 +36,10 @@ restart.
   resume   carry on a change another command left in progress
   list     the membership: epoch, nodes, a change in progress
 
-  --queue  wait behind a change in progress instead of refusing`;
+  --queue         wait behind a change in progress instead of refusing
+  --rate MB/S     copy chunks at most this fast (default: as fast as it goes)
+  --parallel N    records rewritten and chunks copied at once (default 16)
+  --patience S    how long a step that lacks nodes is retried (default 60)`;
 
 function parseWeight(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -79,7 +82,9 @@ export async function membershipCommand(sub: string, args: string[]): Promise<nu
       queue: { type: 'boolean' },
       json: { type: 'boolean' },
       'log-level': { type: 'string' },
-      'patience': { type: 'string' },
+      patience: { type: 'string' },
+      rate: { type: 'string' },
+      parallel: { type: 'string' },
     },
     true,
   );
@@ -115,6 +120,12 @@ export async function membershipCommand(sub: string, args: string[]): Promise<nu
       throw new UsageError(`unknown node subcommand ${JSON.stringify(sub)}`);
   }
   const patienceS = parseIntFlag(values.patience, '--patience', 1, 86_400);
+  const parallel = parseIntFlag(values.parallel, '--parallel', 1, 256);
+  let rate: number | undefined;
+  if (values.rate !== undefined) {
+    rate = Number(values.rate);
+    if (!Number.isFinite(rate) || rate <= 0) throw new UsageError(`--rate: expected MB/s above 0, got ${JSON.stringify(values.rate)}`);
+  }
   const log = createRootLogger({ level: (values['log-level'] as 'info' | undefined) ?? 'warn' });
   if (change?.kind === 'add') await checkNewNode(configFile, change.id, change.url);
   const { ks } = await openCluster(configFile, log, { hintIntervalMs: 0 });
@@ -127,6 +138,8 @@ export async function membershipCommand(sub: string, args: string[]): Promise<nu
         if (process.stderr.isTTY) process.stderr.write(`\r${progressLine(p)}\x1b[K`);
       },
       ...(patienceS !== undefined ? { patienceMs: patienceS * 1000 } : {}),
+      ...(parallel !== undefined ? { parallel } : {}),
+      ...(rate !== undefined ? { rateBytesPerSec: rate * 1_000_000 } : {}),
     });
     if (sub === 'list') {
       const m = await mover.read();

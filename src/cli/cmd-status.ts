@@ -4,7 +4,21 @@ import { formatBytes, Progress } from './progress.js';
 import { parseFlags, requireFlag } from './usage.js';
 import { openCluster } from './wiring.js';
 import { describeChange } from '../util/membership.js';
-import { Mover } from '../cluster/mover.js';
+import { MOVE_PROGRESS_KEY, Mover, decodeMoveProgress, type MoveProgress } from '../cluster/mover.js';
+
+/** One line on a move in progress: how far, how fast, how long still (by the keys and chunks listed so far). */
+export function describeMove(p: MoveProgress, now = Date.now()): string {
+  const secs = Math.max(0.001, (p.updatedAt - p.startedAt) / 1000);
+  const walked = p.recordsListed + p.chunksListed;
+  const total = Math.max(walked, p.recordsTotal + p.chunksTotal);
+  const left = total - walked;
+  const eta = walked > 0 && p.phase !== 'trim' && p.phase !== 'finish' ? `, about ${Math.ceil((left / walked) * secs)} s left` : '';
+  const stalled = now - p.updatedAt > 30_000 ? `; no report for ${Math.round((now - p.updatedAt) / 1000)} s: the command moving it stopped (quorumfs node resume carries it on)` : '';
+  return (
+    `move (epoch ${p.epoch}, ${p.phase}): records ${p.recordsListed}/${p.recordsTotal} listed, ${p.recordsRewritten} rewritten (${Math.round(p.recordsListed / secs)}/s); ` +
+    `chunks ${p.chunksListed}/${p.chunksTotal} listed, ${p.chunksCopied} copied (${(p.bytesCopied / 1048576).toFixed(1)} MiB, ${(p.bytesCopied / 1048576 / secs).toFixed(1)} MiB/s)${eta}${stalled}`
+  );
+}
 
 export const STATUS_HELP = `usage: quorumfs status --config FILE [--deep] [--json]
 
@@ -60,6 +74,7 @@ export async function statusCommand(args: string[]): Promise<number> {
     );
     // The record, not what the nodes were told: a change whose command died before telling them is shown too.
     const membership = await new Mover(ks, { log }).read().catch(() => ks.membership);
+    const move = membership.transition ? decodeMoveProgress(await ks.read(MOVE_PROGRESS_KEY).catch(() => null)) : null;
     let deep: { underReplicatedRecords: number; underReplicatedChunks: number; failures: number } | null = null;
     if (values.deep) {
       const progress = new Progress();
@@ -79,7 +94,7 @@ export async function statusCommand(args: string[]): Promise<number> {
       logicalBytes: Math.floor(sum((r) => r.chunkBytes) / config.replication),
     };
     if (values.json) {
-      process.stdout.write(JSON.stringify({ cluster: config.name, replication: config.replication, membership, nodes: rows, totals, ...(deep ? { deep } : {}) }, null, 2) + '\n');
+      process.stdout.write(JSON.stringify({ cluster: config.name, replication: config.replication, membership, move, nodes: rows, totals, ...(deep ? { deep } : {}) }, null, 2) + '\n');
     } else {
       const head = ['node', 'state', 'latency', 'used', 'free', 'chunks', 'records', 'version'];
       const table = rows.map((r) => [
@@ -97,7 +112,9 @@ export async function statusCommand(args: string[]): Promise<number> {
       const m = membership;
       const change = m.transition ? `a change in progress: ${describeChange(m.transition.change)} (${m.transition.phase}; quorumfs node resume carries it on)` : 'stable';
       const queued = m.queued.length > 0 ? `, ${m.queued.length} queued` : '';
+      const moveLine = move && move.phase !== 'done' ? describeMove(move) : null;
       const out = [`cluster ${config.name}: ${up}/${rows.length} nodes up, R=${m.r}, membership epoch ${m.epoch}, ${change}${queued}`, line(head), ...table.map(line)];
+      if (moveLine) out.splice(1, 0, moveLine);
       for (const r of rows) if (r.error) out.push(`  ${r.id}: ${r.error}`);
       out.push(`total: ${formatBytes(totals.chunkBytes)} stored (${formatBytes(totals.logicalBytes)} of data at R=${config.replication}), ${formatBytes(totals.freeBytes)} free`);
       if (deep) out.push(`under-replicated: ${deep.underReplicatedRecords} records, ${deep.underReplicatedChunks} chunks${deep.failures ? ` (${deep.failures} could not be checked)` : ''}`);

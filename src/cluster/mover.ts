@@ -17,7 +17,7 @@
 import { QfsError, toQfsError } from '../util/errors.js';
 import type { ChunkId } from '../util/ids.js';
 import type { Logger } from '../util/log.js';
-import { KEEP, groupOf } from '../keyspace/types.js';
+import { KEEP, groupOf, recordKey } from '../keyspace/types.js';
 import {
   coversEveryMajority,
   decodeMembership,
@@ -31,12 +31,18 @@ import {
   type Membership,
 } from '../util/membership.js';
 import type { ClusterKeySpace } from './cluster-keyspace.js';
-import { MEMBERSHIP_KEY } from './membership-view.js';
+import { MEMBERSHIP_GROUP, MEMBERSHIP_KEY, isMembershipGroup } from './membership-view.js';
 import type { Peer } from './peers.js';
 import { moves, replicaSet } from './transition.js';
 
 export interface MoveProgress {
   epoch: number;
+  /** When this mover started on the change, and when it last reported (ms since the epoch). */
+  startedAt: number;
+  updatedAt: number;
+  /** What there is to walk, estimated from the nodes' counts at the start (each key is on R nodes). */
+  recordsTotal: number;
+  chunksTotal: number;
   phase: 'learn' | 'records' | 'chunks' | 'finish' | 'trim' | 'done';
   recordsListed: number;
   recordsRewritten: number;
@@ -54,12 +60,31 @@ export interface MoverOptions {
   parallel?: number;
   /** How long the mover keeps retrying a step that cannot go on (nodes down), ms. */
   patienceMs?: number;
+  /** Chunk bytes copied per second at most (a throttle for busy clusters); unlimited by default. */
+  rateBytesPerSec?: number;
 }
 
 const PAGE = 1000;
+const PUBLISH_EVERY_MS = 2000;
+
+/** Where a mover publishes its progress (beside the membership record, on every member). */
+export const MOVE_PROGRESS_KEY = recordKey(MEMBERSHIP_GROUP, Buffer.from('progress'));
+
+/** A move's progress as published, or null (none, or unreadable). */
+export function decodeMoveProgress(bytes: Buffer | null): MoveProgress | null {
+  if (!bytes) return null;
+  try {
+    const p = JSON.parse(bytes.toString('utf8')) as MoveProgress;
+    return typeof p.epoch === 'number' && typeof p.updatedAt === 'number' ? p : null;
+  } catch {
+    return null;
+  }
+}
 
 export class Mover {
-  private progress: MoveProgress = { epoch: 0, phase: 'learn', recordsListed: 0, recordsRewritten: 0, chunksListed: 0, chunksCopied: 0, bytesCopied: 0, chunksTrimmed: 0 };
+  private progress: MoveProgress = { epoch: 0, startedAt: Date.now(), updatedAt: Date.now(), recordsTotal: 0, chunksTotal: 0, phase: 'learn', recordsListed: 0, recordsRewritten: 0, chunksListed: 0, chunksCopied: 0, bytesCopied: 0, chunksTrimmed: 0 };
+  private lastPublished = 0;
+  private publishing: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly ks: ClusterKeySpace,
@@ -116,6 +141,7 @@ export class Mover {
       switch (step.kind) {
         case 'idle':
           this.report('done');
+          await this.flushProgress();
           return m;
         case 'start-queued': {
           await this.cas((cur) => {
@@ -146,7 +172,27 @@ export class Mover {
 
   private report(phase: MoveProgress['phase']): void {
     this.progress.phase = phase;
+    this.progress.updatedAt = Date.now();
     this.opts.onProgress?.({ ...this.progress });
+    // Every few seconds, and at the end, the progress goes into the cluster for `quorumfs status` (best effort).
+    const final = phase === 'done';
+    if (!final && this.progress.updatedAt - this.lastPublished < PUBLISH_EVERY_MS) return;
+    this.lastPublished = this.progress.updatedAt;
+    const value = Buffer.from(JSON.stringify(this.progress));
+    this.publishing = this.publishing.then(() => this.ks.registers.change(MOVE_PROGRESS_KEY, () => value, this.callOpts()).catch(() => {}));
+  }
+
+  /** Waits for the last progress report to be written. */
+  flushProgress(): Promise<unknown> {
+    return this.publishing;
+  }
+
+  /** What the cluster's nodes hold, divided by R: the keys and chunks a move walks. */
+  private async estimateTotals(m: Membership): Promise<void> {
+    const stats = await Promise.all(this.ks.view.peers.map((p) => p.client.stat({ timeoutMs: 2000, connectWaitMs: 0 }).catch(() => null)));
+    const sum = (f: (s: NonNullable<(typeof stats)[number]>) => number): number => stats.reduce((a, s) => a + (s ? f(s) : 0), 0);
+    this.progress.recordsTotal = Math.round(sum((s) => s.records) / m.r);
+    this.progress.chunksTotal = Math.round(sum((s) => s.chunks) / m.r);
   }
 
   /** Hands `m` to every node of A and B; the ids of those that hold it (or newer) afterwards. */
@@ -183,6 +229,8 @@ export class Mover {
 
   private async rewriteAll(m: Membership): Promise<void> {
     const t = m.transition!;
+    this.progress = { ...this.progress, startedAt: Date.now(), recordsListed: 0, recordsRewritten: 0, chunksListed: 0, chunksCopied: 0, bytesCopied: 0, chunksTrimmed: 0 };
+    await this.estimateTotals(m);
     // 1. Every node learns the joint epoch; enough of A's must, for their listings to hold every chosen value.
     this.report('learn');
     const a = m.nodes.map((n) => n.id);
@@ -230,7 +278,9 @@ export class Mover {
         seen.add(k);
         this.progress.recordsListed++;
         // Records are placed by their group (as Registers places them), not by the whole key.
-        if (!e.key.equals(MEMBERSHIP_KEY) && moves(m, groupOf(e.key))) todo.push(e.key);
+        // The membership group changes only through the record's own joint compare-and-sets (and holds only advisory progress besides).
+        const group = groupOf(e.key);
+        if (!isMembershipGroup(group) && moves(m, group)) todo.push(e.key);
       }
       await this.inParallel(todo, async (key) => {
         if (await this.ks.registers.rewrite(key, this.callOpts())) this.progress.recordsRewritten++;
@@ -266,6 +316,17 @@ export class Mover {
     }
   }
 
+  /** Waits while the bytes copied so far are ahead of the rate (measured from the start of the move). */
+  private async throttle(): Promise<void> {
+    const rate = this.opts.rateBytesPerSec;
+    if (!rate) return;
+    for (;;) {
+      const due = this.progress.startedAt + (this.progress.bytesCopied / rate) * 1000;
+      if (due <= Date.now()) return;
+      await new Promise((r) => setTimeout(r, Math.min(1000, due - Date.now())));
+    }
+  }
+
   /** Copies `id` to each of `targets` (its new nodes) that lacks it, verified on the way; fails if one cannot be given it. */
   private async ensureCopies(id: ChunkId, targets: readonly string[]): Promise<void> {
     const deadline = Date.now() + this.ks.opts.requestTimeoutMs * 3;
@@ -274,6 +335,7 @@ export class Mover {
       if (!target) continue;
       const [has] = await target.track((c) => c.hasChunks([id], target.callOpts(deadline)));
       if (has) continue;
+      await this.throttle();
       const bytes = await this.ks.chunks.copyTo(id, target, deadline); // (not `+= await`: copies run in parallel)
       this.progress.bytesCopied += bytes;
       this.progress.chunksCopied++;

@@ -5,7 +5,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { randomBytes } from 'node:crypto';
 import { ClusterKeySpace } from '../../src/cluster/cluster-keyspace.js';
-import { Mover } from '../../src/cluster/mover.js';
+import { MOVE_PROGRESS_KEY, Mover, decodeMoveProgress } from '../../src/cluster/mover.js';
 import { replicaSet } from '../../src/cluster/transition.js';
 import { QfsError, isQfsError } from '../../src/util/errors.js';
 import { silentLogger } from '../../src/util/log.js';
@@ -168,6 +168,12 @@ test('grow 3 → 4 while the data is read: every record and chunk stays readable
     }
   }
   t.true(onN4 >= 20 && onN4 <= 40, `n4 holds ${onN4} of 40 chunks (its share is 30)`);
+  // The mover published its progress for status: the last report is the finished move.
+  const progress = decodeMoveProgress(await fresh.read(MOVE_PROGRESS_KEY));
+  t.is(progress?.phase, 'done');
+  t.true((progress?.recordsListed ?? 0) >= records && (progress?.recordsRewritten ?? 0) > 0, JSON.stringify(progress));
+  t.true((progress?.chunksCopied ?? 0) > 0 && (progress?.bytesCopied ?? 0) >= (progress?.chunksCopied ?? 0) * 8192);
+  t.is(progress?.chunksTotal, 40, 'the chunks to walk, estimated from the nodes at the start');
   // Records the new node now holds: about its share of the keys.
   const stat = await clients['n4']!.stat();
   t.true(stat.records >= records * 0.5, `n4 holds ${stat.records} records`);

@@ -1,0 +1,31 @@
+import test from 'ava';
+import { describeMove } from '../../src/cli/cmd-status.js';
+import type { MoveProgress } from '../../src/cluster/mover.js';
+
+const base: MoveProgress = {
+  epoch: 5,
+  startedAt: 1_000_000,
+  updatedAt: 1_010_000,
+  recordsTotal: 1000,
+  chunksTotal: 1000,
+  phase: 'records',
+  recordsListed: 500,
+  recordsRewritten: 400,
+  chunksListed: 0,
+  chunksCopied: 0,
+  bytesCopied: 0,
+  chunksTrimmed: 0,
+};
+
+test('a move in progress: how far, how fast, and the time left by what is still to walk', (t) => {
+  const line = describeMove(base, base.updatedAt + 1000);
+  t.regex(line, /move \(epoch 5, records\): records 500\/1000 listed, 400 rewritten \(50\/s\)/);
+  t.regex(line, /about 30 s left/); // 500 of 2000 walked in 10 s
+  t.notRegex(line, /stopped/);
+  const copying = describeMove({ ...base, phase: 'chunks', recordsListed: 1000, chunksListed: 1000, chunksCopied: 750, bytesCopied: 750 * 1048576, updatedAt: base.startedAt + 50_000 }, base.startedAt + 50_000);
+  t.regex(copying, /750 copied \(750\.0 MiB, 15\.0 MiB\/s\), about 0 s left/);
+});
+
+test('a move whose command stopped reporting says so, and how to carry it on', (t) => {
+  t.regex(describeMove(base, base.updatedAt + 45_000), /no report for 45 s: the command moving it stopped \(quorumfs node resume carries it on\)/);
+});
