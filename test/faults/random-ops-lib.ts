@@ -227,7 +227,8 @@ async function lastLogged(logFile: string): Promise<OpRecord | null> {
   }
 }
 
-async function batch(sys: System, seed: number, count: number, timeoutMs: number): Promise<{ next: number; failure: Failure | null }> {
+/** One batch of seeded ops on the local tree and the mount (exported for scenarios of their own). */
+export async function batch(sys: System, seed: number, count: number, timeoutMs: number): Promise<{ next: number; failure: Failure | null }> {
   const logFile = join(sys.work, 'ops.jsonl');
   const r = await runPy(
     ['run', '--seed', String(seed), '--state', join(sys.work, 'state.pickle'), '--count', String(count), '--local', sys.local, '--mount', sys.mount.dir, '--log', logFile],
