@@ -65,7 +65,7 @@ export function formatMembership(m: Membership): string {
 
 function progressLine(p: MoveProgress): string {
   const mib = (p.bytesCopied / 1048576).toFixed(1);
-  return `epoch ${p.epoch} ${p.phase}: ${p.recordsListed} records listed, ${p.recordsRewritten} rewritten; ${p.chunksListed} chunks listed, ${p.chunksCopied} copied (${mib} MiB), ${p.chunksTrimmed} trimmed`;
+  return `epoch ${p.epoch} ${p.phase}: ${p.recordsListed} records listed, ${p.recordsRewritten} rewritten; ${p.chunksListed} chunks listed, ${p.chunksCopied} copied (${mib} MiB), ${p.chunksTrimmed} trimmed; ${p.recordsDropped} record copies dropped`;
 }
 
 export async function membershipCommand(sub: string, args: string[]): Promise<number> {

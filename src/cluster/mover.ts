@@ -50,6 +50,8 @@ export interface MoveProgress {
   chunksCopied: number;
   bytesCopied: number;
   chunksTrimmed: number;
+  /** Record copies dropped from nodes the new membership does not place them on. */
+  recordsDropped: number;
 }
 
 export interface MoverOptions {
@@ -82,7 +84,7 @@ export function decodeMoveProgress(bytes: Buffer | null): MoveProgress | null {
 }
 
 export class Mover {
-  private progress: MoveProgress = { epoch: 0, startedAt: Date.now(), updatedAt: Date.now(), recordsTotal: 0, chunksTotal: 0, phase: 'learn', recordsListed: 0, recordsRewritten: 0, chunksListed: 0, chunksCopied: 0, bytesCopied: 0, chunksTrimmed: 0 };
+  private progress: MoveProgress = { epoch: 0, startedAt: Date.now(), updatedAt: Date.now(), recordsTotal: 0, chunksTotal: 0, phase: 'learn', recordsListed: 0, recordsRewritten: 0, chunksListed: 0, chunksCopied: 0, bytesCopied: 0, chunksTrimmed: 0, recordsDropped: 0 };
   private lastPublished = 0;
   private publishing: Promise<unknown> = Promise.resolve();
 
@@ -159,7 +161,10 @@ export class Mover {
           const done = await this.cas((cur) => finishChange(cur, step.epoch));
           this.report('finish');
           await this.tellMembers(done);
-          if (done.transition === null) await this.trimChunks(done, m);
+          if (done.transition === null) {
+            await this.trimChunks(done, m);
+            await this.trimRecords(done);
+          }
           break;
         }
       }
@@ -229,7 +234,7 @@ export class Mover {
 
   private async rewriteAll(m: Membership): Promise<void> {
     const t = m.transition!;
-    this.progress = { ...this.progress, startedAt: Date.now(), recordsListed: 0, recordsRewritten: 0, chunksListed: 0, chunksCopied: 0, bytesCopied: 0, chunksTrimmed: 0 };
+    this.progress = { ...this.progress, startedAt: Date.now(), recordsListed: 0, recordsRewritten: 0, chunksListed: 0, chunksCopied: 0, bytesCopied: 0, chunksTrimmed: 0, recordsDropped: 0 };
     await this.estimateTotals(m);
     // 1. Every node learns the joint epoch; enough of A's must, for their listings to hold every chosen value.
     this.report('learn');
@@ -370,6 +375,40 @@ export class Mover {
         this.report('trim');
         if (ids.length < PAGE) break;
         after = ids.at(-1)!;
+      }
+    }
+  }
+
+  /**
+   * After a change: record copies on member nodes that the membership no
+   * longer places there are dropped (the node refuses while it knows of a
+   * change in progress). Best effort: a node that is down keeps its copies
+   * until the next change's trim.
+   */
+  private async trimRecords(m: Membership): Promise<void> {
+    this.report('trim');
+    for (const n of m.nodes) {
+      const peer = this.ks.view.peer(n.id);
+      if (!peer?.up) continue;
+      let from: Buffer = Buffer.from([0]);
+      try {
+        for (;;) {
+          this.opts.signal?.throwIfAborted();
+          const page = await peer.track((c) => c.scan(from, null, PAGE, { timeoutMs: this.ks.opts.requestTimeoutMs }));
+          const stray = page.entries
+            .map((e) => e.key)
+            .filter((key) => {
+              const group = groupOf(key);
+              return !replicaSet(m.nodes, m.r, group, isMembershipGroup(group)).includes(n.id);
+            });
+          if (stray.length > 0) this.progress.recordsDropped += await peer.track((c) => c.dropRecords(stray, { timeoutMs: this.ks.opts.requestTimeoutMs }));
+          this.report('trim');
+          const last = page.entries.at(-1)?.key;
+          if (!page.next || !last) break;
+          from = Buffer.concat([last, Buffer.from([0])]);
+        }
+      } catch (err) {
+        this.opts.log.warn({ node: n.id, err: (err as Error).message }, 'record copies not dropped from a node (the next change tries again)');
       }
     }
   }

@@ -116,6 +116,13 @@ export function gatherQuorum<T, K>(
           const error = toQfsError(err);
           if (settled) return onLate?.(key, { error });
           errors.push({ key, error });
+          // A node on a newer membership: the calls were placed wrong, and waiting for the rest (one may be
+          // cut off and hold us for the whole deadline) only delays placing them again.
+          if (error.code === 'stale_epoch') {
+            settled = true;
+            grace?.cancel();
+            return reject(summarize(errors, rule.size, total));
+          }
           check();
         },
       );
@@ -196,7 +203,9 @@ export function hedgedQuorumKeyed<T, K>(
         (err: unknown) => {
           inFlight--;
           if (settled) return;
-          errors.push({ key, error: toQfsError(err) });
+          const error = toQfsError(err);
+          errors.push({ key, error });
+          if (error.code === 'stale_epoch') return finish(() => reject(summarize(errors, rule.size, calls.length))); // placed wrong: place again now
           check();
         },
       );

@@ -588,10 +588,16 @@ export class Registers {
       const deadline = this.deadline(opts);
       const q = this.placed(group);
       const acceptors = byHealth(q.acceptors);
-      const r = await gatherQuorum<ScanReply, string>(
-        acceptors.map((p) => ({ key: p.id, run: () => p.scan(from, end, 1000, { deadline, signal: opts.signal, scope: { ...opts.scope, settling: true }, epoch: q.epoch }) })),
-        q.rule,
-      );
+      let r;
+      try {
+        r = await gatherQuorum<ScanReply, string>(
+          acceptors.map((p) => ({ key: p.id, run: () => p.scan(from, end, 1000, { deadline, signal: opts.signal, scope: { ...opts.scope, settling: true }, epoch: q.epoch }) })),
+          q.rule,
+        );
+      } catch (err) {
+        if (isQfsError(err, 'stale_epoch') && this.clock.now() < deadline) continue; // placed by an old membership: again under the new one
+        throw err;
+      }
       const horizon = horizonOf(r.oks.map((o) => o.value));
       const seen = new Map<string, { key: Buffer; ballots: Set<string>; replies: number; tagged: boolean }>();
       for (const { value } of r.oks) {
@@ -626,16 +632,20 @@ export class Registers {
     for (let attempt = 0; ; attempt++) {
       const q = this.placed(groupOf(key));
       const ballot = this.freshBallot();
-      const prep = await this.phaseOne(key, ballot, q, call);
       let done = false;
-      if (q.rule.reached(prep.oks.map((o) => o.key))) {
-        const current = highestAccepted(this.visible(prep.oks.map((o) => o.value.state)));
-        const acc = await this.accept(key, ballot, current ? current.value : { kind: 'empty' }, q, call);
-        if (q.rule.reached(acc.oks.map((o) => o.key))) {
-          this.chosenUnder(key, ballot, opts.scope);
-          done = true;
-        } else this.notDone(acc);
-      } else this.notDone(prep);
+      try {
+        const prep = await this.phaseOne(key, ballot, q, call);
+        if (q.rule.reached(prep.oks.map((o) => o.key))) {
+          const current = highestAccepted(this.visible(prep.oks.map((o) => o.value.state)));
+          const acc = await this.accept(key, ballot, current ? current.value : { kind: 'empty' }, q, call);
+          if (q.rule.reached(acc.oks.map((o) => o.key))) {
+            this.chosenUnder(key, ballot, opts.scope);
+            done = true;
+          } else this.notDone(acc);
+        } else this.notDone(prep);
+      } catch (err) {
+        if (!isQfsError(err, 'stale_epoch')) throw err; // placed by an old membership: again under the new one
+      }
       if (done) break;
       const wait = this.clock.random() * Math.min(200, 2 * 2 ** attempt);
       if (this.clock.now() + wait >= deadline) throw new QfsError('timeout', 'could not settle a scope key within the deadline');

@@ -13,6 +13,7 @@
 // lease: the holder flushes and gives it back.
 import { setTimeout as delay } from 'node:timers/promises';
 import type { CallOpts, ChangeFn, HeldScope, KeySpace, ScopeRange, ScopeService } from '../keyspace/types.js';
+import { KEEP } from '../keyspace/types.js';
 import { QfsError, isQfsError } from '../util/errors.js';
 import { FRESH_LEASE, decodeLease } from '../util/lease.js';
 import type { Logger } from '../util/log.js';
@@ -415,10 +416,12 @@ export class DirScopes {
 
   /**
    * A refusal under a held lease is either the lease gone, or a replica that
-   * has not seen it yet (it was down when the lease was taken; the next
-   * renewal, sent to every replica, brings it up to date) standing in the
+   * has not seen it yet (it was down when the lease was taken, or it became
+   * one of the directory's replicas in a membership change) standing in the
    * way of a quorum. While the lease record still names this session at its
-   * term, the call is tried again, for about two renewals.
+   * term, the record is written back unchanged (which lands it on every
+   * replica that answers) and the call is tried again, for about two
+   * renewals.
    */
   private async retryLagging<T>(st: DirState, held: HeldScope, call: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
@@ -434,6 +437,10 @@ export class DirScopes {
         }
         if (lease.holder !== held.call.session || lease.term !== held.call.term) throw err;
         this.stats.laggingRetries++;
+        // Carry the lease record to the replicas that lack it now rather than at the next renewal: a
+        // round that writes it back unchanged lands it on every replica that answers (one that was down
+        // when the lease was taken, or a new one after a membership change).
+        await this.ks.change(st.leaseKey, (old) => old ?? KEEP).catch(() => {});
         await delay(Math.min(500, 25 * 2 ** attempt));
       }
     }

@@ -2,7 +2,7 @@
 // against this node's stores. No filesystem meaning here, only stores.
 import type { OpHandler, PushTarget, RequestContext } from '../rpc/server.js';
 import { PushKind, encodePush } from '../rpc/frame.js';
-import { isQfsError } from '../util/errors.js';
+import { QfsError, isQfsError } from '../util/errors.js';
 import type { ScopeCall } from '../util/lease.js';
 import * as M from '../rpc/messages.js';
 import type { ChunkStore } from '../store/chunk-store.js';
@@ -36,6 +36,7 @@ const PLACED_OPS: ReadonlySet<number> = new Set([
   M.Op.RecordScan,
   M.Op.RecordPurge,
   M.Op.RecordLearn,
+  M.Op.RecordDrop,
   M.Op.ChunkPut,
   M.Op.ChunkGet,
   M.Op.ChunkBlocks,
@@ -175,6 +176,19 @@ export function nodeOps(s: NodeStores, sessions = new LeaseSessions()): Map<numb
         decode: M.RecordLearn.decode,
         async run(r, _ctx, reply) {
           M.BoolReply.encode(reply, await s.records.learn(r.key, r.ballot));
+        },
+      }),
+    ],
+    [
+      M.Op.RecordDrop,
+      handler('record_drop', {
+        decode: M.RecordDrop.decode,
+        async run(keys, _ctx, reply) {
+          // Only once a change is over: during one, a copy here may still be needed by a quorum of the old node set.
+          if (s.membership.membership?.transition) throw new QfsError('busy', 'a membership change is in progress: record copies are dropped only after it');
+          let dropped = 0;
+          for (const key of keys) if (await s.records.drop(key)) dropped++;
+          M.U53Reply.encode(reply, dropped);
         },
       }),
     ],

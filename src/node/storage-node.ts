@@ -110,18 +110,34 @@ export class StorageNode {
       log: this.log.child({ component: 'rpc' }),
       observer: this.metrics,
     });
-    await new Promise<void>((resolve, reject) => {
-      const http = this.http!;
-      const onError = (err: NodeJS.ErrnoException): void => {
-        reject(new QfsError('unavailable', `cannot listen on ${opts.listen.host}:${opts.listen.port}: ${err.code ?? err.message}`));
-      };
-      http.once('error', onError);
-      http.listen(opts.listen.port, opts.listen.host, () => {
-        http.off('error', onError);
-        http.on('error', (err) => this.log.error({ err }, 'http server error'));
-        resolve();
+    // A port that is briefly taken (the old process's socket going away, or a client's outgoing connection
+    // that happened to get it as its own port while nothing listened there) is tried again for a few seconds.
+    const listenOnce = (): Promise<void> =>
+      new Promise<void>((resolve, reject) => {
+        const http = this.http!;
+        const onError = (err: NodeJS.ErrnoException): void => {
+          const e = new QfsError('unavailable', `cannot listen on ${opts.listen.host}:${opts.listen.port}: ${err.code ?? err.message}`);
+          (e as QfsError & { addrInUse?: boolean }).addrInUse = err.code === 'EADDRINUSE';
+          reject(e);
+        };
+        http.once('error', onError);
+        http.listen(opts.listen.port, opts.listen.host, () => {
+          http.off('error', onError);
+          http.on('error', (err) => this.log.error({ err }, 'http server error'));
+          resolve();
+        });
       });
-    }).catch(async (err) => {
+    await (async () => {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await listenOnce();
+        } catch (err) {
+          if (!(err as { addrInUse?: boolean }).addrInUse || attempt >= 25) throw err;
+          this.log.warn({ port: opts.listen.port }, 'port in use; trying again');
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
+    })().catch(async (err) => {
       await this.closeStores();
       throw err;
     });

@@ -18,6 +18,7 @@ export const Op = {
   RecordScan: 13,
   RecordPurge: 14,
   RecordLearn: 15,
+  RecordDrop: 16,
   ChunkPut: 20,
   ChunkGet: 21,
   ChunkHas: 22,
@@ -580,5 +581,21 @@ export const MembershipInstall = {
     const m = d.bytes(MAX_MEMBERSHIP_BYTES, 'membership');
     d.end();
     return m;
+  },
+};
+
+/** record_drop(keys): forget this node's copies of keys the membership no longer places here; the reply is how many went (U53Reply). */
+export const RecordDrop = {
+  encode(e: Encoder, keys: readonly Buffer[]): void {
+    e.u32(keys.length);
+    for (const k of keys) e.bytes(k);
+  },
+  decode(d: Decoder): Buffer[] {
+    const n = d.u32('key count');
+    if (n > MAX_IDS_PER_REQUEST) throw new QfsError('bad_request', `${n} keys exceeds ${MAX_IDS_PER_REQUEST}`);
+    const keys: Buffer[] = [];
+    for (let i = 0; i < n; i++) keys.push(decodeKey(d));
+    d.end();
+    return keys;
   },
 };

@@ -75,6 +75,11 @@ export class NodeClient {
     return this.call(M.Op.RecordLearn, M.RecordLearn, { key, ballot }, M.BoolReply, opts);
   }
 
+  /** Forgets this node's copies of `keys` (after a membership change moved them elsewhere); how many went. */
+  dropRecords(keys: readonly Buffer[], opts?: CallOptions): Promise<number> {
+    return this.call(M.Op.RecordDrop, M.RecordDrop, keys, M.U53Reply, opts);
+  }
+
   async putChunk(id: ChunkId, bytes: Buffer, opts?: CallOptions): Promise<'stored' | 'exists'> {
     const d = await this.rpc.call(M.Op.ChunkPut, (e) => M.ChunkPut.encode(e, { id, bytes }), {
       bodySizeHint: bytes.length + 40,

@@ -305,6 +305,38 @@ export class RecordStore {
     return true;
   }
 
+  /**
+   * Forgets this node's copy of `key` (the membership no longer places it
+   * here: the mover's trim, docs/architecture.md "Membership"). The purge
+   * floor rises to the highest ballot the copy held, so that if the key is
+   * placed here again this node still promises nothing below what it had
+   * promised. True when a copy was there.
+   */
+  async drop(key: Buffer): Promise<boolean> {
+    this.checkOpen();
+    checkKey(key);
+    const k = key.toString('latin1');
+    const cur = this.decisionState(k, key);
+    if (this.stored(key) === null && !this.pending.has(k)) return false;
+    const floor = maxBallot(this.floor, maxBallot(cur.promised, cur.accepted));
+    const floorBytes = encodeBallot(floor);
+    this.floor = floor;
+    const floorSeq = ++this.floorSeq;
+    try {
+      await this.persist(k, null, () =>
+        this.env.transaction(() => {
+          this.meta.put(FLOOR_KEY, floorBytes);
+          this.records.remove(key);
+        }),
+      );
+    } catch (err) {
+      if (this.floorSeq === floorSeq) this.floor = this.durableFloor;
+      throw err;
+    }
+    this.durableFloor = maxBallot(this.durableFloor, floor);
+    return true;
+  }
+
   /** Keys stored on disk, promise-only ones included. */
   count(): number {
     this.checkOpen();

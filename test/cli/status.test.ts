@@ -15,6 +15,7 @@ const base: MoveProgress = {
   chunksCopied: 0,
   bytesCopied: 0,
   chunksTrimmed: 0,
+  recordsDropped: 0,
 };
 
 test('a move in progress: how far, how fast, and the time left by what is still to walk', (t) => {

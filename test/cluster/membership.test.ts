@@ -7,10 +7,11 @@ import { randomBytes } from 'node:crypto';
 import { ClusterKeySpace } from '../../src/cluster/cluster-keyspace.js';
 import { MOVE_PROGRESS_KEY, Mover, decodeMoveProgress } from '../../src/cluster/mover.js';
 import { replicaSet } from '../../src/cluster/transition.js';
+import { isMembershipGroup } from '../../src/cluster/membership-view.js';
 import { QfsError, isQfsError } from '../../src/util/errors.js';
 import { silentLogger } from '../../src/util/log.js';
 import { decodeMembership, encodeMembership, requestChange, markRewritten, finishChange } from '../../src/util/membership.js';
-import { recordKey } from '../../src/keyspace/types.js';
+import { groupOf, recordKey } from '../../src/keyspace/types.js';
 import { connect } from '../helpers/cluster.js';
 import { startCluster, type RunningCluster } from '../helpers/keyspace.js';
 import type { ChunkId } from '../../src/util/ids.js';
@@ -174,6 +175,13 @@ test('grow 3 → 4 while the data is read: every record and chunk stays readable
   t.true((progress?.recordsListed ?? 0) >= records && (progress?.recordsRewritten ?? 0) > 0, JSON.stringify(progress));
   t.true((progress?.chunksCopied ?? 0) > 0 && (progress?.bytesCopied ?? 0) >= (progress?.chunksCopied ?? 0) * 8192);
   t.is(progress?.chunksTotal, 40, 'the chunks to walk, estimated from the nodes at the start');
+  // Record copies: each node holds exactly the keys placed on it (old copies were dropped after the change).
+  t.true((progress?.recordsDropped ?? 0) > 0, 'old record copies were dropped');
+  for (const id of ['n1', 'n2', 'n3', 'n4']) {
+    const { entries } = await clients[id]!.scan(Buffer.from([0]), null, 10_000);
+    const misplaced = entries.filter((e) => !replicaSet(done.nodes, 3, groupOf(e.key), isMembershipGroup(groupOf(e.key))).includes(id));
+    t.deepEqual(misplaced.map((e) => e.key.toString()), [], `${id} holds only its own keys`);
+  }
   // Records the new node now holds: about its share of the keys.
   const stat = await clients['n4']!.stat();
   t.true(stat.records >= records * 0.5, `n4 holds ${stat.records} records`);

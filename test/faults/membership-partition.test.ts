@@ -24,13 +24,18 @@ if (probe.skip !== null) {
     const lab = await createLab(t, 4, probe.degrade);
     const rc = await startLabCluster(t, lab);
     const cfg = rc.cluster.configPath;
+    let mountLogs: (() => string) | null = null;
+    let stage = 'start';
     t.teardown(() => {
       if (t.passed) return;
+      t.log(`stage: ${stage}`);
       for (const [id, p] of rc.nodes) t.log(`node ${id} last log lines:\n${p.logs.slice(-10).join('\n')}`);
+      if (mountLogs) t.log(`mount log:\n${mountLogs().split('\n').slice(-60).join('\n')}`);
     });
     const f = await runCli(['format', '--config', cfg]);
     t.is(f.code, 0, f.stderr);
     const mount = await mountCluster(t, rc);
+    mountLogs = mount.logs;
     const writer = startWriter(t, join(mount.dir, 'w'), { seed: 21, count: 100000, minSize: 1000, maxSize: 300_000, keepGoing: false, pauseSec: 0.01 });
     await writer.closedAtLeast(5);
 
@@ -44,19 +49,24 @@ if (probe.skip !== null) {
     await lab.heal('n2');
     await rc.nodes.get('n4')!.stop();
 
+    stage = `after heal, ${writer.closed.length} closed, waiting for ${closedWhileCut + 5}`;
     await writer.closedAtLeast(closedWhileCut + 5);
+    stage = 'writer stopping';
     writer.child.kill('SIGTERM');
     await writer.done;
     t.deepEqual(writer.errors, [], 'the writer saw no error');
     t.deepEqual(await verifyClosed(writer.closed), [], 'every closed file reads back');
     // n2 learns the membership from the first call placed by it, and repair brings it up to date.
+    stage = 'repair';
     const repair = await runCli(['repair', '--config', cfg, '--restart'], { timeoutMs: 200_000 });
     t.is(repair.code, 0, repair.stderr);
     const list = await runCli(['node', 'list', '--config', cfg]);
     t.regex(list.stdout, /membership epoch 7/);
     const n2 = connect(t, rc.cluster, 'n2');
     t.is(decodeMembership((await n2.getMembership())!).epoch, 7, 'the node that was cut off knows the membership now');
+    stage = 'unmount';
     await mount.stop();
+    stage = 'fsck';
     await assertFsckClean(t, cfg);
   });
 }

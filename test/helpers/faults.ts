@@ -95,9 +95,11 @@ export function startWriter(
       }
     }
   });
+  let ended: string | null = null;
   const done = new Promise<number | null>((resolve) =>
     child.once('close', (code) => {
-      for (const w of waiters.splice(0)) w.reject(new Error(`writer ended (${code}) after ${closed.length} files, before ${w.n}: ${stderr.slice(-500)} ${JSON.stringify(errors.slice(-3))}`));
+      ended = `writer ended (${code}) after ${closed.length} files`;
+      for (const w of waiters.splice(0)) w.reject(new Error(`${ended}, before ${w.n}: ${stderr.slice(-500)} ${JSON.stringify(errors.slice(-3))}`));
       resolve(code);
     }),
   );
@@ -116,6 +118,8 @@ export function startWriter(
     kill,
     closedAtLeast(n) {
       if (closed.length >= n) return Promise.resolve();
+      // A writer that already ended never closes another file: say so instead of waiting forever.
+      if (ended !== null) return Promise.reject(new Error(`${ended}, before ${n}: ${stderr.slice(-500)} ${JSON.stringify(errors.slice(-3))}`));
       return new Promise((resolve, reject) => waiters.push({ n, resolve, reject }));
     },
   };

@@ -94,6 +94,28 @@ test('state survives close and reopen; count reports stored keys', async (t) => 
   t.false((await store.accept(K, ballot(3), val('stale'))).ok);
 });
 
+test('drop: a copy the membership no longer places here is forgotten, the floor keeps its promises, also after reopen', async (t) => {
+  const { store, dir } = await openStore(t);
+  const other = Buffer.from('other-key');
+  await store.accept(K, ballot(5), val('moved away'));
+  t.true((await store.prepare(K, ballot(9))).ok);
+  await store.accept(other, ballot(3), val('stays'));
+  t.true(await store.drop(K));
+  t.false(await store.drop(K), 'already gone');
+  t.false(await store.drop(Buffer.from('never-written')));
+  const after = store.read(K);
+  t.is(after.value.kind, 'empty');
+  t.deepEqual(after.promised, ballot(9), 'an absent key reads promised = floor: the dropped promise still holds');
+  t.false((await store.accept(K, ballot(8), val('late'))).ok, 'an old proposer cannot write it here');
+  t.is(store.read(other).value.kind, 'value', 'other keys stay');
+  t.is(store.count(), 1);
+  await store.close();
+  const { store: reopened } = await openStore(t, dir);
+  t.is(reopened.read(K).value.kind, 'empty');
+  t.false((await reopened.prepare(K, ballot(9))).ok);
+  t.true((await reopened.prepare(K, ballot(10))).ok);
+});
+
 test('purge: only the exact tombstone ballot; afterwards the floor refuses old ballots, also after reopen', async (t) => {
   const { store, dir } = await openStore(t);
   await store.accept(K, ballot(5), val('alive'));
