@@ -20,6 +20,8 @@ import { clientProof, newNonce, proofsEqual, serverProof } from './auth.js';
 import { QfsError, byteToErrorCode, toQfsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { corkForTick } from './tick-cork.js';
+import { wholeFrameConnection } from './whole-frames.js';
+import type { createConnection } from 'node:net';
 
 export interface RpcClientOptions {
   url: string;
@@ -109,6 +111,8 @@ export class RpcClient {
       generateMask: (mask: Buffer) => void mask.fill(0),
       handshakeTimeout: this.options.connectTimeoutMs ?? 3000,
       ...(this.options.ca ? { ca: this.options.ca } : {}),
+      // Big frames (chunks) reach ws in one buffer each, so it does not copy them together (whole-frames.ts).
+      ...(this.options.url.startsWith('ws:') ? { createConnection: wholeFrameConnection(MAX_FRAME_BYTES) as unknown as typeof createConnection } : {}),
     });
     this.ws = ws;
     const clientNonce = newNonce();
