@@ -15,6 +15,7 @@ import {
   frameType,
   requestEncoder,
   MAX_ERROR_MESSAGE,
+  RESPONSE_HEADER_BYTES,
 } from './frame.js';
 import { clientProof, newNonce, proofsEqual, serverProof } from './auth.js';
 import { QfsError, byteToErrorCode, toQfsError } from '../util/errors.js';
@@ -40,12 +41,24 @@ export interface RpcClientOptions {
   backoffMaxMs?: number;
 }
 
+/**
+ * Sees a big response's body while its bytes arrive (see whole-frames.ts):
+ * start() once with the frame's buffer and where the body begins in it, then
+ * filled() each time more of the buffer holds data. It must not change the bytes.
+ */
+export interface BodyWatcher {
+  start(frame: Buffer, bodyAt: number): void;
+  filled(upTo: number): void;
+}
+
 export interface CallOptions {
   timeoutMs?: number;
   signal?: AbortSignal;
   bodySizeHint?: number;
   /** While not connected, wait at most this long for the connection (default: the whole timeout). */
   connectWaitMs?: number;
+  /** Shown the response's body as it arrives, when it comes in a frame of its own (ws:// only). */
+  bodyWatcher?: BodyWatcher;
 }
 
 interface Pending {
@@ -53,6 +66,7 @@ interface Pending {
   reject(e: QfsError): void;
   timer: NodeJS.Timeout;
   cleanup(): void;
+  watcher?: BodyWatcher;
 }
 
 interface Waiter {
@@ -112,7 +126,7 @@ export class RpcClient {
       handshakeTimeout: this.options.connectTimeoutMs ?? 3000,
       ...(this.options.ca ? { ca: this.options.ca } : {}),
       // Big frames (chunks) reach ws in one buffer each, so it does not copy them together (whole-frames.ts).
-      ...(this.options.url.startsWith('ws:') ? { createConnection: wholeFrameConnection(MAX_FRAME_BYTES) as unknown as typeof createConnection } : {}),
+      ...(this.options.url.startsWith('ws:') ? { createConnection: wholeFrameConnection(MAX_FRAME_BYTES, (frame, at, filled) => this.watchFrame(frame, at, filled)) as unknown as typeof createConnection } : {}),
     });
     this.ws = ws;
     const clientNonce = newNonce();
@@ -307,11 +321,21 @@ export class RpcClient {
           queueMicrotask(() => this.wakeWaiters());
         },
       };
+      if (opts.bodyWatcher) p.watcher = opts.bodyWatcher;
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       this.pending.set(id, p);
       corkForTick(ws);
       ws.send(frame, { binary: true }, () => this.wakeWaiters());
     });
+  }
+
+  /** A big frame begins to arrive: if it answers a call with a body watcher, that watcher follows it. */
+  private watchFrame(frame: Buffer, at: number, filled: number): ((upTo: number) => void) | null {
+    if (filled < at + RESPONSE_HEADER_BYTES || frame[at] !== FrameType.Response) return null;
+    const w = this.pending.get(frame.readUInt32BE(at + 1))?.watcher;
+    if (w === undefined) return null;
+    w.start(frame, at + RESPONSE_HEADER_BYTES);
+    return (upTo) => w.filled(upTo);
   }
 
   private onResponse(frame: Buffer): void {

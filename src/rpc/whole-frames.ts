@@ -35,9 +35,21 @@ export class WholeFrames {
   private end = 0;
   private mode: 'http' | 'frames' | 'raw' = 'http';
 
+  /** Told how far the current big frame's buffer is filled, if `watch` asked to be. */
+  private onFill: ((upTo: number) => void) | null = null;
+  /** The header length of the frame frameBytes() last measured. */
+  private headerBytes = 0;
+
+  /**
+   * `watch`, if given, is shown each big frame as soon as it has its own buffer
+   * (with the offset of its payload there and how much of it is read) and may return a function that is
+   * then told, after every read, how much of the buffer holds data. It must
+   * not change the bytes.
+   */
   constructor(
     private readonly emit: (bytes: Buffer) => void,
     private readonly maxFrame: number,
+    private readonly watch?: (frame: Buffer, payloadAt: number, filled: number) => ((upTo: number) => void) | null,
   ) {
     this.cur = this.slab;
   }
@@ -50,6 +62,7 @@ export class WholeFrames {
   /** `n` bytes were read into the buffer next() returned. */
   read(n: number): void {
     this.end += n;
+    if (this.onFill !== null) this.fill();
     if (this.mode === 'http') this.httpHead();
     if (this.mode === 'frames') this.frames();
     if (this.mode === 'raw') this.passOn(this.end);
@@ -96,6 +109,23 @@ export class WholeFrames {
       this.cur = own;
       this.end -= this.start;
       this.start = 0;
+      if (this.watch) {
+        try {
+          this.onFill = this.watch(own, this.headerBytes, this.end);
+        } catch {
+          this.onFill = null;
+        }
+        if (this.onFill !== null) this.fill();
+      }
+    }
+  }
+
+  /** Tells the watcher how much of the big frame's buffer holds data; a watcher that throws is dropped. */
+  private fill(): void {
+    try {
+      this.onFill!(this.end);
+    } catch {
+      this.onFill = null;
     }
   }
 
@@ -123,6 +153,7 @@ export class WholeFrames {
       if (this.cur.readUInt32BE(at + 2) !== 0) return undefined;
       len = this.cur.readUInt32BE(at + 6);
     }
+    this.headerBytes = header;
     return len > this.maxFrame ? undefined : header + len;
   }
 
@@ -130,6 +161,7 @@ export class WholeFrames {
   private makeRoom(): void {
     if (this.cur !== this.slab) {
       if (this.start < this.cur.length) return; // the big frame is still coming
+      this.onFill = null;
       this.cur = this.slab;
       this.start = this.end = 0;
       return;
@@ -155,10 +187,13 @@ export class WholeFrames {
  * through WholeFrames and reach ws (and the HTTP upgrade before it) as
  * 'data' events.
  */
-export function wholeFrameConnection(maxFrame: number): (options: NetConnectOpts & { socketPath?: string }) => Socket {
+export function wholeFrameConnection(
+  maxFrame: number,
+  watch?: (frame: Buffer, payloadAt: number, filled: number) => ((upTo: number) => void) | null,
+): (options: NetConnectOpts & { socketPath?: string }) => Socket {
   return (options) => {
     let socket: Socket | null = null;
-    const frames = new WholeFrames((bytes) => socket!.emit('data', bytes), maxFrame);
+    const frames = new WholeFrames((bytes) => socket!.emit('data', bytes), maxFrame, watch);
     // as ws's own netConnect: `path` holds the URL's path here, and would make net open a Unix socket
     const opts = { ...options, path: options.socketPath, onread: { buffer: () => frames.next(), callback: (n: number): boolean => { frames.read(n); return true; } } };
     socket = connect(opts as unknown as NetConnectOpts);

@@ -2,7 +2,7 @@
 // definition, sees any changed byte, and lets the event loop run meanwhile.
 import test from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
-import { BLOCK_BYTES, blocksMatch, chunkIdSync, chunkTree, rootOf } from '../../src/util/hash.js';
+import { BLOCK_BYTES, BlockDigester, blocksMatch, chunkIdSync, chunkTree, rootOf } from '../../src/util/hash.js';
 
 /** The id as DESIGN.md defines it, written out. */
 function reference(bytes: Buffer): string {
@@ -51,4 +51,24 @@ test('hashing a 1 MiB chunk gives the event loop several turns', async (t) => {
   await chunkTree(bytes);
   done = true;
   t.true(turns >= 3, `${turns} turns`);
+});
+
+test('BlockDigester: leaves of bytes filled in any steps equal chunkTree; only for exactly those bytes, once complete', async (t) => {
+  for (const n of [0, 100, BLOCK_BYTES, 5 * BLOCK_BYTES + 7, 16 * BLOCK_BYTES]) {
+    const frame = Buffer.concat([Buffer.from('header'), randomBytes(n)]);
+    const body = frame.subarray(6);
+    const d = new BlockDigester();
+    d.start(frame, 6);
+    let upTo = 0;
+    while (upTo < frame.length) {
+      t.is(d.leavesOf(body), null, 'not before all bytes are in');
+      upTo = Math.min(frame.length, upTo + 1 + Math.floor(Math.random() * 100_000));
+      d.filled(upTo);
+    }
+    d.filled(frame.length);
+    t.true(d.leavesOf(body)!.equals((await chunkTree(body)).leaves), `length ${n}`);
+    t.is(d.leavesOf(Buffer.from(body)), null);
+    t.is(d.leavesOf(frame), null);
+  }
+  t.is(new BlockDigester().leavesOf(Buffer.alloc(0)), null, 'never started');
 });
