@@ -16,12 +16,14 @@ import {
   requestEncoder,
   MAX_ERROR_MESSAGE,
   RESPONSE_HEADER_BYTES,
+  REQUEST_HEADER_BYTES,
 } from './frame.js';
 import { clientProof, newNonce, proofsEqual, serverProof } from './auth.js';
 import { QfsError, byteToErrorCode, toQfsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { corkForTick } from './tick-cork.js';
 import { wholeFrameConnection } from './whole-frames.js';
+import { FramePool } from './frame-pool.js';
 import type { createConnection } from 'node:net';
 
 export interface RpcClientOptions {
@@ -73,6 +75,10 @@ interface Waiter {
   wake(): void;
   fail(e: QfsError): void;
 }
+
+/** Request frames with a body this big or bigger (chunk puts) are written into buffers used again: frame-pool.ts. */
+const POOLED_BODY = 256 * 1024;
+const bigFrames = new FramePool();
 
 /** Full-jitter exponential backoff: pure, so it is testable on its own. */
 export function backoffDelay(attempt: number, minMs: number, maxMs: number, random = Math.random): number {
@@ -286,9 +292,12 @@ export class RpcClient {
     const deadline = Date.now() + timeoutMs;
     opts.signal?.throwIfAborted();
     // Encode first: a bad argument fails at once with bad_request, not after waiting for a connection.
-    const e = requestEncoder({ id: 0, op, deadlineMs: 0 }, opts.bodySizeHint);
+    const pooled = (opts.bodySizeHint ?? 0) >= POOLED_BODY ? bigFrames.take(REQUEST_HEADER_BYTES + opts.bodySizeHint!) : undefined;
+    const e = requestEncoder({ id: 0, op, deadlineMs: 0 }, opts.bodySizeHint, pooled);
     write(e);
     const frame = e.finish();
+    // the pooled buffer goes back once ws has written the frame (not if the encoding outgrew it)
+    const reuse = pooled !== undefined && frame.buffer === pooled.buffer && frame.byteOffset === pooled.byteOffset ? pooled : undefined;
     if (frame.length > MAX_FRAME_BYTES) throw new QfsError('bad_request', `request of ${frame.length} bytes exceeds the frame limit`);
     const waitUntil = this.state === 'open' || opts.connectWaitMs === undefined ? deadline : Math.min(deadline, Date.now() + opts.connectWaitMs);
     await this.waitForSlot(waitUntil, opts.signal);
@@ -325,7 +334,10 @@ export class RpcClient {
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       this.pending.set(id, p);
       corkForTick(ws);
-      ws.send(frame, { binary: true }, () => this.wakeWaiters());
+      ws.send(frame, { binary: true }, () => {
+        if (reuse) bigFrames.give(reuse);
+        this.wakeWaiters();
+      });
     });
   }
 
