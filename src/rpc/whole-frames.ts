@@ -22,6 +22,7 @@ import { connect, type NetConnectOpts, type Socket } from 'node:net';
 /** Frames longer than this get a buffer of their own. */
 export const BIG_FRAME = 16 * 1024;
 const SLAB_BYTES = 64 * 1024;
+const BIG_READ = 256 * 1024;
 const HTTP_END = Buffer.from('\r\n\r\n');
 /** Header lines longer than this are not an HTTP response ws would take: pass on. */
 const MAX_HTTP_HEAD = 16 * 1024;
@@ -54,9 +55,13 @@ export class WholeFrames {
     this.cur = this.slab;
   }
 
-  /** Where the next read goes: never empty. */
+  /**
+   * Where the next read goes: never empty. A big frame is read at most
+   * BIG_READ at a time, so that a watcher (which hashes what each read
+   * brought) holds the event loop for no more than about 0.15 ms at once.
+   */
   next(): Buffer {
-    return this.cur.subarray(this.end);
+    return this.cur === this.slab ? this.cur.subarray(this.end) : this.cur.subarray(this.end, this.end + BIG_READ);
   }
 
   /** `n` bytes were read into the buffer next() returned. */
