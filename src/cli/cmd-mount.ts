@@ -14,6 +14,7 @@ import { parseLogLevel } from './cmd-node.js';
 import { parseMountOptions } from './mount-options.js';
 import { UsageError, parseFlags } from './usage.js';
 import { openCluster } from './wiring.js';
+import { nodeArgv } from './v8-flags.js';
 
 const run = promisify(execFile);
 
@@ -158,7 +159,7 @@ async function daemonize(args: string[], mountpoint: string): Promise<number> {
   const logFile = resolve(logDir, `mount-${mountpoint.replace(/[^A-Za-z0-9]+/g, '-').replace(/^-|-$/g, '') || 'root'}.log`);
   const out = await open(logFile, 'a');
   const cli = fileURLToPath(new URL('./main.js', import.meta.url));
-  const child = spawn(process.execPath, [cli, 'mount', ...args.filter((a) => a !== '--daemon')], {
+  const child = spawn(process.execPath, nodeArgv(cli, ['mount', ...args.filter((a) => a !== '--daemon')]), {
     detached: true,
     stdio: ['ignore', out.fd, out.fd],
   });

@@ -16,11 +16,16 @@ import {
   requestEncoder,
   REQUEST_EPOCH_OFFSET,
   MAX_ERROR_MESSAGE,
+  RESPONSE_HEADER_BYTES,
+  REQUEST_HEADER_BYTES,
 } from './frame.js';
 import { clientProof, newNonce, proofsEqual, serverProof } from './auth.js';
 import { QfsError, byteToErrorCode, toQfsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { corkForTick } from './tick-cork.js';
+import { wholeFrameConnection } from './whole-frames.js';
+import { FramePool } from './frame-pool.js';
+import type { createConnection } from 'node:net';
 
 export interface RpcClientOptions {
   url: string;
@@ -39,6 +44,16 @@ export interface RpcClientOptions {
   backoffMaxMs?: number;
 }
 
+/**
+ * Sees a big response's body while its bytes arrive (see whole-frames.ts):
+ * start() once with the frame's buffer and where the body begins in it, then
+ * filled() each time more of the buffer holds data. It must not change the bytes.
+ */
+export interface BodyWatcher {
+  start(frame: Buffer, bodyAt: number): void;
+  filled(upTo: number): void;
+}
+
 export interface CallOptions {
   timeoutMs?: number;
   signal?: AbortSignal;
@@ -47,6 +62,8 @@ export interface CallOptions {
   connectWaitMs?: number;
   /** The epoch to place this request by, instead of the client's own (a mover installing a membership). */
   epoch?: number;
+  /** Shown the response's body as it arrives, when it comes in a frame of its own (ws:// only). */
+  bodyWatcher?: BodyWatcher;
 }
 
 interface Pending {
@@ -54,12 +71,17 @@ interface Pending {
   reject(e: QfsError): void;
   timer: NodeJS.Timeout;
   cleanup(): void;
+  watcher?: BodyWatcher;
 }
 
 interface Waiter {
   wake(): void;
   fail(e: QfsError): void;
 }
+
+/** Request frames with a body this big or bigger (chunk puts) are written into buffers used again: frame-pool.ts. */
+const POOLED_BODY = 256 * 1024;
+const bigFrames = new FramePool();
 
 /** Full-jitter exponential backoff: pure, so it is testable on its own. */
 export function backoffDelay(attempt: number, minMs: number, maxMs: number, random = Math.random): number {
@@ -117,6 +139,8 @@ export class RpcClient {
       generateMask: (mask: Buffer) => void mask.fill(0),
       handshakeTimeout: this.options.connectTimeoutMs ?? 3000,
       ...(this.options.ca ? { ca: this.options.ca } : {}),
+      // Big frames (chunks) reach ws in one buffer each, so it does not copy them together (whole-frames.ts).
+      ...(this.options.url.startsWith('ws:') ? { createConnection: wholeFrameConnection(MAX_FRAME_BYTES, (frame, at, filled) => this.watchFrame(frame, at, filled)) as unknown as typeof createConnection } : {}),
     });
     this.ws = ws;
     const clientNonce = newNonce();
@@ -276,9 +300,12 @@ export class RpcClient {
     const deadline = Date.now() + timeoutMs;
     opts.signal?.throwIfAborted();
     // Encode first: a bad argument fails at once with bad_request, not after waiting for a connection.
-    const e = requestEncoder({ id: 0, op, deadlineMs: 0, epoch: 0 }, opts.bodySizeHint);
+    const pooled = (opts.bodySizeHint ?? 0) >= POOLED_BODY ? bigFrames.take(REQUEST_HEADER_BYTES + opts.bodySizeHint!) : undefined;
+    const e = requestEncoder({ id: 0, op, deadlineMs: 0, epoch: 0 }, opts.bodySizeHint, pooled);
     write(e);
     const frame = e.finish();
+    // the pooled buffer goes back once ws has written the frame (not if the encoding outgrew it)
+    const reuse = pooled !== undefined && frame.buffer === pooled.buffer && frame.byteOffset === pooled.byteOffset ? pooled : undefined;
     if (frame.length > MAX_FRAME_BYTES) throw new QfsError('bad_request', `request of ${frame.length} bytes exceeds the frame limit`);
     const waitUntil = this.state === 'open' || opts.connectWaitMs === undefined ? deadline : Math.min(deadline, Date.now() + opts.connectWaitMs);
     await this.waitForSlot(waitUntil, opts.signal);
@@ -312,11 +339,24 @@ export class RpcClient {
           queueMicrotask(() => this.wakeWaiters());
         },
       };
+      if (opts.bodyWatcher) p.watcher = opts.bodyWatcher;
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       this.pending.set(id, p);
       corkForTick(ws);
-      ws.send(frame, { binary: true }, () => this.wakeWaiters());
+      ws.send(frame, { binary: true }, () => {
+        if (reuse) bigFrames.give(reuse);
+        this.wakeWaiters();
+      });
     });
+  }
+
+  /** A big frame begins to arrive: if it answers a call with a body watcher, that watcher follows it. */
+  private watchFrame(frame: Buffer, at: number, filled: number): ((upTo: number) => void) | null {
+    if (filled < at + RESPONSE_HEADER_BYTES || frame[at] !== FrameType.Response) return null;
+    const w = this.pending.get(frame.readUInt32BE(at + 1))?.watcher;
+    if (w === undefined) return null;
+    w.start(frame, at + RESPONSE_HEADER_BYTES);
+    return (upTo) => w.filled(upTo);
   }
 
   private onResponse(frame: Buffer): void {

@@ -113,9 +113,9 @@ export function decodeAuthOk(frame: Buffer): { proof: Buffer } {
   return { proof };
 }
 
-/** Starts a request frame; the caller appends the body and calls finish(). */
-export function requestEncoder(header: RequestHeader, bodySizeHint = 64): Encoder {
-  return new Encoder(REQUEST_HEADER_BYTES + bodySizeHint)
+/** Starts a request frame (in `into` when given); the caller appends the body and calls finish(). */
+export function requestEncoder(header: RequestHeader, bodySizeHint = 64, into?: Buffer): Encoder {
+  return new Encoder(into ?? REQUEST_HEADER_BYTES + bodySizeHint)
     .u8(FrameType.Request)
     .u32(header.id)
     .u8(header.op)

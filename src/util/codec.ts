@@ -6,8 +6,9 @@ export class Encoder {
   private buf: Buffer;
   private pos = 0;
 
-  constructor(initialSize = 256) {
-    this.buf = Buffer.allocUnsafe(initialSize);
+  /** Starts with a buffer of `initial` bytes, or with `initial` itself (the encoding is written into it while it fits). */
+  constructor(initial: number | Buffer = 256) {
+    this.buf = typeof initial === 'number' ? Buffer.allocUnsafe(initial) : initial;
   }
 
   private reserve(n: number): void {

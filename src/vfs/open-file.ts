@@ -273,9 +273,10 @@ export class OpenFile {
     const size = this.inode.size;
     if (pos >= size || len <= 0) return Buffer.alloc(0);
     const end = Math.min(size, pos + len);
-    // holes read as zeros
-    const out = into !== undefined && into.length >= end - pos ? into.subarray(0, end - pos).fill(0) : Buffer.alloc(end - pos);
+    // Every byte of out is written below (readSpans zeroes the holes), so FUSE's buffer is not cleared first.
+    const out = into !== undefined && into.length >= end - pos ? into.subarray(0, end - pos) : Buffer.allocUnsafe(end - pos);
     if (this.inode.inline) {
+      out.fill(0);
       this.inode.inline.copy(out, 0, pos, Math.min(end, this.inode.inline.length));
       return out;
     }
@@ -310,11 +311,18 @@ export class OpenFile {
     await this.readSpans(await this.spans(slot), from, to, out, shift, sequential);
   }
 
-  /** Copies bytes [from, to) of the slot `list` describes to out at (slot offset + shift). */
+  /** Copies bytes [from, to) of the slot `list` describes to out at (slot offset + shift); holes become zeros. */
   private async readSpans(list: readonly LocalSpan[], from: number, to: number, out: Buffer, shift: number, sequential: boolean): Promise<void> {
     const whole = sequential && list.length === 1 && list[0]!.off === 0;
+    const spans = spansIn(list, from, to - from);
+    let covered = from;
+    for (const s of spans) {
+      if (s.start > covered) out.fill(0, covered + shift, s.start + shift);
+      covered = Math.max(covered, s.start + s.len);
+    }
+    if (covered < to) out.fill(0, covered + shift, to + shift);
     await Promise.all(
-      spansIn(list, from, to - from).map(async (s) => {
+      spans.map(async (s) => {
         const a = Math.max(from, s.start);
         const b = Math.min(to, s.start + s.len);
         const srcOff = s.off + (a - s.start);

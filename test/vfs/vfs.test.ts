@@ -53,6 +53,24 @@ test('sparse files read zeros and store nothing for holes', async (t) => {
   await vfs.release(r);
 });
 
+test('a read into a buffer that holds other bytes (as FUSE hands it) gets zeros in holes, within a slot and across slots', async (t) => {
+  const cs = 64 * 1024;
+  const { vfs } = await memoryVfs({ chunkSize: cs });
+  const fh = await vfs.create('/holes', 0o644, O_CREAT | O_RDWR);
+  await vfs.write(fh, 0, Buffer.alloc(20_000, 1));
+  await vfs.write(fh, 30_000, Buffer.alloc(10_000, 2)); // a hole inside slot 0
+  await vfs.write(fh, 3 * cs + 5, Buffer.alloc(10, 3)); // slots 1 and 2 are holes
+  await vfs.release(fh);
+  const r = await vfs.open('/holes', 0);
+  const want = Buffer.alloc(3 * cs + 15);
+  want.fill(1, 0, 20_000).fill(2, 30_000, 40_000).fill(3, 3 * cs + 5, 3 * cs + 15);
+  const into = Buffer.alloc(want.length + 100, 0xee);
+  const got = await vfs.read(r, 0, want.length + 100, into);
+  t.is(got.length, want.length);
+  t.true(got.equals(want));
+  await vfs.release(r);
+});
+
 test('truncate shrinks and grows; a grown tail reads zeros', async (t) => {
   const { vfs } = await memoryVfs({ chunkSize: 64 * 1024 });
   const fh = await vfs.create('/t', 0o644, O_CREAT | O_RDWR);
