@@ -286,6 +286,12 @@ export class RecordStore {
       await this.settled(k);
       return false;
     }
+    await this.removeRaisingFloor(k, key, floor);
+    return true;
+  }
+
+  /** Removes `key` and raises the purge floor to `floor` in one durable commit. */
+  private async removeRaisingFloor(k: string, key: Buffer, floor: Ballot): Promise<void> {
     const floorBytes = encodeBallot(floor);
     this.floor = floor;
     const floorSeq = ++this.floorSeq;
@@ -302,7 +308,6 @@ export class RecordStore {
       throw err;
     }
     this.durableFloor = maxBallot(this.durableFloor, floor);
-    return true;
   }
 
   /**
@@ -319,21 +324,7 @@ export class RecordStore {
     const cur = this.decisionState(k, key);
     if (this.stored(key) === null && !this.pending.has(k)) return false;
     const floor = maxBallot(this.floor, maxBallot(cur.promised, cur.accepted));
-    const floorBytes = encodeBallot(floor);
-    this.floor = floor;
-    const floorSeq = ++this.floorSeq;
-    try {
-      await this.persist(k, null, () =>
-        this.env.transaction(() => {
-          this.meta.put(FLOOR_KEY, floorBytes);
-          this.records.remove(key);
-        }),
-      );
-    } catch (err) {
-      if (this.floorSeq === floorSeq) this.floor = this.durableFloor;
-      throw err;
-    }
-    this.durableFloor = maxBallot(this.durableFloor, floor);
+    await this.removeRaisingFloor(k, key, floor);
     return true;
   }
 
