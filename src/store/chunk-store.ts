@@ -19,6 +19,7 @@ import type { Logger } from '../util/log.js';
 import { BLOCK_BYTES, chunkTree } from '../util/hash.js';
 import { MAX_CHUNK_BYTES } from './types.js';
 import { fsyncDir } from './durable-files.js';
+import { DirectWrites } from './direct-writes.js';
 
 export type PutResult = 'stored' | 'exists';
 export type VerifyResult = 'ok' | 'corrupt' | 'missing';
@@ -26,6 +27,8 @@ export type VerifyResult = 'ok' | 'corrupt' | 'missing';
 export interface ChunkStoreOptions {
   /** Free bytes the filesystem must keep after a put; default 64 MiB. */
   reserveBytes?: number;
+  /** Write chunk files with O_DIRECT where the filesystem allows it (`direct-writes.ts`); default true. */
+  directWrites?: boolean;
 }
 
 const DEFAULT_RESERVE_BYTES = 64 * 1024 * 1024;
@@ -55,13 +58,16 @@ export class ChunkStore {
   /** Chunks whose directory entry this process has synced (a repeated put of them needs no fsync). */
   private readonly synced = new Set<string>();
   private closing: Promise<void> | null = null;
+  private readonly direct: DirectWrites | null;
 
   private constructor(
     private readonly dir: string,
     private readonly log: Logger,
     reserveBytes: number,
     counts: { chunks: number; bytes: number },
+    directWrites: boolean,
   ) {
+    this.direct = directWrites ? new DirectWrites() : null;
     this.chunksDir = join(dir, 'chunks');
     this.tmpDir = join(dir, 'tmp');
     this.quarantineDir = join(dir, 'quarantine');
@@ -80,7 +86,7 @@ export class ChunkStore {
       await fsyncDir(dir);
       const counts = await countChunks(join(dir, 'chunks'), log);
       log.debug({ dir, ...counts }, 'chunk store open');
-      return new ChunkStore(dir, log, reserveBytes, counts);
+      return new ChunkStore(dir, log, reserveBytes, counts, opts.directWrites ?? true);
     } catch (err) {
       throw toQfsError(err);
     }
@@ -359,6 +365,11 @@ export class ChunkStore {
     return { chunks: this.chunks, bytes: this.bytes };
   }
 
+  /** Whether puts still try O_DIRECT here, and how many chunk files went direct. */
+  directWrites(): { enabled: boolean; written: number } {
+    return { enabled: this.direct?.enabled ?? false, written: this.direct?.written ?? 0 };
+  }
+
   async capacity(): Promise<{ totalBytes: number; freeBytes: number }> {
     this.checkOpen();
     try {
@@ -402,12 +413,14 @@ export class ChunkStore {
     await this.reserveSpace(bytes.length);
     const tmp = join(this.tmpDir, `${cid}.${randomBytes(6).toString('hex')}`);
     try {
-      const fh = await open(tmp, 'wx', 0o644);
-      try {
-        await fh.writeFile(bytes);
-        await fh.sync();
-      } finally {
-        await fh.close();
+      if ((await this.direct?.writeNew(tmp, bytes, 0o644)) !== 'direct') {
+        const fh = await open(tmp, 'wx', 0o644);
+        try {
+          await fh.writeFile(bytes);
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
       }
       await this.ensureFanout(cid);
       this.dropHandle(cid); // one left on a file removed behind the store's back

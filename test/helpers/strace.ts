@@ -39,7 +39,7 @@ export const TRACED_SYSCALLS = [
   'openat', 'open', 'creat', 'close', 'dup', 'dup2', 'dup3',
   'read', 'readv', 'pread64', 'recvfrom', 'recvmsg',
   'write', 'writev', 'pwrite64', 'pwritev', 'pwritev2', 'sendto', 'sendmsg',
-  'fsync', 'fdatasync', 'sync_file_range', 'syncfs', 'sync', 'msync',
+  'fsync', 'fdatasync', 'sync_file_range', 'syncfs', 'sync', 'msync', 'ftruncate',
   'rename', 'renameat', 'renameat2', 'mkdir', 'mkdirat', 'unlink', 'unlinkat', 'rmdir',
   'accept4', 'accept', 'io_uring_setup',
 ];
@@ -735,12 +735,15 @@ export function checkDurability(events: readonly Sys[], opts: CheckOptions): Dur
         const life = closeAt ? calls.filter((c) => c.entry <= closeAt.entry) : calls;
         const writes = life.filter((c) => FILE_WRITES.has(c.name));
         const written = writes.reduce((n, w) => n + Math.max(0, w.ret ?? 0), 0);
-        if (written !== size) {
-          best = `its temp file got ${written} of ${size} bytes`;
+        const lastWrite = writes[writes.length - 1];
+        // A write with O_DIRECT is padded to whole blocks, then cut back to the chunk's length.
+        const cut = life.find((c) => c.name === 'ftruncate' && c.ret === 0 && (!lastWrite || before(lastWrite, c)));
+        const length = cut ? Number(rawOf(cut, 1)) : written;
+        if (length !== size || written < size) {
+          best = `its temp file got ${written} of ${size} bytes${cut ? `, cut to ${length}` : ''}`;
           continue;
         }
-        const lastWrite = writes[writes.length - 1];
-        const sync = life.find((c) => FLUSHES.has(c.name) && c.ret === 0 && (!lastWrite || before(lastWrite, c)));
+        const sync = life.find((c) => FLUSHES.has(c.name) && c.ret === 0 && (!lastWrite || before(lastWrite, c)) && (!cut || before(cut, c)));
         if (!sync) {
           best = `its temp file ${path} was never fsynced after its last write`;
           continue;
@@ -764,7 +767,7 @@ export function checkDurability(events: readonly Sys[], opts: CheckOptions): Dur
           else if (!before(ren, reply)) best = `the reply (line ${reply.entry}) was sent before the rename (line ${ren.entry}) had returned`;
           continue;
         }
-        const proof: Sys[] = [o, ...writes, sync];
+        const proof: Sys[] = [o, ...writes, ...(cut ? [cut] : []), sync];
         if (closeAt) proof.push(closeAt);
         proof.push(ren, dsync);
         const dirProblem = dirReady(fanout, reply, proof);

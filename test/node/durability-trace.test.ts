@@ -77,6 +77,12 @@ class Script {
     s.lines.splice(s.at(target), 0, line!);
     return s;
   }
+  /** A copy with a line added just after the line `label`. */
+  insertAfter(label: string, pid: number, text: string, newLabel = ''): Script {
+    const s = this.copy();
+    s.lines.splice(s.at(label) + 1, 0, { label: newLabel, pid, text });
+    return s;
+  }
   without(label: string): Script {
     const s = this.copy();
     s.lines.splice(s.at(label), 1);
@@ -133,7 +139,7 @@ function goodTrace(): Script {
   // one request split over two reads, the second sharing a read with the next
   s.add(MAIN, `read(${fd(9, SOCK)}, ${q(both.subarray(0, 20))}, 65536) = 20`).add(MAIN, `read(${fd(9, SOCK)}, ${q(both.subarray(20))}, 65536) = ${both.length - 20}`);
   // the chunk
-  s.add(WORKER, `openat(${cwd}, ${q(TMP)}, O_WRONLY|O_CREAT|O_EXCL|O_TRUNC|O_CLOEXEC, 0644) = ${fd(10, TMP)}`)
+  s.add(WORKER, `openat(${cwd}, ${q(TMP)}, O_WRONLY|O_CREAT|O_EXCL|O_TRUNC|O_CLOEXEC, 0644) = ${fd(10, TMP)}`, 'chunk-open')
     .add(WORKER, `write(${fd(10, TMP)}, ${q(CHUNK)}, ${CHUNK.length}) = ${CHUNK.length}`, 'chunk-write')
     .add(WORKER, `fsync(${fd(10, TMP)} <unfinished ...>`, 'fsync-start')
     .add(LMDB, `pwrite64(${fd(5, mdb)}, ${q(Buffer.concat([Buffer.alloc(64), KEY, encodeState(STATE), Buffer.alloc(32)]))}, ${64 + KEY.length + encodeState(STATE).length + 32}, 8192) = ${64 + KEY.length + encodeState(STATE).length + 32}`, 'page')
@@ -197,6 +203,34 @@ const badChunk: Array<[string, (s: Script) => Script]> = [
 for (const [what, mutate] of badChunk) {
   test(`checker: a chunk put is reported when ${what}`, (t) => {
     const r = check(mutate(goodTrace()));
+    t.is(r.problems.length, 1, r.problems.join('\n'));
+    t.regex(r.problems[0] ?? '', /^chunk_put /);
+  });
+}
+
+/** The chunk as the store writes it with O_DIRECT: padded to a 4 KiB block, then cut back to its length. */
+function directTrace(): Script {
+  const padded = Buffer.concat([CHUNK, Buffer.alloc(4096 - CHUNK.length)]);
+  return goodTrace()
+    .replace('chunk-open', `openat(${cwd}, ${q(TMP)}, O_WRONLY|O_CREAT|O_EXCL|O_DIRECT|O_CLOEXEC, 0644) = ${fd(10, TMP)}`)
+    .replace('chunk-write', `pwrite64(${fd(10, TMP)}, ${q(padded)}, 4096, 0) = 4096`)
+    .insertAfter('chunk-write', WORKER, `ftruncate(${fd(10, TMP)}, ${CHUNK.length}) = 0`, 'cut');
+}
+
+test('checker: a chunk written with O_DIRECT, padded and cut back to its length before the fsync, is durable', (t) => {
+  const r = check(directTrace());
+  t.deepEqual(r.problems, []);
+  t.true(r.acks.some((a) => a.kind === 'chunk_put' && a.proof.some((e) => e.name === 'ftruncate')));
+});
+
+const badDirect: Array<[string, (s: Script) => Script]> = [
+  ['is never cut back to its length', (s) => s.without('cut')],
+  ['is cut back to the wrong length', (s) => s.replace('cut', `ftruncate(${fd(10, TMP)}, ${CHUNK.length + 1}) = 0`)],
+  ['is cut back after its fsync', (s) => s.moveBefore('cut', 'rename')],
+];
+for (const [what, mutate] of badDirect) {
+  test(`checker: a chunk put is reported when its padded O_DIRECT write ${what}`, (t) => {
+    const r = check(mutate(directTrace()));
     t.is(r.problems.length, 1, r.problems.join('\n'));
     t.regex(r.problems[0] ?? '', /^chunk_put /);
   });

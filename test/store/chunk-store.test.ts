@@ -1,17 +1,19 @@
 import test, { type ExecutionContext } from 'ava';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ChunkStore } from '../../src/store/chunk-store.js';
+import { DirectWrites } from '../../src/store/direct-writes.js';
 import { MAX_CHUNK_BYTES } from '../../src/store/types.js';
 import { isQfsError, type ErrorCode } from '../../src/util/errors.js';
 import type { ChunkId } from '../../src/util/ids.js';
 import { silentLogger } from '../../src/util/log.js';
 import { chunkIdOf, tempDir, tree } from './helpers.js';
 
-async function openStore(t: ExecutionContext, dir?: string, reserveBytes = 0): Promise<{ store: ChunkStore; dir: string }> {
+async function openStore(t: ExecutionContext, dir?: string, reserveBytes = 0, directWrites = true): Promise<{ store: ChunkStore; dir: string }> {
   const d = dir ?? (await tempDir(t));
-  const store = await ChunkStore.open(d, silentLogger(), { reserveBytes });
+  const store = await ChunkStore.open(d, silentLogger(), { reserveBytes, directWrites });
   t.teardown(() => store.close());
   return { store, dir: d };
 }
@@ -176,4 +178,65 @@ test('a put that would eat into the reserve is no_space and leaves nothing behin
   t.deepEqual(await tree(join(dir, 'chunks')), []);
   t.deepEqual(await store.has([id]), [false]);
   t.deepEqual(store.stats(), { chunks: 0, bytes: 0 });
+});
+
+/** Whether `dir`'s filesystem takes O_DIRECT (tmpfs did not before Linux 6.6). */
+async function takesDirectIo(dir: string): Promise<boolean> {
+  try {
+    const fh = await open(join(dir, 'probe'), constants.O_WRONLY | constants.O_CREAT | constants.O_DIRECT, 0o644);
+    await fh.close();
+    await rm(join(dir, 'probe'));
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EINVAL') return false;
+    throw err;
+  }
+}
+
+test('chunk files go past the page cache where the filesystem allows it, any length, and read back exact', async (t) => {
+  const { store, dir } = await openStore(t);
+  // Lengths around the 4 KiB alignment, a whole 1 MiB slot, and one past it (written through the cache).
+  const lengths = [1, 4095, 4096, 4097, 65_537, 1024 * 1024, 1024 * 1024 + 1];
+  // More at once than there are aligned slots: the rest wait for nothing, they go through the cache.
+  const many = Array.from({ length: 12 }, () => randomBytes(300_000));
+  const all = [...lengths.map((n) => randomBytes(n)), ...many];
+  const results = await Promise.all(all.map((b) => store.put(chunkIdOf(b), b)));
+  t.true(results.every((r) => r === 'stored'));
+  for (const b of all) {
+    const id = chunkIdOf(b);
+    t.deepEqual(await readFile(chunkPath(dir, id)), b, `${b.length} bytes on disk`);
+    t.deepEqual(await store.get(id), b, `${b.length} bytes read back`);
+  }
+  t.deepEqual(await readdir(join(dir, 'tmp')), [], 'no temp file left');
+  const direct = store.directWrites();
+  if (await takesDirectIo(dir)) {
+    t.true(direct.enabled);
+    // Every chunk up to 1 MiB of the first batch went direct (one at a time is never short of slots).
+    t.true(direct.written >= lengths.length - 1, `${direct.written} went direct`);
+    t.true(direct.written < all.length, 'the chunk over 1 MiB went through the cache');
+  } else {
+    t.log(`${dir} does not take O_DIRECT: checked the fallback only`);
+    t.deepEqual(direct, { enabled: false, written: 0 });
+  }
+});
+
+test('a filesystem that refuses O_DIRECT gets its chunks through the page cache, and is not asked again', async (t) => {
+  const d = await tempDir(t);
+  const refusals: string[] = [];
+  // As tmpfs did before Linux 6.6: the open itself fails with EINVAL.
+  const refusing = new DirectWrites(async (path) => {
+    refusals.push(path);
+    throw Object.assign(new Error('EINVAL: invalid argument'), { code: 'EINVAL' });
+  });
+  const bytes = randomBytes(100_000);
+  t.is(await refusing.writeNew(join(d, 'a'), bytes, 0o644), 'unsupported');
+  t.false(refusing.enabled);
+  t.is(await refusing.writeNew(join(d, 'b'), bytes, 0o644), 'unsupported');
+  t.is(refusals.length, 1, 'asked once');
+  t.deepEqual(await readdir(d), [], 'nothing left behind');
+  // The store's own path through the cache, as such a filesystem gets it.
+  const { store, dir } = await openStore(t, undefined, 0, false);
+  t.is(await store.put(chunkIdOf(bytes), bytes), 'stored');
+  t.deepEqual(await readFile(chunkPath(dir, chunkIdOf(bytes))), bytes);
+  t.deepEqual(store.directWrites(), { enabled: false, written: 0 });
 });
