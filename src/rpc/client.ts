@@ -64,6 +64,13 @@ export interface CallOptions {
   epoch?: number;
   /** Shown the response's body as it arrives, when it comes in a frame of its own (ws:// only). */
   bodyWatcher?: BodyWatcher;
+  /**
+   * Bytes that end the request's body, after what `write` appended. They go
+   * out as a second WebSocket fragment of the same message, as they are: a
+   * chunk put to three replicas is not copied into three frames (the node's
+   * ws joins the fragments, as it joins its socket reads anyway).
+   */
+  tail?: Buffer;
 }
 
 interface Pending {
@@ -306,7 +313,9 @@ export class RpcClient {
     const frame = e.finish();
     // the pooled buffer goes back once ws has written the frame (not if the encoding outgrew it)
     const reuse = pooled !== undefined && frame.buffer === pooled.buffer && frame.byteOffset === pooled.byteOffset ? pooled : undefined;
-    if (frame.length > MAX_FRAME_BYTES) throw new QfsError('bad_request', `request of ${frame.length} bytes exceeds the frame limit`);
+    const tail = opts.tail !== undefined && opts.tail.length > 0 ? opts.tail : undefined;
+    const frameBytes = frame.length + (tail?.length ?? 0);
+    if (frameBytes > MAX_FRAME_BYTES) throw new QfsError('bad_request', `request of ${frameBytes} bytes exceeds the frame limit`);
     const waitUntil = this.state === 'open' || opts.connectWaitMs === undefined ? deadline : Math.min(deadline, Date.now() + opts.connectWaitMs);
     await this.waitForSlot(waitUntil, opts.signal);
     const ws = this.ws!;
@@ -343,10 +352,17 @@ export class RpcClient {
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       this.pending.set(id, p);
       corkForTick(ws);
-      ws.send(frame, { binary: true }, () => {
+      const sent = (): void => {
         if (reuse) bigFrames.give(reuse);
         this.wakeWaiters();
-      });
+      };
+      if (tail === undefined) {
+        ws.send(frame, { binary: true }, sent);
+      } else {
+        // Nothing can come between the two sends: one message on the wire.
+        ws.send(frame, { binary: true, fin: false });
+        ws.send(tail, { binary: true, fin: true }, sent);
+      }
     });
   }
 

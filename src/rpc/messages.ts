@@ -329,8 +329,12 @@ export interface ChunkPutRequest {
 
 export const ChunkPut = {
   encode(e: Encoder, r: ChunkPutRequest): void {
-    encodeChunkId(e, r.id);
+    ChunkPut.encodeHead(e, r.id);
     e.raw(r.bytes);
+  },
+  /** Everything before the bytes, for a caller that sends them as they are (`CallOptions.tail`). */
+  encodeHead(e: Encoder, id: ChunkId): void {
+    encodeChunkId(e, id);
   },
   decode(d: Decoder): ChunkPutRequest {
     const id = decodeChunkId(d);

@@ -81,10 +81,7 @@ export class NodeClient {
   }
 
   async putChunk(id: ChunkId, bytes: Buffer, opts?: CallOptions): Promise<'stored' | 'exists'> {
-    const d = await this.rpc.call(M.Op.ChunkPut, (e) => M.ChunkPut.encode(e, { id, bytes }), {
-      bodySizeHint: bytes.length + 40,
-      ...opts,
-    });
+    const d = await this.rpc.call(M.Op.ChunkPut, (e) => M.ChunkPut.encodeHead(e, id), { bodySizeHint: 40, ...opts, tail: bytes });
     const v = d.u8('put result');
     d.end();
     return v === M.PUT_EXISTS ? 'exists' : 'stored';

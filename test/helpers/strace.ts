@@ -475,6 +475,7 @@ function streamFrames(s: Stream, masked: boolean): Frame[] {
   if (headEnd < 0) return [];
   let p = headEnd + 4;
   const frames: Frame[] = [];
+  let pending: { opcode: number; parts: Buffer[]; first: Sys } | null = null;
   while (p + 2 <= buf.length) {
     const b0 = buf[p]!;
     const b1 = buf[p + 1]!;
@@ -500,8 +501,24 @@ function streamFrames(s: Stream, masked: boolean): Frame[] {
     if (q + len > buf.length) break; // cut off by the connection's end
     const payload = Buffer.from(buf.subarray(q, q + len));
     if (mask) for (let i = 0; i < payload.length; i++) payload[i] = payload[i]! ^ mask[i & 3]!;
-    if ((b0 & 0x80) === 0 || (b0 & 0x0f) === 0) throw new Error(`${s.key}: fragmented WebSocket message; the checker does not reassemble them`);
-    frames.push({ opcode: b0 & 0x0f, payload, first: at(p), last: at(q + len - 1) });
+    const fin = (b0 & 0x80) !== 0;
+    const opcode = b0 & 0x0f;
+    if (opcode >= 8) {
+      // control frames may come between the fragments of a message
+      frames.push({ opcode, payload, first: at(p), last: at(q + len - 1) });
+    } else if (opcode === 0) {
+      // a continuation (a chunk put's bytes follow its head as a second fragment)
+      if (!pending) throw new Error(`${s.key}: a continuation frame with no message begun`);
+      pending.parts.push(payload);
+      if (fin) {
+        frames.push({ opcode: pending.opcode, payload: Buffer.concat(pending.parts), first: pending.first, last: at(q + len - 1) });
+        pending = null;
+      }
+    } else {
+      if (pending) throw new Error(`${s.key}: a new message began before the last one's final fragment`);
+      if (fin) frames.push({ opcode, payload, first: at(p), last: at(q + len - 1) });
+      else pending = { opcode, parts: [payload], first: at(p) };
+    }
     p = q + len;
   }
   return frames;
