@@ -21,8 +21,8 @@ import { open, rm, type FileHandle } from 'node:fs/promises';
 export const ALIGN = 4096;
 /** Slots are this big: a chunk of up to 1 MiB (quorumfs format's default) goes direct. */
 const SLOT_BYTES = 1024 * 1024;
-/** Chunk writes in flight at once that go direct; more wait for a slot or go through the cache. */
-const SLOTS = 8;
+/** Chunk writes in flight at once that go direct; more wait for a slot (through the cache each costs more than the wait). */
+const SLOTS = 16;
 const WASM_PAGE = 64 * 1024;
 
 // Node has WebAssembly; the TypeScript lib this project builds with does not declare it.
@@ -41,6 +41,7 @@ export class DirectWrites {
 
   private memory: PageAlignedMemory | null = null;
   private readonly free: number[] = [];
+  private readonly waiting: Array<(slot: number) => void> = [];
   private supported = true;
   /** Chunk files written direct so far. */
   written = 0;
@@ -53,13 +54,12 @@ export class DirectWrites {
   /**
    * Writes `bytes` as a new file at `path` (which must not exist) and syncs it.
    * Returns 'unsupported' without leaving a file when this write cannot go
-   * direct (too big, every slot busy, or the filesystem has no O_DIRECT); the
-   * caller then writes through the cache.
+   * direct (too big, or the filesystem has no O_DIRECT); the caller then
+   * writes through the cache. While every slot is busy it waits for one.
    */
   async writeNew(path: string, bytes: Buffer, mode: number): Promise<DirectWriteResult> {
     if (!this.supported || bytes.length > SLOT_BYTES || bytes.length === 0) return 'unsupported';
-    const slot = this.take();
-    if (slot === null) return 'unsupported';
+    const slot = await this.take();
     try {
       const padded = Math.ceil(bytes.length / ALIGN) * ALIGN;
       const view = Buffer.from(this.memory!.buffer, slot, padded);
@@ -101,16 +101,20 @@ export class DirectWrites {
       this.written++;
       return 'direct';
     } finally {
-      this.free.push(slot);
+      const next = this.waiting.shift();
+      if (next) next(slot);
+      else this.free.push(slot);
     }
   }
 
-  private take(): number | null {
+  private take(): Promise<number> | number {
     if (this.memory === null) {
       const pages = (SLOTS * SLOT_BYTES) / WASM_PAGE;
       this.memory = new Memory({ initial: pages, maximum: pages });
       for (let i = SLOTS - 1; i >= 0; i--) this.free.push(i * SLOT_BYTES);
     }
-    return this.free.pop() ?? null;
+    const slot = this.free.pop();
+    if (slot !== undefined) return slot;
+    return new Promise((resolve) => this.waiting.push(resolve));
   }
 }
