@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { access, mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadConfig } from './config.js';
+import { loadConfig, requireEveryNode } from './config.js';
 import { parseFlags, parseIntFlag } from './usage.js';
 import { nodeArgv } from './v8-flags.js';
 
@@ -53,6 +53,7 @@ export async function devCommand(args: string[]): Promise<number> {
   const basePort = parseIntFlag(values['base-port'], '--base-port', 1, 65533) ?? 7401;
   const configPath = await ensureDevCluster(dir, basePort);
   const config = await loadConfig(configPath);
+  requireEveryNode(config);
   const cli = fileURLToPath(new URL('./main.js', import.meta.url));
   process.stdout.write(`quorumfs dev: cluster config ${configPath}\n`);
   const children: ChildProcess[] = config.nodes.map((node) => {

@@ -3,6 +3,7 @@ import { isFsError } from '../meta/errors.js';
 import { createRootLogger } from '../util/log.js';
 import { UsageError, parseFlags, parseIntFlag, requireFlag } from './usage.js';
 import { openCluster } from './wiring.js';
+import { loadConfig, requireEveryNode } from './config.js';
 
 export const FORMAT_HELP = `usage: quorumfs format --config FILE [--chunk-size BYTES] [--force]
 
@@ -18,6 +19,7 @@ export async function formatCommand(args: string[]): Promise<number> {
   const chunkSize = parseIntFlag(values['chunk-size'], '--chunk-size', 64 * 1024, 16 * 1024 * 1024) ?? 1024 * 1024;
   if ((chunkSize & (chunkSize - 1)) !== 0) throw new UsageError('--chunk-size: must be a power of two');
   const log = createRootLogger({ level: 'warn' });
+  requireEveryNode(await loadConfig(configFile));
   const { config, ks } = await openCluster(configFile, log, { hintIntervalMs: 0 });
   try {
     const down = await ks.waitForPeers(config.timeouts.connectMs);

@@ -95,26 +95,48 @@ export async function nodeCommand(args: string[]): Promise<number> {
   });
   await storageNode.start();
   // Self-heal: this node's records and chunks checked against their other replicas at an interval.
-  const healing =
-    healMs > 0
-      ? openCluster(configFile, log.child({ component: 'heal' }), { hintIntervalMs: 0 }).then(
-          ({ ks }) => {
-            const healer = new Healer(ks, id, { intervalMs: healMs, log: log.child({ component: 'heal' }) });
-            healer.start();
-            return { ks, healer };
-          },
-          (err: unknown) => {
-            log.warn({ err: (err as Error).message }, 'self-heal is off: the cluster could not be opened');
-            return null;
-          },
-        )
-      : Promise.resolve(null);
+  // A node started before the cluster is formatted, from a config that lists only seeds, finds no
+  // membership yet: it asks again every 30 s until it does (or stops).
+  let stopRequested = false;
+  let wakeHealer: (() => void) | null = null;
+  const openHealer = async (): Promise<{ ks: Awaited<ReturnType<typeof openCluster>>['ks']; healer: Healer } | null> => {
+    for (let attempt = 0; !stopRequested; attempt++) {
+      try {
+        const { ks } = await openCluster(configFile, log.child({ component: 'heal' }), { hintIntervalMs: 0 });
+        if (stopRequested) {
+          await ks.close();
+          return null;
+        }
+        const healer = new Healer(ks, id, { intervalMs: healMs, log: log.child({ component: 'heal' }) });
+        healer.start();
+        return { ks, healer };
+      } catch (err) {
+        if (!(err instanceof ConfigError) || !/only seeds/.test(err.message)) {
+          log.warn({ err: (err as Error).message }, 'self-heal is off: the cluster could not be opened');
+          return null;
+        }
+        if (attempt === 0) log.warn({ err: err.message }, 'self-heal waits for the membership: asking again every 30 s');
+        await new Promise<void>((r) => {
+          const timer = setTimeout(r, 30_000);
+          wakeHealer = () => {
+            clearTimeout(timer);
+            r();
+          };
+        });
+        wakeHealer = null;
+      }
+    }
+    return null;
+  };
+  const healing = healMs > 0 ? openHealer() : Promise.resolve(null);
 
   return new Promise<number>((resolveExit) => {
     let stopping = false;
     const stop = (signal: string): void => {
       if (stopping) return;
       stopping = true;
+      stopRequested = true;
+      (wakeHealer as (() => void) | null)?.();
       log.info({ signal }, 'shutting down');
       healing
         .then(async (h) => {

@@ -144,10 +144,8 @@ export function validateConfig(raw: unknown, path: string): ClusterConfig {
     };
   });
 
+  // Fewer nodes than copies is a list of seeds: the membership is learned from them (openCluster).
   const replication = int(raw, 'replication', 'config', 3, 1, 15);
-  if (replication > nodes.length) {
-    throw new ConfigError(`config.replication: ${replication} copies need at least ${replication} nodes, the config lists ${nodes.length}`);
-  }
   const writeQuorum = int(raw, 'writeQuorum', 'config', Math.floor(replication / 2) + 1, 1, replication);
   const timeoutsRaw = raw['timeouts'] ?? {};
   if (!isObject(timeoutsRaw)) throw new ConfigError('config.timeouts: expected an object');
@@ -213,4 +211,11 @@ export function findNode(config: ClusterConfig, id: string): NodeConfig {
   const node = config.nodes.find((n) => n.id === id);
   if (!node) throw new ConfigError(`--id: no node ${JSON.stringify(id)} in ${config.path} (known: ${config.nodes.map((n) => n.id).join(', ')})`);
   return node;
+}
+
+/** For `format` and `dev`, which make a cluster out of the listed nodes: every node of it must be listed. */
+export function requireEveryNode(config: ClusterConfig): void {
+  if (config.replication > config.nodes.length) {
+    throw new ConfigError(`config.replication: ${config.replication} copies need at least ${config.replication} nodes, the config lists ${config.nodes.length} (a shorter list only names seeds of a running cluster)`);
+  }
 }

@@ -27,5 +27,11 @@ export async function openCluster(configFile: string, log: Logger, extra: { hint
     ...extra,
   });
   await ks.ready;
+  if (ks.membership.epoch === 0) {
+    await ks.close();
+    throw new ConfigError(
+      `config.nodes: ${config.nodes.length} node(s) listed, fewer than replication ${config.replication}, so they are only seeds, and none of them answered with the cluster's membership (are they up? was the cluster formatted?)`,
+    );
+  }
   return { config, ks };
 }

@@ -150,7 +150,6 @@ test('config and flag errors: one line naming the field, exit 2, nothing created
   }
   const config = JSON.parse(await readFile(cluster.configPath, 'utf8'));
   const bad: Array<[unknown, RegExp]> = [
-    [{ ...config, replication: 3 }, /config\.replication: 3 copies need at least 3 nodes/],
     [{ ...config, nodes: [{ ...config.nodes[0], url: 'http://x:1' }] }, /config\.nodes\[0\]\.url: must start with ws:\/\//],
     [{ ...config, nodes: [{ ...config.nodes[0], id: 'a/b' }] }, /config\.nodes\[0\]\.id/],
     [{ ...config, extra: 1 }, /config\.extra: unknown field/],
