@@ -67,7 +67,7 @@ export async function gcCommand(args: string[]): Promise<number> {
       process.stdout.write(
         `gc done: ${counts.records} records, ${counts.orphanGroups} orphans (${counts.candidatesRecorded} newly seen, ${counts.orphansReclaimed} ${values['dry-run'] ? 'due' : 'reclaimed'}, ${counts.recordsDeleted} records deleted); ` +
           `${counts.chunksScanned} chunks, ${counts.chunksReferenced} referenced, ${counts.chunksSwept} unreferenced ${verb} (${counts.copiesSwept} copies), ${counts.chunksTooYoung} kept as too young; ` +
-          `${counts.tombstonesPurged} finished deletes purged; ${counts.failures} failures\n` +
+          `${counts.tombstonesPurged} finished deletes purged; ${counts.sessionsDeleted} lock sessions of ended mounts ${values['dry-run'] ? 'to delete' : 'deleted'}, ${counts.sessionsLive} live; ${counts.failures} failures\n` +
           `gc: ${formatBytes(counts.bytesReclaimed)} ${verb}\n`,
       );
       for (const f of failures) process.stdout.write(`  ${f}\n`);

@@ -12,7 +12,9 @@
 //      the survey began: a write's chunks are put before the map page that
 //      names them is committed, so a chunk put after the survey started, or
 //      within the grace before it, survives even if the mark missed its page;
-//   5. tombstones every replica holds are purged.
+//   5. tombstones every replica holds are purged;
+//   6. mounts' lock-session records that are dead go (sessions.ts argues why
+//      that is safe: a missing record reads as dead, and dead is for ever).
 //
 // Safe while mounted and busy as long as no mount holds written data
 // unpublished for longer than the grace period (the vfs publishes at close
@@ -24,6 +26,7 @@ import { QfsError } from '../util/errors.js';
 import type { ChunkId } from '../util/ids.js';
 import { DIRENT_RANGE, MAP_RANGE, gcCandidateKey, inodeKey, inoGroup } from './schema.js';
 import { isRecent, reach, survey } from './survey.js';
+import { collectSessions } from './sessions-gc.js';
 import { ROOT_INO, decodeInode, type Ino } from './types.js';
 
 export interface GcOptions {
@@ -31,6 +34,8 @@ export interface GcOptions {
   graceMs?: number;
   /** Count, delete nothing. */
   dryRun?: boolean;
+  /** The longest gc waits to see a silent lock session's counter stay unchanged (default: its lease's whole bound). */
+  sessionWaitMs?: number;
   signal?: AbortSignal;
   onProgress?: (what: string, counts: GcCounts) => void;
   onFailure?: (what: string, error: string) => void;
@@ -51,6 +56,10 @@ export interface GcCounts {
   /** Unreferenced chunks kept because they are younger than the grace period. */
   chunksTooYoung: number;
   tombstonesPurged: number;
+  /** Lock-session records of mounts that ended or died, deleted. */
+  sessionsDeleted: number;
+  /** Lock-session records of mounts still renewing them. */
+  sessionsLive: number;
   failures: number;
 }
 
@@ -71,6 +80,8 @@ export async function gc(ks: MaintainableKeySpace, opts: GcOptions = {}): Promis
     bytesReclaimed: 0,
     chunksTooYoung: 0,
     tombstonesPurged: 0,
+    sessionsDeleted: 0,
+    sessionsLive: 0,
     failures: 0,
   };
   const fail = (what: string, err: unknown): void => {
@@ -188,6 +199,16 @@ export async function gc(ks: MaintainableKeySpace, opts: GcOptions = {}): Promis
       opts.signal,
     );
   }
+  // 6. lock sessions
+  opts.onProgress?.('sessions', counts);
+  const sessions = await collectSessions(ks, s.sessions, {
+    dryRun: opts.dryRun ?? false,
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(opts.sessionWaitMs !== undefined ? { maxWaitMs: opts.sessionWaitMs } : {}),
+    onFailure: (key, err) => fail(`session ${key.toString('latin1')}`, err),
+  });
+  counts.sessionsDeleted = sessions.deleted;
+  counts.sessionsLive = sessions.live;
   opts.onProgress?.('done', counts);
   return counts;
 }

@@ -51,6 +51,8 @@ export interface Survey {
    */
   pageRefs: Map<Ino, Set<ChunkId>>;
   intents: Array<{ key: Buffer; intent: RenameIntent }>;
+  /** Mounts' lock-session records (live state, collected by gc once dead). */
+  sessions: Buffer[];
   /** gc's orphan candidates: inode → when first seen (ms). */
   candidates: Map<Ino, number>;
   /** Keys whose replicas hold a tombstone (purged once all of them do). */
@@ -88,6 +90,7 @@ export async function survey(ks: MaintainableKeySpace, opts: { signal?: AbortSig
     pages: new Map(),
     pageRefs: new Map(),
     intents: [],
+    sessions: [],
     candidates: new Map(),
     tombstones: [],
     undecodable: [],
@@ -129,6 +132,13 @@ function classify(s: Survey, key: Buffer, value: Buffer | null, others: readonly
       return null;
     }
   };
+  // "sessions" is 8 bytes long, as an inode group is: it must be told apart first
+  // (taken for an orphaned inode group, gc's reclaim deleted the session records
+  // whose id begins with "d" or "m" as if they were its entries and maps).
+  if (group.equals(SESSION_GROUP_BYTES)) {
+    if (value !== null) s.sessions.push(key);
+    return;
+  }
   if (group.length === 8) {
     const ino = inoOfGroup(group);
     const refs = (): Set<ChunkId> => {
@@ -175,8 +185,6 @@ function classify(s: Survey, key: Buffer, value: Buffer | null, others: readonly
   else if (group.equals(INTENT_GROUP_BYTES)) {
     const intent = decode('rename intent', decodeIntent, value);
     if (intent) s.intents.push({ key, intent });
-  } else if (group.equals(SESSION_GROUP_BYTES)) {
-    // a mount's lock session: live state, not structure
   } else if (group.equals(GC_GROUP_BYTES) && name.length === 8) {
     const at = Number(value.toString('utf8'));
     s.candidates.set(inoOfGroup(name), Number.isFinite(at) ? at : 0);

@@ -6,7 +6,10 @@ import { KEEP } from '../../src/keyspace/types.js';
 import type { MemoryKeySpace } from '../../src/keyspace/memory.js';
 import { fsck } from '../../src/meta/fsck.js';
 import { gc } from '../../src/meta/gc.js';
-import { direntKey, gcCandidateKey, inodeKey, intentKey, mapPageKey } from '../../src/meta/schema.js';
+import { collectSessions } from '../../src/meta/sessions-gc.js';
+import { decodeSession, encodeSession } from '../../src/meta/locks.js';
+import { DEFAULT_LEASE, deadAfterMs, renew } from '../../src/meta/lock-lease.js';
+import { direntKey, gcCandidateKey, inodeKey, intentKey, mapPageKey, sessionKey } from '../../src/meta/schema.js';
 import { decodeMapPage, chunksOfPage } from '../../src/meta/extents.js';
 import { decodeDirent, decodeInode, encodeDirent, encodeInode, encodeIntent, ROOT_INO, S_IFREG, type Ino } from '../../src/meta/types.js';
 import type { ChunkId } from '../../src/util/ids.js';
@@ -298,4 +301,65 @@ test('chunk ids in map pages survive a gc when the page is referenced (sanity of
   const ids = [...chunksOfPage(decodeMapPage((await ks.read(mapPageKey(x, 0)))!))];
   await gc(ks, { graceMs: 0 });
   for (const id of ids) t.true(await ks.hasChunk(id));
+});
+
+test('gc deletes the lock-session records of mounts that ended or died, never one that is still renewed', async (t) => {
+  const { ks } = await sample();
+  const rec = (counter: number, dead: boolean) => encodeSession({ counter, leaseMs: 1000, inFlightMs: 1000, dead });
+  await ks.change(sessionKey('ended'), () => rec(7, true));
+  await ks.change(sessionKey('crashed'), () => rec(3, false));
+  await ks.change(sessionKey('live'), () => rec(1, false));
+  let clock = 1_000_000;
+  let renewals = 0;
+  const keys = [sessionKey('ended'), sessionKey('crashed'), sessionKey('live')];
+  const r = await collectSessions(ks, keys, {
+    dryRun: false,
+    now: () => clock,
+    // Time passes only while gc waits; meanwhile the live mount renews, the crashed one does not.
+    sleep: async (ms) => {
+      clock += ms;
+      renewals++;
+      await ks.change(sessionKey('live'), (old) => encodeSession(renew(decodeSession(old))));
+    },
+  });
+  t.deepEqual(r, { deleted: 2, live: 1 });
+  t.is(await ks.read(sessionKey('ended')), null);
+  t.is(await ks.read(sessionKey('crashed')), null);
+  t.is(decodeSession(await ks.read(sessionKey('live')))!.counter, 1 + renewals);
+  // The crashed session went only after gc had seen its counter unchanged for the whole bound.
+  t.true(clock - 1_000_000 >= deadAfterMs({ leaseMs: 1000, inFlightMs: 1000 }, DEFAULT_LEASE.drift), `${clock - 1_000_000} ms waited`);
+});
+
+test('gc does not delete a silent session before the bound, and a dry run deletes nothing', async (t) => {
+  const { ks } = await sample();
+  await ks.change(sessionKey('quiet'), () => encodeSession({ counter: 5, leaseMs: 1000, inFlightMs: 1000, dead: false }));
+  await ks.change(sessionKey('ended'), () => encodeSession({ counter: 2, leaseMs: 1000, inFlightMs: 1000, dead: true }));
+  let clock = 0;
+  const opts = { now: () => clock, sleep: async (ms: number) => void (clock += ms) };
+  const dry = await collectSessions(ks, [sessionKey('quiet'), sessionKey('ended')], { ...opts, dryRun: true });
+  t.deepEqual(dry, { deleted: 1, live: 1 });
+  t.not(await ks.read(sessionKey('ended')), null, 'the dry run left it');
+  // gc may wait at most 1 s: the quiet session is left for a later run.
+  const short = await collectSessions(ks, [sessionKey('quiet'), sessionKey('ended')], { ...opts, dryRun: false, maxWaitMs: 1000 });
+  t.deepEqual(short, { deleted: 1, live: 1 });
+  t.is(decodeSession(await ks.read(sessionKey('quiet')))!.counter, 5);
+  t.is(await ks.read(sessionKey('ended')), null);
+  // And gc() itself collects: the survey finds session records.
+  await ks.change(sessionKey('ended2'), () => encodeSession({ counter: 1, leaseMs: 1000, inFlightMs: 1000, dead: true }));
+  const c = await gc(ks, { graceMs: 0, sessionWaitMs: 0 });
+  t.is(c.sessionsDeleted, 1);
+  t.is(c.sessionsLive, 1);
+  t.is(await ks.read(sessionKey('ended2')), null);
+});
+
+test('session records are not an inode group: gc keeps a live one whose id begins with d or m, and fsck stays clean', async (t) => {
+  const { ks } = await sample();
+  // "sessions" is 8 bytes, like an inode group; taken for an orphan, its "d…"/"m…" names looked like entries and maps.
+  for (const id of ['d00dfeed', 'm0123456', 'a1b2c3d4']) await ks.change(sessionKey(id), () => encodeSession({ counter: 1, leaseMs: 1000, inFlightMs: 1000, dead: false }));
+  const c = await gc(ks, { graceMs: 0, sessionWaitMs: 0 });
+  t.is(c.orphanGroups, 0);
+  t.is(c.sessionsLive, 3);
+  for (const id of ['d00dfeed', 'm0123456', 'a1b2c3d4']) t.not(await ks.read(sessionKey(id)), null, id);
+  const f = await fsck(ks);
+  t.true(f.clean, JSON.stringify(f.findings));
 });

@@ -1,0 +1,110 @@
+// gc of mounts' lock-session records (src/meta/locks.ts, lock-lease.ts).
+//
+// Every mount that takes a lock writes a session record, renews it while it
+// runs and marks it dead when it unmounts; a mount that crashed leaves one
+// that nobody renews. Without collection they pile up, one per mount run.
+//
+// Why deleting is safe: to every reader a missing session record means dead
+// (`sessionVerdict`, `renew` of null fails), and a dead session is never
+// renewed again (its mount starts a new session with a new random id). So
+// deleting a record already marked dead changes nothing anyone can see.
+// A record not marked dead is deleted only on the same evidence another mount
+// needs to declare it dead: gc's first look writes it back (a renewal left
+// on a minority cannot move the counter later: the argument in locks.ts),
+// then gc sees the counter unchanged for `deadAfterMs` on its own clock, and
+// the delete is a compare-and-set on that counter. A live mount renews every
+// leaseMs / 4, so gc waits only for sessions that stay silent past that, and
+// at most `maxWaitMs` in all (one dead mount's record costs one wait, once).
+import { KEEP, type MaintainableKeySpace } from '../keyspace/types.js';
+import { DEFAULT_LEASE, observe, sessionVerdict, type Observation } from './lock-lease.js';
+import { decodeSession } from './locks.js';
+
+export interface SessionGcOptions {
+  dryRun: boolean;
+  /** The longest gc waits for silent sessions in all (default: as long as their bound asks, deadAfterMs). */
+  maxWaitMs?: number;
+  signal?: AbortSignal;
+  onFailure?: (key: Buffer, error: unknown) => void;
+  /** The clock (tests). */
+  now?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+export async function collectSessions(ks: MaintainableKeySpace, keys: readonly Buffer[], opts: SessionGcOptions): Promise<{ deleted: number; live: number }> {
+  const now = opts.now ?? Date.now;
+  const sleep = opts.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  let deleted = 0;
+  const watched = new Map<string, { key: Buffer; seen: Observation }>();
+  // Deletes the record if it is dead or (compare-and-set) still at `counter`.
+  const remove = async (key: Buffer, counter: number | null): Promise<void> => {
+    let gone = false;
+    await ks.change(key, (old) => {
+      const r = decodeSession(old);
+      if (r === null) return KEEP;
+      if (!r.dead && r.counter !== counter) return KEEP;
+      gone = true;
+      return null;
+    });
+    if (gone) deleted++;
+  };
+  // A look that fences: the record written back at a new ballot before it is judged.
+  const look = async (key: Buffer) => decodeSession(await ks.change(key, (old) => (old === null ? KEEP : Buffer.from(old))));
+
+  for (const key of keys) {
+    opts.signal?.throwIfAborted();
+    try {
+      if (opts.dryRun) {
+        const r = decodeSession(await ks.read(key));
+        if (r?.dead) deleted++;
+        else if (r) watched.set(key.toString('hex'), { key, seen: observe(undefined, r, now()) });
+        continue;
+      }
+      const r = await look(key);
+      if (r === null) continue;
+      if (r.dead) await remove(key, null);
+      else watched.set(key.toString('hex'), { key, seen: observe(undefined, r, now()) });
+    } catch (err) {
+      opts.onFailure?.(key, err);
+    }
+  }
+  if (opts.dryRun) return { deleted, live: watched.size };
+
+  const started = now();
+  let live = 0;
+  while (watched.size > 0) {
+    opts.signal?.throwIfAborted();
+    let nextLookIn = Infinity;
+    for (const [id, w] of [...watched]) {
+      try {
+        const r = await look(w.key);
+        const at = now();
+        if (r === null || r.dead) {
+          if (r !== null) await remove(w.key, null);
+          watched.delete(id);
+          continue;
+        }
+        if (r.counter !== w.seen.counter) {
+          // renewed since gc's first look: a live mount
+          live++;
+          watched.delete(id);
+          continue;
+        }
+        const v = sessionVerdict(r, w.seen, at, DEFAULT_LEASE.drift);
+        if (v.kind === 'expired') {
+          await remove(w.key, v.counter);
+          watched.delete(id);
+        } else if (v.kind === 'alive' && at - started < (opts.maxWaitMs ?? Infinity)) {
+          nextLookIn = Math.min(nextLookIn, v.recheckInMs);
+        } else {
+          live++; // gc may not wait longer: left for the next run
+          watched.delete(id);
+        }
+      } catch (err) {
+        opts.onFailure?.(w.key, err);
+        watched.delete(id);
+      }
+    }
+    if (watched.size > 0) await sleep(Math.max(10, Number.isFinite(nextLookIn) ? nextLookIn : 10));
+  }
+  return { deleted, live };
+}
