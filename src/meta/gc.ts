@@ -34,7 +34,7 @@ export interface GcOptions {
   graceMs?: number;
   /** Count, delete nothing. */
   dryRun?: boolean;
-  /** The longest gc waits to see a silent lock session's counter stay unchanged (default: its lease's whole bound). */
+  /** The longest gc waits to see a silent lock session's counter stay unchanged (default 60 s). */
   sessionWaitMs?: number;
   signal?: AbortSignal;
   onProgress?: (what: string, counts: GcCounts) => void;
@@ -64,6 +64,8 @@ export interface GcCounts {
 }
 
 export const DEFAULT_GC_GRACE_MS = 3600_000;
+/** A session with a longer lease (-o lock_lease=) than this allows is left to a later run. */
+export const DEFAULT_SESSION_WAIT_MS = 60_000;
 
 export async function gc(ks: MaintainableKeySpace, opts: GcOptions = {}): Promise<GcCounts> {
   const graceMs = opts.graceMs ?? DEFAULT_GC_GRACE_MS;
@@ -204,7 +206,7 @@ export async function gc(ks: MaintainableKeySpace, opts: GcOptions = {}): Promis
   const sessions = await collectSessions(ks, s.sessions, {
     dryRun: opts.dryRun ?? false,
     ...(opts.signal ? { signal: opts.signal } : {}),
-    ...(opts.sessionWaitMs !== undefined ? { maxWaitMs: opts.sessionWaitMs } : {}),
+    maxWaitMs: opts.sessionWaitMs ?? DEFAULT_SESSION_WAIT_MS,
     onFailure: (key, err) => fail(`session ${key.toString('latin1')}`, err),
   });
   counts.sessionsDeleted = sessions.deleted;
