@@ -9,7 +9,7 @@ import { CLI, freePort, runCli, startNode, tempDir } from '../helpers/cluster.js
 import { spawn } from 'node:child_process';
 import { assertFsckClean, manifest, startWriter, verifyClosed } from '../helpers/faults.js';
 import { startCluster } from '../helpers/keyspace.js';
-import { mountCluster } from '../helpers/mount.js';
+import { forceUnmount, mountCluster } from '../helpers/mount.js';
 
 const REPO = new URL('../../..', import.meta.url).pathname.replace(/\/$/, '');
 
@@ -125,5 +125,64 @@ test.serial('a SIGKILLed node removed with --dead, and a node add whose command 
   t.deepEqual(writer.errors, [], 'the writer saw no error');
   t.deepEqual(await verifyClosed(writer.closed), [], 'every closed file reads back');
   await mount.stop();
+  await assertFsckClean(t, rc.cluster.configPath);
+});
+
+test.serial('a node SIGKILLed and a mount SIGKILLed in the middle of a move: the move finishes once the node is back, nothing closed is lost, fsck clean', async (t) => {
+  const rc = await startCluster(t, 3);
+  const f = await runCli(['format', '--config', rc.cluster.configPath]);
+  t.is(f.code, 0, f.stderr);
+  const a = await mountCluster(t, rc, 'a');
+  const b = await mountCluster(t, rc, 'b');
+  const tmp = await tempDir(t);
+  const src = join(tmp, 'tree');
+  // Enough chunk bytes that a copy throttled to 1 MB/s is still running when the faults come.
+  await must(`mkdir ${src} && cp -a ${REPO}/node_modules/ws ${src}/ && find ${src} -xtype l -delete && head -c 24000000 /dev/urandom > ${src}/big.bin`);
+  await must(`cp -a ${src} ${a.dir}/tree`);
+  const before = await manifest(join(a.dir, 'tree'));
+  const wa = startWriter(t, join(a.dir, 'wa'), { seed: 21, count: 100000, minSize: 1000, maxSize: 200_000, keepGoing: false, pauseSec: 0.02 });
+  const wb = startWriter(t, join(b.dir, 'wb'), { seed: 22, count: 100000, minSize: 1000, maxSize: 200_000, keepGoing: true, pauseSec: 0.02 });
+  await Promise.all([wa.closedAtLeast(5), wb.closedAtLeast(5)]);
+
+  const port = await freePort();
+  await startNode(t, rc.cluster, 'n4', ['--listen', `127.0.0.1:${port}`, '--data-dir', join(rc.cluster.dir, 'n4')]);
+  const add = spawn(process.execPath, [CLI, 'node', 'add', '--config', rc.cluster.configPath, '--id', 'n4', '--url', `ws://127.0.0.1:${port}`, '--rate', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let addOut = '';
+  add.stdout!.setEncoding('utf8').on('data', (s: string) => (addOut += s));
+  add.stderr!.setEncoding('utf8').on('data', (s: string) => (addOut += s));
+  const addExited = new Promise<number | null>((r) => add.once('exit', (code) => r(code)));
+  t.teardown(() => {
+    if (add.exitCode === null && add.signalCode === null) add.kill('SIGKILL');
+  });
+
+  // Once the change is under way: n2 (an old and a new replica of many keys) and mount b die.
+  for (;;) {
+    if (/started/.test(addOut)) break;
+    if (add.exitCode !== null) throw new Error(`node add ended before the change started: ${addOut}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  t.is(add.exitCode, null, 'the move is still running when the faults come');
+  rc.nodes.get('n2')!.kill('SIGKILL');
+  b.child.kill('SIGKILL');
+  await Promise.all([rc.nodes.get('n2')!.exited, b.exited]);
+  wb.child.kill('SIGTERM');
+  await wb.done;
+  await forceUnmount(b.dir);
+  // The closed files of the killed mount, read through the other one.
+  const closedOnB = wb.closed.filter((c) => !wb.errors.some((e) => e.path === c.path));
+
+  await rc.start('n2');
+  const code = await addExited;
+  t.is(code, 0, addOut);
+  t.regex(addOut, /membership epoch 4, R=3, stable/);
+
+  wa.child.kill('SIGTERM');
+  await wa.done;
+  t.deepEqual(wa.errors, [], 'the surviving mount saw no error');
+  t.deepEqual(await verifyClosed(wa.closed), [], 'every file closed on the surviving mount reads back');
+  t.true(closedOnB.length >= 5);
+  t.deepEqual(await verifyClosed(closedOnB, { from: b.dir, to: a.dir }), [], 'every file the killed mount had closed reads back');
+  t.deepEqual(await manifest(join(a.dir, 'tree')), before, 'the tree is unchanged');
+  await a.stop();
   await assertFsckClean(t, rc.cluster.configPath);
 });
