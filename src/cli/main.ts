@@ -1,4 +1,5 @@
 // The composition root: parses the command line and wires the layers.
+import './threadpool.js';
 import { ConfigError } from './config.js';
 import { KEYGEN_HELP, keygenCommand } from './cmd-keygen.js';
 import { NODE_HELP, nodeCommand } from './cmd-node.js';
