@@ -110,6 +110,11 @@ export function parseMountOptions(list: readonly string[]): ParsedMountOptions {
         fuse.readAheadKb = n;
         break;
       }
+      case 'readdirplus':
+        // libfuse 3's READDIRPLUS (attributes with the names): yes, no or auto (the default)
+        if (v !== 'yes' && v !== 'no' && v !== 'auto') throw new UsageError('-o readdirplus: expected yes, no or auto');
+        extra.push(`readdirplus=${v}`);
+        break;
       case 'big_writes':
       case 'use_ino':
         break; // always on
