@@ -65,7 +65,8 @@ if (marker === patchHash && fs.existsSync(built) && loads()) {
 
 // The patched build is against libfuse 3 (Debian: libfuse3-dev, found through pkg-config).
 const pc = spawnSync('pkg-config', ['--exists', 'fuse3']);
-if (pc.error || pc.status !== 0) fail('libfuse 3 headers not found (pkg-config fuse3): install libfuse3-dev (Debian), or fuse3-devel');
+if (pc.error) fail('pkg-config not found: install pkgconf (Debian), then libfuse3-dev');
+if (pc.status !== 0) fail('libfuse 3 headers not found (pkg-config fuse3): install libfuse3-dev (Debian), or fuse3-devel');
 
 // Back to the pristine files (kept by an earlier run) before patching.
 for (const f of PATCHED_FILES) {

@@ -75,7 +75,7 @@ export interface FuseLock {
   pid: number;
 }
 
-/** fcntl's lock commands, as libfuse 2.9 passes them. */
+/** fcntl's lock commands, as libfuse passes them. */
 export type LockCmd = 'getlk' | 'setlk' | 'setlkw';
 /** flock(2)'s operation without LOCK_NB (which comes as `wait` false). */
 export type FlockOp = 'shared' | 'exclusive' | 'unlock';
@@ -95,7 +95,7 @@ export interface FuseOps {
   /** Returns the file handle (fh) that later ops on this open file get. */
   open?(c: Caller, path: string, flags: number): Awaitable<number>;
   opendir?(c: Caller, path: string, flags: number): Awaitable<number>;
-  /** libfuse 2.9 passes no open flags to create. Returns the file handle. */
+  /** The binding passes no open flags to create (libfuse 3 has them; not carried yet). Returns the file handle. */
   create?(c: Caller, path: string, mode: number): Awaitable<number>;
   /** Fills buf[0..len) and returns the number of bytes read. */
   read?(c: Caller, path: string, fh: number, buf: Buffer, len: number, offset: number): Awaitable<number>;
