@@ -11,7 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const VERSION = '2.2.6';
-const PATCHED_FILES = ['fuse-native.c', 'index.js'];
+const PATCHED_FILES = ['fuse-native.c', 'index.js', 'binding.gyp'];
 const BACKUP_SUFFIX = '.quorumfs-orig';
 const MARKER = '.quorumfs-patch';
 
@@ -62,6 +62,11 @@ if (marker === patchHash && fs.existsSync(built) && loads()) {
   console.log(`quorumfs: fuse-native ${VERSION} already patched and built`);
   process.exit(0);
 }
+
+// The patched build is against libfuse 3 (Debian: libfuse3-dev, found through pkg-config).
+const pc = spawnSync('pkg-config', ['--exists', 'fuse3']);
+if (pc.error) fail('pkg-config not found: install pkgconf (Debian), then libfuse3-dev');
+if (pc.status !== 0) fail('libfuse 3 headers not found (pkg-config fuse3): install libfuse3-dev (Debian), or fuse3-devel');
 
 // Back to the pristine files (kept by an earlier run) before patching.
 for (const f of PATCHED_FILES) {

@@ -4,8 +4,8 @@
 //   write  dd if=/dev/zero of=MNT/data bs=1M count=N conv=fsync
 //   read   dd if=MNT/data of=/dev/null bs=1M count=N
 //
-// once with 4 KiB writes (no big_writes: what fuse-native gives by itself) and
-// once with our default options (big_writes,max_write=131072). The mount is
+// with 4 KiB requests, with libfuse 2.9's 128 KiB and with our default (libfuse 3:
+// 1 MiB writes, 1 MiB read-ahead), or with the request sizes given by --sizes. The mount is
 // served by a child process (this file with --serve): the serving process must
 // never do I/O on its own mount.
 //
@@ -28,6 +28,7 @@ const { values } = parseArgs({
   options: {
     mib: { type: 'string', default: '1024' },
     runs: { type: 'string', default: '3' },
+    sizes: { type: 'string' },
     serve: { type: 'string' },
     options: { type: 'string', default: '{}' },
     help: { type: 'boolean', default: false },
@@ -35,7 +36,7 @@ const { values } = parseArgs({
 });
 
 if (values.help) {
-  process.stdout.write('usage: null-fuse [--mib N (default 1024)] [--runs R (default 3)]\n');
+  process.stdout.write('usage: null-fuse [--mib N (default 1024)] [--runs R (default 3)] [--sizes KiB,KiB,... (request sizes: max_write and read-ahead)]\n');
   process.exit(0);
 }
 
@@ -149,9 +150,14 @@ async function main(): Promise<void> {
   if (!Number.isInteger(mib) || mib < 1) throw new Error('--mib: expected a positive integer');
   if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs: expected a positive integer');
   const bytes = mib * MiB;
-  const variants: Array<{ name: string; options: Partial<MountOptions> }> = [
-    { name: 'no big_writes (4 KiB writes)', options: { bigWrites: false } },
-    { name: 'big_writes,max_write=131072 (default)', options: {} },
+  const sizes = values.sizes === undefined ? [] : values.sizes.split(',').map(Number);
+  const variants: Array<{ name: string; options: Partial<MountOptions> }> = sizes.length > 0 ? sizes.map((kib) => ({
+    name: `max_write=${kib * 1024}, read-ahead ${kib} KiB`,
+    options: { maxWrite: kib * 1024, readAheadKb: kib },
+  })) : [
+    { name: 'max_write=4096 (4 KiB writes)', options: { bigWrites: false } },
+    { name: 'max_write=131072, read-ahead 128 KiB (libfuse 2.9 sizes)', options: { maxWrite: 131072, readAheadKb: undefined } },
+    { name: 'max_write=1048576, read-ahead 1 MiB (default)', options: {} },
   ];
 
   process.stdout.write(`null filesystem through FUSE, ${mib} MiB per dd, ${runs} run(s) each; ${cpus().length} × ${cpus()[0]?.model ?? '?'}, Linux ${release()}, Node ${process.version}\n\n`);

@@ -96,8 +96,26 @@ export function parseMountOptions(list: readonly string[]): ParsedMountOptions {
         break;
       case 'ro':
         throw new UsageError('-o ro: read-only mounts are not supported yet');
+      case 'max_write': {
+        // libfuse 3: also the largest read and write request the kernel sends (max_pages)
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 4096 || n > 1024 * 1024) throw new UsageError('-o max_write: expected bytes from 4096 to 1 MiB');
+        fuse.maxWrite = n;
+        break;
+      }
+      case 'read_ahead_kb': {
+        // the mount's read-ahead window (the bdi's read_ahead_kb; root only): the size of buffered read requests
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 4 || n > 65536) throw new UsageError('-o read_ahead_kb: expected KiB from 4 to 65536');
+        fuse.readAheadKb = n;
+        break;
+      }
+      case 'readdirplus':
+        // libfuse 3's READDIRPLUS (attributes with the names): yes, no or auto (the default)
+        if (v !== 'yes' && v !== 'no' && v !== 'auto') throw new UsageError('-o readdirplus: expected yes, no or auto');
+        extra.push(`readdirplus=${v}`);
+        break;
       case 'big_writes':
-      case 'max_write':
       case 'use_ino':
         break; // always on
       default:

@@ -102,7 +102,7 @@ export function vfsOps(vfs: Vfs, log: Logger, counters?: OpCounters, kernel?: Ke
       if (changed) kernel?.invalidate(path);
       return fh;
     }),
-    // libfuse 2.9 hands create no flags; the kernel only calls it after a lookup
+    // the binding hands create no flags (libfuse 3 has them; not carried yet); the kernel only calls it after a lookup
     // found no such name, so it is exclusive (and an O_EXCL race has one winner).
     create: op('create', async (c, path: string, mode: number) => vfs.create(path, mode, O_CREAT | O_EXCL | O_RDWR, c, op$())),
     read: op('read', async (_c, _path: string, fh: number, buf: Buffer, len: number, offset: number) => {

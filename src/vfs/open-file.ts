@@ -42,6 +42,13 @@ import type { ByteLru } from './lru.js';
 export const INLINE_MAX = 16 * 1024;
 /** Chunks fetched ahead of a sequential reader at most (8 MiB with 1 MiB chunks). */
 const READ_AHEAD_MAX = 8;
+/**
+ * How far from the end of the last read a read still counts as sequential. The
+ * kernel's read-ahead sends several requests at once (with libfuse 3, 1 MiB each),
+ * from several FUSE threads, and they reach the vfs in any order: an exact match
+ * took the second of two requests in flight for a seek and restarted the read-ahead.
+ */
+const SEQUENTIAL_SLACK = 4 * 1024 * 1024;
 /** Background compaction waits until the file has seen no read or write here for this long. */
 export const COMPACT_IDLE_MS = 1000;
 
@@ -116,8 +123,8 @@ export class OpenFile {
   private publishing = false;
   private lastReadEnd = -1;
   private lastWriteEnd = -1;
-  /** Sequential reads in a row: the read-ahead grows with them, up to READ_AHEAD_MAX chunks. */
-  private sequentialReads = 0;
+  /** Bytes read sequentially in a row: the read-ahead grows with them (a chunk per MiB), up to READ_AHEAD_MAX chunks. */
+  private sequentialBytes = 0;
   private aheadUntil = 0;
   private readonly fetching = new Map<string, Promise<Buffer>>();
   /** Bumped by every change, so a flush knows whether more came in while it published. */
@@ -281,7 +288,8 @@ export class OpenFile {
       return out;
     }
     this.background.touch(this.inode.ino);
-    const sequential = pos === this.lastReadEnd || pos === 0;
+    const sequential = pos === 0 || (this.lastReadEnd >= 0 && Math.abs(pos - this.lastReadEnd) <= SEQUENTIAL_SLACK);
+    this.lastReadEnd = end; // at once: a request that arrives while this one waits compares with it
     const first = Math.floor(pos / this.cs);
     const last = Math.floor((end - 1) / this.cs);
     const work: Promise<void>[] = [];
@@ -296,13 +304,12 @@ export class OpenFile {
     // of them the longer the reader keeps going (a cold chunk is a round trip to a
     // node and a disk read: several in flight keep both busy).
     if (sequential) {
-      this.sequentialReads++;
-      this.readAhead(last + 1, Math.min(READ_AHEAD_MAX, 2 + (this.sequentialReads >> 3)));
+      this.sequentialBytes += end - pos;
+      this.readAhead(last + 1, Math.min(READ_AHEAD_MAX, 2 + Math.floor(this.sequentialBytes / (1024 * 1024))));
     } else {
-      this.sequentialReads = 0;
+      this.sequentialBytes = 0;
       this.aheadUntil = 0;
     }
-    this.lastReadEnd = end;
     return out;
   }
 

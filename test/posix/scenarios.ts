@@ -334,7 +334,7 @@ const readWrite: Scenario[] = [
   },
   {
     name: 'an unlinked open file stays writable and readable',
-    known: { mount: 'libfuse 2.9 high-level API with hard_remove off (its default) renames an open file that is unlinked to .fuse_hidden* until it is closed (DESIGN.md, FUSE facts)' },
+    known: { mount: "libfuse's high-level API with hard_remove off (its default, kept: the binding needs a path for every op) renames an open file that is unlinked to .fuse_hidden* until it is closed (DESIGN.md, FUSE facts)" },
     category: 'read-write',
     setup: [{ op: 'open', path: 'f', flags: ['O_CREAT', 'O_RDWR'], as: 'fd' }, { op: 'unlink', path: 'f' }],
     run: { op: 'write', fd: 'fd', pos: 0, data: pat(100_000) },
@@ -888,7 +888,7 @@ const rename: Scenario[] = [
   },
   {
     name: 'RENAME_NOREPLACE to a free name',
-    known: { mount: "libfuse 2.9's high-level API has no rename flags: the kernel answers EINVAL for renameat2 with RENAME_NOREPLACE" },
+    known: { mount: 'rename flags reach the binding with libfuse 3 but are refused (EINVAL): the vfs has no atomic RENAME_NOREPLACE yet (docs/fuse-binding.md)' },
     category: 'rename',
     setup: [file('a', 'A')],
     run: { op: 'rename', from: 'a', to: 'b', noreplace: true },
