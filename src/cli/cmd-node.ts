@@ -21,6 +21,9 @@ Runs one storage node of the cluster described by FILE.
   --listen HOST:PORT   bind address (default: the node's url)
   --data-dir DIR       data directory (default: the node's dataDir)
   --reserve-bytes N    free space kept back from chunk writes
+  --direct-writes      write chunk files with O_DIRECT (about 1 CPU-second
+                       less per GiB stored, but data just written is read
+                       back from the disk, not the page cache; off by default)
   --log-level LEVEL    trace|debug|info|warn|error|silent (default info)
   --heal-interval D    how often this node checks that its records and chunks
                        are on their other replicas and copies them where
@@ -52,6 +55,7 @@ export async function nodeCommand(args: string[]): Promise<number> {
     'reserve-bytes': { type: 'string' },
     'log-level': { type: 'string' },
     'heal-interval': { type: 'string' },
+    'direct-writes': { type: 'boolean' },
   });
   const configFile = requireFlag(values.config, '--config');
   const id = requireFlag(values.id, '--id');
@@ -89,6 +93,7 @@ export async function nodeCommand(args: string[]): Promise<number> {
     dataDir: values['data-dir'] ? resolve(values['data-dir']) : node.dataDir,
     listen: listen ?? node.listen,
     reserveBytes: reserve ?? node.reserveBytes,
+    directWrites: values['direct-writes'] === true,
     version: VERSION,
     log,
     ...(tls ? { tls } : {}),

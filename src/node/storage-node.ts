@@ -24,6 +24,8 @@ export interface StorageNodeOptions {
   dataDir: string;
   listen: { host: string; port: number };
   reserveBytes: number;
+  /** Chunk files written with O_DIRECT (src/store/direct-writes.ts); default off. */
+  directWrites?: boolean;
   version: string;
   log: Logger;
   tls?: { cert: Buffer; key: Buffer };
@@ -94,7 +96,7 @@ export class StorageNode {
     const { opts } = this;
     await claimDataDir(opts.dataDir, opts.nodeId, opts.clusterName);
     this.records = await RecordStore.open(join(opts.dataDir, 'records'), this.log.child({ component: 'records' }));
-    this.chunks = await ChunkStore.open(opts.dataDir, this.log.child({ component: 'chunks' }), { reserveBytes: opts.reserveBytes });
+    this.chunks = await ChunkStore.open(opts.dataDir, this.log.child({ component: 'chunks' }), { reserveBytes: opts.reserveBytes, directWrites: opts.directWrites ?? false });
     this.membership = await MembershipKeeper.open(opts.dataDir, this.log.child({ component: 'membership' }));
     const onRequest = (req: IncomingMessage, res: ServerResponse): void => void this.serveHttp(req, res);
     this.http = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest) : createHttpServer(onRequest);

@@ -27,7 +27,7 @@ export type VerifyResult = 'ok' | 'corrupt' | 'missing';
 export interface ChunkStoreOptions {
   /** Free bytes the filesystem must keep after a put; default 64 MiB. */
   reserveBytes?: number;
-  /** Write chunk files with O_DIRECT where the filesystem allows it (`direct-writes.ts`); default true. */
+  /** Write chunk files with O_DIRECT where the filesystem allows it (`direct-writes.ts`); default false. */
   directWrites?: boolean;
 }
 
@@ -86,7 +86,7 @@ export class ChunkStore {
       await fsyncDir(dir);
       const counts = await countChunks(join(dir, 'chunks'), log);
       log.debug({ dir, ...counts }, 'chunk store open');
-      return new ChunkStore(dir, log, reserveBytes, counts, opts.directWrites ?? true);
+      return new ChunkStore(dir, log, reserveBytes, counts, opts.directWrites ?? false);
     } catch (err) {
       throw toQfsError(err);
     }
