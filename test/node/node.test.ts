@@ -60,7 +60,8 @@ test('chunks: a get with a BlockDigester has the leaves of the chunk digested as
 test('chunks: many concurrent 1 MiB puts (their frames written into reused buffers) all arrive intact', async (t) => {
   const cluster = await writeCluster(t, 1, { replication: 1 });
   await startNode(t, cluster, 'n1');
-  const c = connect(t, cluster, 'n1');
+  // A generous deadline: twelve 1 MiB puts and syncs at once on a disk other tests keep busy took over 5 s in loaded suite runs.
+  const c = connect(t, cluster, 'n1', { timeoutMs: 30_000 });
   for (let round = 0; round < 3; round++) {
     const chunks = Array.from({ length: 12 }, () => randomBytes(1024 * 1024));
     // the node checks every chunk against its id: a frame reused before it was written would be refused as corrupt
