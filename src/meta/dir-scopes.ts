@@ -26,7 +26,13 @@ export interface WriteBehindOptions {
   /** This many changes of one directory within `heatMs` make the mount take its lease. */
   acquireAfter: number;
   heatMs: number;
-  /** A held lease nobody used for this long is flushed and given back. */
+  /**
+   * A held lease nobody used for this long is flushed and given back. Shorter
+   * than a renewal interval (a quarter of the lease period, 1.25 s by default)
+   * plus the check's period, so that a directory used only in a burst (one
+   * that `tar -x` made and filled) is given back before its first renewal:
+   * renewing a lease nobody uses is a round for nothing.
+   */
   idleReleaseMs: number;
   /** After a recall, the mount waits this long before it takes the same lease again. */
   recallBackoffMs: number;
@@ -42,7 +48,7 @@ export const DEFAULT_WRITE_BEHIND: Readonly<WriteBehindOptions> = Object.freeze(
   enabled: true,
   acquireAfter: 8,
   heatMs: 1000,
-  idleReleaseMs: 1500,
+  idleReleaseMs: 900,
   recallBackoffMs: 2000,
   maxPending: 2048,
   acquireGiveUpMs: 1000,
@@ -187,7 +193,7 @@ export class DirScopes {
         this.stats.recalled++;
         void this.release(st);
       });
-      this.idleTimer = setInterval(() => this.releaseIdle(), Math.max(50, Math.min(500, opts.idleReleaseMs / 3)));
+      this.idleTimer = setInterval(() => this.releaseIdle(), Math.max(50, Math.min(200, opts.idleReleaseMs / 3)));
       this.idleTimer.unref();
     }
   }
