@@ -88,6 +88,22 @@ function cloneInode(i: Inode): Inode {
   return decodeInode(encodeInode(i));
 }
 
+/**
+ * An inode this mount created behind under a directory lease it still holds
+ * (see FsMeta.privates). `gen` counts its changes; `written` is the newest of
+ * them known to be committed. Its writes run one after another on the inode's
+ * chain and each writes the newest value when it is sent, so a write whose
+ * change an earlier write already carried is skipped (tar's chown, chmod and
+ * utimes after close make one or two writes, not three).
+ */
+interface Private {
+  st: DirState;
+  held: HeldScope;
+  inode: Inode;
+  gen: number;
+  written: number;
+}
+
 /** Inode numbers kept prepared ahead: enough for a serial writer (tar, cp) to never wait for one. */
 const FRESH_INOS = 4;
 
@@ -113,7 +129,7 @@ export class FsMeta {
    * and their changes (times, modes, owners, contents at close) are written
    * behind on the inode's own chain, after its creation.
    */
-  private readonly privates = new Map<Ino, { st: DirState; held: HeldScope; inode: Inode }>();
+  private readonly privates = new Map<Ino, Private>();
 
   constructor(
     readonly ks: KeySpace,
@@ -383,17 +399,21 @@ export class FsMeta {
       // (crash order). Until then this mount's own reads and changes of the
       // inode wait for its write (settled).
       const inode = this.inodeRecord(this.takeIno(), dir, attrs, time);
-      const record = encodeInode(inode);
-      const { committed: born } = this.dirs.queue(st, inoChain(inode.ino), () =>
-        this.ks.change(inodeKey(inode.ino), (old) => {
+      const priv: Private = { st, held: st.held!, inode: cloneInode(inode), gen: 0, written: -1 };
+      // The creation writes the inode as it is when sent (changes made meanwhile ride along).
+      const { committed: born } = this.dirs.queue(st, inoChain(inode.ino), async () => {
+        const gen = priv.gen;
+        const record = encodeInode(priv.inode);
+        await this.ks.change(inodeKey(inode.ino), (old) => {
           if (old) throw new FsError('EIO', 'inode number collision');
           return record;
-        }),
-      );
+        });
+        priv.written = Math.max(priv.written, gen);
+      });
       this.background(inode.ino, () => born);
       // A new directory is born with its lease held: what is made inside it is written behind too.
       const birth = isDir(attrs.mode) ? this.dirs.born(inode.ino) : null;
-      this.privates.set(inode.ino, { st, held: st.held!, inode: cloneInode(inode) });
+      this.privates.set(inode.ino, priv);
       if (this.privates.size > this.pruneAt) this.prunePrivates();
       // The name's first phase overlaps the inode's write: its commit is then one accept.
       void this.ks.prepare?.(direntKey(dir, name), { scope: st.held!.call }).catch(() => {});
@@ -692,7 +712,7 @@ export class FsMeta {
     await this.ks.delete(intentKey(id));
   }
 
-  private privateOf(ino: Ino): { st: DirState; held: HeldScope; inode: Inode } | null {
+  private privateOf(ino: Ino): Private | null {
     const p = this.privates.get(ino);
     if (!p) return null;
     if (p.st.held === p.held && !p.st.gate && p.held.trusted() && this.dirs.reachable(p.st)) return p;
@@ -725,8 +745,14 @@ export class FsMeta {
       const next = cloneInode(p.inode);
       fn(next);
       p.inode = next;
-      const bytes = encodeInode(next);
-      const { committed } = this.dirs.queue(p.st, inoChain(ino), () => this.ks.change(inodeKey(ino), () => bytes));
+      const gen = ++p.gen;
+      const { committed } = this.dirs.queue(p.st, inoChain(ino), async () => {
+        if (p.written >= gen) return; // an earlier write on the chain already carried this change
+        const sent = p.gen;
+        const bytes = encodeInode(p.inode);
+        await this.ks.change(inodeKey(ino), () => bytes);
+        p.written = Math.max(p.written, sent);
+      });
       this.background(ino, () => committed);
       return cloneInode(next);
     }
