@@ -20,6 +20,7 @@ const LEASE_BUGS: Record<string, LeaseBugs> = {
   'ignore-settled': { ignoreSettled: true },
   'no-takeover-wait': { noTakeoverWait: true },
   'ignore-held-reads': { ignoreHeldReads: true },
+  'publish-before-born': { publishBeforeBorn: true },
 };
 
 const MEMBER_BUGS: Record<string, MembershipBugs> = {

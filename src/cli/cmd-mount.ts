@@ -97,7 +97,7 @@ export async function mountCommand(args: string[]): Promise<number> {
       requestMs: config.timeouts.requestMs,
       lease: { ...(parsed.lockLeaseMs !== null ? { leaseMs: parsed.lockLeaseMs } : {}), inFlightMs: operationMs },
     });
-    const meta = new FsMeta(ks, sb, { writeBehind: { enabled: parsed.writeBehind }, log: log.child({ component: 'meta' }) });
+    const meta = new FsMeta(ks, sb, { writeBehind: { enabled: parsed.writeBehind, bornLeases: parsed.bornLeases }, log: log.child({ component: 'meta' }) });
     const vfs = new Vfs(meta, ks, {
       log: log.child({ component: 'vfs' }),
       locks,

@@ -13,6 +13,8 @@ export interface ParsedMountOptions {
   lockLeaseMs: number | null;
   /** -o async (the default): name changes in a directory this mount holds are written behind; -o sync: every change is synchronous. */
   writeBehind: boolean;
+  /** -o born_leases=0: directories this mount makes start without their lease (as before born leases; for comparisons). */
+  bornLeases: boolean;
 }
 
 export function parseMountOptions(list: readonly string[]): ParsedMountOptions {
@@ -22,6 +24,7 @@ export function parseMountOptions(list: readonly string[]): ParsedMountOptions {
   let logLevel: string | null = null;
   let lockLeaseMs: number | null = null;
   let writeBehind = true;
+  let bornLeases = true;
   const seconds = (k: string, v: string | undefined): number => {
     const n = Number(v);
     if (v === undefined || !Number.isFinite(n) || n < 0 || n > 3600) throw new UsageError(`-o ${k}: expected seconds from 0 to 3600`);
@@ -94,6 +97,10 @@ export function parseMountOptions(list: readonly string[]): ParsedMountOptions {
       case 'async':
         writeBehind = true;
         break;
+      case 'born_leases':
+        if (v !== '0' && v !== '1') throw new UsageError('-o born_leases: expected 0 or 1');
+        bornLeases = v === '1';
+        break;
       case 'ro':
         throw new UsageError('-o ro: read-only mounts are not supported yet');
       case 'max_write': {
@@ -123,5 +130,5 @@ export function parseMountOptions(list: readonly string[]): ParsedMountOptions {
     }
   }
   if (extra.length > 0) fuse.extraOptions = extra;
-  return { fuse, config, logLevel, lockLeaseMs, writeBehind };
+  return { fuse, config, logLevel, lockLeaseMs, writeBehind, bornLeases };
 }

@@ -11,6 +11,7 @@ import { QfsError } from '../util/errors.js';
 import { KEEP, recordKey, type CallOpts, type HeldScope, type ScopeRange, type ScopeService } from '../keyspace/types.js';
 import {
   acquireFree,
+  bornLease,
   decodeLease,
   encodeLease,
   holderTrustMs,
@@ -152,6 +153,38 @@ export class ScopeLease {
     return null;
   }
 
+  /**
+   * The lease of a scope this session is creating and nobody else can reach
+   * yet (a directory whose name is not published): the record is written over
+   * an absent one, held by this session at the term after the fresh one, with
+   * nothing to settle (util/lease.ts, bornLease). The lease is returned at once
+   * so that changes can be decided under it; nothing may be sent under it, and
+   * the scope must not be published, before `ready` resolves. `ready` rejects
+   * when the record could not be written (then the lease is lost) — `bad_request`
+   * when one was there already (the scope is not new: a reused number).
+   * Trust is counted from the send, as for any acquisition.
+   */
+  static born(cfg: ScopeLeaseConfig, session: string): { lease: ScopeLease; ready: Promise<void> } {
+    const record = bornLease(session);
+    const bytes = encodeLease(record);
+    const lease = new ScopeLease(cfg, record, session, cfg.clock.now(), false);
+    const ready = (async () => {
+      try {
+        await cfg.registers.change(cfg.lease, (old) => {
+          if (old === null) return bytes;
+          if (old.equals(bytes)) return KEEP; // this very write, chosen by an earlier attempt
+          throw new QfsError('bad_request', 'the scope already has a lease record: it is not new');
+        });
+      } catch (err) {
+        lease.lose();
+        throw err;
+      }
+      if (!lease.lost) lease.start();
+    })();
+    ready.catch(() => {});
+    return { lease, ready };
+  }
+
   private start(): this {
     this.cfg.registers.dropUnlearned(this.cfg.lease);
     this.renewing = this.renewLoop();
@@ -255,7 +288,7 @@ export class ClusterScopes implements ScopeService {
     this.session = `${hostname().slice(0, 24)}:${process.pid}:${randomBytes(6).toString('hex')}`;
   }
 
-  async acquire(range: ScopeRange, giveUpAfterMs: number): Promise<HeldScope | null> {
+  private config(range: ScopeRange): ScopeLeaseConfig {
     const group = recordKey(range.group, Buffer.alloc(0)); // the encoded group prefix
     const start = recordKey(range.group, range.start);
     const cfg: ScopeLeaseConfig = {
@@ -271,7 +304,11 @@ export class ClusterScopes implements ScopeService {
       // and the refusal makes the nodes ask that holder to give it back.
       recall: () => void this.registers.read(start, { scope: { lease: range.lease, term: 0, session: this.session } }).catch(() => {}),
     };
-    const lease = await ScopeLease.acquire(cfg, this.session, giveUpAfterMs);
+    return cfg;
+  }
+
+  async acquire(range: ScopeRange, giveUpAfterMs: number): Promise<HeldScope | null> {
+    const lease = await ScopeLease.acquire(this.config(range), this.session, giveUpAfterMs);
     if (!lease) return null;
     try {
       await lease.settle();
@@ -280,6 +317,21 @@ export class ClusterScopes implements ScopeService {
       return null;
     }
     return { call: lease.scope, trusted: () => lease.trusted(), release: () => lease.release() };
+  }
+
+  born(range: ScopeRange): { held: HeldScope; ready: Promise<void> } {
+    const { lease, ready } = ScopeLease.born(this.config(range), this.session);
+    return {
+      held: {
+        call: lease.scope,
+        trusted: () => lease.trusted(),
+        release: async () => {
+          await ready.catch(() => {});
+          return lease.release();
+        },
+      },
+      ready,
+    };
   }
 
   onRecall(fn: (lease: Buffer) => void): void {

@@ -108,6 +108,15 @@ export interface ScopeService {
    * terms left; null when that did not happen within `giveUpAfterMs`.
    */
   acquire(range: ScopeRange, giveUpAfterMs: number): Promise<HeldScope | null>;
+  /**
+   * The lease of a scope this session is creating, which nobody else can
+   * reach until the caller publishes it (a new directory before its name is
+   * committed): held at once, with nothing to settle. Nothing may be sent
+   * under it, nor the scope published, before `ready` resolves; `ready`
+   * rejects when the lease record could not be written (the lease is then
+   * lost). Absent: every lease is acquired.
+   */
+  born?(range: ScopeRange): { held: HeldScope; ready: Promise<void> };
   /** Calls `fn` with a lease key when the nodes ask this session to give that scope back. */
   onRecall(fn: (lease: Buffer) => void): void;
   /** Is this client connected to a majority of the group's replicas now? (Changes are written behind only then.) */

@@ -26,7 +26,13 @@ export interface WriteBehindOptions {
   /** This many changes of one directory within `heatMs` make the mount take its lease. */
   acquireAfter: number;
   heatMs: number;
-  /** A held lease nobody used for this long is flushed and given back. */
+  /**
+   * A held lease nobody used for this long is flushed and given back. Shorter
+   * than a renewal interval (a quarter of the lease period, 1.25 s by default)
+   * plus the check's period, so that a directory used only in a burst (one
+   * that `tar -x` made and filled) is given back before its first renewal:
+   * renewing a lease nobody uses is a round for nothing.
+   */
   idleReleaseMs: number;
   /** After a recall, the mount waits this long before it takes the same lease again. */
   recallBackoffMs: number;
@@ -34,16 +40,19 @@ export interface WriteBehindOptions {
   maxPending: number;
   /** How long taking a lease may take before the change goes on without it. */
   acquireGiveUpMs: number;
+  /** A directory this mount makes is born with its lease held (known empty, nothing to settle). */
+  bornLeases: boolean;
 }
 
 export const DEFAULT_WRITE_BEHIND: Readonly<WriteBehindOptions> = Object.freeze({
   enabled: true,
   acquireAfter: 8,
   heatMs: 1000,
-  idleReleaseMs: 1500,
+  idleReleaseMs: 900,
   recallBackoffMs: 2000,
   maxPending: 2048,
   acquireGiveUpMs: 1000,
+  bornLeases: true,
 });
 
 /** One directory as this mount sees its scope. */
@@ -51,6 +60,8 @@ export class DirState {
   /** The lease's term as last read while free (null: read it again). */
   term: number | null = null;
   held: HeldScope | null = null;
+  /** A born lease whose record is not chosen yet: nothing is sent under it before this resolves. */
+  ready: Promise<void> | null = null;
   /** An acquisition or release in progress: calls on the directory wait for it. */
   gate: Promise<void> | null = null;
   /** While held: the entries this mount knows, its queued changes included (null: no such name). */
@@ -166,7 +177,7 @@ export class DirScopes {
   private readonly idleTimer: NodeJS.Timeout | null = null;
   private closed = false;
   /** Counters for tests and status. */
-  readonly stats = { acquired: 0, released: 0, recalled: 0, queued: 0, committed: 0, fencedRetries: 0, laggingRetries: 0 };
+  readonly stats = { born: 0, acquired: 0, released: 0, recalled: 0, queued: 0, committed: 0, fencedRetries: 0, laggingRetries: 0 };
 
   constructor(
     private readonly ks: KeySpace,
@@ -182,7 +193,7 @@ export class DirScopes {
         this.stats.recalled++;
         void this.release(st);
       });
-      this.idleTimer = setInterval(() => this.releaseIdle(), Math.max(50, Math.min(500, opts.idleReleaseMs / 3)));
+      this.idleTimer = setInterval(() => this.releaseIdle(), Math.max(50, Math.min(200, opts.idleReleaseMs / 3)));
       this.idleTimer.unref();
     }
   }
@@ -303,6 +314,42 @@ export class DirScopes {
     }
   }
 
+  /**
+   * A directory this mount is making, before its name is published: nobody
+   * else can reach its entries yet, so it is born with its lease held by this
+   * mount and known to be empty (ScopeService.born), and changes inside it are
+   * written behind from the first. Returns the lease record's write: the
+   * directory's name must not be committed before it resolves. Null when
+   * there is no born lease (no leases, writing through, or closing): the
+   * directory starts as any other.
+   */
+  born(dir: Ino): Promise<void> | null {
+    const scopes = this.scopes;
+    if (!scopes?.born || !this.opts.enabled || !this.opts.bornLeases || this.closed) return null;
+    const st = this.state(dir);
+    if (st.held || st.gate || st.freeCalls > 0) return null; // not a new directory after all
+    const { held, ready } = scopes.born(st.range);
+    st.forgetAll();
+    st.chains.clear();
+    st.term = null;
+    st.heat = 0;
+    st.held = held;
+    st.complete = true;
+    st.ready = ready;
+    st.lastUse = Date.now();
+    this.stats.born++;
+    void ready.then(
+      () => {
+        if (st.ready === ready) st.ready = null;
+      },
+      (err: unknown) => {
+        if (st.ready === ready) st.ready = null;
+        if (st.held === held) void this.lost(st, err);
+      },
+    );
+    return ready;
+  }
+
   /** Commits the directory's queued changes and gives its lease back. */
   async release(st: DirState): Promise<void> {
     while (st.gate) await st.gate;
@@ -400,7 +447,8 @@ export class DirScopes {
   /** Runs a call under the held lease; a refusal means the lease is gone, and the call goes on without it. */
   async underLease<T>(st: DirState, run: (opts: CallOpts) => Promise<T>, op?: CallOpts, learnt?: Learnt<T>): Promise<T> {
     const held = st.held;
-    if (held && held.trusted()) {
+    if (held && st.ready) await st.ready.catch(() => {}); // a born lease: nothing is sent under it before its record
+    if (held && st.held === held && held.trusted()) {
       try {
         const out = await this.retryLagging(st, held, () => run({ ...op, scope: held.call }));
         // What the holder knows follows, in the same turn: a lease taken during this very call read the directory before it.
@@ -463,8 +511,10 @@ export class DirScopes {
     if (!held || st.gate) throw new QfsError('internal', 'a change was queued without a usable directory lease');
     const k = typeof name === 'string' ? name : name.toString('latin1');
     const before = st.chains.get(k);
+    const ready = st.ready;
     const p: Promise<void> = (async () => {
       if (before) await before.catch(() => {});
+      if (ready) await ready; // a born lease's record first (its failure is this commit's)
       if (st.held !== held || !held.trusted()) throw new QfsError('fenced', 'the directory lease was lost before a queued change was committed');
       await this.retryLagging(st, held, () => commit({ scope: held.call }));
       this.stats.committed++;

@@ -9,7 +9,7 @@
 // Leftovers (orphan inodes, unreferenced chunks, stale intents) are gc's work.
 import { randomBytes, randomInt } from 'node:crypto';
 import { KEEP, type CallOpts, type ChangeFn, type KeySpace } from '../keyspace/types.js';
-import { QfsError } from '../util/errors.js';
+import { QfsError, isQfsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { DEFAULT_WRITE_BEHIND, DirScopes, inoChain, type DirState, type WriteBehindOptions } from './dir-scopes.js';
 import type { HeldScope } from '../keyspace/types.js';
@@ -88,6 +88,22 @@ function cloneInode(i: Inode): Inode {
   return decodeInode(encodeInode(i));
 }
 
+/**
+ * An inode this mount created behind under a directory lease it still holds
+ * (see FsMeta.privates). `gen` counts its changes; `written` is the newest of
+ * them known to be committed. Its writes run one after another on the inode's
+ * chain and each writes the newest value when it is sent, so a write whose
+ * change an earlier write already carried is skipped (tar's chown, chmod and
+ * utimes after close make one or two writes, not three).
+ */
+interface Private {
+  st: DirState;
+  held: HeldScope;
+  inode: Inode;
+  gen: number;
+  written: number;
+}
+
 /** Inode numbers kept prepared ahead: enough for a serial writer (tar, cp) to never wait for one. */
 const FRESH_INOS = 4;
 
@@ -106,13 +122,14 @@ export class FsMeta {
 
   /** Directory leases and the name changes written behind under them. */
   readonly dirs: DirScopes;
+  private readonly log: Logger | undefined;
   /**
    * Inodes this mount created behind under a directory lease it still holds:
    * their only name is in that directory, so no other mount can reach them,
    * and their changes (times, modes, owners, contents at close) are written
    * behind on the inode's own chain, after its creation.
    */
-  private readonly privates = new Map<Ino, { st: DirState; held: HeldScope; inode: Inode }>();
+  private readonly privates = new Map<Ino, Private>();
 
   constructor(
     readonly ks: KeySpace,
@@ -120,6 +137,7 @@ export class FsMeta {
     opts: { writeBehind?: Partial<WriteBehindOptions>; log?: Logger } = {},
   ) {
     this.dirs = new DirScopes(ks, { ...DEFAULT_WRITE_BEHIND, ...opts.writeBehind }, opts.log);
+    this.log = opts.log;
   }
 
   /**
@@ -381,15 +399,21 @@ export class FsMeta {
       // (crash order). Until then this mount's own reads and changes of the
       // inode wait for its write (settled).
       const inode = this.inodeRecord(this.takeIno(), dir, attrs, time);
-      const record = encodeInode(inode);
-      const { committed: born } = this.dirs.queue(st, inoChain(inode.ino), () =>
-        this.ks.change(inodeKey(inode.ino), (old) => {
+      const priv: Private = { st, held: st.held!, inode: cloneInode(inode), gen: 0, written: -1 };
+      // The creation writes the inode as it is when sent (changes made meanwhile ride along).
+      const { committed: born } = this.dirs.queue(st, inoChain(inode.ino), async () => {
+        const gen = priv.gen;
+        const record = encodeInode(priv.inode);
+        await this.ks.change(inodeKey(inode.ino), (old) => {
           if (old) throw new FsError('EIO', 'inode number collision');
           return record;
-        }),
-      );
+        });
+        priv.written = Math.max(priv.written, gen);
+      });
       this.background(inode.ino, () => born);
-      this.privates.set(inode.ino, { st, held: st.held!, inode: cloneInode(inode) });
+      // A new directory is born with its lease held: what is made inside it is written behind too.
+      const birth = isDir(attrs.mode) ? this.dirs.born(inode.ino) : null;
+      this.privates.set(inode.ino, priv);
       if (this.privates.size > this.pruneAt) this.prunePrivates();
       // The name's first phase overlaps the inode's write: its commit is then one accept.
       void this.ks.prepare?.(direntKey(dir, name), { scope: st.held!.call }).catch(() => {});
@@ -397,21 +421,47 @@ export class FsMeta {
       st.setKnown(k, { ino: inode.ino, type: inode.mode & S_IFMT });
       this.dirs.queue(st, name, async (o) => {
         await born;
+        await birth; // published only once the nodes have its lease held: whoever finds the name finds that
         await this.ks.change(direntKey(dir, name), () => dirent, o);
       });
       this.touchDir(dir, isDir(attrs.mode) ? 1 : 0, time);
       return { inode: { ...inode, xattrs: new Map() }, created: true };
     }
-    const inode = await this.newInode(dir, attrs, time, op);
+    // A new directory is born with its lease held, its record written beside its inode.
+    let birth: Promise<void> | null = null;
+    let inode: Inode;
+    for (let tries = 0; ; tries++) {
+      birth = null;
+      inode = await this.newInode(dir, attrs, time, op, isDir(attrs.mode) ? (ino) => (birth = this.dirs.born(ino)) : undefined);
+      if (!birth) break;
+      try {
+        await birth;
+        break;
+      } catch (err) {
+        // Its lease record may still land later (a minority took it): a directory whose
+        // birth failed is never published, or that record could later hide what was
+        // written in it meanwhile. Its number is given up (gc reclaims the inode).
+        this.log?.debug({ err: (err as Error).message, ino: inode.ino }, 'a new directory was not born with its lease: giving its number up');
+        void this.dirs.forget(inode.ino).catch(() => {});
+        void this.ks.delete(inodeKey(inode.ino)).catch(() => {});
+        if (!isQfsError(err, 'bad_request') || tries >= 2) throw err; // not a reused number: the cluster is failing
+      }
+    }
     let raced: Dirent | null = null;
-    await direntPrepared;
-    await this.changeEntry(dir, name, (old) => {
-      raced = old ? decodeDirent(old) : null;
-      if (old) return KEEP;
-      return encodeDirent({ ino: inode.ino, type: inode.mode & S_IFMT });
-    }, op);
+    try {
+      await direntPrepared;
+      await this.changeEntry(dir, name, (old) => {
+        raced = old ? decodeDirent(old) : null;
+        if (old) return KEEP;
+        return encodeDirent({ ino: inode.ino, type: inode.mode & S_IFMT });
+      }, op);
+    } catch (err) {
+      if (birth) void this.dirs.forget(inode.ino).catch(() => {});
+      throw err;
+    }
     if (raced !== null) {
       // Another client took the name first: drop our inode, answer as if we had looked later.
+      if (birth) void this.dirs.forget(inode.ino).catch(() => {});
       await this.ks.delete(inodeKey(inode.ino)).catch(() => {});
       const other = raced as Dirent;
       if (exclusive) throw new FsError('EEXIST');
@@ -443,11 +493,12 @@ export class FsMeta {
   }
 
   /** A new inode under a fresh number, written now: durable before any name points at it. */
-  private async newInode(dir: Ino, attrs: NewInode, time: Timespec, op?: CallOpts): Promise<Inode> {
+  private async newInode(dir: Ino, attrs: NewInode, time: Timespec, op?: CallOpts, beside?: (ino: Ino) => void): Promise<Inode> {
     let inode: Inode | null = null;
     for (let tries = 0; !inode; tries++) {
       const candidate = this.inodeRecord(this.takeIno(), dir, attrs, time);
       const ino = candidate.ino;
+      beside?.(ino); // work that runs beside the inode's write (a new directory's lease)
       try {
         await this.ks.change(inodeKey(ino), (old) => {
           if (old) throw new FsError('EEXIST', 'inode number collision');
@@ -455,6 +506,7 @@ export class FsMeta {
         }, op);
         inode = candidate;
       } catch (err) {
+        if (beside) void this.dirs.forget(ino).catch(() => {});
         if (!(err instanceof FsError) || tries > 5) throw err;
       }
     }
@@ -660,7 +712,7 @@ export class FsMeta {
     await this.ks.delete(intentKey(id));
   }
 
-  private privateOf(ino: Ino): { st: DirState; held: HeldScope; inode: Inode } | null {
+  private privateOf(ino: Ino): Private | null {
     const p = this.privates.get(ino);
     if (!p) return null;
     if (p.st.held === p.held && !p.st.gate && p.held.trusted() && this.dirs.reachable(p.st)) return p;
@@ -693,8 +745,14 @@ export class FsMeta {
       const next = cloneInode(p.inode);
       fn(next);
       p.inode = next;
-      const bytes = encodeInode(next);
-      const { committed } = this.dirs.queue(p.st, inoChain(ino), () => this.ks.change(inodeKey(ino), () => bytes));
+      const gen = ++p.gen;
+      const { committed } = this.dirs.queue(p.st, inoChain(ino), async () => {
+        if (p.written >= gen) return; // an earlier write on the chain already carried this change
+        const sent = p.gen;
+        const bytes = encodeInode(p.inode);
+        await this.ks.change(inodeKey(ino), () => bytes);
+        p.written = Math.max(p.written, sent);
+      });
       this.background(ino, () => committed);
       return cloneInode(next);
     }

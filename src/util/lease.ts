@@ -80,6 +80,18 @@ export function acquireFree(cur: LeaseRecord, me: string): LeaseRecord | null {
   return { term: cur.term + 1, holder: me, settled: cur.settled, renewals: 0 };
 }
 
+/**
+ * The first record of a scope created by `me` that nobody else can reach yet
+ * (a directory this mount is making, before its name is published): held by
+ * `me` at the term after the fresh one, with the fresh term settled. Written
+ * only over an absent record (ScopeLease.born): a scope whose lease record
+ * was never written and whose keys nobody else knows has nothing under any
+ * term to settle.
+ */
+export function bornLease(me: string): LeaseRecord {
+  return { term: FRESH_LEASE.term + 1, holder: me, settled: FRESH_LEASE.term, renewals: 0 };
+}
+
 /** The holder extends its lease; null if it is no longer its own. */
 export function renewLease(cur: LeaseRecord, me: string, term: number): LeaseRecord | null {
   if (cur.holder !== me || cur.term !== term) return null;

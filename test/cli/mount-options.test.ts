@@ -7,6 +7,9 @@ test('names are written behind by default; -o sync writes every change through; 
   t.true(parseMountOptions([]).writeBehind);
   t.false(parseMountOptions(['rw,sync']).writeBehind);
   t.true(parseMountOptions(['sync', 'async']).writeBehind);
+  t.true(parseMountOptions([]).bornLeases);
+  t.false(parseMountOptions(['born_leases=0']).bornLeases);
+  t.throws(() => parseMountOptions(['born_leases=yes']));
   t.is(parseMountOptions(['lock_lease=2']).lockLeaseMs, 2000);
 });
 

@@ -14,6 +14,7 @@ const SEEDS = Number(process.env['QFS_SIM_LEASE_SEEDS'] ?? 1000);
 test.serial(`${SEEDS} seeded lease schedules keep exclusion and every holder's model true`, async (t) => {
   const started = performance.now();
   const totals = { tenures: 0, cleanReleases: 0, takeovers: 0, committed: 0, settledKeys: 0, visits: 0, crashes: 0 };
+  let bornOk = 0;
   for (let seed = 1; seed <= SEEDS; seed++) {
     const r = await runLeaseSchedule(seed);
     if (!r.ok) {
@@ -21,6 +22,7 @@ test.serial(`${SEEDS} seeded lease schedules keep exclusion and every holder's m
       return;
     }
     for (const k of Object.keys(totals) as Array<keyof typeof totals>) totals[k] += r[k];
+    if (r.born === 'ok') bornOk++;
   }
   const secs = (performance.now() - started) / 1000;
   t.log(`${SEEDS} schedules in ${secs.toFixed(1)} s: ${JSON.stringify(totals)}`);
@@ -30,6 +32,7 @@ test.serial(`${SEEDS} seeded lease schedules keep exclusion and every holder's m
   t.true(totals.settledKeys > SEEDS / 2, 'new holders settled keys an earlier term left');
   t.true(totals.committed > SEEDS * 10, 'changes were committed behind their callers');
   t.true(totals.visits > SEEDS, 'mounts not holding the lease read the scope');
+  t.true(bornOk > SEEDS / 4, `scopes were born leased (${bornOk})`);
 });
 
 test.serial('a lease seed replays exactly', async (t) => {
@@ -44,6 +47,7 @@ for (const [name, bugs] of [
   ['proposers that adopt values of a settled term', { ignoreSettled: true }],
   ['a takeover without waiting a lease period', { noTakeoverWait: true }],
   ['acceptors that answer another session\'s reads of a held scope', { ignoreHeldReads: true }],
+  ['a born-leased scope published before its lease record is chosen', { publishBeforeBorn: true }],
 ] as const) {
   test.serial(`the lease simulator finds ${name}`, async (t) => {
     const budget = 1000;

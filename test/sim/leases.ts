@@ -37,6 +37,8 @@ export interface LeaseBugs {
   ignoreSettled?: boolean;
   /** A contender takes a held lease over as soon as it sees it, without waiting a lease period. */
   noTakeoverWait?: boolean;
+  /** A scope born leased is published (other mounts reach it) before its lease record is chosen. */
+  publishBeforeBorn?: boolean;
 }
 
 export interface LeaseScheduleResult {
@@ -59,6 +61,8 @@ export interface LeaseScheduleResult {
   visits: number;
   /** Changes by mounts not holding the lease, at its free term, that returned. */
   freeWrites: number;
+  /** The scope was born leased (its first holder made it, ScopeLease.born), and whether the record landed. */
+  born: 'no' | 'ok' | 'failed';
   crashes: number;
 }
 
@@ -100,6 +104,14 @@ interface FreeWrite {
   ok: boolean;
 }
 
+/**
+ * Tenures newest first: by term, then by when they began. Two tenures share a
+ * term only when a born lease's record failed to land (its session stopped
+ * trusting it before the scope was published) and the next holder took the
+ * lease free at that same term: the born one came first.
+ */
+const newerFirst = (a: Tenure, b: Tenure): number => b.term - a.term || b.trustFrom - a.trustFrom;
+
 const GROUP = Buffer.from('d');
 const LEASE_KEY = recordKey(GROUP, Buffer.from('@lease'));
 const scopeKey = (name: string): Buffer => recordKey(GROUP, Buffer.from(name));
@@ -126,7 +138,9 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
   const crashy = rng.chance(0.6);
   const cutty = rng.chance(0.6);
   const stally = rng.chance(0.5);
-  const shape = `${nodeCount} nodes, ${mountCount} mounts x ${tenuresPerMount} tenures, ${keyNames.length} keys; net ${lossy ? `drop ${world.faults.drop.toFixed(3)} dup ${world.faults.duplicate.toFixed(3)} delay ${world.faults.delay.toFixed(3)}` : 'clean'}${crashy ? ', crashes' : ''}${cutty ? ', cut-offs' : ''}${stally ? ', pauses' : ''}`;
+  // Half the schedules model a directory made by m1: born with its lease held, reached by the others only once published.
+  const bornScope = rng.chance(0.5) || bugs.publishBeforeBorn === true;
+  const shape = `${nodeCount} nodes, ${mountCount} mounts x ${tenuresPerMount} tenures, ${keyNames.length} keys; net ${lossy ? `drop ${world.faults.drop.toFixed(3)} dup ${world.faults.duplicate.toFixed(3)} delay ${world.faults.delay.toFixed(3)}` : 'clean'}${crashy ? ', crashes' : ''}${cutty ? ', cut-offs' : ''}${stally ? ', pauses' : ''}${bornScope ? ', born leased' : ''}`;
 
   const nodes: SimNode[] = [];
   const nodeBugs = { ...(bugs.ignoreFence ? { ignoreFence: true } : {}), ...(bugs.ignoreHeldReads ? { ignoreHeldReads: true } : {}) };
@@ -145,7 +159,17 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
   const tenures: Tenure[] = [];
   /** Writes by mounts not holding the lease, at its free term (a create in a directory nobody holds). */
   const freeWrites: FreeWrite[] = [];
-  const stats = { cleanReleases: 0, takeovers: 0, committed: 0, batches: 0, settledKeys: 0, visits: 0, freeWrites: 0 };
+  const stats = { cleanReleases: 0, takeovers: 0, committed: 0, batches: 0, settledKeys: 0, visits: 0, freeWrites: 0, born: 'no' as 'no' | 'ok' | 'failed' };
+  /**
+   * A born scope is published (its name committed, in a mount) only once its
+   * lease record is chosen; nobody else touches it before. When that write
+   * fails, the scope is never published (a mount gives the directory up and
+   * its name is never committed), and only the auditor comes: the record may
+   * be absent, or held by a session that stopped trusting it (a minority took
+   * it and a later round adopted it), and the scope must read empty.
+   */
+  let publish!: (ok: boolean) => void;
+  const published: Promise<boolean> = bornScope ? new Promise<boolean>((resolve) => (publish = resolve)) : Promise.resolve(true);
   /** Sessions that were asked to give the lease back. */
   const recalled = new Set<string>();
   const pause = (ms: number): Promise<void> => new Promise((resolve) => world.at(ms, resolve));
@@ -264,7 +288,7 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
         // The read takes effect at one instant of its call, while the scope is free
         // there: after the holder before its start, or after one that began and
         // ended during it (not while one holds it: that is the point).
-        const before = tenures.filter((t) => t.started && t.trustFrom <= started).sort((a, b) => b.term - a.term);
+        const before = tenures.filter((t) => t.started && t.trustFrom <= started).sort(newerFirst);
         let prev = before[0];
         // Still holding at the end of the read, with nobody after it: the read took effect before it began.
         if (prev && prev.ended === null && !tenures.some((t) => t.term > prev!.term && t.trustFrom <= world.now)) prev = before[1];
@@ -281,16 +305,37 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
     // Visits go on beside this mount's own tenures (a lookup from another process on the mount).
     let visiting = !audit && rng.chance(0.7);
     const visitor = (async () => {
+      if (!(bugs.publishBeforeBorn === true) && !(await published)) return;
       while (visiting) {
         await pause(10 + rng.next() * 150);
         if (visiting) await visit();
       }
     })();
 
+    const bornHere = bornScope && name === 'm1';
+    if (!bornHere && !bugs.publishBeforeBorn && !audit && !(await published)) rounds = 0;
     for (let round = 0; round < rounds; round++) {
-      await pause(rng.next() * 100);
+      const birth = bornHere && round === 0;
+      if (bornHere && round === 1 && !(await published)) break;
+      if (!birth) await pause(rng.next() * 100);
       const session = `${name}#${++sessions}`;
-      const lease = await ScopeLease.acquire(leaseConfig, session, 5000 * rate);
+      let lease: ScopeLease | null;
+      let ready: Promise<void> | null = null;
+      if (birth) {
+        // The scope is new and reached by nobody else yet: its lease is born held, with nothing to settle or read.
+        ({ lease, ready } = ScopeLease.born(leaseConfig, session));
+        void ready.then(
+          () => {
+            stats.born = 'ok';
+            publish(true);
+          },
+          () => {
+            stats.born = 'failed';
+            publish(false);
+          },
+        );
+        if (bugs.publishBeforeBorn) publish(true);
+      } else lease = await ScopeLease.acquire(leaseConfig, session, 5000 * rate);
       if (!lease) continue;
       if (lease.tookOver) stats.takeovers++;
       const { term, scope } = lease;
@@ -300,6 +345,10 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
 
       const model: Model = new Map();
       try {
+        if (birth) {
+          // Known empty: the first holder reads nothing (its commits check that nothing was there).
+          for (const k of keyNames) model.set(k, null);
+        } else {
         // Settle what earlier terms may have left, then read the scope.
         stats.settledKeys += await lease.settle();
         for (const k of keyNames) model.set(k, str(await registers.read(scopeKey(k), { scope })));
@@ -307,12 +356,13 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
         lease.check();
         tenure.start = new Map(model);
         // The previous holder's work must be exactly what this one finds.
-        const prev = tenures.filter((t) => t.started && t.term < term).sort((a, b) => b.term - a.term)[0];
+        const prev = tenures.filter((t) => t.started && t.term < term).sort(newerFirst)[0];
         for (const k of keyNames) {
           const ok = allowedAfter(prev, term, k);
           if (!ok.has(model.get(k) ?? null)) {
             violation(`${session} (term ${term}) found ${k} = ${JSON.stringify(model.get(k))}; after ${prev ? `${prev.session} (term ${prev.term}, ${prev.ended ?? 'still running'})` : 'no holder'} and the free writes since, it may only be one of ${JSON.stringify([...ok])}`);
           }
+        }
         }
         tenure.started = true;
 
@@ -321,6 +371,8 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
         let appDone = false;
         const flusher = (async () => {
           const committedState: Model = new Map(model);
+          // A born lease: nothing is sent under it before its record is chosen.
+          if (ready) await ready.catch(() => lease.check());
           for (;;) {
             if (queue.length === 0) {
               if (appDone) return;
@@ -428,7 +480,7 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
   if (tenures.length === before) violation('the auditor could not take the lease with every fault healed');
   // Exclusion: in term order, each holder stopped trusting before the next began.
   for (const t of tenures) t.trustTo = t.trustEnd();
-  const byTerm = [...tenures].sort((a, b) => a.term - b.term);
+  const byTerm = [...tenures].sort((a, b) => newerFirst(b, a));
   for (let i = 1; i < byTerm.length; i++) {
     const [a, b] = [byTerm[i - 1]!, byTerm[i]!];
     if (a.trustTo > b.trustFrom) violation(`${b.session} (term ${b.term}) trusted the lease from ${b.trustFrom.toFixed(2)} ms while ${a.session} (term ${a.term}) trusted it until ${a.trustTo.toFixed(2)} ms`);
