@@ -108,6 +108,8 @@ export class RpcClient {
   private lastError: QfsError | null = null;
   /** Listeners for connection state, e.g. health tracking in the cluster layer. */
   onStateChange: ((up: boolean) => void) | null = null;
+  /** The state last told to onStateChange (null: nothing yet). */
+  private reportedUp: boolean | null = null;
   /**
    * The membership epoch this client's requests are placed by (0: none); the
    * cluster layer keeps it current. Written into each request as it is sent.
@@ -212,6 +214,7 @@ export class RpcClient {
     this.attempt = 0;
     this.lastError = null;
     this.log.debug('connected');
+    this.reportedUp = true;
     this.onStateChange?.(true);
     this.wakeWaiters();
   }
@@ -226,8 +229,11 @@ export class RpcClient {
       p.cleanup();
       p.reject(new QfsError('unavailable', err.message));
     }
-    if (wasOpen) {
-      this.log.info({ reason: err.message }, 'disconnected');
+    if (wasOpen) this.log.info({ reason: err.message }, 'disconnected');
+    // A node that could not be reached from the first attempt is down too: when
+    // it answers later, the listeners hear that it is back (self-heal, hints).
+    if (this.reportedUp !== false) {
+      this.reportedUp = false;
       this.onStateChange?.(false);
     }
     if (this.state === 'closed') return;
@@ -408,6 +414,9 @@ export class RpcClient {
     const ws = this.ws;
     this.ws = null;
     if (ws) ws.close(1000, 'client closed');
-    if (wasOpen) this.onStateChange?.(false);
+    if (wasOpen) {
+      this.reportedUp = false;
+      this.onStateChange?.(false);
+    }
   }
 }
