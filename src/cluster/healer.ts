@@ -70,9 +70,16 @@ export class Healer {
     this.dueAt = Date.now() + delayMs;
     this.timer = setTimeout(() => {
       this.timer = null;
-      void this.pass()
-        .catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'heal pass failed'))
-        .finally(() => this.schedule());
+      // A pass that could not finish its work (a replica that did not answer, a
+      // repair that failed) comes again soon, not a whole interval later.
+      const retry = Math.min(this.opts.intervalMs, (this.opts.backDelayMs ?? 5000) * 6);
+      void this.pass().then(
+        (counts) => this.schedule(counts.failures > 0 ? retry : this.opts.intervalMs),
+        (err: unknown) => {
+          this.opts.log.warn({ err: (err as Error).message }, 'heal pass failed');
+          this.schedule(retry);
+        },
+      );
     }, delayMs);
     this.timer.unref();
   }
@@ -124,7 +131,8 @@ export class Healer {
             const r = await p.track((c) => c.scan(from, end, OTHERS_LIMIT, { timeoutMs: this.ks.opts.requestTimeoutMs }));
             replies.set(p.id, { states: new Map(r.entries.map((e) => [e.key.toString('latin1'), e.state])), horizon: r.next });
           } catch {
-            // a replica that cannot answer now is judged on a later pass
+            // a replica that cannot answer now is judged on a later pass (soon: a failure)
+            counts.failures++;
           }
         }),
       );
