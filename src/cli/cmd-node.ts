@@ -4,7 +4,7 @@ import { StorageNode } from '../node/storage-node.js';
 import { createRootLogger } from '../util/log.js';
 import { ConfigError, findNode, loadConfig, loadSecret, parseListen } from './config.js';
 import { UsageError, parseDurationFlag, parseFlags, parseIntFlag, requireFlag } from './usage.js';
-import { openCluster } from './wiring.js';
+import { SeedsOnlyError, openCluster } from './wiring.js';
 import { Healer } from '../cluster/healer.js';
 
 /** How often a node checks its records and chunks against their other replicas (self-heal). */
@@ -116,7 +116,7 @@ export async function nodeCommand(args: string[]): Promise<number> {
         healer.start();
         return { ks, healer };
       } catch (err) {
-        if (!(err instanceof ConfigError) || !/only seeds/.test(err.message)) {
+        if (!(err instanceof SeedsOnlyError)) {
           log.warn({ err: (err as Error).message }, 'self-heal is off: the cluster could not be opened');
           return null;
         }

@@ -4,6 +4,9 @@ import { ClusterKeySpace } from '../cluster/cluster-keyspace.js';
 import type { Logger } from '../util/log.js';
 import { ConfigError, loadConfig, loadSecret, type ClusterConfig } from './config.js';
 
+/** The config lists fewer nodes than R and none of them knew the membership (a node may wait for one). */
+export class SeedsOnlyError extends ConfigError {}
+
 export async function openCluster(configFile: string, log: Logger, extra: { hintIntervalMs?: number } = {}): Promise<{ config: ClusterConfig; ks: ClusterKeySpace }> {
   const config = await loadConfig(configFile);
   const secret = await loadSecret(config);
@@ -29,7 +32,7 @@ export async function openCluster(configFile: string, log: Logger, extra: { hint
   await ks.ready;
   if (ks.membership.epoch === 0) {
     await ks.close();
-    throw new ConfigError(
+    throw new SeedsOnlyError(
       `config.nodes: ${config.nodes.length} node(s) listed, fewer than replication ${config.replication}, so they are only seeds, and none of them answered with the cluster's membership (are they up? was the cluster formatted?)`,
     );
   }
