@@ -13,7 +13,7 @@
 //      names them is committed, so a chunk put after the survey started, or
 //      within the grace before it, survives even if the mark missed its page;
 //   5. tombstones every replica holds are purged;
-//   6. mounts' lock-session records that are dead go (sessions.ts argues why
+//   6. mounts' lock-session records that are dead go (sessions-gc.ts argues why
 //      that is safe: a missing record reads as dead, and dead is for ever).
 //
 // Safe while mounted and busy as long as no mount holds written data
