@@ -57,7 +57,7 @@ if (values.fs === 'null') {
   ops = nullFs({ size: Number(values.mib) * 1024 * 1024 }).ops;
   fsname = 'quorumfs:null';
 } else {
-  const ks = new MemoryKeySpace();
+  const ks = new MemoryKeySpace({ shareChunkReads: true }); // no copy per chunk read: see MemoryKeySpaceOptions
   const chunkSize = Number(values['chunk-size']);
   const sb = await FsMeta.format(ks, { chunkSize, replication: 3, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 });
   // The same Vfs options as `quorumfs mount` (its defaults: 1 s attribute and entry caches).

@@ -12,7 +12,22 @@ function copyOf(bytes: Uint8Array): Buffer {
   return out;
 }
 
+export interface MemoryKeySpaceOptions {
+  /**
+   * getChunk answers with a view of the stored bytes instead of a private copy.
+   * The copy is a test double's guard (a caller that wrote into a fetched
+   * buffer would corrupt the store and fail a test); the bench mount
+   * (scripts/bench/memfs-mount.ts) turns it off, because a 64 KiB allocation
+   * and copy per random 4 KiB read is a cost of the double, not of FUSE or the
+   * vfs (it was a third of memfs-fuse's time on fio's random rows, most of it
+   * garbage collection). The caller must then treat the answer as read-only.
+   */
+  shareChunkReads?: boolean;
+}
+
 export class MemoryKeySpace implements MaintainableKeySpace {
+  constructor(private readonly options: MemoryKeySpaceOptions = {}) {}
+
   /**
    * Records by group, then by name within the group (both as latin1 strings,
    * whose order is the byte order): a scan reads its own group only, as a
@@ -98,7 +113,8 @@ export class MemoryKeySpace implements MaintainableKeySpace {
     if (!c) throw new QfsError('not_found', `chunk ${id} not found`);
     const offset = opts?.offset ?? 0;
     const end = opts?.length === undefined ? c.length : Math.min(c.length, offset + opts.length);
-    return copyOf(c.subarray(Math.min(offset, c.length), end));
+    const view = c.subarray(Math.min(offset, c.length), end);
+    return this.options.shareChunkReads ? view : copyOf(view);
   }
 
   async hasChunk(id: ChunkId, opts?: CallOpts): Promise<boolean> {
