@@ -278,6 +278,7 @@ interface NativeFuse {
   invalidateData(path: string, cb: (res: number) => void): void;
   cacheEpoch(): number;
   cachePut(path: string, stat: Stat, epoch: number): void;
+  cacheNoXattrs(path: string, epoch: number): void;
 }
 interface NativeFuseClass {
   new (mnt: string, ops: Record<string, NativeOp>, opts: Record<string, unknown>): NativeFuse;
@@ -291,7 +292,7 @@ function loadNative(): NativeFuseClass {
   if (nativeClass === undefined) {
     const require = createRequire(import.meta.url);
     const cls = require('fuse-native') as NativeFuseClass;
-    if (cls.QUORUMFS_PATCH !== 6) {
+    if (cls.QUORUMFS_PATCH !== 7) {
       throw new Error('fuse-native is not the quorumfs-patched build: run `node patches/fuse-native.mjs` (docs/fuse-binding.md)');
     }
     nativeClass = cls;
@@ -632,8 +633,24 @@ function nativeOps(
   def('mknod', ((path: string, mode: number, dev: number, cb: NativeCb) => call(cb, (c) => ops.mknod!(c, path, mode, dev), ok(cb))) as NativeOp);
   def('setxattr', ((path: string, name: string, value: Buffer, _position: number, flags: number, cb: NativeCb) =>
     call(cb, (c) => ops.setxattr!(c, path, name, value, flags), ok(cb), changed(path))) as NativeOp);
-  def('getxattr', ((path: string, name: string, _position: number, cb: NativeCb) =>
-    call(cb, (c) => ops.getxattr!(c, path, name), (v) => (v === null ? cb(-ENODATA) : cb(0, v)))) as NativeOp);
+  // A miss on a file with no extended attributes at all tells the C cache so, for
+  // the attribute timeout: the kernel asks for security.capability before every
+  // write, and without this a writer that never stats (fio, a database) sent
+  // each of them here once the last getattr's answer had expired. The epoch is
+  // read before the getxattr: any change to the file since drops the fact.
+  def('getxattr', ((path: string, name: string, _position: number, cb: NativeCb) => {
+    const learn = o.cacheXattrs && ops.listxattr !== undefined;
+    const epoch = learn ? fuse().cacheEpoch() : -1;
+    call(
+      cb,
+      async (c) => {
+        const v = await ops.getxattr!(c, path, name);
+        if (v === null && learn && (await Promise.resolve(ops.listxattr!(c, path)).catch(() => null))?.length === 0) fuse().cacheNoXattrs(path, epoch);
+        return v;
+      },
+      (v) => (v === null ? cb(-ENODATA) : cb(0, v)),
+    );
+  }) as NativeOp);
   def('listxattr', ((path: string, cb: NativeCb) => call(cb, (c) => ops.listxattr!(c, path), (names) => cb(0, names))) as NativeOp);
   def('removexattr', ((path: string, name: string, cb: NativeCb) =>
     call(cb, (c) => ops.removexattr!(c, path, name), ok(cb), changed(path))) as NativeOp);

@@ -462,6 +462,31 @@ async function declareTests(): Promise<void> {
     t.deepEqual(xattrProbe([f]), [{ get: 'v', list: ['user.k'] }]);
   });
 
+  test.serial('a getxattr that JS answers ENODATA on a file without xattrs teaches the C cache: the writes after it, with no stat between, ask nothing in JS', async (t) => {
+    const s = await served(t, { attrTimeout: 60, entryTimeout: 60 });
+    writeFileSync(join(s.mnt, 'w'), 'start');
+    writeFileSync(join(s.mnt, 'a'), 'a');
+    const getxattrs = (): number => s.entries().filter((e) => e.op === 'getxattr' && e.path === '/w').length;
+    const before = getxattrs();
+    // a rename empties the C cache, so nothing is known of /w until JS is asked once
+    const py = [
+      'import os,sys,errno',
+      'd=sys.argv[1]; f=d+"/w"',
+      'os.rename(d+"/a", d+"/b")',
+      'try:\n  os.getxattr(f, "user.other"); sys.exit("no ENODATA")',
+      'except OSError as e:\n  assert e.errno == errno.ENODATA, e',
+      'fd=os.open(f, os.O_WRONLY)',
+      'for i in range(200): os.pwrite(fd, b"x", i)',
+      'os.close(fd)',
+    ].join('\n');
+    execFileSync('python3', ['-c', py, s.mnt]);
+    t.is(getxattrs() - before, 1, 'only the first getxattr reached JS, not the 200 security.capability checks of the writes');
+    t.is(statSync(join(s.mnt, 'w')).size, 200);
+    // and an attribute set afterwards still shows at once
+    execFileSync('python3', ['-c', 'import os,sys; os.setxattr(sys.argv[1], "user.k", b"v")', join(s.mnt, 'w')]);
+    t.deepEqual(xattrProbe([join(s.mnt, 'w')]), [{ get: 'v', list: ['user.k'] }]);
+  });
+
   test.serial('with a stat racing every write, each write is seen by the next stat (the C attribute cache never keeps a size older than a finished write)', async (t) => {
     const s = await served(t, { attrTimeout: 60, entryTimeout: 60 });
     const stale = execFileSync('python3', ['-c', WRITE_VS_STAT_PY, join(s.mnt, 'grow'), '1500'], { encoding: 'utf8' });
