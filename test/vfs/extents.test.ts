@@ -151,6 +151,21 @@ test('a slot fragmented past the threshold is compacted into one chunk in the ba
   t.is(ROOT_INO, 1 as Ino);
 });
 
+test('a fragmented file removed after its last close is not compacted (nothing read or stored for it)', async (t) => {
+  const { ks, mounts: [vfs] } = await twoMounts();
+  const w = await vfs.create('/gone', 0o644, O_CREAT | O_RDWR);
+  await vfs.write(w, 0, randomBytes(CHUNK));
+  for (let k = 0; k < 128; k++) await vfs.write(w, k * 512, randomBytes(300));
+  await vfs.release(w);
+  const ino = await inoOf(ks, vfs, '/gone');
+  const [page] = await pagesOf(ks, ino, CHUNK);
+  t.true(page!.get(0)!.length > 64, 'fragmented past the threshold: a compaction is queued');
+  const chunks = ks.chunkCount;
+  await vfs.unlink('/gone');
+  await vfs.backgroundIdle();
+  t.is(ks.chunkCount, chunks, 'no compacted chunk stored for a removed file');
+});
+
 /** A key space whose chunk-map changes fail while `failMaps` is set: a mount that dies between a compaction's put and its commit. */
 class CrashingMaps extends MemoryKeySpace {
   failMaps = false;
