@@ -136,6 +136,8 @@ export async function mountCommand(args: string[]): Promise<number> {
         const errors = await vfs.flushAll();
         for (const e of errors) log.error({ err: e.message }, 'could not publish an open file before unmounting');
         if (unmount) await mounted.unmount().catch((e: Error) => log.error({ err: e.message }, 'unmount failed'));
+        // what the directory leases did over the mount's life (operators: is write-behind being used?)
+        log.info({ leases: { ...meta.dirs.stats } }, 'directory lease totals');
         resolveExit(errors.length === 0 ? 0 : 1);
       };
       process.on('SIGTERM', () => void stop('SIGTERM', true));
