@@ -638,16 +638,19 @@ function nativeOps(
   // write, and without this a writer that never stats (fio, a database) sent
   // each of them here once the last getattr's answer had expired. The epoch is
   // read before the getxattr: any change to the file since drops the fact.
+  const learnsNoXattrs = o.cacheXattrs && ops.listxattr !== undefined;
+  const getxattrLearning = async (c: Caller, path: string, name: string, epoch: number): Promise<Buffer | null> => {
+    const v = await ops.getxattr!(c, path, name);
+    if (v !== null) return v;
+    const names = await Promise.resolve(ops.listxattr!(c, path)).catch(() => null);
+    if (names?.length === 0) fuse().cacheNoXattrs(path, epoch);
+    return null;
+  };
   def('getxattr', ((path: string, name: string, _position: number, cb: NativeCb) => {
-    const learn = o.cacheXattrs && ops.listxattr !== undefined;
-    const epoch = learn ? fuse().cacheEpoch() : -1;
+    const epoch = learnsNoXattrs ? fuse().cacheEpoch() : -1;
     call(
       cb,
-      async (c) => {
-        const v = await ops.getxattr!(c, path, name);
-        if (v === null && learn && (await Promise.resolve(ops.listxattr!(c, path)).catch(() => null))?.length === 0) fuse().cacheNoXattrs(path, epoch);
-        return v;
-      },
+      (c) => (learnsNoXattrs ? getxattrLearning(c, path, name, epoch) : ops.getxattr!(c, path, name)),
       (v) => (v === null ? cb(-ENODATA) : cb(0, v)),
     );
   }) as NativeOp);

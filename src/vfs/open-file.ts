@@ -816,7 +816,10 @@ export class OpenFile {
     // A file removed after its last close is not this object's to know of (only
     // open files hear of unlinks): ask. Compacting a removed fragmented 1 GiB
     // file read and rewrote all of it in the background for a minute.
-    const now = await this.meta.getInode(this.inode.ino).catch((err: unknown) => (err instanceof FsError && err.errno === 'ENOENT' ? null : Promise.reject(err)));
+    const now = await this.meta.getInode(this.inode.ino).catch((err: unknown) => {
+      if (err instanceof FsError && err.errno === 'ENOENT') return null;
+      throw err;
+    });
     if (now === null || now.nlink === 0) {
       this.inode.nlink = 0; // the rest of the queue returns at once
       return;
