@@ -24,7 +24,7 @@ export interface StorageNodeOptions {
   dataDir: string;
   listen: { host: string; port: number };
   reserveBytes: number;
-  /** Chunk files written with O_DIRECT (src/store/direct-writes.ts); default off. */
+  /** Chunk files written with O_DIRECT (src/store/direct-writes.ts); default on. */
   directWrites?: boolean;
   version: string;
   log: Logger;
@@ -96,7 +96,7 @@ export class StorageNode {
     const { opts } = this;
     await claimDataDir(opts.dataDir, opts.nodeId, opts.clusterName);
     this.records = await RecordStore.open(join(opts.dataDir, 'records'), this.log.child({ component: 'records' }));
-    this.chunks = await ChunkStore.open(opts.dataDir, this.log.child({ component: 'chunks' }), { reserveBytes: opts.reserveBytes, directWrites: opts.directWrites ?? false });
+    this.chunks = await ChunkStore.open(opts.dataDir, this.log.child({ component: 'chunks' }), { reserveBytes: opts.reserveBytes, directWrites: opts.directWrites ?? true });
     this.membership = await MembershipKeeper.open(opts.dataDir, this.log.child({ component: 'membership' }));
     const onRequest = (req: IncomingMessage, res: ServerResponse): void => void this.serveHttp(req, res);
     this.http = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest) : createHttpServer(onRequest);
@@ -145,7 +145,7 @@ export class StorageNode {
     });
     this.state = 'running';
     const { host, port } = this.address;
-    this.log.info({ host, port, dataDir: opts.dataDir, chunks: this.chunks.stats().chunks, records: this.records.count() }, 'node started');
+    this.log.info({ host, port, dataDir: opts.dataDir, chunks: this.chunks.stats().chunks, records: this.records.count(), chunkWrites: this.chunks.directWrites().enabled ? 'direct' : 'buffered' }, 'node started');
   }
 
   async stat(): Promise<NodeStat> {

@@ -193,3 +193,22 @@ test('a port in use is a clear error', async (t) => {
   t.is(r.code, 1);
   t.regex(r.stderr, /cannot listen on 127\.0\.0\.1:\d+: EADDRINUSE/);
 });
+
+test('chunk files are written with O_DIRECT unless --chunk-writes buffered; a bad mode is a usage error', async (t) => {
+  const cluster = await writeCluster(t, 1, { replication: 1 });
+  const started = (logs: string[]) => logs.map((l) => JSON.parse(l) as { msg?: string; chunkWrites?: string }).find((l) => l.msg === 'node started');
+  const direct = await startNode(t, cluster, 'n1');
+  t.is(started(direct.logs)?.chunkWrites, 'direct');
+  const c = connect(t, cluster, 'n1');
+  const data = randomBytes(300_000);
+  t.is(await c.putChunk(sha(data), data), 'stored');
+  t.true((await c.getChunk(sha(data))).equals(data));
+  t.is((await direct.stop()).code, 0);
+  const buffered = await startNode(t, cluster, 'n1', ['--chunk-writes', 'buffered']);
+  t.is(started(buffered.logs)?.chunkWrites, 'buffered');
+  t.true((await c.getChunk(sha(data))).equals(data), 'a chunk written direct reads back after a restart');
+  t.is((await buffered.stop()).code, 0);
+  const bad = await runCli(['node', '--config', cluster.configPath, '--id', 'n1', '--chunk-writes', 'sometimes']);
+  t.is(bad.code, 2);
+  t.regex(bad.stderr, /--chunk-writes must be direct or buffered/);
+});
