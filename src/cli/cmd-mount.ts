@@ -8,7 +8,7 @@ import { DEFAULT_OPERATION_MS, vfsOps } from '../fuse/ops.js';
 import { FsMeta } from '../meta/fs-meta.js';
 import { LockService } from '../meta/locks.js';
 import { Vfs } from '../vfs/vfs.js';
-import { createRootLogger, type Logger } from '../util/log.js';
+import { createRootLogger, type Logger, logUnhandledRejections } from '../util/log.js';
 import { QfsError } from '../util/errors.js';
 import { parseLogLevel } from './cmd-node.js';
 import { parseMountOptions } from './mount-options.js';
@@ -82,6 +82,7 @@ export async function mountCommand(args: string[]): Promise<number> {
   if (st !== 'stale' && !st.isDirectory()) throw new UsageError(`${mountpoint}: not a directory`);
 
   const log = createRootLogger(level ? { level } : {});
+  logUnhandledRejections(log);
   const { config, ks } = await openCluster(configFile, log.child({ component: 'cluster' }));
   let fuse: FuseMount | null = null;
   try {

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { StorageNode } from '../node/storage-node.js';
-import { createRootLogger } from '../util/log.js';
+import { createRootLogger, logUnhandledRejections } from '../util/log.js';
 import { ConfigError, findNode, loadConfig, loadSecret, parseListen } from './config.js';
 import { UsageError, parseDurationFlag, parseFlags, parseIntFlag, requireFlag } from './usage.js';
 import { SeedsOnlyError, openCluster } from './wiring.js';
@@ -89,6 +89,7 @@ export async function nodeCommand(args: string[]): Promise<number> {
   }
 
   const log = createRootLogger(level ? { level } : {});
+  logUnhandledRejections(log);
   const storageNode = new StorageNode({
     nodeId: node.id,
     clusterName: config.name,

@@ -68,6 +68,7 @@ test.serial('random ops with node kills: the mount ends up equal to a local tree
   // what the mount warned of (a lost lease, a failed commit) tells why its exit code is not 0
   const warnings = sys.mount.logs().split('\n').filter((l) => /"level":(40|50|60)/.test(l));
   if (warnings.length > 0) t.log(`the mount's ${warnings.length} warnings and errors:\n${warnings.slice(-30).join('\n')}`);
+  t.deepEqual(warnings.filter((l) => l.includes('internal error')), [], `${replay}: the mount hit an internal error`);
   t.is(v.firstExit, 0, `${replay}: the mount's exit code; its log:\n${sys.mount.logs().split('\n').slice(-60).join('\n')}`);
   t.deepEqual(v.remount, [], `${replay}: local tree vs a fresh mount:\n${describeDiffs(v.remount)}`);
   t.is(v.fsck.code, 0, `${replay}: fsck exit ${v.fsck.code}: ${v.fsck.stderr.slice(-1000)} ${v.fsck.stdout.slice(-2000)}`);
