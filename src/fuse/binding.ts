@@ -121,7 +121,8 @@ export interface FuseOps {
   removexattr?(c: Caller, path: string, name: string): Awaitable<void>;
   utimens?(c: Caller, path: string, atime: TimeSet, mtime: TimeSet): Awaitable<void>;
   unlink?(c: Caller, path: string): Awaitable<void>;
-  rename?(c: Caller, from: string, to: string): Awaitable<void>;
+  /** `flags`: renameat2's; only RENAME_NOREPLACE (1) reaches JS, the others are refused in C. */
+  rename?(c: Caller, from: string, to: string, flags: number): Awaitable<void>;
   link?(c: Caller, existing: string, path: string): Awaitable<void>;
   symlink?(c: Caller, target: string, path: string): Awaitable<void>;
   mkdir?(c: Caller, path: string, mode: number): Awaitable<void>;
@@ -292,7 +293,7 @@ function loadNative(): NativeFuseClass {
   if (nativeClass === undefined) {
     const require = createRequire(import.meta.url);
     const cls = require('fuse-native') as NativeFuseClass;
-    if (cls.QUORUMFS_PATCH !== 7) {
+    if (cls.QUORUMFS_PATCH !== 8) {
       throw new Error('fuse-native is not the quorumfs-patched build: run `node patches/fuse-native.mjs` (docs/fuse-binding.md)');
     }
     nativeClass = cls;
@@ -673,12 +674,12 @@ function nativeOps(
         invalidateNames(links.names(links.forget(path)));
       },
     )) as NativeOp);
-  def('rename', ((from: string, to: string, cb: NativeCb) =>
+  def('rename', ((from: string, to: string, flags: number, cb: NativeCb) =>
     call(
       cb,
       async (c) => {
         await learn(c, to);
-        await ops.rename!(c, from, to);
+        await ops.rename!(c, from, to, flags);
       },
       ok(cb),
       () => {

@@ -149,7 +149,7 @@ export function vfsOps(vfs: Vfs, log: Logger, counters?: OpCounters, kernel?: Ke
     removexattr: op('removexattr', async (_c, path: string, name: string) => vfs.removexattr(path, name, op$())),
     utimens: op('utimens', async (_c, path: string, atime, mtime) => vfs.utimens(path, atime, mtime, op$())),
     unlink: op('unlink', async (_c, path: string) => vfs.unlink(path, op$())),
-    rename: op('rename', async (_c, from: string, to: string) => vfs.rename(from, to, 0, op$())),
+    rename: op('rename', async (_c, from: string, to: string, flags: number) => vfs.rename(from, to, flags, op$())),
     link: op('link', async (_c, existing: string, path: string) => {
       await vfs.link(existing, path, op$());
     }),

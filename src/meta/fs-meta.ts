@@ -674,11 +674,19 @@ export class FsMeta {
       op,
     );
     let replaced: Dirent | null = null;
-    await this.changeEntry(dstDir, dstName, (old) => {
-      replaced = old ? decodeDirent(old) : null;
-      if (replaced && replaced.ino !== (dst?.ino ?? -1)) throw new FsError('EIO', 'destination changed during rename; retry');
-      return encodeDirent({ ino: src.ino, type: src.type });
-    }, op);
+    try {
+      await this.changeEntry(dstDir, dstName, (old) => {
+        replaced = old ? decodeDirent(old) : null;
+        // RENAME_NOREPLACE: a name taken since the lookup is refused here, in the same change that would take it
+        if (replaced && flags.noReplace) throw new FsError('EEXIST');
+        if (replaced && replaced.ino !== (dst?.ino ?? -1)) throw new FsError('EIO', 'destination changed during rename; retry');
+        return encodeDirent({ ino: src.ino, type: src.type });
+      }, op);
+    } catch (err) {
+      // refused: nothing to finish, so no intent is left for fsck to report (a timeout may have landed: keep it)
+      if (err instanceof FsError && err.errno !== 'EIO') await this.ks.delete(intentKey(id)).catch(() => {});
+      throw err;
+    }
     await this.changeEntry(srcDir, srcName, (old) => {
       if (!old) return KEEP;
       return decodeDirent(old).ino === src.ino ? null : KEEP;

@@ -499,6 +499,8 @@ export class Vfs {
     const srcDir = await this.resolveDir(a.parent, op);
     const dstDir = await this.resolveDir(b.parent, op);
     const RENAME_NOREPLACE = 1;
+    // RENAME_EXCHANGE, RENAME_WHITEOUT: no atomic form here (the binding refuses them before they arrive)
+    if ((flags & ~RENAME_NOREPLACE) !== 0) throw new FsError('EINVAL');
     this.forgetEntry(srcDir, a.name);
     this.forgetEntry(dstDir, b.name);
     const replaced = await this.meta.lookup(dstDir, b.name, op);

@@ -30,6 +30,7 @@ type LogEntry =
   | { op: 'create' | 'mkdir'; path: string; caller: Caller }
   | { op: 'utimens'; path: string; atime: TimeSet; mtime: TimeSet }
   | { op: 'write'; path: string; len: number }
+  | { op: 'rename'; path: string; to: string; flags: number }
   | { op: 'getxattr' | 'listxattr' | 'setxattr'; path: string }
   | { op: 'invalidate-root'; res: number };
 
@@ -173,7 +174,8 @@ async function serveChild(config: ChildConfig): Promise<void> {
       if ([...names.keys()].some((p) => p !== path && parentOf(p) === path)) fail('ENOTEMPTY');
       names.delete(path);
     },
-    rename: (_c, from, to) => {
+    rename: (_c, from, to, flags) => {
+      log({ op: 'rename', path: from, to, flags });
       const n = get(from);
       if (names.has(to)) drop(to);
       for (const [p, m] of [...names]) {
@@ -485,6 +487,26 @@ async function declareTests(): Promise<void> {
     // and an attribute set afterwards still shows at once
     execFileSync('python3', ['-c', 'import os,sys; os.setxattr(sys.argv[1], "user.k", b"v")', join(s.mnt, 'w')]);
     t.deepEqual(xattrProbe([join(s.mnt, 'w')]), [{ get: 'v', list: ['user.k'] }]);
+  });
+
+  test.serial('renameat2: RENAME_NOREPLACE reaches JS with its flag; RENAME_EXCHANGE is refused with EINVAL before JS', async (t) => {
+    const s = await served(t);
+    writeFileSync(join(s.mnt, 'a'), 'A');
+    writeFileSync(join(s.mnt, 'b'), 'B');
+    const py = [
+      'import ctypes, os, sys, errno',
+      'libc = ctypes.CDLL(None, use_errno=True)',
+      'def r2(a, b, flags):',
+      '  if libc.renameat2(-100, os.fsencode(a), -100, os.fsencode(b), ctypes.c_uint(flags)) != 0: return errno.errorcode[ctypes.get_errno()]',
+      '  return "ok"',
+      'd = sys.argv[1]',
+      'print(r2(d + "/a", d + "/c", 1), r2(d + "/b", d + "/c", 2))',
+    ].join('\n');
+    t.is(execFileSync('python3', ['-c', py, s.mnt], { encoding: 'utf8' }).trim(), 'ok EINVAL');
+    const renames = s.entries().filter((e) => e.op === 'rename');
+    t.deepEqual(renames, [{ op: 'rename', path: '/a', to: '/c', flags: 1 }]);
+    t.is(readFileSync(join(s.mnt, 'b'), 'utf8'), 'B');
+    t.is(readFileSync(join(s.mnt, 'c'), 'utf8'), 'A');
   });
 
   test.serial('with a stat racing every write, each write is seen by the next stat (the C attribute cache never keeps a size older than a finished write)', async (t) => {

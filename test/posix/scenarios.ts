@@ -888,11 +888,17 @@ const rename: Scenario[] = [
   },
   {
     name: 'RENAME_NOREPLACE to a free name',
-    known: { mount: 'rename flags reach the binding with libfuse 3 but are refused (EINVAL): the vfs has no atomic RENAME_NOREPLACE yet (docs/fuse-binding.md)' },
     category: 'rename',
     setup: [file('a', 'A')],
     run: { op: 'rename', from: 'a', to: 'b', noreplace: true },
     check: [{ op: 'readdir', path: '.', expect: { value: ['b'] } }],
+  },
+  {
+    name: 'RENAME_NOREPLACE of a directory into another directory, to a free name',
+    category: 'rename',
+    setup: [dir('d'), file('d/f', 'F'), dir('e')],
+    run: { op: 'rename', from: 'd', to: 'e/d2', noreplace: true },
+    check: [{ op: 'readdir', path: 'e', expect: { value: ['d2'] } }, { op: 'readFile', path: 'e/d2/f', expect: { data: 'F' } }, { op: 'readdir', path: '.', expect: { value: ['e'] } }],
   },
   {
     name: 'a replaced file still open for reading keeps its bytes for the descriptor',
