@@ -123,6 +123,8 @@ export interface FuseOps {
   unlink?(c: Caller, path: string): Awaitable<void>;
   /** `flags`: renameat2's; only RENAME_NOREPLACE (1) reaches JS, the others are refused in C. */
   rename?(c: Caller, from: string, to: string, flags: number): Awaitable<void>;
+  /** fstat of an open file libfuse has no path for any more (a directory above it was removed): by handle. */
+  fgetattr?(c: Caller, fh: number): Awaitable<Stat>;
   link?(c: Caller, existing: string, path: string): Awaitable<void>;
   symlink?(c: Caller, target: string, path: string): Awaitable<void>;
   mkdir?(c: Caller, path: string, mode: number): Awaitable<void>;
@@ -293,7 +295,7 @@ function loadNative(): NativeFuseClass {
   if (nativeClass === undefined) {
     const require = createRequire(import.meta.url);
     const cls = require('fuse-native') as NativeFuseClass;
-    if (cls.QUORUMFS_PATCH !== 8) {
+    if (cls.QUORUMFS_PATCH !== 9) {
       throw new Error('fuse-native is not the quorumfs-patched build: run `node patches/fuse-native.mjs` (docs/fuse-binding.md)');
     }
     nativeClass = cls;
@@ -555,13 +557,13 @@ function nativeOps(
   };
   // After a change of the file's attributes (the kernel refreshes this name itself).
   const changed = (path: string) => async (c: Caller): Promise<void> => {
-    if (links === null || links.size === 0) return;
+    if (links === null || links.size === 0 || path === '') return;
     await learn(c, path);
     invalidateNames(links.names(links.ino(path)), path);
   };
   // After close/flush/fsync: only names already known (no extra getattr on this path).
   const closed = (path: string) => (): void => {
-    if (links !== null && links.size > 0) invalidateNames(links.names(links.ino(path)), path);
+    if (links !== null && links.size > 0 && path !== '') invalidateNames(links.names(links.ino(path)), path);
   };
 
   const table: Record<string, NativeOp> = {};
@@ -583,6 +585,8 @@ function nativeOps(
       links?.seen(path, st);
       cb(0, st);
     })) as NativeOp);
+  // patch 9: index.js sends here an fstat that came with no path, with its handle
+  def('fgetattr', ((_path: string, fh: number, cb: NativeCb) => call(cb, (c) => ops.fgetattr!(c, fh), (st) => cb(0, st))) as NativeOp);
   def('access', ((path: string, mode: number, cb: NativeCb) => call(cb, (c) => ops.access!(c, path, mode), ok(cb))) as NativeOp);
   def('open', ((path: string, flags: number, cb: NativeCb) => call(cb, (c) => ops.open!(c, path, flags), (fh) => cb(0, fh))) as NativeOp);
   def('opendir', ((path: string, flags: number, cb: NativeCb) => call(cb, (c) => ops.opendir!(c, path, flags), (fh) => cb(0, fh))) as NativeOp);
@@ -595,7 +599,7 @@ function nativeOps(
   // stat that follows a close (make, tar, cp) needs no trip into JS.
   const published = (path: string) => (c: Caller): Awaitable<void> => {
     closed(path)();
-    if (!o.cacheAttrs || ops.getattr === undefined) return;
+    if (!o.cacheAttrs || ops.getattr === undefined || path === '') return;
     const epoch = fuse().cacheEpoch();
     return Promise.resolve(ops.getattr(c, path)).then(
       (st) => fuse().cachePut(path, st, epoch),

@@ -94,7 +94,8 @@ export function vfsOps(vfs: Vfs, log: Logger, counters?: OpCounters, kernel?: Ke
 
   return {
     statfs: op('statfs', async () => vfs.statfs()),
-    getattr: op('getattr', async (_c, path: string) => fuseStat(await vfs.getattr(path, op$()))),
+    getattr: op('getattr', async (_c, path: string) => fuseStat(await vfs.getattr(named(path), op$()))),
+    fgetattr: op('fgetattr', async (_c, fh: number) => fuseStat(await vfs.fgetattr(fh))),
     access: op('access', async (c, path: string, mode: number) => vfs.access(path, mode, c, op$())),
     open: op('open', async (_c, path: string, flags: number) => {
       const { fh, changed } = await vfs.openChecked(path, flags, op$());
@@ -117,9 +118,10 @@ export function vfsOps(vfs: Vfs, log: Logger, counters?: OpCounters, kernel?: Ke
     fsync: op('fsync', async (_c, _path: string, _datasync: boolean, fh: number) => vfs.fsync(fh)),
     fsyncdir: op('fsyncdir', async () => vfs.fsyncdir()),
     release: op('release', async (_c, _path: string, fh: number) => vfs.release(fh)),
-    truncate: op('truncate', async (_c, path: string, size: number) => vfs.truncate(path, size)),
+    truncate: op('truncate', async (_c, path: string, size: number) => vfs.truncate(named(path), size)),
     ftruncate: op('ftruncate', async (_c, _path: string, fh: number, size: number) => vfs.ftruncate(fh, size)),
     readdir: op('readdir', async (_c, path: string) => {
+      if (path === '') return { names: [], stats: [] }; // a removed directory still open: nothing in it
       const entries = await vfs.readdir(path, op$());
       const present = entries.filter((e) => e.stat !== null);
       return { names: present.map((e) => e.name), stats: present.map((e) => fuseStat(e.stat!)) };
@@ -127,11 +129,11 @@ export function vfsOps(vfs: Vfs, log: Logger, counters?: OpCounters, kernel?: Ke
     readlink: op('readlink', async (_c, path: string) => vfs.readlink(path, op$())),
     chown: op('chown', async (c, path: string, uid: number, gid: number) => {
       const o = op$();
-      return vfs.chown(path, uid, gid, c.uid !== 0 && gid !== c.gid && gid !== -1 && gid !== 0xffffffff ? { ...c, groups: await supplementaryGroups(c.pid) } : c, o);
+      return vfs.chown(named(path), uid, gid, c.uid !== 0 && gid !== c.gid && gid !== -1 && gid !== 0xffffffff ? { ...c, groups: await supplementaryGroups(c.pid) } : c, o);
     }),
     chmod: op('chmod', async (c, path: string, mode: number) => {
       const o = op$();
-      return vfs.chmod(path, mode, c.uid !== 0 && mode & 0o2000 ? { ...c, groups: await supplementaryGroups(c.pid) } : c, o);
+      return vfs.chmod(named(path), mode, c.uid !== 0 && mode & 0o2000 ? { ...c, groups: await supplementaryGroups(c.pid) } : c, o);
     }),
     mknod: op('mknod', async (c, path: string, mode: number, dev: number) => {
       await vfs.mknod(path, mode, dev, c, op$());
@@ -147,7 +149,7 @@ export function vfsOps(vfs: Vfs, log: Logger, counters?: OpCounters, kernel?: Ke
     }),
     listxattr: op('listxattr', async (_c, path: string) => vfs.listxattr(path, op$())),
     removexattr: op('removexattr', async (_c, path: string, name: string) => vfs.removexattr(path, name, op$())),
-    utimens: op('utimens', async (_c, path: string, atime, mtime) => vfs.utimens(path, atime, mtime, op$())),
+    utimens: op('utimens', async (_c, path: string, atime, mtime) => vfs.utimens(named(path), atime, mtime, op$())),
     unlink: op('unlink', async (_c, path: string) => vfs.unlink(path, op$())),
     rename: op('rename', async (_c, from: string, to: string, flags: number) => vfs.rename(from, to, flags, op$())),
     link: op('link', async (_c, existing: string, path: string) => {
@@ -165,14 +167,25 @@ export function vfsOps(vfs: Vfs, log: Logger, counters?: OpCounters, kernel?: Ke
     lock: op('lock', async (_c, path: string, fh: number, cmd: LockCmd, lock: FuseLock, owner: string, signal: AbortSignal) => {
       if (cmd === 'getlk') return vfs.getlk(fh, owner, lock);
       const { changed } = await vfs.setlk(fh, owner, lock, cmd === 'setlkw', signal);
-      if (changed) await kernel?.invalidateData?.(path);
+      if (changed && path !== '') await kernel?.invalidateData?.(path);
       return null;
     }),
     flock: op('flock', async (c, path: string, fh: number, kind: FlockOp, wait: boolean, _owner: string, signal: AbortSignal) => {
       const { changed } = await vfs.flock(fh, kind === 'shared' ? 'read' : kind === 'exclusive' ? 'write' : 'unlock', wait, c.pid, signal);
-      if (changed) await kernel?.invalidateData?.(path);
+      if (changed && path !== '') await kernel?.invalidateData?.(path);
     }),
   };
 }
 
 export const ERRNO = constants.errno;
+
+/**
+ * An op on an open file whose path libfuse cannot compute any more (a
+ * directory above it was removed while it was open) comes with "" (binding
+ * patch 9). Reads, writes, flush, fsync, release and locks go by handle; the
+ * ops that go by name answer ENOENT, as the name is gone.
+ */
+function named(path: string): string {
+  if (path === '') throw new FsError('ENOENT', 'the file has no path any more (a directory above it was removed)');
+  return path;
+}

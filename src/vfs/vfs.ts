@@ -119,6 +119,21 @@ function parentAndName(path: string): { parent: string; name: Buffer } {
   return { parent: i <= 0 ? '/' : path.slice(0, i), name };
 }
 
+/**
+ * libfuse's high-level API (hard_remove off, which the binding needs: every
+ * op gets a path) does not unlink an open file: it renames it to
+ * `.fuse_hidden` + 16 hex digits in the same directory, and unlinks that name
+ * at the last close. Those names are this mount's business alone: the rename
+ * is carried out as the unlink it stands for (the name goes at once, for
+ * every mount), and the hidden path is kept here only, so that the kernel's
+ * requests by that path (fstat, the final unlink) still find the open file.
+ */
+const HIDDEN_NAME = /^\.fuse_hidden[0-9a-f]{16}$/;
+
+function isHiddenPath(path: string): boolean {
+  return HIDDEN_NAME.test(path.slice(path.lastIndexOf('/') + 1));
+}
+
 function blocksOf(size: number): number {
   return Math.ceil(size / 512);
 }
@@ -131,6 +146,8 @@ export class Vfs {
   private readonly listings = new LastSeen<Ino, Array<{ name: Buffer; dirent: Dirent }>>(256, 100_000, (entries) => entries.length + 1);
   private staleWarnedAt = 0;
   private readonly files = new Map<Ino, OpenFile>();
+  /** The hidden names (HIDDEN_NAME) of open files whose last name was unlinked here, by path. */
+  private readonly hidden = new Map<string, Ino>();
   private readonly handles = new Map<number, Handle>();
   private nextFh = 1;
   private readonly budget: WriteBudget;
@@ -350,6 +367,12 @@ export class Vfs {
   }
 
   async getattr(path: string, op?: CallOpts): Promise<Stat> {
+    const hiddenIno = this.hidden.get(path);
+    if (hiddenIno !== undefined) {
+      const open = this.files.get(hiddenIno);
+      if (!open) throw new FsError('ENOENT');
+      return this.toStat(open.inode);
+    }
     return this.toStat(await this.inodeAt(path, false, op));
   }
 
@@ -456,6 +479,8 @@ export class Vfs {
   }
 
   async unlink(path: string, op?: CallOpts): Promise<void> {
+    // the last close of a file whose name was already unlinked (HIDDEN_NAME): nothing is left in the cluster
+    if (this.hidden.delete(path)) return;
     const { parent, name } = parentAndName(path);
     const dir = await this.resolveDir(parent, op);
     const d = await this.lookupCached(dir, name, op);
@@ -496,6 +521,15 @@ export class Vfs {
     const a = parentAndName(from);
     const b = parentAndName(to);
     checkName(b.name);
+    if (flags === 0 && isHiddenPath(to) && !isHiddenPath(from) && a.parent === parentAndName(to).parent) {
+      const ino = (await this.lookupCached(await this.resolveDir(a.parent, op), a.name, op))?.ino;
+      if (ino !== undefined && this.files.has(ino)) {
+        // libfuse hiding an open file it was asked to unlink: unlink it, keep the hidden path here
+        await this.unlink(from, op);
+        this.hidden.set(to, ino);
+        return;
+      }
+    }
     const srcDir = await this.resolveDir(a.parent, op);
     const dstDir = await this.resolveDir(b.parent, op);
     const RENAME_NOREPLACE = 1;
@@ -504,12 +538,19 @@ export class Vfs {
     this.forgetEntry(srcDir, a.name);
     this.forgetEntry(dstDir, b.name);
     const replaced = await this.meta.lookup(dstDir, b.name, op);
+    // only when the name it replaces belongs to a file open here: is it another file than the one moved?
+    const moved = replaced && this.files.has(replaced.ino) ? await this.meta.lookup(srcDir, a.name, op) : null;
     await this.meta.rename(srcDir, a.name, dstDir, b.name, { noReplace: (flags & RENAME_NOREPLACE) !== 0 }, op);
     this.changedEntry(srcDir, a.name);
     this.changedEntry(dstDir, b.name);
     this.attrs.delete(srcDir);
     this.attrs.delete(dstDir);
-    if (replaced) this.attrs.delete(replaced.ino);
+    if (replaced) {
+      this.attrs.delete(replaced.ino);
+      // a replaced file still open here lost a name (the kernel no longer hides it as .fuse_hidden: patch 9)
+      const open = this.files.get(replaced.ino);
+      if (open && moved && moved.ino !== replaced.ino) open.inode.nlink = Math.max(0, open.inode.nlink - 1);
+    }
   }
 
   async link(existing: string, path: string, op?: CallOpts): Promise<Stat> {

@@ -447,6 +447,32 @@ test.serial('2 close-to-open: what one mount writes and closes, the other opens 
 // the fresh inode, but nothing tells the kernel), so after the other mount rewrites
 // the file longer and closes it, an open + read returns the old length: `cat`
 // shows the new content cut at the old size, `tail -c` (fstat + lseek) shows old bytes.
+// libfuse hides an open file that is unlinked as .fuse_hidden…; the vfs turns that
+// into the unlink itself, so no mount ever lists the hidden name, and the directory
+// can be removed while the file is still open.
+test.serial('2 a file unlinked while open: no .fuse_hidden name on either mount, its directory can go, the open file keeps working', async (t) => {
+  const { a, b } = await two();
+  const r = await python(
+    `import os, sys
+a, b = sys.argv[1], sys.argv[2]
+os.mkdir(a + '/uo')
+fd = os.open(a + '/uo/f', os.O_CREAT | os.O_RDWR)
+os.pwrite(fd, b'x' * 300000, 0)
+os.unlink(a + '/uo/f')
+print(sorted(os.listdir(a + '/uo')), sorted(os.listdir(b + '/uo')))
+st = os.fstat(fd)
+print(st.st_nlink, st.st_size)
+os.pwrite(fd, b'tail', 300000)
+print(len(os.pread(fd, 400000, 0)))
+os.rmdir(b + '/uo')
+print(os.pread(fd, 4, 300000).decode())
+os.close(fd)
+print(sorted(n for n in os.listdir(a) if n.startswith('.fuse_hidden')))`,
+    [a, b],
+  );
+  t.is(r.stdout, '[] []\n0 300000\n300004\ntail\n[]\n', r.stderr);
+});
+
 test.serial('2 close-to-open after a stat on the reading mount: a longer rewrite is read whole (open drops stale kernel attributes)', async (t) => {
   const { a, b } = await two();
   await must(`mkdir -p ${a}/cto2 && echo short > ${a}/cto2/f && sleep 1.1`);

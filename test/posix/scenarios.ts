@@ -334,7 +334,6 @@ const readWrite: Scenario[] = [
   },
   {
     name: 'an unlinked open file stays writable and readable',
-    known: { mount: "libfuse's high-level API with hard_remove off (its default, kept: the binding needs a path for every op) renames an open file that is unlinked to .fuse_hidden* until it is closed (DESIGN.md, FUSE facts)" },
     category: 'read-write',
     setup: [{ op: 'open', path: 'f', flags: ['O_CREAT', 'O_RDWR'], as: 'fd' }, { op: 'unlink', path: 'f' }],
     run: { op: 'write', fd: 'fd', pos: 0, data: pat(100_000) },
@@ -343,6 +342,38 @@ const readWrite: Scenario[] = [
       { op: 'fsync', fd: 'fd' },
       { op: 'fstat', fd: 'fd', expect: { nlink: 0, size: 100_000 } },
       { op: 'readdir', path: '.', expect: { value: [] } },
+    ],
+  },
+  {
+    name: 'a directory whose only file is unlinked while open can be removed; the file stays usable',
+    category: 'rmdir',
+    setup: [dir('d'), { op: 'open', path: 'd/f', flags: ['O_CREAT', 'O_RDWR'], as: 'fd' }, { op: 'write', fd: 'fd', pos: 0, data: 'kept' }, { op: 'unlink', path: 'd/f' }],
+    run: { op: 'rmdir', path: 'd' },
+    check: [
+      { op: 'readdir', path: '.', expect: { value: [] } },
+      { op: 'write', fd: 'fd', pos: 4, data: ' on' },
+      { op: 'read', fd: 'fd', pos: 0, len: 20, expect: { data: 'kept on' } },
+    ],
+  },
+  {
+    name: 'fstat of an unlinked open file whose directory was removed',
+    known: { mount: "libfuse's high-level API computes no path for a file whose directory is gone and answers the kernel's GETATTR (which carries no handle for fstat) ESTALE itself" },
+    category: 'rmdir',
+    setup: [dir('d'), { op: 'open', path: 'd/f', flags: ['O_CREAT', 'O_RDWR'], as: 'fd' }, { op: 'write', fd: 'fd', pos: 0, data: 'kept' }, { op: 'unlink', path: 'd/f' }, { op: 'rmdir', path: 'd' }],
+    run: { op: 'fstat', fd: 'fd', expect: { nlink: 0, size: 4 } },
+  },
+  {
+    name: 'a file replaced by rename while open for writing keeps taking writes through its descriptor',
+    category: 'rename',
+    setup: [file('a', 'new'), { op: 'open', path: 'b', flags: ['O_CREAT', 'O_RDWR'], as: 'fd' }, { op: 'write', fd: 'fd', pos: 0, data: 'old' }],
+    run: { op: 'rename', from: 'a', to: 'b' },
+    check: [
+      { op: 'write', fd: 'fd', pos: 3, data: '+' },
+      { op: 'read', fd: 'fd', pos: 0, len: 10, expect: { data: 'old+' } },
+      { op: 'fstat', fd: 'fd', expect: { nlink: 0, size: 4 } },
+      { op: 'close', fd: 'fd' },
+      { op: 'readFile', path: 'b', expect: { data: 'new' } },
+      { op: 'readdir', path: '.', expect: { value: ['b'] } },
     ],
   },
   {
