@@ -135,7 +135,7 @@ export async function mountCommand(args: string[]): Promise<number> {
         clearInterval(watch);
         log.info({ why }, 'unmounting');
         const errors = await vfs.flushAll();
-        for (const e of errors) log.error({ err: e.message }, 'could not publish an open file before unmounting');
+        for (const e of errors) log.error({ err: e.message }, 'could not publish an open file or commit a metadata change before unmounting');
         if (unmount) await mounted.unmount().catch((e: Error) => log.error({ err: e.message }, 'unmount failed'));
         // what the directory leases did over the mount's life (operators: is write-behind being used?)
         log.info({ leases: { ...meta.dirs.stats } }, 'directory lease totals');

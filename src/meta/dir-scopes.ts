@@ -525,6 +525,7 @@ export class DirScopes {
     void p.then(
       () => {},
       (err: unknown) => {
+        this.log?.warn({ dir: st.dir, err: (err as Error)?.message ?? String(err) }, 'a change written behind failed: reported to the next fsync, close or unmount');
         this.failure ??= err;
         if (fenced(err) && st.held === held) void this.lost(st, err);
       },

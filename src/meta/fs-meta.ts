@@ -326,6 +326,8 @@ export class FsMeta {
     const p = work().then(
       () => {},
       (err: unknown) => {
+        // said when it happens, not only at the next directory fsync or unmount that reports it
+        this.log?.warn({ ino, err: (err as Error)?.message ?? String(err) }, 'a background metadata update failed (times, link count or a creation written behind): reported to the next directory fsync or unmount');
         this.touchError ??= err;
       },
     );
