@@ -162,6 +162,8 @@ export function inoChain(ino: Ino): string {
 
 /** The most entries a held directory is read whole with. */
 const LISTING_MAX = 4096;
+/** How long a queued change keeps trying after transient failures (commitQueued). */
+const QUEUED_COMMIT_PATIENCE_MS = 30_000;
 
 function fenced(err: unknown): boolean {
   return isQfsError(err, 'fenced');
@@ -177,7 +179,7 @@ export class DirScopes {
   private readonly idleTimer: NodeJS.Timeout | null = null;
   private closed = false;
   /** Counters for tests and status. */
-  readonly stats = { born: 0, acquired: 0, released: 0, recalled: 0, queued: 0, committed: 0, fencedRetries: 0, laggingRetries: 0 };
+  readonly stats = { born: 0, acquired: 0, released: 0, recalled: 0, queued: 0, committed: 0, fencedRetries: 0, laggingRetries: 0, transientRetries: 0 };
 
   constructor(
     private readonly ks: KeySpace,
@@ -494,6 +496,32 @@ export class DirScopes {
     }
   }
 
+  /**
+   * A queued change was already answered to its caller: a transient failure
+   * (no quorum in time, conflicts, a membership change, a node unreachable) is
+   * tried again while the lease is held and trusted, for up to
+   * QUEUED_COMMIT_PATIENCE_MS, rather than turned into the next close's EIO
+   * at once. Seen in the fault suite: a drain under a partition left a
+   * commit without a quorum for one request deadline (5 s), and the writer's
+   * next close failed. The commits are idempotent: each sets a name or an
+   * inode to a value decided under the lease (a creation knows its retry).
+   */
+  private async commitQueued(st: DirState, held: HeldScope, commit: (opts: CallOpts) => Promise<unknown>): Promise<void> {
+    const until = Date.now() + QUEUED_COMMIT_PATIENCE_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.retryLagging(st, held, () => commit({ scope: held.call }));
+        return;
+      } catch (err) {
+        const transient = err instanceof QfsError && err.retryable && err.code !== 'closed';
+        if (!transient || Date.now() >= until || st.held !== held || !held.trusted()) throw err;
+        this.stats.transientRetries++;
+        this.log?.info({ dir: st.dir, err: err.message, attempt }, 'a change written behind is tried again');
+        await delay(Math.min(1000, 50 * 2 ** attempt));
+      }
+    }
+  }
+
   /** Waits while the queue is full (backpressure): call before deciding a change that will be queued. */
   async room(): Promise<void> {
     while (this.pending.size >= this.opts.maxPending) await Promise.race([...this.pending].map((q) => q.catch(() => {})));
@@ -516,7 +544,7 @@ export class DirScopes {
       if (before) await before.catch(() => {});
       if (ready) await ready; // a born lease's record first (its failure is this commit's)
       if (st.held !== held || !held.trusted()) throw new QfsError('fenced', 'the directory lease was lost before a queued change was committed');
-      await this.retryLagging(st, held, () => commit({ scope: held.call }));
+      await this.commitQueued(st, held, commit);
       this.stats.committed++;
     })();
     this.stats.queued++;

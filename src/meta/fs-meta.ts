@@ -403,11 +403,15 @@ export class FsMeta {
       const inode = this.inodeRecord(this.takeIno(), dir, attrs, time);
       const priv: Private = { st, held: st.held!, inode: cloneInode(inode), gen: 0, written: -1 };
       // The creation writes the inode as it is when sent (changes made meanwhile ride along).
+      // Tried again after a transient failure (DirScopes.commitQueued), it may find its own
+      // earlier attempt landed: only a first attempt takes a record there for a collision.
+      let attempts = 0;
       const { committed: born } = this.dirs.queue(st, inoChain(inode.ino), async () => {
         const gen = priv.gen;
         const record = encodeInode(priv.inode);
+        const retried = attempts++ > 0;
         await this.ks.change(inodeKey(inode.ino), (old) => {
-          if (old) throw new FsError('EIO', 'inode number collision');
+          if (old && !retried) throw new FsError('EIO', 'inode number collision');
           return record;
         });
         priv.written = Math.max(priv.written, gen);
