@@ -367,7 +367,7 @@ export class Vfs {
   }
 
   async getattr(path: string, op?: CallOpts): Promise<Stat> {
-    const hiddenIno = this.hidden.get(path);
+    const hiddenIno = this.hidden.size > 0 ? this.hidden.get(path) : undefined;
     if (hiddenIno !== undefined) {
       const open = this.files.get(hiddenIno);
       if (!open) throw new FsError('ENOENT');
@@ -480,7 +480,7 @@ export class Vfs {
 
   async unlink(path: string, op?: CallOpts): Promise<void> {
     // the last close of a file whose name was already unlinked (HIDDEN_NAME): nothing is left in the cluster
-    if (this.hidden.delete(path)) return;
+    if (this.hidden.size > 0 && this.hidden.delete(path)) return;
     const { parent, name } = parentAndName(path);
     const dir = await this.resolveDir(parent, op);
     const d = await this.lookupCached(dir, name, op);
@@ -521,7 +521,7 @@ export class Vfs {
     const a = parentAndName(from);
     const b = parentAndName(to);
     checkName(b.name);
-    if (flags === 0 && isHiddenPath(to) && !isHiddenPath(from) && a.parent === parentAndName(to).parent) {
+    if (flags === 0 && a.parent === b.parent && isHiddenPath(to) && !isHiddenPath(from)) {
       const ino = (await this.lookupCached(await this.resolveDir(a.parent, op), a.name, op))?.ino;
       if (ino !== undefined && this.files.has(ino)) {
         // libfuse hiding an open file it was asked to unlink: unlink it, keep the hidden path here
@@ -547,7 +547,8 @@ export class Vfs {
     this.attrs.delete(dstDir);
     if (replaced) {
       this.attrs.delete(replaced.ino);
-      // a replaced file still open here lost a name (the kernel no longer hides it as .fuse_hidden: patch 9)
+      // a replaced file still open here lost a name (through a mount, libfuse hides an open target
+      // first, so this is for the vfs's other callers: the in-memory mount and the POSIX runner)
       const open = this.files.get(replaced.ino);
       if (open && moved && moved.ino !== replaced.ino) open.inode.nlink = Math.max(0, open.inode.nlink - 1);
     }
