@@ -178,6 +178,8 @@ export class DirScopes {
   private failure: unknown = null;
   private readonly idleTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  /** Removed directories whose leases are being given back. */
+  private readonly forgetting = new Set<Promise<void>>();
   /** Counters for tests and status. */
   readonly stats = { born: 0, acquired: 0, released: 0, recalled: 0, queued: 0, committed: 0, fencedRetries: 0, laggingRetries: 0, transientRetries: 0 };
 
@@ -225,13 +227,28 @@ export class DirScopes {
     return st;
   }
 
-  /** Forgets a directory that is gone (its lease, if held, is given back). */
+  /** Forgets a directory that is gone (its lease, if held, is given back); settled() waits for it. */
   async forget(dir: Ino): Promise<void> {
     const st = this.dirs.get(dir);
     if (!st) return;
-    if (st.held) await this.release(st);
-    this.dirs.delete(dir);
-    this.byLease.delete(st.leaseKey.toString('latin1'));
+    const done = (async () => {
+      if (st.held) await this.release(st);
+      if (this.dirs.get(dir) === st) {
+        this.dirs.delete(dir);
+        this.byLease.delete(st.leaseKey.toString('latin1'));
+      }
+    })();
+    this.forgetting.add(done);
+    try {
+      await done;
+    } finally {
+      this.forgetting.delete(done);
+    }
+  }
+
+  /** Waits for the leases of removed directories to be given back (fsyncdir, unmount, tests). */
+  async forgotten(): Promise<void> {
+    while (this.forgetting.size > 0) await Promise.allSettled([...this.forgetting]);
   }
 
   /** The directory's state when this mount holds its lease and may use it; null otherwise. */

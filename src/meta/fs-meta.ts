@@ -146,6 +146,7 @@ export class FsMeta {
    */
   async settle(): Promise<void> {
     await this.dirs.flush();
+    await this.dirs.forgotten();
     while (this.touches.size > 0) await Promise.allSettled([...this.touches.values()].flatMap((s) => [...s]));
     const e = this.touchError;
     this.touchError = null;
