@@ -42,6 +42,12 @@ visit publishes at least once, at its close) and an fsync that would be the
 then publishes at least once and at most M+1 times per visit. The sequence
 differs from the one without the option.
 
+--sync-every-op: after every op, fsync the file and print "durable I" (I: the
+op's index) once fsync returned. The sequence is the same as without it (the
+fsyncs are not drawn from the generator), so a run killed partway (the mount
+SIGKILLed) can be checked against the reference after the last durable op and
+the op after it (the only one that may have been in flight).
+
 --self-test flip|shorten: checks the checker. Just before the final compare,
 one byte in the middle of the mount file is inverted, or the mount file is cut
 one byte short, behind the reference's back; the run must then fail there.
@@ -243,6 +249,7 @@ def main():
     ap.add_argument('--mount-file2', default=None)
     ap.add_argument('--max-syncs-per-visit', type=int, default=None)
     ap.add_argument('--self-test', choices=['flip', 'shorten'], default=None)
+    ap.add_argument('--sync-every-op', action='store_true')
     a = ap.parse_args()
     seed = a.seed
     if seed is None:
@@ -318,6 +325,9 @@ def main():
                 st = os.fstat(fd).st_size
                 if st != gen.size:
                     raise Failure('fstat size %d, reference %d' % (st, gen.size))
+            if a.sync_every_op:
+                os.fsync(fd)
+                print('durable %d' % index, flush=True)
             if (index + 1) % PROGRESS_EVERY == 0:
                 print('op %d' % (index + 1), flush=True)
         index = a.first + a.count

@@ -6,7 +6,9 @@
 //      against a local reference file, on one mount, then alternating between
 //      two mounts with close-to-open; plus the bugs this file found
 //   2. fsx with a node SIGKILLed partway through a run, restarted before the
-//      next run; the file compared on the mount and on a fresh mount
+//      next run; the file compared on the mount and on a fresh mount; then fsx
+//      with the mount itself SIGKILLed, the file on a fresh mount checked
+//      against the last fsynced op and the one in flight
 //   3. SQLite (python3's sqlite3) with a database larger than the mount's chunk
 //      cache and write-back budget, checked row by row against a reference,
 //      also on a fresh mount; then the same in WAL mode
@@ -25,7 +27,8 @@ import { fileURLToPath } from 'node:url';
 import test, { type ExecutionContext } from 'ava';
 import { Fixtures, python, quote, run } from '../helpers/e2e-fixtures.js';
 import type { RunningCluster } from '../helpers/keyspace.js';
-import { mountCluster, mountedCluster, type Mount } from '../helpers/mount.js';
+import { forceUnmount, mountCluster, mountedCluster, type Mount } from '../helpers/mount.js';
+import { runFsck } from '../helpers/faults.js';
 import { parseSeed, randomSeed } from '../faults/random-ops-lib.js';
 
 /** Not compiled: found from dist/test/e2e/ back in the sources. */
@@ -88,6 +91,8 @@ interface FsxArgs {
   mountFile2?: string;
   maxSyncsPerVisit?: number;
   selfTest?: 'flip' | 'shorten';
+  /** fsync after every op, and report each op made durable (fsx.py --sync-every-op). */
+  syncEveryOp?: boolean;
 }
 
 interface FsxResult {
@@ -96,17 +101,20 @@ interface FsxResult {
   /** The last JSON line fsx.py printed, or null. */
   out: Record<string, unknown> | null;
   ms: number;
+  /** With syncEveryOp: the last op whose fsync returned, or -1. */
+  durable: number;
 }
 
 /**
  * Runs fsx.py in a child process (killed by its pid after `timeoutMs`, or at
  * the test's teardown). `onProgress` sees each "op N" line as it comes.
  */
-async function fsx(t: ExecutionContext, a: FsxArgs, opts: { timeoutMs?: number; onProgress?: (ops: number) => void } = {}): Promise<FsxResult> {
+async function fsx(t: ExecutionContext, a: FsxArgs, opts: { timeoutMs?: number; onProgress?: (ops: number) => void; onDurable?: (index: number) => void } = {}): Promise<FsxResult> {
   const args = ['--seed', String(a.seed), '--count', String(a.count), '--first', String(a.first ?? 0), '--mount-file', a.mountFile, '--ref-file', a.refFile];
   if (a.mountFile2 !== undefined) args.push('--mount-file2', a.mountFile2);
   if (a.maxSyncsPerVisit !== undefined) args.push('--max-syncs-per-visit', String(a.maxSyncsPerVisit));
   if (a.selfTest !== undefined) args.push('--self-test', a.selfTest);
+  if (a.syncEveryOp) args.push('--sync-every-op');
   const t0 = Date.now();
   const child = spawn('python3', [FSX, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const closed = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
@@ -120,15 +128,22 @@ async function fsx(t: ExecutionContext, a: FsxArgs, opts: { timeoutMs?: number; 
   let stdout = '';
   let stderr = '';
   let buf = '';
+  let durable = -1;
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   child.stdout.setEncoding('utf8').on('data', (d: string) => {
     stdout += d;
     buf += d;
     let i;
     while ((i = buf.indexOf('\n')) >= 0) {
-      const m = /^op (\d+)$/.exec(buf.slice(0, i));
+      const line = buf.slice(0, i);
+      const m = /^op (\d+)$/.exec(line);
       buf = buf.slice(i + 1);
       if (m) opts.onProgress?.(Number(m[1]));
+      const dm = /^durable (\d+)$/.exec(line);
+      if (dm) {
+        durable = Math.max(durable, Number(dm[1]));
+        opts.onDurable?.(durable);
+      }
     }
   });
   const timer = setTimeout(kill, opts.timeoutMs ?? 150_000);
@@ -141,7 +156,7 @@ async function fsx(t: ExecutionContext, a: FsxArgs, opts: { timeoutMs?: number; 
   } catch {
     out = null;
   }
-  return { code: code ?? -1, stderr: `${child.signalCode ? `killed by ${child.signalCode}; ` : ''}${stderr}`, out, ms: Date.now() - t0 };
+  return { code: code ?? -1, stderr: `${child.signalCode ? `killed by ${child.signalCode}; ` : ''}${stderr}`, out, ms: Date.now() - t0, durable };
 }
 
 /** Asserts that an fsx run applied `count` ops and ended equal; the failure message carries the seed, fsx's report and both replays. */
@@ -384,6 +399,114 @@ test.serial('fsx with a node SIGKILLed partway and restarted: equal on the mount
   live = [mount, fresh];
   assertFsx(t, await fsx(t, { seed, count: 0, first: 3 * PHASE, mountFile: `${fresh.dir}/fsx-kill`, refFile: ref }), 0, 'a fresh mount');
   t.log(`in all ${secs(t0)}`);
+});
+
+/**
+ * Compares a file read back after a crash with the reference after the last
+ * durable op (`before`) and after the op that may have been in flight
+ * (`after`): its size must be one of theirs, and every byte must be one of
+ * theirs at that offset (a hole, zero, where one of them is shorter), since
+ * the op in flight may have landed in part. Reports the first byte that is
+ * neither.
+ */
+async function crashConsistent(got: string, before: string, after: string): Promise<{ ok: boolean; detail: string }> {
+  const r = await python(
+    String.raw`
+import json, sys
+got, a, b = (open(p, 'rb').read() for p in sys.argv[1:4])
+res = {'ok': True, 'size': len(got), 'sizes': [len(a), len(b)]}
+if len(got) not in (len(a), len(b)):
+    res.update(ok=False, what='size is neither')
+else:
+    W = 65536
+    for s in range(0, len(got), W):
+        g = got[s:s + W]
+        x = a[s:s + W].ljust(len(g), b'\0')[:len(g)]
+        y = b[s:s + W].ljust(len(g), b'\0')[:len(g)]
+        if g == x or g == y: continue
+        bad = next((s + i for i in range(len(g)) if g[i] != x[i] and g[i] != y[i]), None)
+        if bad is not None:
+            res.update(ok=False, what='a byte is neither', offset=bad, got=got[bad], before=x[bad - s], after=y[bad - s])
+            break
+print(json.dumps(res))
+`,
+    [got, before, after],
+    { timeoutMs: 120_000 },
+  );
+  if (r.code !== 0) return { ok: false, detail: r.stderr };
+  const res = JSON.parse(r.stdout.trim()) as { ok: boolean };
+  return { ok: res.ok, detail: r.stdout.trim() };
+}
+
+test.serial('the crash check takes the state before, after or a mix of the two, and refuses a byte or a size that is neither', async (t) => {
+  const dir = await scratch(t);
+  const { writeFile } = await import('node:fs/promises');
+  const before = Buffer.alloc(200_000, 1);
+  const after = Buffer.concat([before.subarray(0, 100_000), Buffer.alloc(50_000, 2), before.subarray(150_000), Buffer.alloc(10_000, 3)]);
+  const files = { before: join(dir, 'before'), after: join(dir, 'after'), got: join(dir, 'got') };
+  await writeFile(files.before, before);
+  await writeFile(files.after, after);
+  const check = async (got: Buffer): Promise<boolean> => {
+    await writeFile(files.got, got);
+    return (await crashConsistent(files.got, files.before, files.after)).ok;
+  };
+  t.true(await check(before));
+  t.true(await check(after));
+  const mixed = Buffer.from(before);
+  after.copy(mixed, 100_000, 100_000, 120_000); // part of the op in flight landed
+  t.true(await check(mixed));
+  const flipped = Buffer.from(after);
+  flipped[130_000] = 9;
+  t.false(await check(flipped), 'a byte that is neither');
+  t.false(await check(before.subarray(0, 199_999)), 'a size that is neither');
+});
+
+test.serial('fsx with the mount SIGKILLed partway (fsync after every op): a fresh mount reads every fsynced op, and of the op in flight nothing or part', async (t) => {
+  t.log(replay(t));
+  const t0 = Date.now();
+  await fixtures.close();
+  const { rc, mount } = await mountedCluster(t);
+  live = [mount];
+  const dir = await scratch(t);
+  const seed = SEED + 3;
+  const file = `${mount.dir}/fsx-mount-kill`;
+  const ref = join(dir, 'ref');
+  const PHASE = 300;
+  const KILL_AFTER = 150;
+  assertFsx(t, await fsx(t, { seed, count: PHASE, first: 0, mountFile: file, refFile: ref }), PHASE, 'before the kill');
+
+  let killedAt: number | null = null;
+  const cut = await fsx(t, { seed, count: 4 * PHASE, first: PHASE, mountFile: file, refFile: ref, syncEveryOp: true }, {
+    onDurable: (i) => {
+      if (i >= PHASE + KILL_AFTER && killedAt === null) {
+        killedAt = i;
+        mount.child.kill('SIGKILL');
+      }
+    },
+  });
+  if (killedAt === null) mount.child.kill('SIGKILL'); // the run ended first: fails below
+  await mount.exited;
+  t.is(mount.child.signalCode, 'SIGKILL', 'the mount was killed');
+  t.not(killedAt, null, `the kill came in the middle of the run (fsx: ${JSON.stringify(cut.out)})`);
+  t.not(cut.code, 0, 'fsx saw the mount go away');
+  const last = cut.durable;
+  t.true(last >= PHASE + KILL_AFTER, `ops up to ${last} were fsynced`);
+  t.log(`SIGKILL of the mount (pid ${mount.pid}) after op ${String(killedAt)} was fsynced; last fsynced op ${last}; fsx: ${String(cut.out?.['what'])}`);
+  await forceUnmount(mount.dir);
+
+  // The references: the same sequence replayed on local files, up to the last fsynced op and one op further.
+  const before = join(dir, 'before');
+  const after = join(dir, 'after');
+  assertFsx(t, await fsx(t, { seed, count: last + 1, first: 0, mountFile: join(dir, 'scratch-a'), refFile: before }), last + 1, 'reference up to the last fsync');
+  assertFsx(t, await fsx(t, { seed, count: last + 2, first: 0, mountFile: join(dir, 'scratch-b'), refFile: after }), last + 2, 'reference one op further');
+
+  const fresh = await mountCluster(t, rc, 'mnt-fresh');
+  live = [fresh];
+  const verdict = await crashConsistent(`${fresh.dir}/fsx-mount-kill`, before, after);
+  t.true(verdict.ok, `${replay(t)}\n${verdict.detail}`);
+  t.log(`after the remount: ${verdict.detail}; in all ${secs(t0)}`);
+  const fsck = await runFsck(rc.cluster.configPath, ['--grace', '0']);
+  t.deepEqual(fsck.report.findings.filter((x) => x.severity === 'error'), [], 'fsck finds no error');
 });
 
 // ---------------------------------------------------------------------------
