@@ -798,6 +798,7 @@ export class FsMeta {
     ino: Ino,
     changes: ReadonlyMap<number, ReadonlyMap<number, readonly SlotOp[]>>,
     update: (i: Inode) => void,
+    op?: CallOpts,
   ): Promise<{ inode: Inode; pages: Map<number, MapPage> }> {
     const pages = new Map<number, MapPage>();
     // How many slots each page change mapped or emptied, for the inode's count.
@@ -815,7 +816,7 @@ export class FsMeta {
           delta = p.size - before;
           pages.set(page, p);
           return p.size === 0 ? null : encodeMapPage(p);
-        });
+        }, op);
         return delta;
       }),
     );
@@ -823,7 +824,7 @@ export class FsMeta {
     const inode = await this.changeInode(ino, (i) => {
       update(i);
       i.chunks = Math.max(0, i.chunks + added);
-    });
+    }, op);
     return { inode, pages };
   }
 

@@ -132,6 +132,13 @@ function sameLocks(a: readonly RangeLock[], b: readonly RangeLock[]): boolean {
 
 // ---- the service a mount runs
 
+/** The file's locks went with a session declared dead: what was written under them is dropped, not published. */
+export class LocksLostError extends FsError {
+  constructor() {
+    super('EIO', "this mount's locks on the file were lost (its lock session was declared dead by another mount): what it wrote to the file since is dropped, not published");
+  }
+}
+
 export interface LockServiceOptions {
   log: Logger;
   clock?: Clock;
@@ -217,6 +224,12 @@ export class LockService {
   private readonly waiters = new Map<Ino, Set<() => void>>();
   private readonly observations = new Map<string, Observation>();
   private readonly dead = new Set<string>();
+  /**
+   * Files whose locks went with a session declared dead: what this mount
+   * wrote under them is not published (an NFS client answers EIO after a lost
+   * lock the same way), until every handle of the file here is closed.
+   */
+  private readonly fenced = new Set<Ino>();
   /** For the simulator and tests. */
   onEvent: ((e: SessionEvent) => void) | null = null;
 
@@ -335,6 +348,7 @@ export class LockService {
     s.lost = true;
     s.lapseTimer?.cancel();
     const locks = [...this.held].map(([ino, l]) => ({ ino, locks: l }));
+    for (const ino of [...this.held.keys(), ...this.unsure.keys()]) this.fenced.add(ino);
     this.held.clear();
     this.unsure.clear();
     if (locks.length > 0) this.opts.log.error({ session: s.id, files: locks.length }, 'lock session declared dead by another mount: its locks are lost');
@@ -675,6 +689,53 @@ export class LockService {
   /** Every lock of `owner` on the file (a close: POSIX; the last close of a description: flock). */
   async releaseAll(ino: Ino, owner: string, kind: 'posix' | 'flock'): Promise<void> {
     await this.set(ino, { owner, kind, type: 'unlock', start: 0, end: Infinity, pid: 0 }, false);
+  }
+
+  // ---- fencing this mount's own writes (docs/architecture.md, "Locks": "What a cut-off mount's writes can do")
+
+  /** Does this mount hold, or may it hold, a lock on the file? */
+  private holdsOn(ino: Ino): boolean {
+    return (this.held.get(ino)?.length ?? 0) > 0 || this.unsure.has(ino);
+  }
+
+  /** Were the file's locks lost with a dead session (its handles here then answer EIO)? */
+  isFenced(ino: Ino): boolean {
+    return this.fenced.has(ino);
+  }
+
+  /** Every handle of the file on this mount is closed: the next open starts clean. */
+  unfence(ino: Ino): void {
+    this.fenced.delete(ino);
+  }
+
+  /**
+   * Before this mount publishes what it wrote to a file: a file it holds locks
+   * on is published only while its session is trusted, and every request of
+   * the publish gets a deadline that ends before another mount may declare
+   * the session dead (trust end + F on this clock; the argument is the one
+   * for requests in flight). While the session is lapsed, waits (up to
+   * D + F) for a renewal. Throws LocksLostError when the locks went with a
+   * dead session (the caller drops what it wrote: publishing it could
+   * overwrite what the next holder wrote), EIO when the session stays
+   * lapsed (nothing is dropped; a later flush tries again).
+   */
+  async publishGate(ino: Ino): Promise<{ deadline: number } | undefined> {
+    if (this.fenced.has(ino)) throw new LocksLostError();
+    if (!this.holdsOn(ino)) return undefined;
+    const giveUpAt = this.clock.now() + this.lease.leaseMs + this.lease.inFlightMs;
+    for (;;) {
+      const s = this.session;
+      if (this.fenced.has(ino)) throw new LocksLostError();
+      // CallOpts deadlines are on the system clock: carried over as what is left on this one.
+      if (s !== null && !s.lost && this.clock.now() < s.until) return { deadline: Date.now() + (s.until + this.lease.inFlightMs - this.clock.now()) };
+      if (s === null || s.lost || !this.holdsOn(ino)) {
+        if (this.fenced.has(ino)) throw new LocksLostError();
+        return undefined; // released meanwhile: nothing of this session guards the file any more
+      }
+      if (this.stopped || this.clock.now() >= giveUpAt) throw new FsError('EIO', 'the lock session is lapsed (renewals are not getting through): not published; a later fsync or close tries again');
+      await this.renewNow();
+      if (!this.trusted()) await this.pause(Math.min(50, renewEveryMs(this.lease.leaseMs)));
+    }
   }
 
   /** This session's locks on a file, as last stored (tests, F_GETLK pids). */

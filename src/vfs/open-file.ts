@@ -16,12 +16,13 @@
 // Reads assemble the newest spans: bytes still in memory, whole chunks from
 // the cache (sequential reads fetch whole chunks ahead of the reader), or only
 // the 64 KiB blocks that hold the range, each verified on its own.
-import type { ChunkSpace } from '../keyspace/types.js';
+import type { CallOpts, ChunkSpace } from '../keyspace/types.js';
 import type { ChunkId } from '../util/ids.js';
 import type { Logger } from '../util/log.js';
 import { BLOCK_BYTES } from '../util/hash.js';
 import { toQfsError } from '../util/errors.js';
 import { FsError } from '../meta/errors.js';
+import { LocksLostError } from '../meta/locks.js';
 import type { FsMeta } from '../meta/fs-meta.js';
 import {
   COMPACT_EXTENTS,
@@ -62,6 +63,12 @@ export interface Background {
   touch(ino: number): void;
   /** When the inode was last read or written on this mount (ms; 0: not lately). */
   lastIo(ino: number): number;
+  /**
+   * Asked before each publish: may it go, and under which deadline (a file
+   * this mount holds locks on: LockService.publishGate). Throwing
+   * LocksLostError drops the unpublished changes; any other error keeps them.
+   */
+  publishGate?(ino: number): Promise<CallOpts | undefined>;
 }
 
 export interface WriteBudget {
@@ -700,6 +707,16 @@ export class OpenFile {
     // a write raced the flush: upload it too (it is published now or by the next flush)
     if (this.unstored()) await this.settle();
     await this.boundExtents();
+    let op: CallOpts | undefined;
+    try {
+      op = await this.background.publishGate?.(this.inode.ino);
+    } catch (err) {
+      if (err instanceof LocksLostError) {
+        this.log.error({ ino: this.inode.ino }, 'dropping what this mount wrote to a file whose locks were lost');
+        this.discard();
+      }
+      throw err;
+    }
     const taken = new Map(this.ops);
     this.ops.clear();
     const changes = new Map<number, Map<number, SlotOp[]>>();
@@ -723,7 +740,7 @@ export class OpenFile {
         i.uid = local.uid;
         i.gid = local.gid;
         i.xattrs = local.xattrs;
-      });
+      }, op);
       for (const [page, p] of pages) this.maps.set(page, p);
       for (const slot of taken.keys()) {
         // published as this mount saw it, unless more came in meanwhile

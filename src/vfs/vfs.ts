@@ -12,7 +12,7 @@ import { FsMeta, checkName, isDir } from '../meta/fs-meta.js';
 import { ROOT_INO, S_IFDIR, S_IFBLK, S_IFCHR, S_IFIFO, S_IFLNK, S_IFSOCK, S_IFMT, S_IFREG, nowTimespec, type Dirent, type Ino, type Inode, type Timespec } from '../meta/types.js';
 import { ByteLru, LastSeen, TtlCache } from './lru.js';
 import { OpenFile, type WriteBudget } from './open-file.js';
-import { LockService } from '../meta/locks.js';
+import { LockService, LocksLostError } from '../meta/locks.js';
 import { lengthOf, rangeOf, type LockType } from '../meta/lock-ranges.js';
 
 export interface Caller {
@@ -730,6 +730,7 @@ export class Vfs {
           this.activity.set(ino, Date.now());
         },
         lastIo: (ino) => this.activity.get(ino) ?? 0,
+        publishGate: (ino) => this.locks.publishGate(ino as Ino),
       });
       this.files.set(ino, file);
     }
@@ -793,6 +794,7 @@ export class Vfs {
     if ((h.flags & O_ACCMODE) === 0) throw new FsError('EBADF');
     const at = h.flags & O_APPEND ? h.file.inode.size : pos;
     if (at + data.length > Number.MAX_SAFE_INTEGER) throw new FsError('EFBIG');
+    if (this.locks.isFenced(h.file.inode.ino)) throw new LocksLostError();
     try {
       return await h.file.write(at, data);
     } catch (err) {
@@ -830,6 +832,7 @@ export class Vfs {
     } finally {
       // the last close of the description drops its flock (libfuse also asks, when the kernel says so)
       await this.locks.releaseAll(file.inode.ino, `f${fh}`, 'flock').catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'could not release a flock at close'));
+      if (file.handles === 0) this.locks.unfence(file.inode.ino);
       if (file.handles === 0 && !file.dirty) this.files.delete(file.inode.ino);
       if (file.handles === 0 && file.inode.nlink === 0) {
         file.discard();
