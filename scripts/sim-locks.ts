@@ -1,4 +1,4 @@
-// npm run sim:locks -- [--seeds N] [--from S] [--seed S [--trace]] [--bug no-declare]
+// npm run sim:locks -- [--seeds N] [--from S] [--seed S [--trace]] [--bug no-declare|no-fence]
 // Runs seeded schedules of the lock protocol in the deterministic simulator
 // (test/sim/locks.ts). `--seed S --trace` replays one schedule and prints what
 // every mount and lock owner did, on the world's time.
@@ -9,8 +9,8 @@ const { values } = parseArgs({
   options: { seeds: { type: 'string' }, from: { type: 'string' }, seed: { type: 'string' }, trace: { type: 'boolean' }, bug: { type: 'string' } },
   strict: true,
 });
-const bugs: LockBugs = values.bug === undefined ? {} : values.bug === 'no-declare' ? { noDeclare: true } : (() => {
-  process.stderr.write(`sim-locks: unknown bug ${values.bug} (no-declare)\n`);
+const bugs: LockBugs = values.bug === undefined ? {} : values.bug === 'no-declare' ? { noDeclare: true } : values.bug === 'no-fence' ? { noFence: true } : (() => {
+  process.stderr.write(`sim-locks: unknown bug ${values.bug} (no-declare, no-fence)\n`);
   process.exit(2);
 })();
 const first = Number(values.seed ?? values.from ?? 1);

@@ -230,6 +230,13 @@ export class LockService {
    * lock the same way), until every handle of the file here is closed.
    */
   private readonly fenced = new Set<Ino>();
+  /**
+   * Per file, the owners this session granted a lock to and that have not
+   * seen it gone in a change of their own. Unlike `held` (the record as last
+   * stored), a lock another mount dropped because it declared this session
+   * dead stays here, so the loss fences the file.
+   */
+  private readonly holders = new Map<Ino, Set<string>>();
   /** For the simulator and tests. */
   onEvent: ((e: SessionEvent) => void) | null = null;
 
@@ -348,7 +355,8 @@ export class LockService {
     s.lost = true;
     s.lapseTimer?.cancel();
     const locks = [...this.held].map(([ino, l]) => ({ ino, locks: l }));
-    for (const ino of [...this.held.keys(), ...this.unsure.keys()]) this.fenced.add(ino);
+    for (const ino of [...this.held.keys(), ...this.unsure.keys(), ...this.holders.keys()]) this.fenced.add(ino);
+    this.holders.clear();
     this.held.clear();
     this.unsure.clear();
     if (locks.length > 0) this.opts.log.error({ session: s.id, files: locks.length }, 'lock session declared dead by another mount: its locks are lost');
@@ -366,6 +374,7 @@ export class LockService {
     s.lost = true;
     s.lapseTimer?.cancel();
     this.held.clear();
+    this.holders.clear();
     await this.ks
       .change(sessionKey(s.id), (old) => {
         const r = decodeSession(old);
@@ -444,6 +453,20 @@ export class LockService {
     if (wrote) this.unsure.delete(ino);
   }
 
+  /** After a change of `spec`'s owner that answered: does that owner still hold something on the file? */
+  private noteHolder(ino: Ino, sessionId: string, spec: LockSpec, locks: readonly RangeLock[]): void {
+    const key = ownerKey(spec.owner, spec.kind);
+    const has = locks.some((l) => l.session === sessionId && l.owner === spec.owner && l.kind === spec.kind);
+    let set = this.holders.get(ino);
+    if (has) {
+      if (set === undefined) this.holders.set(ino, (set = new Set()));
+      set.add(key);
+    } else if (set !== undefined) {
+      set.delete(key);
+      if (set.size === 0) this.holders.delete(ino);
+    }
+  }
+
   private wake(ino: Ino): void {
     const set = this.waiters.get(ino);
     if (set === undefined) return;
@@ -493,6 +516,7 @@ export class LockService {
     const d = decision as LockDecision | null;
     if (d === null) throw new FsError('EIO', 'lock change did not run');
     this.remember(ino, s.id, decodeLocks(stored), wrote);
+    this.noteHolder(ino, s.id, spec, decodeLocks(stored));
     return d;
   }
 
@@ -695,7 +719,7 @@ export class LockService {
 
   /** Does this mount hold, or may it hold, a lock on the file? */
   private holdsOn(ino: Ino): boolean {
-    return (this.held.get(ino)?.length ?? 0) > 0 || this.unsure.has(ino);
+    return (this.held.get(ino)?.length ?? 0) > 0 || this.unsure.has(ino) || this.holders.has(ino);
   }
 
   /** Were the file's locks lost with a dead session (its handles here then answer EIO)? */
@@ -726,8 +750,8 @@ export class LockService {
     for (;;) {
       const s = this.session;
       if (this.fenced.has(ino)) throw new LocksLostError();
-      // CallOpts deadlines are on the system clock: carried over as what is left on this one.
-      if (s !== null && !s.lost && this.clock.now() < s.until) return { deadline: Date.now() + (s.until + this.lease.inFlightMs - this.clock.now()) };
+      // (the key space given to this service measures CallOpts deadlines on the same clock: the system's, or the simulator's)
+      if (s !== null && !s.lost && this.clock.now() < s.until) return { deadline: s.until + this.lease.inFlightMs };
       if (s === null || s.lost || !this.holdsOn(ino)) {
         if (this.fenced.has(ino)) throw new LocksLostError();
         return undefined; // released meanwhile: nothing of this session guards the file any more

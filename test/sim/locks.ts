@@ -17,11 +17,16 @@
 // of its processes believes it holds (an interrupted request whose change may
 // have landed is undone). Liveness: once every fault has healed, a mount
 // gets a whole-file write lock (fcntl and flock) that dead mounts held within
-// the stated bound (releaseBoundMs) plus the backoff's slack.
+// the stated bound (releaseBoundMs) plus the backoff's slack. Fencing: a
+// process holding a write lock appends its grant's number to a data register
+// now and then, through LockService.publishGate as the mount's publishes do;
+// in the register's final log no entry of a grant may follow an entry of a
+// later grant that conflicts with it (a lost lock's late write landing after
+// the next holder's).
 import { Registers } from '../../src/cluster/registers.js';
 import { FsError } from '../../src/meta/errors.js';
 import { LockService, decodeLocks, decodeSession, type LockSpec, type SessionEvent } from '../../src/meta/locks.js';
-import { lockKey, sessionKey } from '../../src/meta/schema.js';
+import { lockKey, mapPageKey, sessionKey } from '../../src/meta/schema.js';
 import { releaseBoundMs, type LeaseParams } from '../../src/meta/lock-lease.js';
 import type { Ino } from '../../src/meta/types.js';
 import type { Clock } from '../../src/util/clock.js';
@@ -33,6 +38,8 @@ import { World } from './world.js';
 export interface LockBugs {
   /** Sessions seen unchanged are treated as dead without the compare-and-set that stops their renewals. */
   noDeclare?: boolean;
+  /** Writes under a lock are published without the gate (no trust check, no deadline). */
+  noFence?: boolean;
 }
 
 export interface LockScheduleResult {
@@ -52,9 +59,14 @@ export interface LockScheduleResult {
   boundMs: number;
   /** How long the undos of interrupted requests still pending took to land after the faults healed. */
   undoMs: number;
+  /** Writes under locks that landed in the data register, and those the gate refused or that failed. */
+  writes: number;
+  writesRefused: number;
 }
 
 const INO = 42 as Ino;
+/** The register the lock holders write to (the file's first map page, which publishes change): a log of grant numbers, 4 bytes each. */
+const DATA = mapPageKey(INO, 0);
 /** The lease the mounts use here, on simulated time (the ratios are the production ones). */
 const LEASE: LeaseParams = { leaseMs: 300, inFlightMs: 150, drift: 0.01 };
 const REQUEST_MS = 150;
@@ -81,6 +93,8 @@ function driftingClock(world: World, rate: number, origin: number): Clock {
 }
 
 interface Belief {
+  /** Its grant's number, in the order of grants on world time. */
+  grant: number;
   who: string;
   session: string;
   spec: LockSpec;
@@ -168,7 +182,24 @@ export async function runLockSchedule(seed: number, bugs: LockBugs = {}, trace?:
   }
 
   const beliefs: Belief[] = [];
+  const grants: Belief[] = [];
   const open = new Map<string, Belief>();
+  let writes = 0;
+  let writesRefused = 0;
+  /** One write under the lock of grant `b`, published as the mount publishes a file's changes. */
+  const writeUnder = async (m: SimMount, b: Belief): Promise<void> => {
+    try {
+      const gate = bugs.noFence ? undefined : await m.locks.publishGate(INO);
+      const entry = Buffer.alloc(4);
+      entry.writeUInt32BE(b.grant);
+      await m.registers.change(DATA, (old) => Buffer.concat([old ?? Buffer.alloc(0), entry]), { timeoutMs: REQUEST_MS, ...(gate ? { deadline: gate.deadline } : {}) });
+      writes++;
+      trace?.(`${world.now.toFixed(2)} ${b.who} wrote under grant ${b.grant}`);
+    } catch (err) {
+      writesRefused++;
+      trace?.(`${world.now.toFixed(2)} ${b.who} write under grant ${b.grant} failed: ${(err as Error).message}`);
+    }
+  };
   let granted = 0;
   let interrupted = 0;
   let killed = 0;
@@ -214,9 +245,19 @@ export async function runLockSchedule(seed: number, bugs: LockBugs = {}, trace?:
           if (!m.alive) break;
           granted++;
           const session = m.locks.sessionId!;
-          const b: Belief = { who, session, spec, from: world.now, to: Infinity };
+          const b: Belief = { grant: grants.length, who, session, spec, from: world.now, to: Infinity };
+          grants.push(b);
           open.set(who, b);
-          await pause(world, rng.next() < 0.7 ? rng.next() * 20 : rng.next() * 400);
+          // mostly short; now and then held across a whole isolation (a long transaction)
+          const r = rng.next();
+          const hold = r < 0.7 ? rng.next() * 20 : r < 0.93 ? rng.next() * 400 : rng.next() * 2000;
+          const until = world.now + hold;
+          // a writer writes now and then while it holds the lock (the last one may run past the hold)
+          for (let k = spec.type === 'write' ? rng.int(0, 3) : 0; k > 0 && m.alive && world.now < until; k--) {
+            await pause(world, rng.next() * (until - world.now));
+            if (m.alive) await writeUnder(m, b);
+          }
+          if (world.now < until) await pause(world, until - world.now);
           if (!m.alive) break;
           b.to = world.now;
           open.delete(who);
@@ -337,6 +378,38 @@ export async function runLockSchedule(seed: number, bugs: LockBugs = {}, trace?:
   })().finally(() => (reading = false));
   await world.run(() => !reading, world.now + 60_000);
   if (!orphansRead) violation('could not read the lock record with every fault healed');
+  // Fencing: the data register's log, read with every fault healed.
+  let log: number[] | null = null;
+  let readingLog = true;
+  void (async () => {
+    for (let tries = 0; tries < 20 && log === null; tries++) {
+      try {
+        const v = (await survivor.registers.read(DATA, { timeoutMs: REQUEST_MS })) ?? Buffer.alloc(0);
+        log = Array.from({ length: v.length / 4 }, (_, i) => v.readUInt32BE(4 * i));
+      } catch {
+        await pause(world, 20);
+      }
+    }
+  })().finally(() => (readingLog = false));
+  await world.run(() => !readingLog, world.now + 60_000);
+  if (log === null) violation('could not read the data register with every fault healed');
+  else {
+    const entries: number[] = log;
+    // the latest grant seen so far, per entry: an entry of an earlier conflicting grant may not follow it
+    for (let j = 1; j < entries.length; j++) {
+      const late = grants[entries[j]!]!;
+      for (let i = 0; i < j; i++) {
+        const earlier = grants[entries[i]!]!;
+        if (earlier.who !== late.who && conflicts(earlier.spec, late.spec) && late.from < earlier.from) {
+          violation(
+            `a write under ${late.who}'s grant ${late.grant} (granted at ${late.from.toFixed(2)} ms, session ${late.session}) landed after a write under ${earlier.who}'s conflicting grant ${earlier.grant} (granted at ${earlier.from.toFixed(2)} ms, session ${earlier.session})`,
+          );
+          j = entries.length;
+          break;
+        }
+      }
+    }
+  }
   // Processes of live mounts that could not release during the faults close their files now.
   let closing = true;
   void (async () => {
@@ -372,7 +445,7 @@ export async function runLockSchedule(seed: number, bugs: LockBugs = {}, trace?:
       trace?.(`${world.now.toFixed(2)} final ${spec.kind} granted to ${survivor.name}`);
     }
     const session = survivor.locks.sessionId!;
-    for (const spec of whole) beliefs.push({ who: `${survivor.name}.final`, session, spec, from: world.now, to: Infinity });
+    for (const spec of whole) beliefs.push({ grant: -1, who: `${survivor.name}.final`, session, spec, from: world.now, to: Infinity });
   })()
     .catch((err: Error) => violation(`the final lock failed with every fault healed: ${err.message}`))
     .finally(() => (finishing = false));
@@ -419,6 +492,8 @@ export async function runLockSchedule(seed: number, bugs: LockBugs = {}, trace?:
     finalWaitMs: Math.round(finalWaitMs),
     boundMs,
     undoMs: Math.round(undoMs),
+    writes,
+    writesRefused,
   };
   if (violations.length > 0) return { ...base, ok: false, failure: violations.join('\n') };
   return { ...base, ok: true };
