@@ -121,7 +121,7 @@ export interface FuseOps {
   removexattr?(c: Caller, path: string, name: string): Awaitable<void>;
   utimens?(c: Caller, path: string, atime: TimeSet, mtime: TimeSet): Awaitable<void>;
   unlink?(c: Caller, path: string): Awaitable<void>;
-  /** `flags`: renameat2's; only RENAME_NOREPLACE (1) reaches JS, the others are refused in C. */
+  /** `flags`: renameat2's; RENAME_NOREPLACE (1) and RENAME_EXCHANGE (2) reach JS, RENAME_WHITEOUT is refused in C. */
   rename?(c: Caller, from: string, to: string, flags: number): Awaitable<void>;
   /** fstat of an open file libfuse has no path for any more (a directory above it was removed): by handle. */
   fgetattr?(c: Caller, fh: number): Awaitable<Stat>;
@@ -295,7 +295,7 @@ function loadNative(): NativeFuseClass {
   if (nativeClass === undefined) {
     const require = createRequire(import.meta.url);
     const cls = require('fuse-native') as NativeFuseClass;
-    if (cls.QUORUMFS_PATCH !== 9) {
+    if (cls.QUORUMFS_PATCH !== 10) {
       throw new Error('fuse-native is not the quorumfs-patched build: run `node patches/fuse-native.mjs` (docs/fuse-binding.md)');
     }
     nativeClass = cls;
@@ -361,6 +361,16 @@ class HardLinkNames {
 
   names(ino: number | undefined): string[] {
     return ino === undefined ? [] : [...(this.namesOf.get(ino) ?? [])];
+  }
+
+  /** RENAME_EXCHANGE: the two names (and everything below them) swap. */
+  exchanged(a: string, b: string): void {
+    const under = (root: string): Array<[string, number]> => [...this.inoOf].filter(([p]) => p === root || p.startsWith(root + '/'));
+    const fromA = under(a);
+    const fromB = under(b);
+    for (const [p] of [...fromA, ...fromB]) this.forget(p);
+    for (const [p, ino] of fromA) this.add(b + p.slice(a.length), ino);
+    for (const [p, ino] of fromB) this.add(a + p.slice(b.length), ino);
   }
 
   /** A rename: the name itself, or everything below a renamed directory. */
@@ -475,6 +485,8 @@ function callbackTimeouts(t: MountOptions['callbackTimeoutMs']): false | Record<
   return base;
 }
 
+/** renameat2: the two names swap (patch 10). */
+const RENAME_EXCHANGE = 2;
 const F_GETLK = 5;
 const F_SETLKW = 7;
 const F_RDLCK = 0;
@@ -688,6 +700,12 @@ function nativeOps(
       ok(cb),
       () => {
         if (links === null) return;
+        if (flags & RENAME_EXCHANGE) {
+          links.exchanged(from, to);
+          invalidateNames(links.names(links.ino(to)), to);
+          invalidateNames(links.names(links.ino(from)), from);
+          return;
+        }
         invalidateNames(links.names(links.forget(to)));
         links.renamed(from, to);
         invalidateNames(links.names(links.ino(to)), to);

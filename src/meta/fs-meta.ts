@@ -727,6 +727,58 @@ export class FsMeta {
     await this.ks.delete(intentKey(id));
   }
 
+  /**
+   * renameat2(RENAME_EXCHANGE): the two names swap their inodes. Each name
+   * changes in one step (a reader of either sees one inode or the other,
+   * never none); an intent written first lets a crash in between be finished
+   * or undone (intents.ts), as for a rename.
+   */
+  async exchange(srcDir: Ino, srcName: Buffer, dstDir: Ino, dstName: Buffer, op?: CallOpts): Promise<void> {
+    checkName(srcName);
+    checkName(dstName);
+    const src = await this.lookup(srcDir, srcName, op);
+    const dst = await this.lookup(dstDir, dstName, op);
+    if (!src || !dst) throw new FsError('ENOENT');
+    if (src.ino === dst.ino) return; // the same name, or two names of one file
+    const srcIsDir = isDir(src.type);
+    const dstIsDir = isDir(dst.type);
+    if (srcDir !== dstDir) {
+      if (srcIsDir && (await this.isAncestor(src.ino, dstDir, op))) throw new FsError('EINVAL', 'a directory cannot move into itself');
+      if (dstIsDir && (await this.isAncestor(dst.ino, srcDir, op))) throw new FsError('EINVAL', 'a directory cannot move into itself');
+      await this.unprivate(src.ino);
+      await this.unprivate(dst.ino);
+    }
+    const time = nowTimespec();
+    const id = randomBytes(16);
+    await this.ks.change(intentKey(id), () =>
+      encodeIntent({ srcDir, srcName, dstDir, dstName, ino: src.ino, type: src.type, createdAt: Date.now(), exchange: { ino: dst.ino, type: dst.type } }),
+      op,
+    );
+    try {
+      await this.changeEntry(dstDir, dstName, (old) => {
+        if (!old || decodeDirent(old).ino !== dst.ino) throw new FsError('EIO', 'destination changed during rename; retry');
+        return encodeDirent({ ino: src.ino, type: src.type });
+      }, op);
+    } catch (err) {
+      if (err instanceof FsError && err.errno !== 'EIO') await this.ks.delete(intentKey(id)).catch(() => {});
+      throw err;
+    }
+    await this.changeEntry(srcDir, srcName, (old) => (old && decodeDirent(old).ino === src.ino ? encodeDirent({ ino: dst.ino, type: dst.type }) : KEEP), op);
+    for (const [ino, moved, parent] of [[src.ino, srcIsDir && srcDir !== dstDir, dstDir], [dst.ino, dstIsDir && srcDir !== dstDir, srcDir]] as const) {
+      await this.changeInode(ino, (i) => {
+        if (moved) i.parent = parent;
+        i.ctime = time;
+      }, op).catch((err: unknown) => {
+        if (moved) throw err; // a moved directory's parent must be right; a ctime may stay old
+      });
+    }
+    // A directory that moved from one to the other takes its ".." link with it.
+    const delta = (dstIsDir ? 1 : 0) - (srcIsDir ? 1 : 0);
+    this.touchDir(srcDir, srcDir === dstDir ? 0 : delta, time);
+    if (dstDir !== srcDir) this.touchDir(dstDir, -delta, time);
+    await this.ks.delete(intentKey(id));
+  }
+
   private privateOf(ino: Ino): Private | null {
     const p = this.privates.get(ino);
     if (!p) return null;

@@ -3,11 +3,14 @@
 // the source name, fixes a moved directory's parent, and deletes the intent.
 // So a stale intent is finished when the destination already names the inode
 // (the rename took effect: finish the rest), and undone when it does not (the
-// rename never took effect: the source name is still the only one).
+// rename never took effect: the source name is still the only one). An
+// exchange (RENAME_EXCHANGE) writes the destination first the same way, then
+// gives the source name the destination's old inode: finished or undone by
+// the same test.
 import { KEEP, type KeySpace } from '../keyspace/types.js';
 import { toolDirScopes } from './dir-scopes.js';
 import { inodeKey } from './schema.js';
-import { S_IFDIR, S_IFMT, decodeDirent, decodeInode, decodeIntent, encodeInode } from './types.js';
+import { S_IFDIR, S_IFMT, decodeDirent, decodeInode, decodeIntent, encodeDirent, encodeInode } from './types.js';
 
 export type IntentOutcome = 'finished' | 'undone' | 'gone' | 'busy';
 
@@ -19,7 +22,25 @@ export async function resolveIntent(ks: KeySpace, key: Buffer): Promise<IntentOu
   const dirs = toolDirScopes(ks);
   const dst = await dirs.readEntry(intent.dstDir, intent.dstName);
   const tookEffect = dst !== null && decodeDirent(dst).ino === intent.ino;
-  if (tookEffect) {
+  const other = intent.exchange;
+  if (tookEffect && other) {
+    // An exchange: the destination names the source's inode; the source name takes the other one.
+    await dirs.changeEntry(intent.srcDir, intent.srcName, (old) =>
+      old && decodeDirent(old).ino === intent.ino ? encodeDirent({ ino: other.ino, type: other.type }) : KEEP,
+    );
+    if (intent.srcDir !== intent.dstDir) {
+      for (const [ino, type, parent] of [[intent.ino, intent.type, intent.dstDir], [other.ino, other.type, intent.srcDir]] as const) {
+        if ((type & S_IFMT) !== S_IFDIR) continue;
+        await ks.change(inodeKey(ino), (old) => {
+          if (!old) return KEEP;
+          const i = decodeInode(old);
+          if (i.parent === parent) return KEEP;
+          i.parent = parent;
+          return encodeInode(i);
+        });
+      }
+    }
+  } else if (tookEffect) {
     const sameName = intent.srcDir === intent.dstDir && intent.srcName.equals(intent.dstName);
     if (!sameName) {
       await dirs.changeEntry(intent.srcDir, intent.srcName, (old) => (old && decodeDirent(old).ino === intent.ino ? null : KEEP));

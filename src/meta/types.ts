@@ -169,10 +169,14 @@ export interface RenameIntent {
   ino: Ino;
   type: number;
   createdAt: number;
+  /** RENAME_EXCHANGE: the inode the destination named, which the source name takes (absent for a plain rename). */
+  exchange?: { ino: Ino; type: number };
 }
 
 export function encodeIntent(r: RenameIntent): Buffer {
-  return new Encoder(64).u53(r.srcDir).bytes(r.srcName).u53(r.dstDir).bytes(r.dstName).u53(r.ino).u32(r.type).u53(r.createdAt).finish();
+  const e = new Encoder(64).u53(r.srcDir).bytes(r.srcName).u53(r.dstDir).bytes(r.dstName).u53(r.ino).u32(r.type).u53(r.createdAt);
+  if (r.exchange) e.u53(r.exchange.ino).u32(r.exchange.type);
+  return e.finish();
 }
 
 export function decodeIntent(b: Buffer): RenameIntent {
@@ -186,6 +190,8 @@ export function decodeIntent(b: Buffer): RenameIntent {
     type: d.u32(),
     createdAt: d.u53(),
   };
+  // an older intent ends here; an exchange carries the other inode
+  const exchange = d.remaining > 0 ? { ino: d.u53() as Ino, type: d.u32() } : undefined;
   d.end();
-  return r;
+  return exchange ? { ...r, exchange } : r;
 }

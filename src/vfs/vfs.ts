@@ -533,10 +533,21 @@ export class Vfs {
     const srcDir = await this.resolveDir(a.parent, op);
     const dstDir = await this.resolveDir(b.parent, op);
     const RENAME_NOREPLACE = 1;
-    // RENAME_EXCHANGE, RENAME_WHITEOUT: no atomic form here (the binding refuses them before they arrive)
-    if ((flags & ~RENAME_NOREPLACE) !== 0) throw new FsError('EINVAL');
+    const RENAME_EXCHANGE = 2;
+    // RENAME_WHITEOUT: overlayfs's, not served (the binding refuses it before it arrives); NOREPLACE with EXCHANGE makes no sense (Linux: EINVAL)
+    if ((flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) !== 0 || flags === (RENAME_NOREPLACE | RENAME_EXCHANGE)) throw new FsError('EINVAL');
     this.forgetEntry(srcDir, a.name);
     this.forgetEntry(dstDir, b.name);
+    if (flags & RENAME_EXCHANGE) {
+      const before = [await this.meta.lookup(srcDir, a.name, op), await this.meta.lookup(dstDir, b.name, op)];
+      await this.meta.exchange(srcDir, a.name, dstDir, b.name, op);
+      this.changedEntry(srcDir, a.name);
+      this.changedEntry(dstDir, b.name);
+      this.attrs.delete(srcDir);
+      this.attrs.delete(dstDir);
+      for (const d of before) if (d) this.attrs.delete(d.ino);
+      return;
+    }
     const replaced = await this.meta.lookup(dstDir, b.name, op);
     // only when the name it replaces belongs to a file open here: is it another file than the one moved?
     const moved = replaced && this.files.has(replaced.ino) ? await this.meta.lookup(srcDir, a.name, op) : null;

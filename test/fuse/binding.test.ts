@@ -177,6 +177,12 @@ async function serveChild(config: ChildConfig): Promise<void> {
     rename: (_c, from, to, flags) => {
       log({ op: 'rename', path: from, to, flags });
       const n = get(from);
+      if (flags & 2) {
+        // RENAME_EXCHANGE (files only here)
+        names.set(from, get(to));
+        names.set(to, n);
+        return;
+      }
       if (names.has(to)) drop(to);
       for (const [p, m] of [...names]) {
         if (p.startsWith(from + '/')) {
@@ -489,7 +495,7 @@ async function declareTests(): Promise<void> {
     t.deepEqual(xattrProbe([join(s.mnt, 'w')]), [{ get: 'v', list: ['user.k'] }]);
   });
 
-  test.serial('renameat2: RENAME_NOREPLACE reaches JS with its flag; RENAME_EXCHANGE is refused with EINVAL before JS', async (t) => {
+  test.serial('renameat2: RENAME_NOREPLACE and RENAME_EXCHANGE reach JS with their flags; RENAME_WHITEOUT is refused with EINVAL before JS', async (t) => {
     const s = await served(t);
     writeFileSync(join(s.mnt, 'a'), 'A');
     writeFileSync(join(s.mnt, 'b'), 'B');
@@ -500,13 +506,17 @@ async function declareTests(): Promise<void> {
       '  if libc.renameat2(-100, os.fsencode(a), -100, os.fsencode(b), ctypes.c_uint(flags)) != 0: return errno.errorcode[ctypes.get_errno()]',
       '  return "ok"',
       'd = sys.argv[1]',
-      'print(r2(d + "/a", d + "/c", 1), r2(d + "/b", d + "/c", 2))',
+      'print(r2(d + "/a", d + "/c", 1), r2(d + "/b", d + "/c", 2), r2(d + "/b", d + "/c", 4))',
     ].join('\n');
-    t.is(execFileSync('python3', ['-c', py, s.mnt], { encoding: 'utf8' }).trim(), 'ok EINVAL');
+    t.is(execFileSync('python3', ['-c', py, s.mnt], { encoding: 'utf8' }).trim(), 'ok ok EINVAL');
     const renames = s.entries().filter((e) => e.op === 'rename');
-    t.deepEqual(renames, [{ op: 'rename', path: '/a', to: '/c', flags: 1 }]);
-    t.is(readFileSync(join(s.mnt, 'b'), 'utf8'), 'B');
-    t.is(readFileSync(join(s.mnt, 'c'), 'utf8'), 'A');
+    t.deepEqual(renames, [
+      { op: 'rename', path: '/a', to: '/c', flags: 1 },
+      { op: 'rename', path: '/b', to: '/c', flags: 2 },
+    ]);
+    // swapped, and the kernel's view follows (libfuse swapped its nodes)
+    t.is(readFileSync(join(s.mnt, 'b'), 'utf8'), 'A');
+    t.is(readFileSync(join(s.mnt, 'c'), 'utf8'), 'B');
   });
 
   test.serial('with a stat racing every write, each write is seen by the next stat (the C attribute cache never keeps a size older than a finished write)', async (t) => {

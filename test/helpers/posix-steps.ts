@@ -90,7 +90,7 @@ export type Step =
   | { op: 'mkdir'; path: string; mode: number; expect?: Fails }
   | { op: 'rmdir'; path: string; expect?: Fails }
   | { op: 'unlink'; path: string; expect?: Fails }
-  | { op: 'rename'; from: string; to: string; noreplace?: boolean; expect?: Fails }
+  | { op: 'rename'; from: string; to: string; noreplace?: boolean; exchange?: boolean; expect?: Fails }
   | { op: 'link'; from: string; to: string; expect?: Fails }
   | { op: 'symlink'; target: string; path: string; expect?: Fails }
   | { op: 'readlink'; path: string; expect?: Fails | Gives<string> }
@@ -267,7 +267,7 @@ export function describeStep(s: Step): string {
     case 'mknod':
       return `mknod(${short(s.path)}, ${s.type}, ${oct(s.mode)}${s.dev ? `, ${s.dev.join(':')}` : ''})`;
     case 'rename':
-      return `rename(${short(s.from)} → ${short(s.to)}${s.noreplace ? ', RENAME_NOREPLACE' : ''})`;
+      return `rename(${short(s.from)} → ${short(s.to)}${s.noreplace ? ', RENAME_NOREPLACE' : ''}${s.exchange ? ', RENAME_EXCHANGE' : ''})`;
     case 'link':
       return `link(${short(s.from)} → ${short(s.to)})`;
     case 'symlink':

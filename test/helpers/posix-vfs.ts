@@ -235,7 +235,7 @@ class VfsScenario {
         await vfs.unlink(await this.walk(s.path, false));
         return null;
       case 'rename':
-        await vfs.rename(await this.walk(s.from, false), await this.walk(s.to, false), s.noreplace ? 1 : 0);
+        await vfs.rename(await this.walk(s.from, false), await this.walk(s.to, false), (s.noreplace ? 1 : 0) | (s.exchange ? 2 : 0));
         return null;
       case 'link':
         await vfs.link(await this.walk(s.from, false), await this.walk(s.to, false));

@@ -15,7 +15,7 @@ where an outcome is {"ok": true, "value": ...} or {"ok": false, "errno":
 
 The umask is 0, so modes are exactly the ones asked for. Nothing here needs
 more than python3's standard library (ctypes for utimensat with UTIME_OMIT and
-renameat2 with RENAME_NOREPLACE, which os.* does not offer).
+renameat2 with RENAME_NOREPLACE or RENAME_EXCHANGE, which os.* does not offer).
 """
 import base64
 import ctypes
@@ -30,6 +30,7 @@ import sys
 AT_FDCWD = -100
 AT_SYMLINK_NOFOLLOW = 0x100
 RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
 
@@ -220,8 +221,8 @@ class Scenario:
             os.unlink(self.p(s['path']))
             return None
         if op == 'rename':
-            if s.get('noreplace'):
-                renameat2(self.p(s['from']), self.p(s['to']), RENAME_NOREPLACE)
+            if s.get('noreplace') or s.get('exchange'):
+                renameat2(self.p(s['from']), self.p(s['to']), (RENAME_NOREPLACE if s.get('noreplace') else 0) | (RENAME_EXCHANGE if s.get('exchange') else 0))
             else:
                 os.rename(self.p(s['from']), self.p(s['to']))
             return None

@@ -11,7 +11,7 @@ import { decodeSession, encodeSession } from '../../src/meta/locks.js';
 import { DEFAULT_LEASE, deadAfterMs, renew } from '../../src/meta/lock-lease.js';
 import { direntKey, gcCandidateKey, inodeKey, intentKey, mapPageKey, sessionKey } from '../../src/meta/schema.js';
 import { decodeMapPage, chunksOfPage } from '../../src/meta/extents.js';
-import { decodeDirent, decodeInode, encodeDirent, encodeInode, encodeIntent, ROOT_INO, S_IFREG, type Ino } from '../../src/meta/types.js';
+import { decodeDirent, decodeInode, encodeDirent, encodeInode, encodeIntent, ROOT_INO, S_IFDIR, S_IFREG, type Ino } from '../../src/meta/types.js';
 import type { ChunkId } from '../../src/util/ids.js';
 import { O_CREAT, O_WRONLY, type Vfs } from '../../src/vfs/vfs.js';
 import { memoryVfs } from '../helpers/memfs.js';
@@ -193,6 +193,34 @@ test('interrupted renames: one that replaced its destination is finished, one th
   t.is(await ks.read(direntKey(a, Buffer.from('y'))), null, 'the finished rename dropped the source name');
   t.truthy(await ks.read(direntKey(a, Buffer.from('x'))), 'the undone rename kept the source name');
   t.is(await ks.read(direntKey(ROOT_INO, Buffer.from('x3'))), null);
+  t.deepEqual((await fsck(ks, { graceMs: 0 })).findings, []);
+});
+
+test('interrupted exchanges (RENAME_EXCHANGE): one whose destination took the source is finished, swapping the other name and a moved directory\'s parent; one that did not is undone', async (t) => {
+  const { ks } = await sample();
+  const a = await inoOf(ks, ROOT_INO, 'a');
+  const sub = await inoOf(ks, a, 'sub');
+  const x = await inoOf(ks, ROOT_INO, 'link');
+  const old = Date.now() - 3600_000;
+  // /a/sub (a directory) and /link (a file) exchanged; crash after the destination was written.
+  await ks.change(intentKey(Buffer.alloc(16, 3)), () =>
+    encodeIntent({ srcDir: a, srcName: Buffer.from('sub'), dstDir: ROOT_INO, dstName: Buffer.from('link'), ino: sub, type: S_IFDIR, createdAt: old, exchange: { ino: x, type: S_IFREG } }),
+  );
+  await ks.change(direntKey(ROOT_INO, Buffer.from('link')), () => encodeDirent({ ino: sub, type: S_IFDIR }));
+  // /a/x and /a/y exchanged; crash right after the intent.
+  const ax = await inoOf(ks, a, 'x');
+  const ay = await inoOf(ks, a, 'y');
+  await ks.change(intentKey(Buffer.alloc(16, 4)), () =>
+    encodeIntent({ srcDir: a, srcName: Buffer.from('x'), dstDir: a, dstName: Buffer.from('y'), ino: ax, type: S_IFREG, createdAt: old, exchange: { ino: ay, type: S_IFREG } }),
+  );
+  const r = await fsck(ks, { graceMs: 60_000, repair: true });
+  t.deepEqual(r.findings.filter((f) => f.kind === 'stale-intent').map((f) => f.repair), ['fixed', 'fixed']);
+  t.is(await inoOf(ks, a, 'sub'), x, 'the source name took the other inode');
+  t.is(await inoOf(ks, ROOT_INO, 'link'), sub, 'and the destination keeps the source');
+  t.is(decodeInode((await ks.read(inodeKey(sub)))!).parent, ROOT_INO, "the moved directory's parent is its new one");
+  t.is(await inoOf(ks, a, 'x'), ax, 'the undone exchange left both names');
+  t.is(await inoOf(ks, a, 'y'), ay);
+  await fsck(ks, { graceMs: 0, repair: true }); // link counts of the two parents, derived
   t.deepEqual((await fsck(ks, { graceMs: 0 })).findings, []);
 });
 
