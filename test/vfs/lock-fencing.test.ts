@@ -17,7 +17,10 @@ import { QfsError } from '../../src/util/errors.js';
 import { silentLogger } from '../../src/util/log.js';
 import { O_CREAT, O_RDWR, Vfs } from '../../src/vfs/vfs.js';
 
+/** Short, so that another mount declares a silent session dead within half a second. */
 const LEASE = { leaseMs: 300, inFlightMs: 100, drift: 0.01 };
+/** For the tests where nobody declares: a long in-flight bound, so that a publish waits (D + F) for a renewal far longer than any step of the test takes. */
+const PATIENT = { leaseMs: 300, inFlightMs: 60_000, drift: 0.01 };
 const SIZE = 4096;
 
 async function errno(p: Promise<unknown>): Promise<string> {
@@ -38,7 +41,7 @@ async function until(what: string, cond: () => boolean | Promise<boolean>, limit
   }
 }
 
-async function setup(): Promise<{ a: Vfs; b: Vfs; cut: { on: boolean }; close: () => void }> {
+async function setup(lease = LEASE): Promise<{ a: Vfs; b: Vfs; cut: { on: boolean }; close: () => void }> {
   const ks = new MemoryKeySpace();
   const sb = await FsMeta.format(ks, { chunkSize: 64 * 1024, replication: 1 });
   const cut = { on: false };
@@ -50,8 +53,8 @@ async function setup(): Promise<{ a: Vfs; b: Vfs; cut: { on: boolean }; close: (
     change: (key: Buffer, fn: ChangeFn, opts?: CallOpts) => (cut.on ? unreachable() : ks.change(key, fn, opts)),
   };
   const log = silentLogger();
-  const a = new Vfs(new FsMeta(ks, sb), ks, { log, locks: new LockService(aLocks, { log, lease: LEASE, pollMaxMs: 20, requestMs: 200 }), attrTtlMs: 0, entryTtlMs: 0 });
-  const b = new Vfs(new FsMeta(ks, sb), ks, { log, locks: new LockService(ks, { log, lease: LEASE, pollMaxMs: 20, requestMs: 200 }), attrTtlMs: 0, entryTtlMs: 0 });
+  const a = new Vfs(new FsMeta(ks, sb), ks, { log, locks: new LockService(aLocks, { log, lease, pollMaxMs: 20, requestMs: 200 }), attrTtlMs: 0, entryTtlMs: 0 });
+  const b = new Vfs(new FsMeta(ks, sb), ks, { log, locks: new LockService(ks, { log, lease, pollMaxMs: 20, requestMs: 200 }), attrTtlMs: 0, entryTtlMs: 0 });
   return {
     a,
     b,
@@ -105,7 +108,7 @@ test.serial("a cut-off mount's writes under a lock another mount took after decl
 });
 
 test.serial('a lapse that ends in a renewal (no other mount wanted the lock) loses nothing: the fsync waits for the renewal and publishes', async (t) => {
-  const { a, b, cut, close } = await setup();
+  const { a, b, cut, close } = await setup(PATIENT);
   t.teardown(close);
   const fa = await a.create('/db', 0o644, O_CREAT | O_RDWR);
   await a.setlk(fa, 'pa', { type: 'write', ...whole }, false);
@@ -130,7 +133,7 @@ test.serial('a lapse that ends in a renewal (no other mount wanted the lock) los
 });
 
 test.serial('a file this mount holds no lock on is published as before while the lock session is lapsed', async (t) => {
-  const { a, b, cut, close } = await setup();
+  const { a, b, cut, close } = await setup(PATIENT);
   t.teardown(close);
   const locked = await a.create('/locked', 0o644, O_CREAT | O_RDWR);
   await a.setlk(locked, 'pa', { type: 'write', ...whole }, false);
