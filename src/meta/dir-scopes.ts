@@ -46,7 +46,7 @@ export interface WriteBehindOptions {
 
 export const DEFAULT_WRITE_BEHIND: Readonly<WriteBehindOptions> = Object.freeze({
   enabled: true,
-  acquireAfter: Number(process.env.QFS_ACQ ?? 8),
+  acquireAfter: 8,
   heatMs: 1000,
   idleReleaseMs: 900,
   recallBackoffMs: 2000,

@@ -731,15 +731,16 @@ export class FsMeta {
    * renameat2(RENAME_EXCHANGE): the two names swap their inodes. Each name
    * changes in one step (a reader of either sees one inode or the other,
    * never none); an intent written first lets a crash in between be finished
-   * or undone (intents.ts), as for a rename.
+   * or undone (intents.ts), as for a rename. Returns the two entries as they
+   * were before (the caller's caches drop both inodes' attributes).
    */
-  async exchange(srcDir: Ino, srcName: Buffer, dstDir: Ino, dstName: Buffer, op?: CallOpts): Promise<void> {
+  async exchange(srcDir: Ino, srcName: Buffer, dstDir: Ino, dstName: Buffer, op?: CallOpts): Promise<{ src: Dirent; dst: Dirent }> {
     checkName(srcName);
     checkName(dstName);
     const src = await this.lookup(srcDir, srcName, op);
     const dst = await this.lookup(dstDir, dstName, op);
     if (!src || !dst) throw new FsError('ENOENT');
-    if (src.ino === dst.ino) return; // the same name, or two names of one file
+    if (src.ino === dst.ino) return { src, dst }; // the same name, or two names of one file
     const srcIsDir = isDir(src.type);
     const dstIsDir = isDir(dst.type);
     if (srcDir !== dstDir) {
@@ -777,6 +778,7 @@ export class FsMeta {
     this.touchDir(srcDir, srcDir === dstDir ? 0 : delta, time);
     if (dstDir !== srcDir) this.touchDir(dstDir, -delta, time);
     await this.ks.delete(intentKey(id));
+    return { src, dst };
   }
 
   private privateOf(ino: Ino): Private | null {

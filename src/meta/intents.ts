@@ -10,7 +10,7 @@
 import { KEEP, type KeySpace } from '../keyspace/types.js';
 import { toolDirScopes } from './dir-scopes.js';
 import { inodeKey } from './schema.js';
-import { S_IFDIR, S_IFMT, decodeDirent, decodeInode, decodeIntent, encodeDirent, encodeInode } from './types.js';
+import { S_IFDIR, S_IFMT, decodeDirent, decodeInode, decodeIntent, encodeDirent, encodeInode, type Ino } from './types.js';
 
 export type IntentOutcome = 'finished' | 'undone' | 'gone' | 'busy';
 
@@ -29,31 +29,15 @@ export async function resolveIntent(ks: KeySpace, key: Buffer): Promise<IntentOu
       old && decodeDirent(old).ino === intent.ino ? encodeDirent({ ino: other.ino, type: other.type }) : KEEP,
     );
     if (intent.srcDir !== intent.dstDir) {
-      for (const [ino, type, parent] of [[intent.ino, intent.type, intent.dstDir], [other.ino, other.type, intent.srcDir]] as const) {
-        if ((type & S_IFMT) !== S_IFDIR) continue;
-        await ks.change(inodeKey(ino), (old) => {
-          if (!old) return KEEP;
-          const i = decodeInode(old);
-          if (i.parent === parent) return KEEP;
-          i.parent = parent;
-          return encodeInode(i);
-        });
-      }
+      if ((intent.type & S_IFMT) === S_IFDIR) await setParent(ks, intent.ino, intent.dstDir);
+      if ((other.type & S_IFMT) === S_IFDIR) await setParent(ks, other.ino, intent.srcDir);
     }
   } else if (tookEffect) {
     const sameName = intent.srcDir === intent.dstDir && intent.srcName.equals(intent.dstName);
     if (!sameName) {
       await dirs.changeEntry(intent.srcDir, intent.srcName, (old) => (old && decodeDirent(old).ino === intent.ino ? null : KEEP));
     }
-    if ((intent.type & S_IFMT) === S_IFDIR && intent.srcDir !== intent.dstDir) {
-      await ks.change(inodeKey(intent.ino), (old) => {
-        if (!old) return KEEP;
-        const i = decodeInode(old);
-        if (i.parent === intent.dstDir) return KEEP;
-        i.parent = intent.dstDir;
-        return encodeInode(i);
-      });
-    }
+    if ((intent.type & S_IFMT) === S_IFDIR && intent.srcDir !== intent.dstDir) await setParent(ks, intent.ino, intent.dstDir);
   }
   // Delete only the intent we judged: a rewritten one is someone else's.
   let ours = true;
@@ -63,4 +47,15 @@ export async function resolveIntent(ks: KeySpace, key: Buffer): Promise<IntentOu
   });
   if (!ours) return 'busy';
   return tookEffect ? 'finished' : 'undone';
+}
+
+/** A moved directory's parent, set unless it is already that (or the directory is gone). */
+async function setParent(ks: KeySpace, ino: Ino, parent: Ino): Promise<void> {
+  await ks.change(inodeKey(ino), (old) => {
+    if (!old) return KEEP;
+    const i = decodeInode(old);
+    if (i.parent === parent) return KEEP;
+    i.parent = parent;
+    return encodeInode(i);
+  });
 }

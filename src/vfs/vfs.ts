@@ -539,13 +539,13 @@ export class Vfs {
     this.forgetEntry(srcDir, a.name);
     this.forgetEntry(dstDir, b.name);
     if (flags & RENAME_EXCHANGE) {
-      const before = [await this.meta.lookup(srcDir, a.name, op), await this.meta.lookup(dstDir, b.name, op)];
-      await this.meta.exchange(srcDir, a.name, dstDir, b.name, op);
+      const swapped = await this.meta.exchange(srcDir, a.name, dstDir, b.name, op);
       this.changedEntry(srcDir, a.name);
       this.changedEntry(dstDir, b.name);
       this.attrs.delete(srcDir);
       this.attrs.delete(dstDir);
-      for (const d of before) if (d) this.attrs.delete(d.ino);
+      this.attrs.delete(swapped.src.ino);
+      this.attrs.delete(swapped.dst.ino);
       return;
     }
     const replaced = await this.meta.lookup(dstDir, b.name, op);
