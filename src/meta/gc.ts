@@ -24,8 +24,8 @@ import { KEEP, type MaintainableKeySpace } from '../keyspace/types.js';
 import { purgeWithGrace } from '../keyspace/tombstones.js';
 import { QfsError } from '../util/errors.js';
 import type { ChunkId } from '../util/ids.js';
-import { DIRENT_RANGE, MAP_RANGE, gcCandidateKey, inodeKey, inoGroup } from './schema.js';
-import { isRecent, reach, survey } from './survey.js';
+import { DIRENT_RANGE, MAP_RANGE, direntKey, gcCandidateKey, inodeKey, inoGroup, mapPageKey } from './schema.js';
+import { isRecent, reach, survey, type Survey } from './survey.js';
 import { collectSessions } from './sessions-gc.js';
 import { ROOT_INO, decodeInode, type Ino } from './types.js';
 
@@ -133,7 +133,7 @@ export async function gc(ks: MaintainableKeySpace, opts: GcOptions = {}): Promis
       continue;
     }
     try {
-      const n = await reclaimGroup(ks, ino, graceMs);
+      const n = await reclaimGroup(ks, ino, graceMs, s);
       if (n === null) continue;
       counts.recordsDeleted += n;
       counts.orphansReclaimed++;
@@ -220,29 +220,45 @@ export async function gc(ks: MaintainableKeySpace, opts: GcOptions = {}): Promis
  * interrupted gc leaves a group the next run still finds), then its candidate
  * record. Returns the records deleted, or null when it turned out not to be
  * an orphan after all (touched within the grace period).
+ *
+ * Every key is buried, not just deleted when a read finds it: the survey also
+ * sees a value that only a minority of replicas accepted (the accept of a mount
+ * killed mid-send). A quick read from the other replicas answers "absent" and a
+ * delete would then write nothing, so the lone value would outlive gc and could
+ * still be chosen by a later round that asks its replica. A tombstone under a
+ * higher ballot settles it for good.
  */
-async function reclaimGroup(ks: MaintainableKeySpace, ino: Ino, graceMs: number): Promise<number | null> {
+async function reclaimGroup(ks: MaintainableKeySpace, ino: Ino, graceMs: number, seen: Survey): Promise<number | null> {
   const b = await ks.read(inodeKey(ino));
   if (b && isRecent(decodeInode(b).ctime, Date.now(), graceMs)) return null;
   let deleted = 0;
+  const bury = async (key: Buffer): Promise<void> => {
+    let had = false;
+    await ks.change(key, (old) => {
+      had = old !== null;
+      return null;
+    });
+    if (had) deleted++;
+  };
+  const surveyed = new Map<string, Buffer>();
+  for (const e of seen.dirents.get(ino) ?? []) surveyed.set(direntKey(ino, e.name).toString('latin1'), direntKey(ino, e.name));
+  for (const pageNo of seen.pages.get(ino)?.keys() ?? []) surveyed.set(mapPageKey(ino, pageNo).toString('latin1'), mapPageKey(ino, pageNo));
   for (const range of [DIRENT_RANGE, MAP_RANGE]) {
     for (;;) {
       const page = await ks.scan(inoGroup(ino), range.start, range.end, { limit: 1000 });
       if (page.entries.length === 0) break;
-      await Promise.all(page.entries.map((e) => ks.delete(e.key)));
-      deleted += page.entries.length;
+      for (const e of page.entries) surveyed.delete(e.key.toString('latin1'));
+      await Promise.all(page.entries.map((e) => bury(e.key)));
     }
   }
-  if (b) {
-    let gone = false;
-    await ks.change(inodeKey(ino), (old) => {
-      if (!old) return KEEP;
-      if (isRecent(decodeInode(old).ctime, Date.now(), graceMs)) return KEEP;
-      gone = true;
-      return null;
-    });
-    if (gone) deleted++;
-  }
+  await Promise.all([...surveyed.values()].map(bury));
+  let gone = false;
+  await ks.change(inodeKey(ino), (old) => {
+    if (old && isRecent(decodeInode(old).ctime, Date.now(), graceMs)) return KEEP;
+    gone = old !== null;
+    return null;
+  });
+  if (gone) deleted++;
   await ks.delete(gcCandidateKey(ino));
   return deleted;
 }

@@ -7,6 +7,12 @@ import { join } from 'node:path';
 import { recordKey } from '../../src/keyspace/types.js';
 import type { ChunkId } from '../../src/util/ids.js';
 import { clusterKeySpace, startCluster } from '../helpers/keyspace.js';
+import { FsMeta } from '../../src/meta/fs-meta.js';
+import { fsck } from '../../src/meta/fsck.js';
+import { gc } from '../../src/meta/gc.js';
+import { inodeKey } from '../../src/meta/schema.js';
+import { S_IFREG, encodeInode, type Ino, type Inode } from '../../src/meta/types.js';
+import { seal } from '../../src/util/envelope.js';
 
 const key = (i: number): Buffer => recordKey(Buffer.from(`grp${i % 13}`), Buffer.from(`key-${String(i).padStart(5, '0')}`));
 
@@ -78,4 +84,28 @@ test.serial('sweepChunk deletes only copies older than the age asked; a put of s
   t.false(await ks.hasChunk(ids[0]!));
   t.deepEqual(await ks.getChunk(ids[1]!), bytes[1]);
   t.deepEqual((await ks.listChunks(null, 10)).ids, [ids[1]]);
+});
+
+test.serial('gc buries an orphan inode that only one replica accepted (a create cut off mid-send): fsck after it is clean whichever replicas answer', async (t) => {
+  const rc = await startCluster(t, 3);
+  const ks = clusterKeySpace(t, rc, { requestTimeoutMs: 2000 });
+  await ks.waitForPeers(5000);
+  await FsMeta.format(ks, { chunkSize: 1 << 20, replication: 3, force: false, uid: 0, gid: 0 });
+  const ino = 987_654 as Ino;
+  const old = { sec: 1_000_000, nsec: 0 };
+  const inode: Inode = { ino, mode: S_IFREG | 0o644, uid: 0, gid: 0, size: 0, nlink: 1, rdev: 0, atime: old, mtime: old, ctime: old, parent: 0 as Ino, target: null, inline: null, chunks: 0, xattrs: new Map() };
+  // The accept reached one acceptor only; the other two never heard of the key.
+  const lone = ks.peer('n3')!.client;
+  const ballot = { counter: 7, proposer: '00000000000000cc' };
+  t.true((await lone.prepare(inodeKey(ino), ballot)).ok);
+  t.true((await lone.accept(inodeKey(ino), ballot, seal(encodeInode(inode), [{ tag: 'cccccccccccccccc', counter: 7 }]))).ok);
+
+  const before = await fsck(ks, { graceMs: 0 });
+  t.deepEqual(before.findings.map((f) => `${f.kind} ${f.ino}`), [`orphan-inode ${ino}`], 'the survey sees the lone value');
+  const counts = await gc(ks, { graceMs: 0 });
+  t.is(counts.orphansReclaimed, 1);
+  t.is(counts.failures, 0);
+  const after = await fsck(ks, { graceMs: 0 });
+  t.deepEqual(after.findings.map((f) => `${f.kind} ${f.ino}`), [], 'the lone value is buried, not just missed by a quick read');
+  t.is(await ks.read(inodeKey(ino)), null);
 });
