@@ -1,7 +1,7 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { parseScrubCheckpoint, scrubCluster, type ScrubCheckpoint, type ScrubCounts } from '../cluster/scrub.js';
+import { parseScrubCheckpoint, scrubCluster, scrubRecords, type ScrubCheckpoint, type ScrubCounts } from '../cluster/scrub.js';
 import { createRootLogger } from '../util/log.js';
 import { Progress } from './progress.js';
 import { parseFlags, requireFlag, UsageError } from './usage.js';
@@ -117,9 +117,19 @@ export async function scrubCommand(args: string[]): Promise<number> {
     }
     progress.done();
     await rm(stateFile, { force: true });
+    progress.update('scrub: record states');
+    const records = await scrubRecords(ks, {
+      ...(nodes ? { nodes } : {}),
+      signal: abort.signal,
+      onFailure: (what, error) => {
+        if (failures.length < 20) failures.push(`${what}: ${error}`);
+        else failuresMore++;
+      },
+    });
+    progress.done();
     if (values.json) {
       const { expected: _expected, ...summary } = counts;
-      process.stdout.write(JSON.stringify({ ...summary, failureSamples: failures }, null, 2) + '\n');
+      process.stdout.write(JSON.stringify({ ...summary, records, failureSamples: failures }, null, 2) + '\n');
     } else {
       process.stdout.write(
         `scrub done: ${counts.scanned} chunk copies checked on ${Object.keys(counts.nodes).length - counts.nodesDown.length} nodes; ` +
@@ -128,6 +138,7 @@ export async function scrubCommand(args: string[]): Promise<number> {
           (counts.nodesDown.length ? `; nodes down: ${counts.nodesDown.join(', ')}` : '') +
           '\n',
       );
+      process.stdout.write(`records: ${records.checked} states checked; ${records.lost} failed their checksum, ${records.healed} healed from the replicas, ${records.failed} not healed\n`);
       for (const [id, n] of Object.entries(counts.nodes)) {
         const state = counts.nodesDown.includes(id) ? '  (down: not scrubbed or not finished)' : '';
         process.stdout.write(`  ${id.padEnd(12)} ${n.scanned} checked, ${n.corrupt} corrupt, ${n.repaired} replaced, ${n.failed} not replaced${state}\n`);
@@ -135,7 +146,7 @@ export async function scrubCommand(args: string[]): Promise<number> {
       for (const f of failures) process.stdout.write(`  ${f}\n`);
       if (failuresMore > 0) process.stdout.write(`  … and ${failuresMore} more\n`);
     }
-    return counts.failed === 0 && counts.errors === 0 && counts.nodesDown.length === 0 ? 0 : 1;
+    return counts.failed === 0 && counts.errors === 0 && records.failed === 0 && counts.nodesDown.length === 0 ? 0 : 1;
   } finally {
     progress.done();
     process.off('SIGINT', onSigint);

@@ -18,6 +18,8 @@ import type { Peer } from './peers.js';
 export interface HealCounts {
   recordsChecked: number;
   recordsSuspect: number;
+  /** Copies on this node found failing their checksum (each is repaired). */
+  recordsLost: number;
   recordsRepaired: number;
   chunksChecked: number;
   chunksCopied: number;
@@ -42,7 +44,7 @@ export class Healer {
   private dueAt = 0;
   private running: Promise<HealCounts> | null = null;
   private stopped = false;
-  readonly totals: HealCounts = { recordsChecked: 0, recordsSuspect: 0, recordsRepaired: 0, chunksChecked: 0, chunksCopied: 0, failures: 0 };
+  readonly totals: HealCounts = { recordsChecked: 0, recordsSuspect: 0, recordsLost: 0, recordsRepaired: 0, chunksChecked: 0, chunksCopied: 0, failures: 0 };
 
   constructor(
     private readonly ks: ClusterKeySpace,
@@ -97,15 +99,15 @@ export class Healer {
   }
 
   private async walk(): Promise<HealCounts> {
-    const counts: HealCounts = { recordsChecked: 0, recordsSuspect: 0, recordsRepaired: 0, chunksChecked: 0, chunksCopied: 0, failures: 0 };
+    const counts: HealCounts = { recordsChecked: 0, recordsSuspect: 0, recordsLost: 0, recordsRepaired: 0, chunksChecked: 0, chunksCopied: 0, failures: 0 };
     const self = this.ks.peer(this.selfId);
     if (!self) return counts; // not a member (yet): nothing here is placed
     const suspects = await this.findSuspects(self, counts);
     if (suspects.length > 0) {
       await new Promise((r) => setTimeout(r, this.opts.settleMs ?? 2000));
-      for (const key of suspects) {
+      for (const { key, lost } of suspects) {
         if (this.stopped) break;
-        await this.settle(key, counts);
+        await this.settle(key, lost, counts);
       }
     }
     await this.chunks(self, counts);
@@ -114,22 +116,32 @@ export class Healer {
     return counts;
   }
 
-  private async findSuspects(self: Peer, counts: HealCounts): Promise<Buffer[]> {
-    const suspects: Buffer[] = [];
+  /**
+   * Records whose replicas differ, and records some replica (this node
+   * included) holds a lost copy of: its stored state failed its checksum.
+   */
+  private async findSuspects(self: Peer, counts: HealCounts): Promise<Array<{ key: Buffer; lost: boolean }>> {
+    const suspects: Array<{ key: Buffer; lost: boolean }> = [];
     const page = this.opts.pageSize ?? 500;
     let from: Buffer = Buffer.from([0]);
+    const placedHere = (key: Buffer): string[] | null => {
+      const replicas = this.ks.view.keyQuorum(groupOf(key)).acceptors.map((a) => a.id);
+      return replicas.includes(this.selfId) ? replicas : null;
+    };
     while (!this.stopped) {
-      const mine = await self.track((c) => c.scan(from, null, page, { timeoutMs: this.ks.opts.requestTimeoutMs }));
-      const last = mine.entries.at(-1)?.key;
+      const mine = await self.track((c) => c.scan(from, null, page, { timeoutMs: this.ks.opts.requestTimeoutMs, withLost: true }));
+      const lostHere = mine.lost ?? [];
+      let last = mine.entries.at(-1)?.key;
+      for (const k of lostHere) if (!last || Buffer.compare(k, last) > 0) last = k;
       if (!last) break;
       const end = Buffer.concat([last, Buffer.from([0])]);
       const others = this.ks.peers.filter((p) => p.id !== this.selfId && p.up);
-      const replies = new Map<string, { states: Map<string, AcceptorState>; horizon: Buffer | null }>();
+      const replies = new Map<string, { states: Map<string, AcceptorState>; horizon: Buffer | null; lost: Set<string> }>();
       await Promise.all(
         others.map(async (p) => {
           try {
-            const r = await p.track((c) => c.scan(from, end, OTHERS_LIMIT, { timeoutMs: this.ks.opts.requestTimeoutMs }));
-            replies.set(p.id, { states: new Map(r.entries.map((e) => [e.key.toString('latin1'), e.state])), horizon: r.next });
+            const r = await p.track((c) => c.scan(from, end, OTHERS_LIMIT, { timeoutMs: this.ks.opts.requestTimeoutMs, withLost: true }));
+            replies.set(p.id, { states: new Map(r.entries.map((e) => [e.key.toString('latin1'), e.state])), horizon: r.next, lost: new Set((r.lost ?? []).map((k) => k.toString('latin1'))) });
           } catch {
             // a replica that cannot answer now is judged on a later pass (soon: a failure)
             counts.failures++;
@@ -139,20 +151,28 @@ export class Healer {
       // Keys at or past a truncated reply's end are judged on the next page.
       let horizon: Buffer | null = null;
       for (const r of replies.values()) if (r.horizon && (!horizon || Buffer.compare(r.horizon, horizon) < 0)) horizon = r.horizon;
+      for (const key of lostHere) {
+        if (horizon && Buffer.compare(key, horizon) >= 0) continue;
+        counts.recordsChecked++;
+        counts.recordsLost++;
+        if (placedHere(key)) suspects.push({ key, lost: true });
+      }
       for (const e of mine.entries) {
         if (horizon && Buffer.compare(e.key, horizon) >= 0) break;
         counts.recordsChecked++;
         const id = e.key.toString('latin1');
-        const replicas = this.ks.view.keyQuorum(groupOf(e.key)).acceptors.map((a) => a.id);
-        if (!replicas.includes(this.selfId)) continue; // a copy this node no longer holds for the key
+        const replicas = placedHere(e.key);
+        if (!replicas) continue; // a copy this node no longer holds for the key
+        let lost = false;
         const differs = replicas.some((r) => {
           if (r === this.selfId) return false;
           const reply = replies.get(r);
           if (!reply) return false;
+          if (reply.lost.has(id)) return (lost = true);
           const theirs = reply.states.get(id);
           return !theirs || compareBallots(theirs.accepted, e.state.accepted) !== 0;
         });
-        if (differs) suspects.push(e.key);
+        if (differs) suspects.push({ key: e.key, lost });
       }
       if (horizon && Buffer.compare(horizon, from) > 0) from = horizon;
       else if (!mine.next) break;
@@ -162,9 +182,19 @@ export class Healer {
     return suspects;
   }
 
-  /** Looks at a differing record again; repairs it if its replicas still differ. */
-  private async settle(key: Buffer, counts: HealCounts): Promise<void> {
+  /**
+   * Looks at a differing record again; repairs it if its replicas still
+   * differ. A lost copy is repaired at once: it answers no read to compare,
+   * and only a round above its node's ceiling heals it (the repair's retry).
+   */
+  private async settle(key: Buffer, lost: boolean, counts: HealCounts): Promise<void> {
     try {
+      if (lost) {
+        const r = await this.ks.registers.repair(key);
+        if (r && r.acked === r.of) counts.recordsRepaired++;
+        else counts.failures++;
+        return;
+      }
       const states = await this.ks.registers.states(key);
       const held = states.filter((s) => s.state && s.state.value.kind !== 'empty');
       const first = held[0]?.state;

@@ -152,7 +152,7 @@ export function nodeOps(s: NodeStores, sessions = new LeaseSessions()): Map<numb
           sessions.seen(r.scope, ctx);
           let page;
           try {
-            page = s.records.scan(r.start, r.end, r.limit, r.scope);
+            page = s.records.scan(r.start, r.end, r.limit, r.scope, r.withLost ?? false);
           } catch (err) {
             refusedRead(err, r.scope?.settling ? undefined : r.scope);
           }

@@ -7,6 +7,8 @@ export interface Gauges {
   chunks: number;
   chunkBytes: number;
   records: number;
+  /** Times a stored record state failed its checksum (a lost copy met by a read, a decision or a scan). */
+  recordsLost: number;
   diskTotalBytes: number;
   diskFreeBytes: number;
   connections: number;
@@ -68,6 +70,8 @@ export class NodeMetrics implements RpcObserver {
     gauge('quorumfs_chunks', 'Chunks stored.', g.chunks);
     gauge('quorumfs_chunk_bytes', 'Bytes of chunks stored.', g.chunkBytes);
     gauge('quorumfs_records', 'Records stored.', g.records);
+    metric('quorumfs_records_lost_total', 'counter', 'Stored record states met failing their checksum (each is repaired from a replica).');
+    lines.push(`quorumfs_records_lost_total ${g.recordsLost}`);
     gauge('quorumfs_disk_total_bytes', 'Size of the filesystem holding the data directory.', g.diskTotalBytes);
     gauge('quorumfs_disk_free_bytes', 'Free bytes on the filesystem holding the data directory.', g.diskFreeBytes);
     return lines.join('\n') + '\n';

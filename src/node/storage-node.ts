@@ -179,6 +179,7 @@ export class StorageNode {
           chunks: s.chunks,
           chunkBytes: s.chunkBytes,
           records: s.records,
+          recordsLost: this.records?.lostSeen ?? 0,
           diskTotalBytes: s.totalBytes,
           diskFreeBytes: s.freeBytes,
           connections: this.rpc?.connectionCount ?? 0,

@@ -257,6 +257,8 @@ export interface ScanRequest {
   end: Buffer | null;
   limit: number;
   scope?: ScopeCall | undefined;
+  /** List keys whose stored state fails its checksum instead of failing the page (maintenance walks). */
+  withLost?: boolean;
 }
 
 export const RecordScan = {
@@ -265,14 +267,19 @@ export const RecordScan = {
     if (r.end) e.bytes(r.end);
     e.u32(r.limit);
     encodeScope(e, r.scope);
+    // Trailing and only when set, so a node from before checksums still reads every other scan.
+    if (r.withLost) e.bool(true);
   },
   decode(d: Decoder): ScanRequest {
     const start = d.bytes(MAX_KEY_BYTES, 'scan start');
     const end = d.bool('has end') ? d.bytes(MAX_KEY_BYTES, 'scan end') : null;
     const limit = decodeLimit(d, MAX_SCAN_LIMIT);
     const scope = decodeScope(d);
+    const withLost = d.remaining > 0 ? d.bool('with lost') : false;
     d.end();
-    return scope ? { start, end, limit, scope } : { start, end, limit };
+    const r: ScanRequest = scope ? { start, end, limit, scope } : { start, end, limit };
+    if (withLost) r.withLost = true;
+    return r;
   },
 };
 
@@ -281,6 +288,8 @@ export interface ScanReply {
   next: Buffer | null;
   /** In answers to a scope's scan: the answering acceptor's settled lease term. */
   settled?: number;
+  /** Keys in the page whose state failed its checksum on the answering node (scans with `withLost`). */
+  lost?: Buffer[];
 }
 
 export const ScanReplyCodec = {
@@ -294,6 +303,10 @@ export const ScanReplyCodec = {
     if (r.next) e.bytes(r.next);
     e.bool(r.settled !== undefined);
     if (r.settled !== undefined) e.u53(r.settled);
+    if (r.lost && r.lost.length > 0) {
+      e.u32(r.lost.length);
+      for (const k of r.lost) e.bytes(k);
+    }
   },
   decode(d: Decoder): ScanReply {
     const n = d.u32('entry count');
@@ -302,8 +315,17 @@ export const ScanReplyCodec = {
     for (let i = 0; i < n; i++) entries.push({ key: decodeKey(d), state: decodeState(d) });
     const next = d.bool('has next') ? d.bytes(MAX_KEY_BYTES, 'next') : null;
     const settled = d.bool('has settled') ? d.u53('settled term') : undefined;
+    let lost: Buffer[] | undefined;
+    if (d.remaining > 0) {
+      const count = d.u32('lost count');
+      if (count > MAX_SCAN_LIMIT) throw new QfsError('bad_request', `scan reply of ${count} lost keys`);
+      lost = [];
+      for (let i = 0; i < count; i++) lost.push(decodeKey(d));
+    }
     d.end();
-    return settled === undefined ? { entries, next } : { entries, next, settled };
+    const r: ScanReply = settled === undefined ? { entries, next } : { entries, next, settled };
+    if (lost) r.lost = lost;
+    return r;
   },
 };
 

@@ -63,8 +63,11 @@ export class NodeClient {
     return this.call(M.Op.RecordRead, M.RecordRead, { key, scope: opts?.scope }, M.StateReply, opts);
   }
 
-  scan(start: Buffer, end: Buffer | null, limit: number, opts?: CallOptions & { scope?: ScopeCall | undefined }): Promise<M.ScanReply> {
-    return this.call(M.Op.RecordScan, M.RecordScan, { start, end, limit, scope: opts?.scope }, M.ScanReplyCodec, opts);
+  /** `withLost`: keys whose stored state fails its checksum are listed in the reply instead of failing the page. */
+  scan(start: Buffer, end: Buffer | null, limit: number, opts?: CallOptions & { scope?: ScopeCall | undefined; withLost?: boolean }): Promise<M.ScanReply> {
+    const req: M.ScanRequest = { start, end, limit, scope: opts?.scope };
+    if (opts?.withLost) req.withLost = true;
+    return this.call(M.Op.RecordScan, M.RecordScan, req, M.ScanReplyCodec, opts);
   }
 
   purge(key: Buffer, ballot: Ballot, opts?: CallOptions): Promise<boolean> {

@@ -1,12 +1,20 @@
 // The on-disk encoding of one acceptor state. Values hold raw record bytes, so
 // they get a fixed binary layout rather than msgpack/JSON:
 //
-//   0      u8   format version: 1, or 2 for a value with a lease tag
+//   0      u8   format version: 1, or 2 for a value with a lease tag; 3 and 4
+//               are 1 and 2 with a checksum (what every write stores now)
 //   1..17       promised ballot: u32 counter high, u32 counter low, 8 bytes proposer
 //   17..33      accepted ballot, same layout
 //   33     u8   value tag: 0 empty, 1 value, 2 tombstone
 //   (version 2 only) f64 BE: the lease term the value was accepted under (src/util/lease.ts)
 //   34.. (42.. in version 2)  value bytes (tags 1 and 2; may be zero-length)
+//   (versions 3 and 4) last 4 bytes: CRC-32 of every byte before them
+//
+// The checksum covers the ballots too: a flipped bit there would be worse than
+// one in a value (a promise that went back). A state that fails it throws
+// `RecordChecksumError`; the store then treats the key as lost
+// (src/util/paxos.ts, lostState).
+import { crc32 } from 'node:zlib';
 import { QfsError } from '../util/errors.js';
 import type { Ballot } from '../util/ballot.js';
 import type { AcceptorState, RecordValue } from './types.js';
@@ -14,6 +22,9 @@ import { EMPTY_VALUE } from './types.js';
 
 const FORMAT_VERSION = 1;
 const FORMAT_TAGGED = 2;
+const FORMAT_SUMMED = 3;
+const FORMAT_TAGGED_SUMMED = 4;
+const CHECKSUM_BYTES = 4;
 const LEASE_TAG_BYTES = 8;
 export const BALLOT_BYTES = 16;
 const HEADER_BYTES = 1 + 2 * BALLOT_BYTES + 1;
@@ -51,15 +62,24 @@ export function encodeState(s: AcceptorState): Buffer {
   const bytes = s.value.kind === 'empty' ? null : s.value.bytes;
   const tagged = s.tag !== undefined;
   const start = HEADER_BYTES + (tagged ? LEASE_TAG_BYTES : 0);
-  const buf = Buffer.allocUnsafe(start + (bytes?.length ?? 0));
-  buf.writeUInt8(tagged ? FORMAT_TAGGED : FORMAT_VERSION, 0);
+  const end = start + (bytes?.length ?? 0);
+  const buf = Buffer.allocUnsafe(end + CHECKSUM_BYTES);
+  buf.writeUInt8(tagged ? FORMAT_TAGGED_SUMMED : FORMAT_SUMMED, 0);
   writeBallot(buf, 1, s.promised);
   writeBallot(buf, 1 + BALLOT_BYTES, s.accepted);
   const tag = s.value.kind === 'value' ? TAG_VALUE : s.value.kind === 'tombstone' ? TAG_TOMBSTONE : TAG_EMPTY;
   buf.writeUInt8(tag, HEADER_BYTES - 1);
   if (tagged) buf.writeDoubleBE(s.tag!, HEADER_BYTES);
   if (bytes) buf.set(bytes, start);
+  buf.writeUInt32BE(crc32(buf.subarray(0, end)), end);
   return buf;
+}
+
+/** A stored state whose bytes do not match their checksum: the key's state is lost on this node. */
+export class RecordChecksumError extends QfsError {
+  constructor() {
+    super('corrupt', 'stored record state fails its checksum');
+  }
 }
 
 /**
@@ -67,10 +87,18 @@ export function encodeState(s: AcceptorState): Buffer {
  * never mutates it); otherwise they are copied, because lmdb may reuse the
  * buffers it hands out.
  */
-export function decodeState(buf: Buffer, share = false): AcceptorState {
-  if (buf.length < HEADER_BYTES) throw new QfsError('corrupt', `stored record state of ${buf.length} bytes`);
-  const version = buf.readUInt8(0);
-  if (version !== FORMAT_VERSION && version !== FORMAT_TAGGED) throw new QfsError('corrupt', `stored record state has format version ${version}`);
+export function decodeState(stored: Buffer, share = false): AcceptorState {
+  if (stored.length < HEADER_BYTES) throw new QfsError('corrupt', `stored record state of ${stored.length} bytes`);
+  let version = stored.readUInt8(0);
+  let buf = stored;
+  if (version === FORMAT_SUMMED || version === FORMAT_TAGGED_SUMMED) {
+    const end = stored.length - CHECKSUM_BYTES;
+    if (end < HEADER_BYTES || crc32(stored.subarray(0, end)) !== stored.readUInt32BE(end)) throw new RecordChecksumError();
+    buf = stored.subarray(0, end);
+    version = version === FORMAT_SUMMED ? FORMAT_VERSION : FORMAT_TAGGED;
+  } else if (version !== FORMAT_VERSION && version !== FORMAT_TAGGED) {
+    throw new QfsError('corrupt', `stored record state has format version ${version}`);
+  }
   const promised = readBallot(buf, 1);
   const accepted = readBallot(buf, 1 + BALLOT_BYTES);
   const tag = buf.readUInt8(HEADER_BYTES - 1);

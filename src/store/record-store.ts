@@ -34,16 +34,27 @@
 // no user key can reach it, is raised to the purged key's promised ballot in
 // the same transaction as the delete. A key with no stored state reads as
 // promised = floor, so prepare must exceed it and accept must reach it.
+//
+// Checksums and the ceiling: every state is stored with a CRC-32
+// (record-codec.ts). A state that fails it is *lost*: this node no longer
+// knows what it promised or accepted for that key. The `meta` sub-database
+// also keeps a ballot ceiling, at least every ballot any stored state holds,
+// raised in the same transaction as a state that would pass it (in steps of
+// 2^20 counters, so almost no write carries it). A lost key is treated as
+// promised = ceiling with an unknown accepted value (src/util/paxos.ts,
+// lostState): refusing prepares, answering no read or scan, taking an accept
+// only above the ceiling, which heals it.
 import { mkdir, statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { QfsError, toQfsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { compareBallots, isValidBallot, maxBallot, ZERO_BALLOT, type Ballot } from '../util/ballot.js';
-import { decideAccept, decideLearn, decidePrepare, decidePurge } from '../util/paxos.js';
+import { decideAccept, decideLearn, decideLostAccept, decidePrepare, decidePurge, lostState } from '../util/paxos.js';
 import { admitScopeRead, admitScopeWrite, admitSettlingScan, decodeLease, type LeaseRecord, type ScopeCall } from '../util/lease.js';
 import { open as openEnvelope } from '../util/envelope.js';
-import { decodeBallot, decodeState, encodeBallot, encodeState } from './record-codec.js';
+import { crc32 } from 'node:zlib';
+import { RecordChecksumError, decodeBallot, decodeState, encodeBallot, encodeState } from './record-codec.js';
 import { EMPTY_VALUE, MAX_KEY_BYTES, MAX_VALUE_BYTES, type AcceptorState, type RecordValue } from './types.js';
 import { fsyncDir } from './durable-files.js';
 
@@ -60,6 +71,8 @@ export interface ScanResult {
   next: Buffer | null;
   /** For a scope's scan: this node's settled term of the scope's lease. */
   settled?: number;
+  /** Keys in the page's range whose state failed its checksum (scans that ask for them). */
+  lost?: Buffer[];
 }
 
 interface Pending {
@@ -71,6 +84,14 @@ interface Pending {
 }
 
 const FLOOR_KEY = 'purge-floor';
+const CEILING_KEY = 'ballot-ceiling';
+/** The ceiling rises this many counters past the ballot that passed it. */
+const CEILING_STEP = 2 ** 20;
+/** Above every proposer id: a ballot of counter C with it is at least every ballot of counter C. */
+const TOP_PROPOSER = 'ffffffffffffffff';
+/** Marks a key whose stored state failed its checksum. */
+const LOST: unique symbol = Symbol('lost');
+type Stored = AcceptorState | null | typeof LOST;
 // Promise-only keys a scan may step over before it returns a short page.
 const MAX_SCAN_SKIPPED = 10_000;
 // lmdb errno values: ENOSPC, EDQUOT, MDB_MAP_FULL.
@@ -86,6 +107,11 @@ export class RecordStore {
   /** Floor as committed: what reads report. */
   private durableFloor: Ballot;
   private floorSeq = 0;
+  /** The ceiling's counter as committed, and the highest any write in flight carries. */
+  private durableCeiling: number;
+  private ceilingTarget: number;
+  /** Lost keys this process has met (reads, decisions, scans), for /metrics. */
+  lostSeen = 0;
   private closing: Promise<void> | null = null;
 
   private constructor(
@@ -94,10 +120,13 @@ export class RecordStore {
     private readonly records: Database<Buffer, Buffer>,
     private readonly meta: Database<Buffer, string>,
     floor: Ballot,
+    ceiling: number,
     private readonly log: Logger,
   ) {
     this.floor = floor;
     this.durableFloor = floor;
+    this.durableCeiling = ceiling;
+    this.ceilingTarget = ceiling;
   }
 
   static async open(dir: string, log: Logger): Promise<RecordStore> {
@@ -112,8 +141,9 @@ export class RecordStore {
       await fsyncDir(dirname(dir));
       const stored = meta.get(FLOOR_KEY);
       const floor = stored ? decodeBallot(stored) : ZERO_BALLOT;
-      const store = new RecordStore(dir, env, records, meta, floor, log);
-      log.debug({ dir, records: store.count(), floor }, 'record store open');
+      const ceiling = await loadCeiling(env, records, meta, floor, log);
+      const store = new RecordStore(dir, env, records, meta, floor, ceiling, log);
+      log.debug({ dir, records: store.count(), floor, ceiling }, 'record store open');
       return store;
     } catch (err) {
       await env?.close().catch(() => {});
@@ -126,7 +156,10 @@ export class RecordStore {
     checkKey(key);
     checkBallot(ballot);
     const k = key.toString('latin1');
-    const cur = this.decisionState(k, key);
+    const found = this.decisionState(k, key);
+    // A lost key promises nothing: the accepted value it would report is unknown.
+    if (found === LOST) return { ok: false, state: lostState(this.ceiling()) };
+    const cur = found;
     if (scope && !this.admits(scope)) {
       await this.settled(k);
       return { ok: false, state: this.annotate(cur, scope), fenced: true };
@@ -152,7 +185,16 @@ export class RecordStore {
     checkBallot(ballot);
     checkValue(value);
     const k = key.toString('latin1');
-    const cur = this.decisionState(k, key);
+    const found = this.decisionState(k, key);
+    if (found === LOST) {
+      const healed = decideLostAccept(this.ceiling(), copyBallot(ballot), value, promiseNext, scope?.term);
+      if (!healed) return { ok: false, state: lostState(this.ceiling()) };
+      const next = this.persistState(k, key, healed);
+      await next.written;
+      this.log.info({ key: key.toString('hex') }, 'record store: a lost key was healed by an accept above the ceiling');
+      return { ok: true, state: this.annotate(next.state, scope) };
+    }
+    const cur = found;
     if (scope && !this.admits(scope)) {
       await this.settled(k);
       return { ok: false, state: this.annotate(cur, scope), fenced: true };
@@ -177,6 +219,7 @@ export class RecordStore {
     checkBallot(ballot);
     const k = key.toString('latin1');
     const cur = this.decisionState(k, key);
+    if (cur === LOST) return false;
     const decided = decideLearn(cur, copyBallot(ballot));
     if (!decided) {
       await this.settled(k);
@@ -191,6 +234,7 @@ export class RecordStore {
     checkKey(scope.lease);
     const k = scope.lease.toString('latin1');
     const state = committed ? (this.stored(scope.lease) ?? absentState(this.durableFloor)) : this.decisionState(k, scope.lease);
+    if (state === LOST) return null; // fences every scope write until healed
     try {
       return decodeLease(openEnvelope(state.value).payload);
     } catch {
@@ -218,7 +262,9 @@ export class RecordStore {
     this.checkOpen();
     checkKey(key);
     if (scope) this.checkReader(scope);
-    return this.annotate(this.stored(key) ?? absentState(this.durableFloor), scope);
+    const state = this.stored(key) ?? absentState(this.durableFloor);
+    if (state === LOST) throw lostError();
+    return this.annotate(state, scope);
   }
 
   /** The session holding a scope's lease as this node has it committed, or null. */
@@ -235,7 +281,13 @@ export class RecordStore {
   }
 
   /** Committed states of keys in [start, end), byte order; promise-only keys are skipped. */
-  scan(start: Buffer, end: Buffer | null, limit: number, scope?: ScopeCall): ScanResult {
+  /**
+   * A page with a lost key in it fails (`corrupt`) unless `withLost`: a scan
+   * that silently left the key out could hide a chosen value from a quorum of
+   * answers. Maintenance walks (self-heal, scrub, fsck) ask with `withLost`
+   * and get the lost keys listed beside the entries.
+   */
+  scan(start: Buffer, end: Buffer | null, limit: number, scope?: ScopeCall, withLost = false): ScanResult {
     this.checkOpen();
     // A settling scan is answered only at the scanner's term, from committed state (src/util/lease.ts).
     if (scope?.settling) {
@@ -244,6 +296,7 @@ export class RecordStore {
     }
     if (scope) this.checkReader(scope);
     const page = this.scanPage(start, end, limit);
+    if (page.lost && !withLost) throw lostError();
     const settled = scope ? this.lease(scope, false)?.settled : undefined;
     return settled === undefined ? page : { ...page, settled };
   }
@@ -258,20 +311,31 @@ export class RecordStore {
     if (start.length > 0) range.start = start;
     if (end !== null) range.end = end;
     let skipped = 0;
+    const lost: Buffer[] = [];
+    const page = (next: Buffer | null): ScanResult => (lost.length > 0 ? { entries, next, lost } : { entries, next });
     try {
       for (const { key, value } of this.records.getRange(range)) {
-        const state = decodeState(value);
-        if (state.value.kind === 'empty') {
-          if (++skipped > MAX_SCAN_SKIPPED) return { entries, next: Buffer.from(key) };
+        let state: AcceptorState;
+        try {
+          state = decodeState(value);
+        } catch (err) {
+          if (!(err instanceof RecordChecksumError)) throw err;
+          this.noteLost(key);
+          if (entries.length + lost.length === limit) return page(Buffer.from(key));
+          lost.push(Buffer.from(key));
           continue;
         }
-        if (entries.length === limit) return { entries, next: Buffer.from(key) };
+        if (state.value.kind === 'empty') {
+          if (++skipped > MAX_SCAN_SKIPPED) return page(Buffer.from(key));
+          continue;
+        }
+        if (entries.length + lost.length === limit) return page(Buffer.from(key));
         entries.push({ key: Buffer.from(key), state });
       }
     } catch (err) {
       throw this.fail(err, 'scan');
     }
-    return { entries, next: null };
+    return page(null);
   }
 
   /** Deletes a tombstone accepted at exactly `ballot`; raises the purge floor. */
@@ -281,6 +345,7 @@ export class RecordStore {
     checkBallot(ballot);
     const k = key.toString('latin1');
     const cur = this.decisionState(k, key);
+    if (cur === LOST) return false;
     const floor = decidePurge(cur, ballot, this.floor);
     if (!floor) {
       await this.settled(k);
@@ -323,7 +388,8 @@ export class RecordStore {
     const k = key.toString('latin1');
     const cur = this.decisionState(k, key);
     if (this.stored(key) === null && !this.pending.has(k)) return false;
-    const floor = maxBallot(this.floor, maxBallot(cur.promised, cur.accepted));
+    const held = cur === LOST ? this.ceiling() : maxBallot(cur.promised, cur.accepted);
+    const floor = maxBallot(this.floor, held);
     await this.removeRaisingFloor(k, key, floor);
     return true;
   }
@@ -350,20 +416,37 @@ export class RecordStore {
     if (this.closing) throw new QfsError('closed', 'record store is closed');
   }
 
-  private stored(key: Buffer): AcceptorState | null {
+  private stored(key: Buffer): Stored {
     let buf: Buffer | undefined;
     try {
       buf = this.records.get(key);
     } catch (err) {
       throw this.fail(err, 'read');
     }
-    return buf ? decodeState(buf) : null;
+    if (!buf) return null;
+    try {
+      return decodeState(buf);
+    } catch (err) {
+      if (!(err instanceof RecordChecksumError)) throw err;
+      this.noteLost(key);
+      return LOST;
+    }
   }
 
-  private decisionState(k: string, key: Buffer): AcceptorState {
+  private decisionState(k: string, key: Buffer): AcceptorState | typeof LOST {
     const p = this.pending.get(k);
     if (p) return p.state ?? absentState(this.floor);
     return this.stored(key) ?? absentState(this.floor);
+  }
+
+  /** The ceiling as decisions use it: including raises in flight (higher is the safe side). */
+  private ceiling(): Ballot {
+    return { counter: this.ceilingTarget, proposer: TOP_PROPOSER };
+  }
+
+  private noteLost(key: Buffer | Uint8Array): void {
+    this.lostSeen++;
+    this.log.warn({ key: Buffer.from(key).toString('hex') }, 'record store: a stored state fails its checksum; the key is lost here until a repair heals it');
   }
 
   private async settled(k: string): Promise<void> {
@@ -374,7 +457,22 @@ export class RecordStore {
     const encoded = encodeState(state);
     // Value bytes in the reply and the overlay are a view of the encoded buffer: no second copy.
     const shared = decodeState(encoded, true);
-    return { state: shared, written: this.persist(k, shared, () => this.records.put(key, encoded)) };
+    const highest = Math.max(state.promised.counter, state.accepted.counter);
+    if (highest < this.durableCeiling) return { state: shared, written: this.persist(k, shared, () => this.records.put(key, encoded)) };
+    // Past the ceiling: it rises in the same transaction. Targets only grow and
+    // lmdb commits in call order, so the stored ceiling never goes back.
+    this.ceilingTarget = Math.max(this.ceilingTarget, Math.min(highest + CEILING_STEP, Number.MAX_SAFE_INTEGER));
+    const ceilingBytes = encodeCeiling(this.ceilingTarget);
+    const target = this.ceilingTarget;
+    const written = this.persist(k, shared, () =>
+      this.env.transaction(() => {
+        this.meta.put(CEILING_KEY, ceilingBytes);
+        this.records.put(key, encoded);
+      }),
+    ).then(() => {
+      this.durableCeiling = Math.max(this.durableCeiling, target);
+    });
+    return { state: shared, written };
   }
 
   /** Records `state` in the overlay while `write` is in flight; drops it once that write settles unless a newer one replaced it. */
@@ -418,6 +516,47 @@ export class RecordStore {
     else this.log.warn({ code: e.code, msg: e.message }, `record store ${what} failed`);
     return e;
   }
+}
+
+function lostError(): QfsError {
+  return new QfsError('corrupt', "this node's copy of the record fails its checksum; a repair round heals it");
+}
+
+function encodeCeiling(counter: number): Buffer {
+  const b = Buffer.allocUnsafe(12);
+  b.writeUInt32BE(Math.floor(counter / 2 ** 32), 0);
+  b.writeUInt32BE(counter % 2 ** 32, 4);
+  b.writeUInt32BE(crc32(b.subarray(0, 8)), 8);
+  return b;
+}
+
+/**
+ * The stored ceiling; on a store from before checksums, the highest ballot of
+ * any state (and the floor) plus a step, written once. A ceiling that fails
+ * its own checksum is rebuilt the same way with a wide margin and logged: the
+ * states it bounded are still there to bound it again, unless one of them is
+ * lost too.
+ */
+async function loadCeiling(env: RootDatabase, records: Database<Buffer, Buffer>, meta: Database<Buffer, string>, floor: Ballot, log: Logger): Promise<number> {
+  const stored = meta.get(CEILING_KEY);
+  if (stored && stored.length === 12 && crc32(stored.subarray(0, 8)) === stored.readUInt32BE(8)) return stored.readUInt32BE(0) * 2 ** 32 + stored.readUInt32BE(4);
+  let highest = floor.counter;
+  for (const { value } of records.getRange({})) {
+    try {
+      const s = decodeState(value);
+      highest = Math.max(highest, s.promised.counter, s.accepted.counter);
+    } catch {
+      // lost or undecodable: bounded by the margin below
+    }
+  }
+  const margin = stored ? 2 ** 32 : CEILING_STEP;
+  if (stored) log.error({ rebuilt: highest + margin }, 'record store: the ballot ceiling fails its checksum; rebuilt from the stored states with a wide margin');
+  if (highest === 0 && !stored) return 0;
+  const ceiling = highest + margin;
+  await env.transaction(() => {
+    meta.put(CEILING_KEY, encodeCeiling(ceiling));
+  });
+  return ceiling;
 }
 
 function absentState(floor: Ballot): AcceptorState {

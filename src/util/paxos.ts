@@ -2,7 +2,7 @@
 // node's record store (which persists what they decide), the wire protocol
 // and the proposer: none of them imports another's layer for these, and the
 // deterministic simulator drives the same functions.
-import { compareBallots, maxBallot, type Ballot } from './ballot.js';
+import { ZERO_BALLOT, compareBallots, maxBallot, type Ballot } from './ballot.js';
 
 /** A record's accepted value: nothing yet, bytes, or a delete marker. */
 export type RecordValue =
@@ -85,4 +85,30 @@ export function decideLearn(cur: AcceptorState, ballot: Ballot): AcceptorState |
 export function decidePurge(cur: AcceptorState, ballot: Ballot, floor: Ballot): Ballot | null {
   if (cur.value.kind !== 'tombstone' || compareBallots(cur.accepted, ballot) !== 0) return null;
   return maxBallot(floor, cur.promised);
+}
+
+/**
+ * A key whose stored state failed its checksum has lost its promise and its
+ * accepted value. What the acceptor still knows is its ceiling: a ballot at
+ * least every ballot it ever promised or accepted, for any key, kept durable
+ * beside the states. So the lost key is treated as promised = ceiling with an
+ * accepted value unknown: it answers no prepare and no read (its answer could
+ * hide a chosen value, as an amnesiac acceptor would), and takes an accept
+ * only above the ceiling. Such an accept comes from a proposer whose prepare
+ * quorum, without this acceptor, saw every chosen value, so afterwards the
+ * key's state is whole again (docs/architecture.md, "Record checksums").
+ */
+export function lostState(ceiling: Ballot): AcceptorState {
+  return { promised: ceiling, accepted: ZERO_BALLOT, value: EMPTY_VALUE };
+}
+
+/** accept(b, v) on a lost key: taken only above the ceiling; the state to persist, or null to refuse. */
+export function decideLostAccept(ceiling: Ballot, ballot: Ballot, value: RecordValue, promiseNext: boolean, tag?: number): AcceptorState | null {
+  if (compareBallots(ballot, ceiling) <= 0) return null;
+  return decideAccept(lostState(ceiling), ballot, value, promiseNext, undefined, tag);
+}
+
+/** The ceiling once `state` is stored: the highest of it and the state's ballots. */
+export function ceilingAfter(ceiling: Ballot, state: AcceptorState): Ballot {
+  return maxBallot(ceiling, maxBallot(state.promised, state.accepted));
 }

@@ -28,12 +28,12 @@ async function setLease(store: RecordStore, l: LeaseRecord): Promise<void> {
   if (!r.ok) throw new Error('lease write refused');
 }
 
-test('a tagged state round-trips through the on-disk codec; an untagged one keeps format 1', (t) => {
+test('a tagged state round-trips through the on-disk codec; an untagged one keeps format 3 (1 with a checksum)', (t) => {
   const tagged: AcceptorState = { promised: ballot(3), accepted: ballot(2), value: val('x'), tag: 9 };
   t.deepEqual(decodeState(encodeState(tagged)), tagged);
   const plain: AcceptorState = { promised: ballot(3), accepted: ballot(2), value: val('x') };
-  t.is(encodeState(plain)[0], 1);
-  t.is(encodeState(tagged)[0], 2);
+  t.is(encodeState(plain)[0], 3);
+  t.is(encodeState(tagged)[0], 4);
   t.deepEqual(decodeState(encodeState({ ...tagged, value: { kind: 'empty' } })), { ...tagged, value: { kind: 'empty' } });
   const short = encodeState({ ...tagged, value: { kind: 'empty' } }).subarray(0, 36);
   t.true(isQfsError(t.throws(() => decodeState(short)), 'corrupt'));
