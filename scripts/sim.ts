@@ -13,6 +13,7 @@ const BUGS: Record<string, Bugs> = {
   'ignore-lineage': { ignoreLineage: true },
   'accept-below-promise': { acceptBelowPromise: true },
   'no-tombstone-grace': { noTombstoneGrace: true },
+  'lost-as-absent': { lostAsAbsent: true },
 };
 
 const LEASE_BUGS: Record<string, LeaseBugs> = {
@@ -69,7 +70,8 @@ if (values.real && !values.members) fail('--real goes with --members (the core s
 if (bugName !== undefined && values.members && REAL_ONLY.has(bugName) && !values.real) fail(`--bug ${bugName} needs --real`);
 const bugs: Bugs = bugName && !values.leases && !values.members ? BUGS[bugName]! : {};
 // Purge bugs can only show when tombstones are purged: every schedule then runs the gc actor.
-const shape: ShapeOptions = bugs.noTombstoneGrace ? { purging: true } : {};
+// Rot bugs only when stored states rot.
+const shape: ShapeOptions = bugs.noTombstoneGrace ? { purging: true } : bugs.lostAsAbsent ? { rotting: true } : {};
 const single = values.seed !== undefined;
 const first = single ? int('seed', values.seed, 0) : int('from', values.from, 1);
 const count = single ? 1 : int('seeds', values.seeds, 1000);

@@ -191,7 +191,7 @@ export class Healer {
     try {
       if (lost) {
         const r = await this.ks.registers.repair(key);
-        if (r && r.acked === r.of) counts.recordsRepaired++;
+        if (!r || r.acked === r.of) counts.recordsRepaired++; // null: nothing was chosen, and every replica now says so
         else counts.failures++;
         return;
       }

@@ -22,7 +22,7 @@ import { ZERO_BALLOT, compareBallots } from '../util/ballot.js';
 import { sleep, systemClock, type Clock, type Timer } from '../util/clock.js';
 import { QfsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
-import type { AcceptorState, RecordValue } from '../util/paxos.js';
+import { EMPTY_VALUE, type AcceptorState, type RecordValue } from '../util/paxos.js';
 import { settledOf, withoutSettled, type ScopeCall } from '../util/lease.js';
 import type { ScanReply, Verdict } from '../rpc/messages.js';
 import { KEEP, callDeadline, groupOf, type CallOpts, type ChangeFn, type ChangeResult, type ScanEntry, type ScanPage } from '../keyspace/types.js';
@@ -916,7 +916,24 @@ export class Registers {
         continue;
       }
       const current = highestAccepted(prep.oks.map((o) => o.value.state));
-      if (!current || current.value.kind === 'empty') return null;
+      if (!current || current.value.kind === 'empty') {
+        // Nothing was chosen. A replica that did not promise may hold a lost
+        // copy (a state that failed its checksum), which only an accept above
+        // its ceiling heals: accept "nothing" at this ballot there. Safe as any
+        // phase 2: a majority's promises at this ballot saw no value, so
+        // whatever such a replica held was never chosen.
+        const promised = new Set(prep.oks.map((o) => o.key));
+        const others = acceptors.filter((p) => !promised.has(p.id));
+        if (others.length === 0) return null;
+        const results = await Promise.allSettled(others.map((p) => p.accept(key, ballot, EMPTY_VALUE, false, { deadline, signal: opts?.signal, epoch: q.epoch })));
+        const refused = results.filter((r): r is PromiseFulfilledResult<Verdict> => r.status === 'fulfilled' && !r.value.ok);
+        for (const r of refused) this.observe(r.value.state.promised);
+        if (refused.length === 0 || attempt >= 9) {
+          const took = results.filter((r) => r.status === 'fulfilled' && r.value.ok).length;
+          return took === others.length ? null : { acked: acceptors.length - others.length + took, of: acceptors.length };
+        }
+        continue;
+      }
       const value = current.value;
       const results = await Promise.allSettled(
         acceptors.map((p) => p.accept(key, ballot, value, false, { deadline, signal: opts?.signal, epoch: q.epoch })),

@@ -333,10 +333,10 @@ export async function scrubRecords(ks: ClusterKeySpace, opts: Pick<ScrubOptions,
           counts.lost++;
           try {
             const done = await ks.registers.repair(key);
-            if (done && done.acked === done.of) counts.healed++;
+            if (!done || done.acked === done.of) counts.healed++; // null: nothing was chosen, and every replica now says so
             else {
               counts.failed++;
-              opts.onFailure?.(`record ${key.toString('hex')} on ${peer.id}`, done ? `${done.acked} of ${done.of} replicas took the repair` : 'no replica holds a value to heal it from');
+              opts.onFailure?.(`record ${key.toString('hex')} on ${peer.id}`, `${done.acked} of ${done.of} replicas took the repair`);
             }
           } catch (err) {
             counts.failed++;

@@ -11,10 +11,13 @@
 //   exceed;
 // - a crash loses the overlay, every write not yet synced and every answer
 //   not yet sent.
+// - a key's durable state can rot (a failed checksum): the node keeps only its
+//   ballot ceiling and treats the key by the lost-key rules (src/util/paxos.ts,
+//   lostState) until an accept above the ceiling lands.
 // Each durable change is checked against the acceptor invariants as it lands.
 import { QfsError } from '../../src/util/errors.js';
 import { ZERO_BALLOT, compareBallots, formatBallot, maxBallot, type Ballot } from '../../src/util/ballot.js';
-import { EMPTY_VALUE, decideAccept, decideLearn, decidePrepare, decidePurge, type AcceptorBugs, type AcceptorState, type RecordValue } from '../../src/util/paxos.js';
+import { EMPTY_VALUE, ceilingAfter, decideAccept, decideLearn, decideLostAccept, decidePrepare, decidePurge, lostState, type AcceptorBugs, type AcceptorState, type RecordValue } from '../../src/util/paxos.js';
 import { FRESH_LEASE, admitScopeRead, admitScopeWrite, admitSettlingScan, decodeLease, type LeaseRecord, type ScopeCall } from '../../src/util/lease.js';
 import { open } from '../../src/util/envelope.js';
 import type { Acceptor, AcceptorCall } from '../../src/cluster/acceptor.js';
@@ -39,6 +42,8 @@ interface Pending {
 export interface SimNodeBugs extends AcceptorBugs {
   ignoreFence?: boolean;
   ignoreHeldReads?: boolean;
+  /** A rotted key is treated as never written (the amnesia the ceiling rules prevent). */
+  lostAsAbsent?: boolean;
 }
 
 export class SimNode {
@@ -54,8 +59,13 @@ export class SimNode {
   private syncedUntil = 0;
   /** Per key, the highest ballot ever purged: a later accepted ballot must be above it. */
   private readonly purgedAt = new Map<string, Ballot>();
+  /** Keys whose durable state rotted (the durable map keeps the old state for the invariant checks only). */
+  private readonly lost = new Set<string>();
+  /** At least every ballot of every state written: including writes in flight, and as synced. */
+  private ceiling: Ballot = ZERO_BALLOT;
+  private durableCeiling: Ballot = ZERO_BALLOT;
   /** Counters for reports. */
-  readonly stats = { writes: 0, crashes: 0, purges: 0 };
+  readonly stats = { writes: 0, crashes: 0, purges: 0, rotted: 0, healed: 0 };
 
   constructor(
     readonly name: string,
@@ -72,11 +82,30 @@ export class SimNode {
     this.stats.crashes++;
     this.pending.clear();
     this.floor = this.durableFloor;
+    this.ceiling = this.durableCeiling;
     this.syncedUntil = this.world.now;
   }
 
   restart(): void {
     this.up = true;
+  }
+
+  /** Whether this node's copy of a key is lost now (rotted, not healed). */
+  isLost(k: string): boolean {
+    return this.lost.has(k) && !this.pending.has(k);
+  }
+
+  /** Whether the durable copy is rotted (a heal may be in flight). */
+  holdsRotted(k: string): boolean {
+    return this.lost.has(k);
+  }
+
+  /** The key's durable state fails its checksum from now on; false if there is nothing durable or a write is in flight. */
+  rot(k: string): boolean {
+    if (!this.durable.has(k) || this.pending.has(k) || this.lost.has(k)) return false;
+    this.lost.add(k);
+    this.stats.rotted++;
+    return true;
   }
 
   /** Durable state of a key, as a read reports it. */
@@ -108,6 +137,7 @@ export class SimNode {
     const entry: Pending = { state, seq, waiters: [] };
     this.pending.set(k, entry);
     if (floor) this.floor = floor;
+    if (state) this.ceiling = ceilingAfter(this.ceiling, state);
     const incarnation = this.incarnation;
     // Group commit: this write lands with the batch that syncs next.
     const syncAt = Math.max(this.syncedUntil, this.world.now + 0.05 + this.world.rng.next() * 1.5);
@@ -153,6 +183,8 @@ export class SimNode {
       this.violation(`${this.name}: ${JSON.stringify(k)} accepted ${formatBallot(state.accepted)}, not above its purged tombstone ${formatBallot(purged)}`);
     }
     this.durable.set(k, state);
+    this.durableCeiling = ceilingAfter(this.durableCeiling, state);
+    if (this.lost.delete(k)) this.stats.healed++;
     if (TRACE && (k.endsWith(TRACE) || k.includes('@lease'))) {
       const payload = open(state.value).payload;
       process.stdout.write(`${this.world.now.toFixed(2)} ${this.name} ${k.slice(2)} p=${formatBallot(state.promised)} a=${formatBallot(state.accepted)} tag=${state.tag} v=${k.includes('@lease') && payload ? JSON.stringify(decodeLease(payload)) : payload?.toString()}\n`);
@@ -179,9 +211,15 @@ export class SimNode {
     return !!scope && !this.bugs.ignoreFence && admitScopeWrite(this.lease(scope, false), scope) !== 'ok';
   }
 
+  /** The state decisions use for a lost key under the bug switch: as if never written. */
+  private absent(): AcceptorState {
+    return { promised: this.floor, accepted: ZERO_BALLOT, value: EMPTY_VALUE };
+  }
+
   prepare(key: Buffer, ballot: Ballot, scope: ScopeCall | undefined, reply: (v: Verdict) => void): void {
     const k = id(key);
-    const cur = this.decisionState(k);
+    if (this.isLost(k) && !this.bugs.lostAsAbsent) return reply({ ok: false, state: lostState(this.ceiling) });
+    const cur = this.isLost(k) ? this.absent() : this.decisionState(k);
     if (this.fenced(scope)) return this.afterSettled(k, () => reply({ ok: false, state: this.annotate(cur, scope), fenced: true }));
     const decided = decidePrepare(cur, ballot);
     if (!decided) return this.afterSettled(k, () => reply({ ok: false, state: this.annotate(cur, scope) }));
@@ -190,7 +228,13 @@ export class SimNode {
 
   accept(key: Buffer, ballot: Ballot, value: RecordValue, promiseNext: boolean, scope: ScopeCall | undefined, reply: (v: Verdict) => void): void {
     const k = id(key);
-    const cur = this.decisionState(k);
+    const copy0: RecordValue = value.kind === 'empty' ? value : { kind: value.kind, bytes: Buffer.from(value.bytes) };
+    if (this.isLost(k) && !this.bugs.lostAsAbsent) {
+      const healed = decideLostAccept(this.ceiling, ballot, copy0, promiseNext, scope?.term);
+      if (!healed) return reply({ ok: false, state: lostState(this.ceiling) });
+      return this.write(k, healed, null, () => reply({ ok: true, state: this.annotate(healed, scope) }));
+    }
+    const cur = this.isLost(k) ? this.absent() : this.decisionState(k);
     if (this.fenced(scope)) return this.afterSettled(k, () => reply({ ok: false, state: this.annotate(cur, scope), fenced: true }));
     const copy: RecordValue = value.kind === 'empty' ? value : { kind: value.kind, bytes: Buffer.from(value.bytes) };
     const decided = decideAccept(cur, ballot, copy, promiseNext, this.bugs, scope?.term);
@@ -200,6 +244,7 @@ export class SimNode {
 
   learn(key: Buffer, ballot: Ballot, reply: (learned: boolean) => void): void {
     const k = id(key);
+    if (this.isLost(k)) return reply(false);
     const cur = this.decisionState(k);
     const decided = decideLearn(cur, ballot);
     if (!decided) return this.afterSettled(k, () => reply(cur.tag === undefined && compareBallots(cur.accepted, ballot) === 0));
@@ -209,6 +254,10 @@ export class SimNode {
   read(key: Buffer, scope: ScopeCall | undefined, reply: (s: AcceptorState | QfsError) => void): void {
     if (scope && !scope.settling && !this.bugs.ignoreHeldReads && admitScopeRead(this.lease(scope, true), scope.session) !== 'ok') {
       return reply(new QfsError('fenced', `${this.name}: the scope is held by another session`));
+    }
+    if (this.lost.has(id(key))) {
+      if (!this.bugs.lostAsAbsent) return reply(new QfsError('corrupt', `${this.name}: the stored state fails its checksum`));
+      return reply({ promised: this.durableFloor, accepted: ZERO_BALLOT, value: EMPTY_VALUE });
     }
     reply(this.annotate(this.committed(id(key)), scope));
   }
@@ -226,6 +275,10 @@ export class SimNode {
       .sort(Buffer.compare);
     const entries: ScanReply['entries'] = [];
     for (const k of keys) {
+      if (this.lost.has(id(k))) {
+        if (this.bugs.lostAsAbsent) continue;
+        return reply(new QfsError('corrupt', `${this.name}: a stored state in the range fails its checksum`));
+      }
       const state = this.durable.get(id(k))!;
       if (state.value.kind === 'empty') continue;
       if (entries.length === limit) return reply(scope ? { entries, next: k, settled: this.lease(scope, false).settled } : { entries, next: k });
@@ -236,6 +289,7 @@ export class SimNode {
 
   purge(key: Buffer, ballot: Ballot, reply: (ok: boolean) => void): void {
     const k = id(key);
+    if (this.isLost(k)) return reply(false);
     const cur = this.decisionState(k);
     const floor = decidePurge(cur, ballot, this.floor);
     if (!floor) return this.afterSettled(k, () => reply(false));

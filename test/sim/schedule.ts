@@ -20,12 +20,16 @@ export interface Bugs {
   acceptBelowPromise?: boolean;
   /** Tombstones are purged as soon as every replica holds them, with no grace. */
   noTombstoneGrace?: boolean;
+  /** A node treats a key whose state rotted as never written, instead of by the lost-key rules. */
+  lostAsAbsent?: boolean;
 }
 
 /** Parts of a schedule's shape fixed instead of drawn (the rest still comes from the seed). */
 export interface ShapeOptions {
   /** Always run the gc actor that purges tombstones. */
   purging?: boolean;
+  /** Always let the nemesis rot stored states (failed checksums). */
+  rotting?: boolean;
 }
 
 export interface ScheduleResult {
@@ -42,6 +46,9 @@ export interface ScheduleResult {
   /** What the faults and the gc did: node crashes, purged tombstone copies, messages lost and duplicated. */
   crashes: number;
   purges: number;
+  /** Stored states rotted by the nemesis, and rotted copies healed by a later accept. */
+  rotted: number;
+  healed: number;
   lost: number;
   duplicated: number;
 }
@@ -72,12 +79,14 @@ export async function runSchedule(seed: number, bugs: Bugs = {}, fixed: ShapeOpt
   const cutty = rng.chance(0.5);
   const purging = rng.chance(0.6) || fixed.purging === true;
   const repairing = rng.chance(0.4);
+  // Not drawn from the rng, so that the schedules without rot stay what they were.
+  const rotting = seed % 3 === 0 || fixed.rotting === true;
   // Register ops: 30% reads, 30% writes, then compare-and-sets, and deletes (more of them when gc runs).
   const deleteAbove = purging ? 0.75 : 0.9;
-  const shape = `${nodeCount} nodes, ${proposerCount}x${threadsPer} proposers, ${registerKeys}+${counterKeys} keys, ${opsPerThread} ops; net ${lossy ? `drop ${world.faults.drop.toFixed(3)} dup ${world.faults.duplicate.toFixed(3)} delay ${world.faults.delay.toFixed(3)}` : 'clean'}${crashy ? ', crashes' : ''}${cutty ? ', partitions' : ''}${purging ? ', purges' : ''}${repairing ? ', repairs' : ''}`;
+  const shape = `${nodeCount} nodes, ${proposerCount}x${threadsPer} proposers, ${registerKeys}+${counterKeys} keys, ${opsPerThread} ops; net ${lossy ? `drop ${world.faults.drop.toFixed(3)} dup ${world.faults.duplicate.toFixed(3)} delay ${world.faults.delay.toFixed(3)}` : 'clean'}${crashy ? ', crashes' : ''}${cutty ? ', partitions' : ''}${purging ? ', purges' : ''}${repairing ? ', repairs' : ''}${rotting ? ', rot' : ''}`;
 
   const nodes: SimNode[] = [];
-  for (let i = 1; i <= nodeCount; i++) nodes.push(new SimNode(`n${i}`, world, violation, () => nodes, bugs.acceptBelowPromise ? { acceptBelowPromise: true } : {}));
+  for (let i = 1; i <= nodeCount; i++) nodes.push(new SimNode(`n${i}`, world, violation, () => nodes, { ...(bugs.acceptBelowPromise ? { acceptBelowPromise: true } : {}), ...(bugs.lostAsAbsent ? { lostAsAbsent: true } : {}) }));
   const callTimeoutMs = 150;
   const newProposer = (name: string): Registers => {
     const handles = nodes.map((n) => new SimAcceptor(world, name, n, callTimeoutMs));
@@ -221,6 +230,14 @@ export async function runSchedule(seed: number, bugs: Bugs = {}, fixed: ShapeOpt
   const nemesis = async (): Promise<void> => {
     while (running > 0) {
       await pause(world, 2 + rng.next() * 60);
+      if (running === 0) break; // the faults end with the workload: the final phase runs on a healed cluster
+      if (rotting && rng.chance(0.25)) {
+        // A stored state fails its checksum; at most a minority of a key's copies
+        // at once, so a majority of good copies stays (more is data loss, not a bug).
+        const k = keyBytes(rng.pick(keys).name).toString('latin1');
+        if (nodes.filter((n) => n.holdsRotted(k)).length < Math.floor((nodeCount - 1) / 2)) rng.pick(nodes).rot(k);
+        continue;
+      }
       const r = rng.next();
       if (crashy && r < 0.3) {
         const victim = rng.pick(nodes);
@@ -247,6 +264,25 @@ export async function runSchedule(seed: number, bugs: Bugs = {}, fixed: ShapeOpt
   world.heal();
   world.faults = { drop: 0, duplicate: 0, delay: 0 };
   for (const n of nodes) n.restart();
+  // Rotted copies are healed first, as a node's self-heal pass would: a repair
+  // round per key, again until no copy is left rotted (a lost copy takes only
+  // an accept above its node's ceiling; the repair's retry gets there).
+  if (rotting) {
+    const healer = newProposer('heal');
+    let healing = true;
+    const healAll = (async () => {
+      for (const key of keys) {
+        const k = keyBytes(key.name);
+        for (let attempt = 0; attempt < 20 && nodes.some((n) => n.holdsRotted(k.toString('latin1'))); attempt++) {
+          await healer.repair(k).catch(() => null);
+        }
+        const left = nodes.filter((n) => n.holdsRotted(k.toString('latin1'))).map((n) => n.name);
+        if (left.length > 0) violation(`${key.name}: rotted copies on ${left.join(', ')} not healed by 20 repair rounds with every fault healed`);
+      }
+    })().finally(() => (healing = false));
+    if (!(await world.run(() => !healing, world.now + 60_000))) violation('healing the rotted copies did not finish');
+    await healAll.catch(() => {});
+  }
   let reading = true;
   const finalReads = (async () => {
     for (const p of proposers) {
@@ -275,6 +311,8 @@ export async function runSchedule(seed: number, bugs: Bugs = {}, fixed: ShapeOpt
     okOperations,
     crashes: nodes.reduce((n, x) => n + x.stats.crashes, 0),
     purges: nodes.reduce((n, x) => n + x.stats.purges, 0),
+    rotted: nodes.reduce((n, x) => n + x.stats.rotted, 0),
+    healed: nodes.reduce((n, x) => n + x.stats.healed, 0),
     lost: world.net.lost,
     duplicated: world.net.duplicated,
   };

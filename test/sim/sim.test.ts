@@ -16,6 +16,8 @@ test.serial(`${SEEDS} seeded schedules of the replication core are linearizable 
   let okOps = 0;
   let crashes = 0;
   let purges = 0;
+  let rotted = 0;
+  let healed = 0;
   for (let seed = FIRST; seed < FIRST + SEEDS; seed++) {
     const r = await runSchedule(seed);
     if (!r.ok) {
@@ -26,13 +28,16 @@ test.serial(`${SEEDS} seeded schedules of the replication core are linearizable 
     okOps += r.okOperations;
     crashes += r.crashes;
     purges += r.purges;
+    rotted += r.rotted;
+    healed += r.healed;
   }
   const secs = (performance.now() - started) / 1000;
-  t.log(`${SEEDS} schedules in ${secs.toFixed(1)} s (${(SEEDS / secs).toFixed(0)}/s): ${ops} operations (${okOps} ok), ${crashes} crashes, ${purges} tombstone copies purged`);
+  t.log(`${SEEDS} schedules in ${secs.toFixed(1)} s (${(SEEDS / secs).toFixed(0)}/s): ${ops} operations (${okOps} ok), ${crashes} crashes, ${purges} tombstone copies purged, ${rotted} stored states rotted (${healed} healed by an accept above the ceiling)`);
   // The workload must reach the code it means to test, not time out everywhere.
   t.true(okOps > ops * 0.8, `${okOps} of ${ops} operations succeeded`);
   t.true(crashes > SEEDS, 'nodes crashed');
   t.true(purges > 0, 'the gc purged tombstones');
+  t.true(rotted > 0 && healed > 0, 'stored states rotted and were healed');
 });
 
 test.serial('a seed replays exactly', async (t) => {
@@ -56,6 +61,8 @@ for (const [name, bugs, shape, budget] of [
   ['acceptors taking an accept below their promise', { acceptBelowPromise: true }, {}, 500],
   // every schedule purges tombstones: the bug cannot show in one that does not
   ['tombstones purged without a grace (a retry meets a purged delete)', { noTombstoneGrace: true }, { purging: true }, 3000],
+  // every schedule rots stored states
+  ['a rotted record treated as never written (an amnesiac acceptor)', { lostAsAbsent: true }, { rotting: true }, 3000],
 ] as const) {
   test.serial(`the simulator finds ${name}`, async (t) => {
     const found = await hunt(bugs, shape, budget);
