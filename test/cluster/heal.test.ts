@@ -8,7 +8,12 @@ import { compareBallots } from '../../src/util/ballot.js';
 import { silentLogger } from '../../src/util/log.js';
 import { recordKey } from '../../src/keyspace/types.js';
 import type { ChunkId } from '../../src/util/ids.js';
-import { connect, startNode, writeCluster, type NodeProcess } from '../helpers/cluster.js';
+import { connect, runCli, startNode, writeCluster, type NodeProcess } from '../helpers/cluster.js';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isQfsError } from '../../src/util/errors.js';
+import { open } from '../../src/util/envelope.js';
+import type { AcceptorState } from '../../src/util/paxos.js';
 
 const key = (i: number): Buffer => recordKey(Buffer.from(`h${i % 13}`), Buffer.from(`k${i}`));
 
@@ -63,4 +68,81 @@ for (const [label, interval] of [['passes every second', '1s'], ['a pass as soon
   t.is(left, 0, 'within 60 s every record and chunk is on n3 again');
   const heals = [...nodes.values()].flatMap((p) => p.logs).filter((l) => l.includes('heal pass repaired'));
   t.true(heals.length > 0, 'a heal pass reported what it repaired');
+});
+
+/** Flips a bit in every copy of `marker` in a stopped node's record store (lmdb keeps stale page copies too). */
+async function rotRecord(dataDir: string, marker: string): Promise<number> {
+  const file = join(dataDir, 'records', 'data.mdb');
+  const bytes = await readFile(file);
+  let copies = 0;
+  for (let at = bytes.indexOf(Buffer.from(marker)); at >= 0; at = bytes.indexOf(Buffer.from(marker), at + 1)) {
+    bytes[at + 3]! ^= 0x10;
+    copies++;
+  }
+  await writeFile(file, bytes);
+  return copies;
+}
+
+test('a flipped byte in a stored record is detected, reads still answer from the replicas, and scrub or self-heal writes the chosen value back', async (t) => {
+  const cluster = await writeCluster(t, 3);
+  const nodes = new Map<string, NodeProcess>();
+  // Self-heal off at first, so that scrub's finding is scrub's own.
+  const off = ['--heal-interval', '0'];
+  for (const id of ['n1', 'n2', 'n3']) nodes.set(id, await startNode(t, cluster, id, off));
+  const ks = new ClusterKeySpace({
+    clusterName: cluster.name,
+    secret: cluster.secret,
+    nodes: cluster.nodes.map((n) => ({ id: n.id, url: n.url, weight: 1, zone: null })),
+    replication: 3,
+    writeQuorum: 3,
+    requestTimeoutMs: 5000,
+    connectTimeoutMs: 1000,
+    log: silentLogger(),
+    hintIntervalMs: 0,
+  });
+  t.teardown(() => ks.close());
+  await ks.ready;
+  const byScrub = key(1);
+  const byHeal = key(2);
+  await ks.change(byScrub, () => Buffer.from('ROT-MARKER-healed-by-scrub'));
+  await ks.change(byHeal, () => Buffer.from('ROT-MARKER-healed-by-self-heal'));
+  for (let i = 3; i < 30; i++) await ks.change(key(i), () => Buffer.from(`v${i}`));
+  // Every replica holds both (W = 3 above), so the damage below is all that differs.
+  const payload = (s: AcceptorState): string | null => (s.value.kind === 'value' ? (open(s.value).payload?.toString() ?? null) : null);
+
+  await nodes.get('n3')!.stop();
+  t.true((await rotRecord(cluster.nodes[2]!.dataDir, 'ROT-MARKER-healed-by-scrub')) > 0);
+  nodes.set('n3', await startNode(t, cluster, 'n3', off));
+  const n3 = connect(t, cluster, 'n3');
+  n3.rpc.epoch = 1;
+  const err = await n3.read(byScrub).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  t.true(isQfsError(err, 'corrupt'), `n3 does not answer with the damaged state: ${String(err)}`);
+  t.is((await ks.read(byScrub))?.toString(), 'ROT-MARKER-healed-by-scrub', 'a read answers from the other replicas');
+  const r = await runCli(['scrub', '--config', cluster.configPath, '--json', '--node', 'n3'], { timeoutMs: 120_000 });
+  t.is(r.code, 0, r.stderr);
+  const summary = JSON.parse(r.stdout) as { records: { checked: number; lost: number; healed: number; failed: number } };
+  t.like(summary.records, { lost: 1, healed: 1, failed: 0 });
+  t.true(summary.records.checked >= 29);
+  t.is(payload(await n3.read(byScrub)), 'ROT-MARKER-healed-by-scrub', 'scrub wrote the chosen value back to n3');
+  const metrics = await fetch(`http://127.0.0.1:${cluster.nodes[2]!.port}/metrics`).then((res) => res.text());
+  t.regex(metrics, /^quorumfs_records_lost_total [1-9]/m);
+
+  // Self-heal: n2 comes back with a damaged record and its own pass finds and heals it.
+  await nodes.get('n2')!.stop();
+  t.true((await rotRecord(cluster.nodes[1]!.dataDir, 'ROT-MARKER-healed-by-self-heal')) > 0);
+  nodes.set('n2', await startNode(t, cluster, 'n2', ['--heal-interval', '1s']));
+  const n2 = connect(t, cluster, 'n2');
+  n2.rpc.epoch = 1;
+  const until = Date.now() + 60_000;
+  let state: AcceptorState | null = null;
+  while (Date.now() < until) {
+    state = await n2.read(byHeal).catch(() => null);
+    if (state) break;
+    await new Promise((res) => setTimeout(res, 250));
+  }
+  t.truthy(state, 'within 60 s, with no command run, n2 holds a good copy again');
+  t.is(state ? payload(state) : null, 'ROT-MARKER-healed-by-self-heal');
 });
