@@ -389,6 +389,7 @@ export class OpenFile {
         data.copy(next, pos);
         this.inode.inline = next;
         this.touchWrite(end);
+        this.changed();
         return data.length;
       }
       await this.convertInline();
@@ -406,7 +407,21 @@ export class OpenFile {
     }
     this.lastWriteEnd = end;
     this.touchWrite(end);
+    this.changed();
     return data.length;
+  }
+
+  /**
+   * Marks a change made: the next publish carries it. Also called at the end of
+   * a write or truncate that awaited on its way, since a publish that ran in
+   * between took the state before the change's last steps (the size) and, the
+   * version it saw being already the new one, would have cleared `dirty`: the
+   * rest of the change was then never published (a CI run caught a truncate
+   * lost that way).
+   */
+  private changed(): void {
+    this.dirty = true;
+    this.version++;
   }
 
   private async writeSlot(slot: number, off: number, data: Buffer, sequential: boolean): Promise<void> {
@@ -661,6 +676,7 @@ export class OpenFile {
         this.inode.inline = next;
         this.inode.size = size;
         this.touchTruncate();
+        this.changed();
         return;
       }
       await this.convertInline();
@@ -682,6 +698,7 @@ export class OpenFile {
     }
     this.inode.size = size;
     this.touchTruncate();
+    this.changed();
   }
 
   private touchTruncate(): void {

@@ -4,6 +4,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { isFsError } from '../../src/meta/errors.js';
 import { O_CREAT, O_EXCL, O_RDWR, O_TRUNC, O_WRONLY, O_APPEND, XATTR_CREATE, XATTR_REPLACE } from '../../src/vfs/vfs.js';
 import { memoryVfs } from '../helpers/memfs.js';
+import { FsMeta } from '../../src/meta/fs-meta.js';
+import { Vfs } from '../../src/vfs/vfs.js';
+import { silentLogger } from '../../src/util/log.js';
+import { mapPageKey } from '../../src/meta/schema.js';
+import type { Ino } from '../../src/meta/types.js';
 import type { CallOpts } from '../../src/keyspace/types.js';
 
 const errno = async (p: Promise<unknown>) => {
@@ -85,6 +90,51 @@ test('truncate shrinks and grows; a grown tail reads zeros', async (t) => {
   await vfs.release(fh);
   await vfs.truncate('/t', 3);
   t.is((await vfs.getattr('/t')).size, 3);
+});
+
+test('a publish that runs while a truncate or a write is on its way does not lose the rest of it', async (t) => {
+  const { vfs, ks } = await memoryVfs({ chunkSize: 64 * 1024 });
+  // Holds reads of one chunk-map page until released: the truncate or write that
+  // turns an inline file into a chunked one reads it on its way, and waits there.
+  let held: { key: Buffer; release: () => void; reached: () => void } | null = null;
+  const read = ks.read.bind(ks);
+  ks.read = async (key, opts) => {
+    const h = held;
+    if (h && key.equals(h.key)) {
+      h.reached();
+      await new Promise<void>((r) => (h.release = r));
+    }
+    return read(key, opts);
+  };
+  const midway = async (path: string, change: (fh: number) => Promise<unknown>): Promise<void> => {
+    const made = await vfs.create(path, 0o644, O_CREAT | O_RDWR);
+    await vfs.write(made, 0, Buffer.from('abc'));
+    await vfs.release(made);
+    const fh = await vfs.open(path, O_RDWR); // a fresh open file: it reads the map page when it needs it
+    let reached!: () => void;
+    const there = new Promise<void>((r) => (reached = r));
+    const h = (held = { key: mapPageKey((await vfs.getattr(path)).ino as Ino, 0), release: () => {}, reached });
+    const changing = change(fh);
+    await there;
+    held = null;
+    await vfs.flush(fh); // publishes what is there so far, while the change waits
+    h.release();
+    await changing;
+    await vfs.release(fh);
+  };
+  await midway('/grown', (fh) => vfs.ftruncate(fh, 200_000));
+  await midway('/written', (fh) => vfs.write(fh, 100_000, Buffer.alloc(5000, 9)));
+  // What was published, as another mount sees it.
+  const other = new Vfs(new FsMeta(ks, await FsMeta.load(ks)), ks, { log: silentLogger(), attrTtlMs: 0, entryTtlMs: 0 });
+  t.is((await other.getattr('/grown')).size, 200_000);
+  t.is((await other.getattr('/written')).size, 105_000);
+  const r = await other.open('/written', 0);
+  const back = await other.read(r, 0, 200_000);
+  await other.release(r);
+  t.is(back.length, 105_000);
+  t.is(back.subarray(0, 3).toString(), 'abc');
+  t.true(back.subarray(3, 100_000).every((b) => b === 0));
+  t.true(back.subarray(100_000).every((b) => b === 9));
 });
 
 test('O_EXCL, O_TRUNC and O_APPEND', async (t) => {
