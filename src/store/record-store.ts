@@ -21,6 +21,11 @@
 // txnStartThreshold writes or at the next turn; writes queued meanwhile join
 // the next one); measured throughput is the same within noise.
 //
+// Every write goes through lmdb-js's queue of single operations (put, remove,
+// and `batch` for several at once), never `transaction(callback)`: by default
+// lmdb-js runs queued transaction callbacks after the queued single writes, so
+// a callback's write could land after a later put of the same key.
+//
 // Concurrency: a decision reads the latest state of its key including writes
 // of this process that are not committed yet (the `pending` overlay), and sets
 // the overlay synchronously, before the next await. lmdb-js commits async
@@ -362,7 +367,7 @@ export class RecordStore {
     const floorSeq = ++this.floorSeq;
     try {
       await this.persist(k, null, () =>
-        this.env.transaction(() => {
+        this.env.batch(() => {
           this.meta.put(FLOOR_KEY, floorBytes);
           this.records.remove(key);
         }),
@@ -460,12 +465,16 @@ export class RecordStore {
     const highest = Math.max(state.promised.counter, state.accepted.counter);
     if (highest < this.durableCeiling) return { state: shared, written: this.persist(k, shared, () => this.records.put(key, encoded)) };
     // Past the ceiling: it rises in the same transaction. Targets only grow and
-    // lmdb commits in call order, so the stored ceiling never goes back.
+    // lmdb commits in call order, so the stored ceiling never goes back. A batch,
+    // not a transaction callback: lmdb-js runs queued transaction callbacks after
+    // the queued single writes, so an older state written in one would land after
+    // a newer plain put of the same key (a CI run caught exactly that: a map page
+    // going back after a truncate). A batch's writes keep their call order.
     this.ceilingTarget = Math.max(this.ceilingTarget, Math.min(highest + CEILING_STEP, Number.MAX_SAFE_INTEGER));
     const ceilingBytes = encodeCeiling(this.ceilingTarget);
     const target = this.ceilingTarget;
     const written = this.persist(k, shared, () =>
-      this.env.transaction(() => {
+      this.env.batch(() => {
         this.meta.put(CEILING_KEY, ceilingBytes);
         this.records.put(key, encoded);
       }),
@@ -553,7 +562,7 @@ async function loadCeiling(env: RootDatabase, records: Database<Buffer, Buffer>,
   if (stored) log.error({ rebuilt: highest + margin }, 'record store: the ballot ceiling fails its checksum; rebuilt from the stored states with a wide margin');
   if (highest === 0 && !stored) return 0;
   const ceiling = highest + margin;
-  await env.transaction(() => {
+  await env.batch(() => {
     meta.put(CEILING_KEY, encodeCeiling(ceiling));
   });
   return ceiling;
