@@ -96,6 +96,10 @@ test.serial('gc buries an orphan inode that only one replica accepted (a create 
   const inode: Inode = { ino, mode: S_IFREG | 0o644, uid: 0, gid: 0, size: 0, nlink: 1, rdev: 0, atime: old, mtime: old, ctime: old, parent: 0 as Ino, target: null, inline: null, chunks: 0, xattrs: new Map() };
   // The accept reached one acceptor only; the other two never heard of the key.
   const lone = ks.peer('n3')!.client;
+  // The key space hands a node the membership only at its first refusal: n3 may not have it yet.
+  const membership = (await Promise.all(ks.peers.map((p) => p.client.getMembership()))).find((m) => m !== null);
+  t.truthy(membership, 'a node that took the format holds the membership');
+  await lone.installMembership(membership!);
   const ballot = { counter: 7, proposer: '00000000000000cc' };
   t.true((await lone.prepare(inodeKey(ino), ballot)).ok);
   t.true((await lone.accept(inodeKey(ino), ballot, seal(encodeInode(inode), [{ tag: 'cccccccccccccccc', counter: 7 }]))).ok);

@@ -235,7 +235,7 @@ test('read reports committed state only, never a write still in flight', async (
 test('a failed write rolls back the overlay and the purge floor', async (t) => {
   const { store } = await openStore(t);
   await store.accept(K, ballot(2), val('kept'));
-  const internals = store as unknown as { records: { put: unknown }; env: { transaction: unknown } };
+  const internals = store as unknown as { records: { put: unknown }; env: { batch: unknown } };
   const realPut = internals.records.put;
   internals.records.put = () => Promise.reject(new Error('injected failure'));
   const failed = await store.prepare(K, ballot(9)).catch((e: unknown) => e);
@@ -246,10 +246,10 @@ test('a failed write rolls back the overlay and the purge floor', async (t) => {
 
   await store.accept(K, ballot(4), TOMBSTONE);
   await store.prepare(K, ballot(8));
-  const realTxn = internals.env.transaction;
-  internals.env.transaction = () => Promise.reject(new Error('injected failure'));
+  const realBatch = internals.env.batch;
+  internals.env.batch = () => Promise.reject(new Error('injected failure'));
   t.true(isQfsError(await store.purge(K, ballot(4)).catch((e: unknown) => e), 'internal'));
-  internals.env.transaction = realTxn;
+  internals.env.batch = realBatch;
   t.is(store.read(K).value.kind, 'tombstone');
   t.true((await store.prepare(Buffer.from('fresh'), ballot(5))).ok, 'the floor went back down');
 });
