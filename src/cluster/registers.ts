@@ -258,8 +258,6 @@ export class Registers {
   private learnTimer: Timer | null = null;
   /** Scope keys whose latest change this proposer saw chosen under a lease term, not yet learned on a majority. */
   private readonly learnable = new Map<string, { key: Buffer; ballot: Ballot; scope: ScopeCall }>();
-  /** Learns on their way, by key: the ballot they learn and when they are done. */
-  private readonly learning = new Map<string, { ballot: Ballot; done: Promise<void> }>();
   hintsDropped = 0;
   private readonly quorum: number;
   /** Counters for status and tests. */
@@ -547,24 +545,14 @@ export class Registers {
     const mine = lease ? [...this.learnable].filter(([, l]) => l.scope.lease.equals(lease)) : [...this.learnable];
     const which = only ? mine.filter(([id]) => id === only.toString('latin1')) : mine;
     await Promise.all(
-      which.map(([id, { key, ballot, scope }]) => {
-        // A learn of this very value already on its way is waited for, not sent again
-        // (the background batches fire every few ms, and a learn can take longer).
-        const running = this.learning.get(id);
-        if (running && running.ballot === ballot) return running.done;
-        const done = (async () => {
-          const q = this.placed(groupOf(key));
-          const results = await Promise.allSettled(q.acceptors.map((p) => p.learn(key, ballot, { deadline, signal: opts?.signal, scope, epoch: q.epoch })));
-          const learned = q.acceptors.filter((_, i) => {
-            const r = results[i]!;
-            return r.status === 'fulfilled' && r.value;
-          });
-          if (q.rule.reached(learned.map((a) => a.id)) && this.learnable.get(id)?.ballot === ballot) this.learnable.delete(id);
-        })().finally(() => {
-          if (this.learning.get(id)?.done === done) this.learning.delete(id);
+      which.map(async ([id, { key, ballot, scope }]) => {
+        const q = this.placed(groupOf(key));
+        const results = await Promise.allSettled(q.acceptors.map((p) => p.learn(key, ballot, { deadline, signal: opts?.signal, scope, epoch: q.epoch })));
+        const learned = q.acceptors.filter((_, i) => {
+          const r = results[i]!;
+          return r.status === 'fulfilled' && r.value;
         });
-        this.learning.set(id, { ballot, done });
-        return done;
+        if (q.rule.reached(learned.map((a) => a.id)) && this.learnable.get(id)?.ballot === ballot) this.learnable.delete(id);
       }),
     );
     return lease ? [...this.learnable.values()].filter((l) => l.scope.lease.equals(lease)).length : this.learnable.size;
