@@ -100,7 +100,11 @@ test.serial('gc buries an orphan inode that only one replica accepted (a create 
   const membership = (await Promise.all(ks.peers.map((p) => p.client.getMembership()))).find((m) => m !== null);
   t.truthy(membership, 'a node that took the format holds the membership');
   await lone.installMembership(membership!);
+  // As a mount does it: a prepare promised by a majority (n2, n3), then the accept, which reached n3 only.
   const ballot = { counter: 7, proposer: '00000000000000cc' };
+  const n2 = ks.peer('n2')!.client;
+  await n2.installMembership(membership!);
+  t.true((await n2.prepare(inodeKey(ino), ballot)).ok);
   t.true((await lone.prepare(inodeKey(ino), ballot)).ok);
   t.true((await lone.accept(inodeKey(ino), ballot, seal(encodeInode(inode), [{ tag: 'cccccccccccccccc', counter: 7 }]))).ok);
 
