@@ -240,9 +240,8 @@ async function reclaimGroup(ks: MaintainableKeySpace, ino: Ino, graceMs: number,
     });
     if (had) deleted++;
   };
-  const surveyed = new Map<string, Buffer>();
-  for (const e of seen.dirents.get(ino) ?? []) surveyed.set(direntKey(ino, e.name).toString('latin1'), direntKey(ino, e.name));
-  for (const pageNo of seen.pages.get(ino)?.keys() ?? []) surveyed.set(mapPageKey(ino, pageNo).toString('latin1'), mapPageKey(ino, pageNo));
+  const keys = [...(seen.dirents.get(ino) ?? []).map((e) => direntKey(ino, e.name)), ...[...(seen.pages.get(ino)?.keys() ?? [])].map((n) => mapPageKey(ino, n))];
+  const surveyed = new Map(keys.map((k) => [k.toString('latin1'), k]));
   for (const range of [DIRENT_RANGE, MAP_RANGE]) {
     for (;;) {
       const page = await ks.scan(inoGroup(ino), range.start, range.end, { limit: 1000 });

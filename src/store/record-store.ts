@@ -285,12 +285,13 @@ export class RecordStore {
     if (!lease || admitScopeRead(lease, scope.session) !== 'ok') throw new QfsError('fenced', 'the scope is held by another session');
   }
 
-  /** Committed states of keys in [start, end), byte order; promise-only keys are skipped. */
   /**
-   * A page with a lost key in it fails (`corrupt`) unless `withLost`: a scan
-   * that silently left the key out could hide a chosen value from a quorum of
-   * answers. Maintenance walks (self-heal, scrub, fsck) ask with `withLost`
-   * and get the lost keys listed beside the entries.
+   * Committed states of keys in [start, end), byte order; promise-only keys are
+   * skipped. A page with a lost key in it fails (`corrupt`) unless `withLost`:
+   * a scan that silently left the key out could hide a chosen value from a
+   * quorum of answers. Self-heal and scrub ask with `withLost` and get the lost
+   * keys listed beside the entries; other walks (fsck, gc, repair) count the
+   * node as not answering that page.
    */
   scan(start: Buffer, end: Buffer | null, limit: number, scope?: ScopeCall, withLost = false): ScanResult {
     this.checkOpen();

@@ -8,12 +8,26 @@ import { compareBallots } from '../../src/util/ballot.js';
 import { silentLogger } from '../../src/util/log.js';
 import { recordKey } from '../../src/keyspace/types.js';
 import type { ChunkId } from '../../src/util/ids.js';
-import { connect, runCli, startNode, writeCluster, type NodeProcess } from '../helpers/cluster.js';
+import { connect, runCli, startNode, writeCluster, type NodeProcess, type TestCluster } from '../helpers/cluster.js';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isQfsError } from '../../src/util/errors.js';
 import { open } from '../../src/util/envelope.js';
 import type { AcceptorState } from '../../src/util/paxos.js';
+
+/** A key space over the test's nodes without hints: only self-heal brings a node that was away up to date. */
+const keySpace = (cluster: TestCluster, writeQuorum: number): ClusterKeySpace =>
+  new ClusterKeySpace({
+    clusterName: cluster.name,
+    secret: cluster.secret,
+    nodes: cluster.nodes.map((n) => ({ id: n.id, url: n.url, weight: 1, zone: null })),
+    replication: 3,
+    writeQuorum,
+    requestTimeoutMs: 5000,
+    connectTimeoutMs: 1000,
+    log: silentLogger(),
+    hintIntervalMs: 0,
+  });
 
 const key = (i: number): Buffer => recordKey(Buffer.from(`h${i % 13}`), Buffer.from(`k${i}`));
 
@@ -23,17 +37,7 @@ for (const [label, interval] of [['passes every second', '1s'], ['a pass as soon
   const nodes = new Map<string, NodeProcess>();
   for (const id of ['n1', 'n2', 'n3']) nodes.set(id, await startNode(t, cluster, id, heal));
   // No hints: the writer is gone before the node comes back, so only self-heal can bring it up to date.
-  const ks = new ClusterKeySpace({
-    clusterName: cluster.name,
-    secret: cluster.secret,
-    nodes: cluster.nodes.map((n) => ({ id: n.id, url: n.url, weight: 1, zone: null })),
-    replication: 3,
-    writeQuorum: 2,
-    requestTimeoutMs: 5000,
-    connectTimeoutMs: 1000,
-    log: silentLogger(),
-    hintIntervalMs: 0,
-  });
+  const ks = keySpace(cluster, 2);
   await ks.ready;
   for (let i = 0; i < 50; i++) await ks.change(key(i), () => Buffer.from(`a${i}`));
   const chunks: ChunkId[] = [];
@@ -89,17 +93,7 @@ test('a flipped byte in a stored record is detected, reads still answer from the
   // Self-heal off at first, so that scrub's finding is scrub's own.
   const off = ['--heal-interval', '0'];
   for (const id of ['n1', 'n2', 'n3']) nodes.set(id, await startNode(t, cluster, id, off));
-  const ks = new ClusterKeySpace({
-    clusterName: cluster.name,
-    secret: cluster.secret,
-    nodes: cluster.nodes.map((n) => ({ id: n.id, url: n.url, weight: 1, zone: null })),
-    replication: 3,
-    writeQuorum: 3,
-    requestTimeoutMs: 5000,
-    connectTimeoutMs: 1000,
-    log: silentLogger(),
-    hintIntervalMs: 0,
-  });
+  const ks = keySpace(cluster, 3);
   t.teardown(() => ks.close());
   await ks.ready;
   const byScrub = key(1);
