@@ -63,6 +63,15 @@ export function gatherQuorum<T, K>(
    * left running, as usual.
    */
   settleAll?: { withinMs: number; clock: Clock },
+  /**
+   * Once some call was refused or failed, calls still running to acceptors
+   * this says are silent (asked and not answering for a while: cut off) are
+   * counted as failed when judging whether the quorum is lost, never when
+   * judging whether it is reached. A round that a refusal has made depend on
+   * a cut-off node then ends at once,
+   * for its caller to try again, instead of waiting out the whole deadline.
+   */
+  presumeLost?: (key: K) => boolean,
 ): Promise<QuorumResult<T, K> & { rejected: Array<{ key: K; value: T }> }> {
   return new Promise((resolve, reject) => {
     let grace: Timer | undefined;
@@ -73,6 +82,8 @@ export function gatherQuorum<T, K>(
     const total = calls.length;
     const rule = asRule(need, total);
     const ids = (xs: ReadonlyArray<{ key: K }>): string[] => xs.map((x) => String(x.key));
+    const answered = new Set<K>();
+    const silentPending = (): string[] => calls.filter((c) => !answered.has(c.key) && presumeLost!(c.key)).map((c) => String(c.key));
     const fail = (): void => {
       settled = true;
       grace?.cancel();
@@ -85,7 +96,7 @@ export function gatherQuorum<T, K>(
         settled = true;
         grace?.cancel();
         resolve({ oks: [...oks], rejected: [...rejected], errors: [...errors] });
-      } else if (rule.lost([...ids(rejected), ...ids(errors)])) {
+      } else if (rule.lost([...ids(rejected), ...ids(errors)]) || (presumeLost && rejected.length + errors.length > 0 && rule.lost([...ids(rejected), ...ids(errors), ...silentPending()]))) {
         if (settleAll && oks.length + rejected.length + errors.length < total) {
           grace ??= settleAll.clock.after(settleAll.withinMs, () => {
             if (!settled) fail();
@@ -108,12 +119,14 @@ export function gatherQuorum<T, K>(
       }
       p.then(
         (value) => {
+          answered.add(key);
           if (settled) return onLate?.(key, { value });
           (isOk(value) ? oks : rejected).push({ key, value });
           check();
         },
         (err: unknown) => {
           const error = toQfsError(err);
+          answered.add(key);
           if (settled) return onLate?.(key, { error });
           errors.push({ key, error });
           // A node on a newer membership: the calls were placed wrong, and waiting for the rest (one may be

@@ -18,7 +18,7 @@
 //   steps of a multi-record operation without breaking their order; the change
 //   that follows is then the round's second phase, one accept.
 import type { Ballot } from '../util/ballot.js';
-import { ZERO_BALLOT, compareBallots } from '../util/ballot.js';
+import { ZERO_BALLOT, compareBallots, formatBallot } from '../util/ballot.js';
 import { sleep, systemClock, type Clock, type Timer } from '../util/clock.js';
 import { QfsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
@@ -194,6 +194,11 @@ export function hedgeDelayMs(chosen: readonly Acceptor[]): number {
   return Math.min(50, Math.max(2, 3 * slowest));
 }
 
+/** Which of `acceptors` (by id) have gone silent: a round does not wait for them once it needs them to reach its quorum. */
+function silentIn(acceptors: readonly Acceptor[]): (id: string) => boolean {
+  return (id) => acceptors.some((p) => p.id === id && p.silent);
+}
+
 /** Whether a hedged read should keep waiting on the replicas it chose: none of them has gone silent. */
 function stillAnswering(chosen: readonly Acceptor[]): () => boolean {
   return () => chosen.every((p) => !p.silent);
@@ -308,6 +313,11 @@ export class Registers {
     const id = key.toString('latin1');
     this.known.delete(id);
     if (!k) return;
+    // A fresh ballot must never be one a quorum already promised us ahead:
+    // they would refuse its prepare (equal, not higher), and when the entry is
+    // dropped unused (a membership change drops them all) nothing else would
+    // have raised the counter past it.
+    this.observe(k.next);
     this.known.set(id, k);
     const max = this.opts.fastPathKeys ?? 10_000;
     if (this.known.size > max) this.known.delete(this.known.keys().next().value!);
@@ -511,9 +521,27 @@ export class Registers {
     return withoutSettled(states, settledOf(states));
   }
 
-  private notDone(acc: { rejected: Array<{ value: Verdict }> }): { done: false } {
+  private notDone(acc: { rejected: Array<{ key: string; value: Verdict }>; oks: Array<{ key: string }>; errors: Array<{ key: string; error: QfsError }> }, key?: Buffer, ballot?: Ballot): { done: false } {
     if (acc.rejected.some((x) => x.value.fenced)) throw fencedError();
+    if (key && ballot) this.logRefused(key, 'accept', ballot, acc);
     return { done: false };
+  }
+
+  /** Who refused a round and why: a change that keeps conflicting is otherwise a bare EIO. */
+  private logRefused(key: Buffer, phase: string, ballot: Ballot, r: { rejected: Array<{ key: string; value: Verdict }>; oks: Array<{ key: string }>; errors: Array<{ key: string; error: QfsError }> }): void {
+    const log = this.opts.log;
+    if (!log?.isLevelEnabled('debug')) return;
+    log.debug(
+      {
+        key: key.toString('hex'),
+        phase,
+        ballot: formatBallot(ballot),
+        oks: r.oks.map((o) => o.key),
+        refused: r.rejected.map((x) => `${x.key}: promised ${formatBallot(x.value.state.promised)}`),
+        errors: r.errors.map((x) => `${x.key}: ${x.error.code}`),
+      },
+      'round refused',
+    );
   }
 
   private chosenUnder(key: Buffer, ballot: Ballot, scope: ScopeCall | undefined): void {
@@ -745,6 +773,7 @@ export class Registers {
       // once; one cut off costs at most this wait, and the attempt then stays
       // uncertain.
       { withinMs: REFUSAL_WAIT_MS, clock: this.clock },
+      silentIn(q.acceptors),
     ).then((r) => {
       if (q.rule.reached(r.oks.map((o) => o.key))) for (const e of r.errors) this.hint(key, e.key);
       for (const x of r.rejected) {
@@ -761,6 +790,9 @@ export class Registers {
       q.acceptors.map((p) => ({ key: p.id, run: () => p.prepare(key, ballot, { ...call, epoch: q.epoch }) })),
       q.rule,
       (v) => v.ok,
+      undefined,
+      undefined,
+      silentIn(q.acceptors),
     );
     for (const x of [...prep.oks, ...prep.rejected]) {
       this.observe(x.value.state.promised);
@@ -781,7 +813,10 @@ export class Registers {
     const prep = await this.phaseOne(key, ballot, q, call);
     const promised = q.rule.reached(prep.oks.map((o) => o.key));
     if (!promised && prep.rejected.some((x) => x.value.fenced)) throw fencedError();
-    if (!promised) return { done: false };
+    if (!promised) {
+      this.logRefused(key, 'prepare', ballot, prep);
+      return { done: false };
+    }
     const shown = new Set<AcceptorState>(this.visible(prep.oks.map((o) => o.value.state)));
     const states = [...shown];
     const current = highestAccepted(states);
@@ -799,7 +834,7 @@ export class Registers {
       this.stats.recognised++;
       if (!chosen) {
         const acc = await this.accept(key, ballot, currentValue, q, call);
-        if (!q.rule.reached(acc.oks.map((o) => o.key))) return this.notDone(acc);
+        if (!q.rule.reached(acc.oks.map((o) => o.key))) return this.notDone(acc, key, ballot);
         this.chosenUnder(key, ballot, call.scope);
       }
       return { done: true, ...mine };
@@ -809,7 +844,7 @@ export class Registers {
     if (next === KEEP) {
       if (chosen) return { done: true, value: env.payload, meta };
       const acc = await this.accept(key, ballot, currentValue, q, call);
-      if (!q.rule.reached(acc.oks.map((o) => o.key))) return this.notDone(acc);
+      if (!q.rule.reached(acc.oks.map((o) => o.key))) return this.notDone(acc, key, ballot);
       this.chosenUnder(key, ballot, call.scope);
       this.remember(key, { next: nextOf(ballot), value: currentValue, epoch: q.epoch });
       return { done: true, value: env.payload, meta };
@@ -823,7 +858,7 @@ export class Registers {
     });
     if (!q.rule.reached(acc.oks.map((o) => o.key))) {
       if (!definitelyNotAdopted(acc, q.acceptors.length, q.rule, ballot, tag)) attempts.markUncertain(ballot.counter);
-      return this.notDone(acc);
+      return this.notDone(acc, key, ballot);
     }
     this.chosenUnder(key, ballot, call.scope);
     this.remember(key, { next: nextOf(ballot), value, epoch: q.epoch });

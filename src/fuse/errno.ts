@@ -9,7 +9,12 @@ import type { Logger } from '../util/log.js';
 const ERRNO = constants.errno as Record<string, number | undefined>;
 
 export function errnoOf(err: unknown, log?: Logger): number {
-  if (err instanceof FsError) return ERRNO[err.errno] ?? constants.errno.EIO;
+  if (err instanceof FsError) {
+    // The vfs turns key-space failures into FsError('EIO') with the cause's
+    // message: an EIO a program sees is always worth a line in the log.
+    if (err.errno === 'EIO') log?.warn({ msg: err.message }, 'answered EIO');
+    return ERRNO[err.errno] ?? constants.errno.EIO;
+  }
   if (err instanceof QfsError) {
     if (err.code === 'no_space') return constants.errno.ENOSPC;
     if (err.code === 'internal') log?.error({ err }, 'internal error');

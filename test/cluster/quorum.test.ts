@@ -194,3 +194,53 @@ test('a short quorum can wait a bounded time for the remaining answers (refused 
   t.is(s.rejected.length, 2);
   t.is(s.oks.length, 0);
 });
+
+test('a quorum that a refusal leaves depending on a silent acceptor ends at once; one that does not still waits for it', async (t) => {
+  // Joint rule in miniature: 2 of 3, the third cut off (its call never ends) and said to be silent.
+  const never = () => new Promise<boolean>(() => {});
+  const silentC = (k: string) => k === 'c';
+  const refused = await gatherQuorum(
+    [
+      { key: 'a', run: () => Promise.resolve(true) },
+      { key: 'b', run: () => Promise.resolve(false) },
+      { key: 'c', run: never },
+    ],
+    2,
+    (v) => v,
+    undefined,
+    undefined,
+    silentC,
+  );
+  t.deepEqual(refused.oks.map((o) => o.key), ['a']);
+  t.deepEqual(refused.rejected.map((o) => o.key), ['b'], 'settled without the silent one: the round is not done');
+
+  // Without a refusal the silent one is never needed to judge: two answers reach the quorum.
+  const fine = await gatherQuorum(
+    [
+      { key: 'a', run: () => Promise.resolve(true) },
+      { key: 'b', run: () => Promise.resolve(true) },
+      { key: 'c', run: never },
+    ],
+    2,
+    (v) => v,
+    undefined,
+    undefined,
+    silentC,
+  );
+  t.is(fine.oks.length, 2);
+
+  // A silent acceptor that answers ok still counts towards the quorum.
+  const answered = await gatherQuorum(
+    [
+      { key: 'a', run: () => later(20, true) },
+      { key: 'b', run: () => later(1, true) },
+      { key: 'c', run: never },
+    ],
+    2,
+    (v) => v,
+    undefined,
+    undefined,
+    (k) => k === 'a' || k === 'c',
+  );
+  t.deepEqual(answered.oks.map((o) => o.key).sort(), ['a', 'b'], 'with nothing refused, silent ones are waited for, and their answers count');
+});
