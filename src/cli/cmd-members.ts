@@ -1,8 +1,9 @@
 // quorumfs node add|drain|remove|set|resume|list: changing the cluster's
 // membership online (docs/architecture.md, "Membership"). Each change is
 // asked for with a compare-and-set of the membership record, then carried
-// through by the mover in this process; mounts, nodes and tools learn the new
-// membership from the nodes while they run.
+// through by the mover in this process (or, with --no-wait or when this
+// process dies, by the nodes: src/cluster/move-watcher.ts); mounts, nodes and
+// tools learn the new membership from the nodes while they run.
 import { NodeClient } from '../rpc/node-client.js';
 import { Mover, type MoveProgress } from '../cluster/mover.js';
 import { QfsError } from '../util/errors.js';
@@ -14,18 +15,19 @@ import { openCluster } from './wiring.js';
 
 export const MEMBERSHIP_SUBCOMMANDS = ['add', 'drain', 'remove', 'set', 'resume', 'list'] as const;
 
-export const MEMBERS_HELP = `usage: quorumfs node add    --config FILE --id ID --url ws://HOST:PORT [--weight W] [--zone Z] [--queue]
-       quorumfs node drain  --config FILE ID [--queue]
-       quorumfs node remove --config FILE ID [--dead] [--queue]
-       quorumfs node set    --config FILE ID [--weight W] [--zone Z|--no-zone] [--queue]
+export const MEMBERS_HELP = `usage: quorumfs node add    --config FILE --id ID --url ws://HOST:PORT [--weight W] [--zone Z] [--queue] [--no-wait]
+       quorumfs node drain  --config FILE ID [--queue] [--no-wait]
+       quorumfs node remove --config FILE ID [--dead] [--queue] [--no-wait]
+       quorumfs node set    --config FILE ID [--weight W] [--zone Z|--no-zone] [--queue] [--no-wait]
        quorumfs node resume --config FILE
        quorumfs node list   --config FILE [--json]
 
 Changes the cluster's membership while it serves. The command asks for the
 change, then moves records and chunks to where the new membership places them
-and returns when the change is complete (Ctrl-C leaves it in progress: any
-node command, or resume, carries it on). Mounts and nodes follow without
-restart.
+and returns when the change is complete. Killed or interrupted, it leaves the
+change in progress: the nodes carry it on by themselves once it has gone
+without progress for their --mover-grace (30 s by default), and resume
+carries it on at once. Mounts and nodes follow without restart.
 
   add      a new node, already running (quorumfs node --config FILE --id ID
            --listen HOST:PORT --data-dir DIR); data moves to it
@@ -37,6 +39,8 @@ restart.
   list     the membership: epoch, nodes, a change in progress
 
   --queue         wait behind a change in progress instead of refusing
+  --no-wait       ask for the change and return: the nodes move the data
+                  (watch it with quorumfs status)
   --rate MB/S     copy chunks at most this fast (default: as fast as it goes)
   --parallel N    records rewritten and chunks copied at once (default 16)
   --patience S    how long a step that lacks nodes is retried (default 60)`;
@@ -80,6 +84,7 @@ export async function membershipCommand(sub: string, args: string[]): Promise<nu
       'no-zone': { type: 'boolean' },
       dead: { type: 'boolean' },
       queue: { type: 'boolean' },
+      'no-wait': { type: 'boolean' },
       json: { type: 'boolean' },
       'log-level': { type: 'string' },
       patience: { type: 'string' },
@@ -146,9 +151,16 @@ export async function membershipCommand(sub: string, args: string[]): Promise<nu
       process.stdout.write(values.json ? JSON.stringify(m, null, 2) + '\n' : formatMembership(m) + '\n');
       return 0;
     }
+    if (values['no-wait'] && !change) throw new UsageError('--no-wait goes with add, drain, remove or set');
     if (change) {
       const asked = await mover.request(change, values.queue ?? false);
       process.stderr.write(`${describeChange(change)}: ${asked.transition && asked.queued.length === 0 ? 'started' : 'queued'} (epoch ${asked.epoch})\n`);
+      if (values['no-wait']) {
+        await mover.handToNodes(asked.epoch);
+        process.stderr.write('left to the nodes: quorumfs status shows how far it is\n');
+        process.stdout.write(formatMembership(asked) + '\n');
+        return 0;
+      }
     }
     const done = await mover.run();
     if (process.stderr.isTTY) process.stderr.write('\n');

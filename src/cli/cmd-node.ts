@@ -6,9 +6,12 @@ import { ConfigError, findNode, loadConfig, loadSecret, parseListen } from './co
 import { UsageError, parseDurationFlag, parseFlags, parseIntFlag, requireFlag } from './usage.js';
 import { SeedsOnlyError, openCluster } from './wiring.js';
 import { Healer } from '../cluster/healer.js';
+import { MoveWatcher } from '../cluster/move-watcher.js';
 
 /** How often a node checks its records and chunks against their other replicas (self-heal). */
 const DEFAULT_HEAL_MS = 10 * 60_000;
+/** How long a membership change may go without a progress report before the nodes carry it on. */
+const DEFAULT_MOVER_GRACE_MS = 30_000;
 import { VERSION } from './version.js';
 import { MEMBERS_HELP, MEMBERSHIP_SUBCOMMANDS, membershipCommand } from './cmd-members.js';
 
@@ -29,6 +32,10 @@ Runs one storage node of the cluster described by FILE.
   --heal-interval D    how often this node checks that its records and chunks
                        are on their other replicas and copies them where
                        missing (self-heal; default 10m, 0 turns it off)
+  --mover-grace D      how long a membership change may go without progress
+                       (its command killed, or asked with --no-wait) before
+                       this node carries it on; nodes take turns, the next
+                       one waiting twice as long (default 30s, 0 turns it off)
 
 A node that is not in FILE (one about to be added) needs --listen and
 --data-dir. SIGTERM or SIGINT stops accepting, finishes requests in flight and
@@ -56,6 +63,7 @@ export async function nodeCommand(args: string[]): Promise<number> {
     'reserve-bytes': { type: 'string' },
     'log-level': { type: 'string' },
     'heal-interval': { type: 'string' },
+    'mover-grace': { type: 'string' },
     'chunk-writes': { type: 'string' },
     // before the eighth session's default: systemd units written then may still pass it
     'direct-writes': { type: 'boolean' },
@@ -63,6 +71,7 @@ export async function nodeCommand(args: string[]): Promise<number> {
   const configFile = requireFlag(values.config, '--config');
   const id = requireFlag(values.id, '--id');
   const healMs = parseDurationFlag(values['heal-interval'], '--heal-interval') ?? DEFAULT_HEAL_MS;
+  const moverGraceMs = parseDurationFlag(values['mover-grace'], '--mover-grace') ?? DEFAULT_MOVER_GRACE_MS;
   const level = parseLogLevel(values['log-level']);
   const reserve = parseIntFlag(values['reserve-bytes'], '--reserve-bytes', 0, Number.MAX_SAFE_INTEGER);
   const listen = values.listen === undefined ? undefined : parseListenFlag(values.listen);
@@ -108,7 +117,8 @@ export async function nodeCommand(args: string[]): Promise<number> {
   // membership yet: it asks again every 30 s until it does (or stops).
   let stopRequested = false;
   let wakeHealer: (() => void) | null = null;
-  const openHealer = async (): Promise<{ ks: Awaited<ReturnType<typeof openCluster>>['ks']; healer: Healer } | null> => {
+  // The same client carries membership changes a command left half done (--mover-grace).
+  const openHealer = async (): Promise<{ ks: Awaited<ReturnType<typeof openCluster>>['ks']; healer: Healer | null; watcher: MoveWatcher | null } | null> => {
     for (let attempt = 0; !stopRequested; attempt++) {
       try {
         const { ks } = await openCluster(configFile, log.child({ component: 'heal' }), { hintIntervalMs: 0 });
@@ -116,15 +126,17 @@ export async function nodeCommand(args: string[]): Promise<number> {
           await ks.close();
           return null;
         }
-        const healer = new Healer(ks, id, { intervalMs: healMs, log: log.child({ component: 'heal' }) });
-        healer.start();
-        return { ks, healer };
+        const healer = healMs > 0 ? new Healer(ks, id, { intervalMs: healMs, log: log.child({ component: 'heal' }) }) : null;
+        healer?.start();
+        const watcher = moverGraceMs > 0 ? new MoveWatcher(ks, { selfId: id, graceMs: moverGraceMs, log: log.child({ component: 'mover' }) }) : null;
+        watcher?.start();
+        return { ks, healer, watcher };
       } catch (err) {
         if (!(err instanceof SeedsOnlyError)) {
-          log.warn({ err: (err as Error).message }, 'self-heal is off: the cluster could not be opened');
+          log.warn({ err: (err as Error).message }, 'self-heal and the mover are off: the cluster could not be opened');
           return null;
         }
-        if (attempt === 0) log.warn({ err: err.message }, 'self-heal waits for the membership: asking again every 30 s');
+        if (attempt === 0) log.warn({ err: err.message }, 'self-heal and the mover wait for the membership: asking again every 30 s');
         await new Promise<void>((r) => {
           const timer = setTimeout(r, 30_000);
           wakeHealer = () => {
@@ -137,7 +149,7 @@ export async function nodeCommand(args: string[]): Promise<number> {
     }
     return null;
   };
-  const healing = healMs > 0 ? openHealer() : Promise.resolve(null);
+  const healing = healMs > 0 || moverGraceMs > 0 ? openHealer() : Promise.resolve(null);
 
   return new Promise<number>((resolveExit) => {
     let stopping = false;
@@ -149,7 +161,8 @@ export async function nodeCommand(args: string[]): Promise<number> {
       log.info({ signal }, 'shutting down');
       healing
         .then(async (h) => {
-          await h?.healer.stop();
+          await h?.watcher?.stop();
+          await h?.healer?.stop();
           await h?.ks.close();
         })
         .then(() => storageNode.stop())

@@ -13,7 +13,11 @@ export function describeMove(p: MoveProgress, now = Date.now()): string {
   const total = Math.max(walked, p.recordsTotal + p.chunksTotal);
   const left = total - walked;
   const eta = walked > 0 && p.phase !== 'trim' && p.phase !== 'finish' ? `, about ${Math.ceil((left / walked) * secs)} s left` : '';
-  const stalled = now - p.updatedAt > 30_000 ? `; no report for ${Math.round((now - p.updatedAt) / 1000)} s: the command moving it stopped (quorumfs node resume carries it on)` : '';
+  const stalled = p.handedToNodes
+    ? `; left to the nodes ${Math.round((now - p.updatedAt) / 1000)} s ago`
+    : now - p.updatedAt > 30_000
+      ? `; no report for ${Math.round((now - p.updatedAt) / 1000)} s: what moved it stopped (the nodes carry it on after their --mover-grace; quorumfs node resume does now)`
+      : '';
   return (
     `move (epoch ${p.epoch}, ${p.phase}): records ${p.recordsListed}/${p.recordsTotal} listed, ${p.recordsRewritten} rewritten (${Math.round(p.recordsListed / secs)}/s); ` +
     `chunks ${p.chunksListed}/${p.chunksTotal} listed, ${p.chunksCopied} copied (${(p.bytesCopied / 1048576).toFixed(1)} MiB, ${(p.bytesCopied / 1048576 / secs).toFixed(1)} MiB/s)${eta}${stalled}`
@@ -110,7 +114,7 @@ export async function statusCommand(args: string[]): Promise<number> {
       const widths = head.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
       const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
       const m = membership;
-      const change = m.transition ? `a change in progress: ${describeChange(m.transition.change)} (${m.transition.phase}; quorumfs node resume carries it on)` : 'stable';
+      const change = m.transition ? `a change in progress: ${describeChange(m.transition.change)} (${m.transition.phase})` : 'stable';
       const queued = m.queued.length > 0 ? `, ${m.queued.length} queued` : '';
       const moveLine = move && move.phase !== 'done' ? describeMove(move) : null;
       const out = [`cluster ${config.name}: ${up}/${rows.length} nodes up, R=${m.r}, membership epoch ${m.epoch}, ${change}${queued}`, line(head), ...table.map(line)];

@@ -52,6 +52,10 @@ export interface MoveProgress {
   chunksTrimmed: number;
   /** Record copies dropped from nodes the new membership does not place them on. */
   recordsDropped: number;
+  /** The throttle the change was asked with, so that a node carrying it on keeps it. */
+  rateBytesPerSec?: number;
+  /** Published by a command that asked for the change and left it to the nodes (`--no-wait`). */
+  handedToNodes?: boolean;
 }
 
 export interface MoverOptions {
@@ -91,7 +95,16 @@ export class Mover {
   constructor(
     private readonly ks: ClusterKeySpace,
     private readonly opts: MoverOptions,
-  ) {}
+  ) {
+    if (opts.rateBytesPerSec) this.progress.rateBytesPerSec = opts.rateBytesPerSec;
+  }
+
+  /** Says, where `quorumfs status` and the nodes look, that no command moves the change at `epoch`: the nodes carry it on. */
+  async handToNodes(epoch: number): Promise<void> {
+    const now = Date.now();
+    const p: MoveProgress = { ...this.progress, epoch, startedAt: now, updatedAt: now, handedToNodes: true };
+    await this.ks.registers.change(MOVE_PROGRESS_KEY, () => Buffer.from(JSON.stringify(p)), this.callOpts());
+  }
 
   /**
    * The membership record as chosen now. Before any change was made the record

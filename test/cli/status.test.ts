@@ -28,5 +28,12 @@ test('a move in progress: how far, how fast, and the time left by what is still 
 });
 
 test('a move whose command stopped reporting says so, and how to carry it on', (t) => {
-  t.regex(describeMove(base, base.updatedAt + 45_000), /no report for 45 s: the command moving it stopped \(quorumfs node resume carries it on\)/);
+  t.regex(describeMove(base, base.updatedAt + 45_000), /no report for 45 s: what moved it stopped \(the nodes carry it on after their --mover-grace; quorumfs node resume does now\)/);
+  t.notRegex(describeMove(base, base.updatedAt + 20_000), /stopped/);
+});
+
+test('a move left to the nodes (--no-wait) says so instead of calling it stopped', (t) => {
+  const line = describeMove({ ...base, handedToNodes: true }, base.updatedAt + 45_000);
+  t.regex(line, /left to the nodes 45 s ago/);
+  t.notRegex(line, /stopped/);
 });

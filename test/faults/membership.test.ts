@@ -51,10 +51,19 @@ test.serial('grow 3 → 4, then drain and remove a node, under a writer: every c
   const status = await runCli(['status', '--config', rc.cluster.configPath]);
   t.regex(status.stdout, /4\/4 nodes up, R=3, membership epoch 4, stable/);
 
-  // Drain n1 (everything moves off it), then take it out and stop it.
-  const drain = await runCli(['node', 'drain', '--config', rc.cluster.configPath, 'n1'], { timeoutMs: 300_000 });
+  // Drain n1 (everything moves off it), left to the nodes (--no-wait: the command returns once the
+  // change is asked for; a node of the new set moves the data), then take it out and stop it.
+  const drain = await runCli(['node', 'drain', '--config', rc.cluster.configPath, 'n1', '--no-wait'], { timeoutMs: 60_000 });
   t.is(drain.code, 0, drain.stderr);
-  t.regex(drain.stdout, /n1 .*draining/);
+  t.regex(drain.stdout, /membership epoch 5, R=3, changing \(drain n1/);
+  t.regex(drain.stderr, /left to the nodes/);
+  let drained = '';
+  for (const until = Date.now() + 180_000; !/membership epoch 7, R=3, stable/.test(drained); ) {
+    if (Date.now() > until) throw new Error(`the nodes did not carry the drain through in 180 s: ${drained}`);
+    await new Promise((r) => setTimeout(r, 500));
+    drained = (await runCli(['node', 'list', '--config', rc.cluster.configPath])).stdout;
+  }
+  t.regex(drained, /n1 .*draining/);
   const remove = await runCli(['node', 'remove', '--config', rc.cluster.configPath, 'n1'], { timeoutMs: 300_000 });
   t.is(remove.code, 0, remove.stderr);
   t.regex(remove.stdout, /membership epoch 10, R=3, stable/);
@@ -77,8 +86,9 @@ test.serial('grow 3 → 4, then drain and remove a node, under a writer: every c
   await assertFsckClean(t, rc.cluster.configPath);
 });
 
-test.serial('a SIGKILLed node removed with --dead, and a node add whose command is killed mid-move and resumed, under a writer: nothing closed is lost, fsck clean', async (t) => {
-  const rc = await startCluster(t, 4);
+test.serial('a SIGKILLed node removed with --dead, and a node add whose command is killed mid-move, carried on by the nodes with no command, under a writer: nothing closed is lost, fsck clean', async (t) => {
+  // The nodes carry on a change that goes without progress for 2 s (30 s by default).
+  const rc = await startCluster(t, 4, {}, ['--mover-grace', '2s']);
   const f = await runCli(['format', '--config', rc.cluster.configPath]);
   t.is(f.code, 0, f.stderr);
   const mount = await mountCluster(t, rc);
@@ -115,10 +125,20 @@ test.serial('a SIGKILLed node removed with --dead, and a node add whose command 
   t.regex(half.stdout, /changing \(add n5/);
   const status = await runCli(['status', '--config', rc.cluster.configPath]);
   t.regex(status.stdout, /a change in progress: add n5/);
+  // No command: a node sees the change go without progress and carries it through.
+  const until = Date.now() + 180_000;
+  let listed = '';
+  while (!/membership epoch 7, R=3, stable/.test(listed)) {
+    if (Date.now() > until) throw new Error(`the nodes did not carry the change through in 180 s: ${listed}`);
+    await new Promise((r) => setTimeout(r, 500));
+    listed = (await runCli(['node', 'list', '--config', rc.cluster.configPath])).stdout;
+  }
+  t.regex(listed, /n5 /);
+  const carriers = [...rc.nodes.values()].filter((n) => n.logs.some((l) => l.includes('this node carries it on')));
+  t.true(carriers.length >= 1, 'a node (n1-n3, started with --mover-grace 2s) logged that it carried the change on');
   const resumed = await runCli(['node', 'resume', '--config', rc.cluster.configPath], { timeoutMs: 300_000 });
   t.is(resumed.code, 0, resumed.stderr);
-  t.regex(resumed.stdout, /membership epoch 7, R=3, stable/);
-  t.regex(resumed.stdout, /n5 /);
+  t.regex(resumed.stdout, /membership epoch 7, R=3, stable/, 'resume of a finished change changes nothing');
 
   writer.child.kill('SIGTERM');
   await writer.done;

@@ -11,11 +11,11 @@ export interface RunningCluster {
   start(id: string): Promise<NodeProcess>;
 }
 
-export async function startCluster(t: ExecutionContext, count = 3, extra: Record<string, unknown> = {}): Promise<RunningCluster> {
+export async function startCluster(t: ExecutionContext, count = 3, extra: Record<string, unknown> = {}, nodeArgs: string[] = []): Promise<RunningCluster> {
   const cluster = await writeCluster(t, count, extra);
   const nodes = new Map<string, NodeProcess>();
   const start = async (id: string): Promise<NodeProcess> => {
-    const p = await startNode(t, cluster, id);
+    const p = await startNode(t, cluster, id, nodeArgs);
     nodes.set(id, p);
     return p;
   };
