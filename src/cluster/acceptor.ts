@@ -27,6 +27,13 @@ export interface Acceptor {
   readonly latencyMs: number;
   /** Holds calls but has answered none for a while: stopped, cut off or down, not merely busy. */
   readonly silent: boolean;
+  /**
+   * Silent, and its last call ended without an answer (a timeout, a closed
+   * connection) or it has been silent for seconds: cut off or down, not
+   * merely slow on a loaded machine. A round that a refusal makes depend on
+   * it stops waiting for it.
+   */
+  readonly cutOff: boolean;
   prepare(key: Buffer, ballot: Ballot, call: AcceptorCall): Promise<Verdict>;
   /** `promiseNext`: the accept also promises (counter + 1, same proposer). */
   accept(key: Buffer, ballot: Ballot, value: RecordValue, promiseNext: boolean, call: AcceptorCall): Promise<Verdict>;

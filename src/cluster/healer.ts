@@ -2,8 +2,12 @@
 // records and chunks and makes sure each key's other replicas hold what it
 // holds (docs/architecture.md, "Maintenance"). A key written while a replica
 // was down is on a majority, so some node that holds it finds the replica
-// lacking and repairs it, with no command run. Records are compared in bulk
-// (one range scan per replica per page, not a read per key); a record found
+// lacking and repairs it, with no command run. Records are compared by range
+// digests first (src/util/range-digest.ts: per page of this node's records,
+// each other replica answers one hash over the keys both hold), and only a
+// page whose digests differ is compared key by key (one range scan of that
+// replica); so what crosses the network grows with what differs, not with
+// what is stored. A record found
 // differing is looked at again after a pause, because a change in flight
 // differs for a moment on its way to every replica, and only a difference
 // that stays is repaired (a full CASPaxos round, as `quorumfs repair` does).
@@ -11,6 +15,7 @@ import { compareBallots } from '../util/ballot.js';
 import type { ChunkId } from '../util/ids.js';
 import type { Logger } from '../util/log.js';
 import type { AcceptorState } from '../util/paxos.js';
+import { sharedPageDigest } from '../util/range-digest.js';
 import { groupOf } from '../keyspace/types.js';
 import type { ClusterKeySpace } from './cluster-keyspace.js';
 import type { Peer } from './peers.js';
@@ -21,6 +26,9 @@ export interface HealCounts {
   /** Copies on this node found failing their checksum (each is repaired). */
   recordsLost: number;
   recordsRepaired: number;
+  /** Pages of records found equal on another replica by their digests, and pages compared key by key. */
+  rangesAgreed: number;
+  rangesScanned: number;
   chunksChecked: number;
   chunksCopied: number;
   failures: number;
@@ -35,7 +43,10 @@ export interface HealerOptions {
   settleMs?: number;
   log: Logger;
   pageSize?: number;
+  /** false: compare every page key by key (the walk before range digests; for tests and comparisons). */
+  digests?: boolean;
 }
+
 
 const OTHERS_LIMIT = 10_000;
 
@@ -44,7 +55,7 @@ export class Healer {
   private dueAt = 0;
   private running: Promise<HealCounts> | null = null;
   private stopped = false;
-  readonly totals: HealCounts = { recordsChecked: 0, recordsSuspect: 0, recordsLost: 0, recordsRepaired: 0, chunksChecked: 0, chunksCopied: 0, failures: 0 };
+  readonly totals: HealCounts = { recordsChecked: 0, recordsSuspect: 0, recordsLost: 0, recordsRepaired: 0, rangesAgreed: 0, rangesScanned: 0, chunksChecked: 0, chunksCopied: 0, failures: 0 };
 
   constructor(
     private readonly ks: ClusterKeySpace,
@@ -99,7 +110,7 @@ export class Healer {
   }
 
   private async walk(): Promise<HealCounts> {
-    const counts: HealCounts = { recordsChecked: 0, recordsSuspect: 0, recordsLost: 0, recordsRepaired: 0, chunksChecked: 0, chunksCopied: 0, failures: 0 };
+    const counts: HealCounts = { recordsChecked: 0, recordsSuspect: 0, recordsLost: 0, recordsRepaired: 0, rangesAgreed: 0, rangesScanned: 0, chunksChecked: 0, chunksCopied: 0, failures: 0 };
     const self = this.ks.peer(this.selfId);
     if (!self) return counts; // not a member (yet): nothing here is placed
     const suspects = await this.findSuspects(self, counts);
@@ -137,9 +148,20 @@ export class Healer {
       const end = Buffer.concat([last, Buffer.from([0])]);
       const others = this.ks.peers.filter((p) => p.id !== this.selfId && p.up);
       const replies = new Map<string, { states: Map<string, AcceptorState>; horizon: Buffer | null; lost: Set<string> }>();
+      const m = this.ks.view.membership;
       await Promise.all(
         others.map(async (p) => {
           try {
+            if (this.opts.digests !== false) {
+              const theirs = await p
+                .track((c) => c.digest(from, end, OTHERS_LIMIT, this.selfId, { timeoutMs: this.ks.opts.requestTimeoutMs, epoch: m.epoch }), m.epoch)
+                .catch(() => null); // a node from before digests, or on another epoch: compared key by key
+              if (theirs && theirs.next === null && theirs.digest.equals(sharedPageDigest(m, this.selfId, p.id, mine).digest)) {
+                counts.rangesAgreed++;
+                return;
+              }
+            }
+            counts.rangesScanned++;
             const r = await p.track((c) => c.scan(from, end, OTHERS_LIMIT, { timeoutMs: this.ks.opts.requestTimeoutMs, withLost: true }));
             replies.set(p.id, { states: new Map(r.entries.map((e) => [e.key.toString('latin1'), e.state])), horizon: r.next, lost: new Set((r.lost ?? []).map((k) => k.toString('latin1'))) });
           } catch {

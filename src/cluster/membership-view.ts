@@ -7,19 +7,11 @@
 import { QfsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { decodeMembership, encodeMembership, type MemberNode, type Membership } from '../util/membership.js';
-import { recordKey } from '../keyspace/types.js';
 import type { KeyQuorum } from './registers.js';
 import type { MembershipHooks, Peer, PeerSpec } from './peers.js';
-import { quorumSets, replicaSet } from './transition.js';
+import { isMembershipGroup, quorumSets, replicaSet } from '../util/replica-sets.js';
 
-/** The record that holds the membership: group "members", empty name; its replicas are every member node. */
-export const MEMBERSHIP_GROUP = Buffer.from('members');
-export const MEMBERSHIP_KEY = recordKey(MEMBERSHIP_GROUP, Buffer.alloc(0));
-const MEMBERSHIP_GROUP_PREFIX = MEMBERSHIP_KEY; // an empty name: the key is the encoded group itself
-
-export function isMembershipGroup(encodedGroup: Buffer): boolean {
-  return encodedGroup.equals(MEMBERSHIP_GROUP_PREFIX);
-}
+export { MEMBERSHIP_GROUP, MEMBERSHIP_KEY, isMembershipGroup } from '../util/replica-sets.js';
 
 export class MembershipView implements MembershipHooks {
   private current: Membership;

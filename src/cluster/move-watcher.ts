@@ -101,11 +101,24 @@ export class MoveWatcher {
 
   private async check(): Promise<void> {
     const reader = new Mover(this.ks, { log: this.opts.log, signal: this.abort.signal });
-    const m = await reader.read();
+    let m: Membership;
+    try {
+      m = await reader.read();
+    } catch (err) {
+      // This node cut off from a majority, or the cluster busy: the next check asks again.
+      this.opts.log.debug({ err: toQfsError(err).message }, 'membership record not read');
+      return;
+    }
     const now = Date.now();
     if (this.seen?.epoch !== m.epoch) this.seen = { epoch: m.epoch, at: now };
     if (m.transition === null && m.queued.length === 0) return;
-    const progress = decodeMoveProgress(await this.ks.registers.read(MOVE_PROGRESS_KEY, { timeoutMs: this.ks.opts.requestTimeoutMs, signal: this.abort.signal }).catch(() => null));
+    let progress: MoveProgress | null;
+    try {
+      progress = decodeMoveProgress(await this.ks.registers.read(MOVE_PROGRESS_KEY, { timeoutMs: this.ks.opts.requestTimeoutMs, signal: this.abort.signal }));
+    } catch (err) {
+      this.opts.log.debug({ err: toQfsError(err).message }, 'move progress not read'); // not knowing is not "no report"
+      return;
+    }
     if (!takeoverDue({ membership: m, progress, selfId: this.opts.selfId, now, seenSince: this.seen.at, graceMs: this.opts.graceMs })) return;
     this.opts.log.info({ epoch: m.epoch, change: m.transition?.change ?? m.queued[0], lastReport: progress?.updatedAt ?? null }, 'membership change: no progress reported, this node carries it on');
     const mover = new Mover(this.ks, {

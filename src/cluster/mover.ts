@@ -33,7 +33,7 @@ import {
 import type { ClusterKeySpace } from './cluster-keyspace.js';
 import { MEMBERSHIP_GROUP, MEMBERSHIP_KEY, isMembershipGroup } from './membership-view.js';
 import type { Peer } from './peers.js';
-import { moves, replicaSet } from './transition.js';
+import { moves, replicaSet } from '../util/replica-sets.js';
 
 export interface MoveProgress {
   epoch: number;

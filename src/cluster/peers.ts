@@ -4,7 +4,7 @@ import { NodeClient } from '../rpc/node-client.js';
 import type { CallOptions } from '../rpc/client.js';
 import type { Logger } from '../util/log.js';
 import { QfsError, toQfsError } from '../util/errors.js';
-import type { PlacementNode } from './placement.js';
+import type { PlacementNode } from '../util/placement.js';
 import type { Ballot } from '../util/ballot.js';
 import type { AcceptorState, RecordValue } from '../util/paxos.js';
 import type { ScanReply, Verdict } from '../rpc/messages.js';
@@ -49,6 +49,8 @@ const DOWN_RETRY_MS = 100;
  * and its first answers come back 150–250 ms later on this 2-core machine.
  */
 const SILENT_MS = 500;
+/** Silent this long with calls in flight: taken for cut off even before a call has timed out (a loaded node answers within it). */
+const CUT_OFF_MS = 2000;
 
 export class Peer implements PlacementNode, Acceptor {
   readonly id: string;
@@ -119,6 +121,11 @@ export class Peer implements PlacementNode, Acceptor {
   /** Holds calls but has answered none for a while: stopped, cut off or down, not merely busy. */
   get silent(): boolean {
     return !this.up || (this.inflight > 0 && performance.now() - Math.max(this.lastAnswerAt, this.busySince) > SILENT_MS);
+  }
+
+  get cutOff(): boolean {
+    if (!this.silent) return false;
+    return this.consecutiveFailures > 0 || !this.up || performance.now() - Math.max(this.lastAnswerAt, this.busySince) > CUT_OFF_MS;
   }
 
   /** Call options bounded by an overall deadline, placed by `epoch` when given. */

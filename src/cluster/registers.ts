@@ -194,9 +194,9 @@ export function hedgeDelayMs(chosen: readonly Acceptor[]): number {
   return Math.min(50, Math.max(2, 3 * slowest));
 }
 
-/** Which of `acceptors` (by id) have gone silent: a round does not wait for them once it needs them to reach its quorum. */
+/** Which of `acceptors` (by id) are cut off: a round does not wait for them once a refusal makes it need them. */
 function silentIn(acceptors: readonly Acceptor[]): (id: string) => boolean {
-  return (id) => acceptors.some((p) => p.id === id && p.silent);
+  return (id) => acceptors.some((p) => p.id === id && p.cutOff);
 }
 
 /** Whether a hedged read should keep waiting on the replicas it chose: none of them has gone silent. */
@@ -522,8 +522,8 @@ export class Registers {
   }
 
   private notDone(acc: { rejected: Array<{ key: string; value: Verdict }>; oks: Array<{ key: string }>; errors: Array<{ key: string; error: QfsError }> }, key?: Buffer, ballot?: Ballot): { done: false } {
-    if (acc.rejected.some((x) => x.value.fenced)) throw fencedError();
     if (key && ballot) this.logRefused(key, 'accept', ballot, acc);
+    if (acc.rejected.some((x) => x.value.fenced)) throw fencedError();
     return { done: false };
   }
 
@@ -537,7 +537,7 @@ export class Registers {
         phase,
         ballot: formatBallot(ballot),
         oks: r.oks.map((o) => o.key),
-        refused: r.rejected.map((x) => `${x.key}: promised ${formatBallot(x.value.state.promised)}`),
+        refused: r.rejected.map((x) => `${x.key}: ${x.value.fenced ? 'fenced' : `promised ${formatBallot(x.value.state.promised)}`}`),
         errors: r.errors.map((x) => `${x.key}: ${x.error.code}`),
       },
       'round refused',
@@ -758,6 +758,9 @@ export class Registers {
   }
 
   private accept(key: Buffer, ballot: Ballot, value: RecordValue, q: Placed, call: AcceptorCall) {
+    // Every acceptor that takes it also promises the next ballot, taken or not
+    // by a quorum: a fresh ballot after a failed accept must be above that.
+    this.observe(nextOf(ballot));
     return gatherQuorum<Verdict, string>(
       q.acceptors.map((p) => ({ key: p.id, run: () => p.accept(key, ballot, value, true, { ...call, epoch: q.epoch }) })),
       q.rule,
@@ -812,9 +815,9 @@ export class Registers {
     const ballot = this.freshBallot();
     const prep = await this.phaseOne(key, ballot, q, call);
     const promised = q.rule.reached(prep.oks.map((o) => o.key));
-    if (!promised && prep.rejected.some((x) => x.value.fenced)) throw fencedError();
     if (!promised) {
       this.logRefused(key, 'prepare', ballot, prep);
+      if (prep.rejected.some((x) => x.value.fenced)) throw fencedError();
       return { done: false };
     }
     const shown = new Set<AcceptorState>(this.visible(prep.oks.map((o) => o.value.state)));

@@ -164,6 +164,8 @@ export function inoChain(ino: Ino): string {
 const LISTING_MAX = 4096;
 /** How long a queued change keeps trying after transient failures (commitQueued). */
 const QUEUED_COMMIT_PATIENCE_MS = 30_000;
+/** How long a call refused by replicas that lack the held lease is tried again (writing the lease record back in between). */
+const LAGGING_PATIENCE_MS = 5_000;
 
 function fenced(err: unknown): boolean {
   return isQfsError(err, 'fenced');
@@ -487,22 +489,25 @@ export class DirScopes {
    * one of the directory's replicas in a membership change) standing in the
    * way of a quorum. While the lease record still names this session at its
    * term, the record is written back unchanged (which lands it on every
-   * replica that answers) and the call is tried again, for about two
-   * renewals.
+   * replica that answers) and the call is tried again, for up to
+   * LAGGING_PATIENCE_MS while the lease is trusted. A record that cannot be
+   * read just now (a quorum busy with a mover's rewrites, a replica cut off)
+   * is looked at again on the next try, not taken for a lost lease.
    */
   private async retryLagging<T>(st: DirState, held: HeldScope, call: () => Promise<T>): Promise<T> {
+    const until = Date.now() + LAGGING_PATIENCE_MS;
     for (let attempt = 0; ; attempt++) {
       try {
         return await call();
       } catch (err) {
-        if (!fenced(err) || attempt >= 8 || st.held !== held || !held.trusted()) throw err;
-        let lease;
+        if (!fenced(err) || Date.now() >= until || st.held !== held || !held.trusted()) throw err;
+        let lease = null;
         try {
           lease = decodeLease(await this.ks.read(st.leaseKey));
         } catch {
-          throw err;
+          // unreadable for now: the next try looks again
         }
-        if (lease.holder !== held.call.session || lease.term !== held.call.term) throw err;
+        if (lease && (lease.holder !== held.call.session || lease.term !== held.call.term)) throw err;
         this.stats.laggingRetries++;
         // Carry the lease record to the replicas that lack it now rather than at the next renewal: a
         // round that writes it back unchanged lands it on every replica that answers (one that was down

@@ -8,8 +8,10 @@ import * as M from '../rpc/messages.js';
 import type { ChunkStore } from '../store/chunk-store.js';
 import type { RecordStore } from '../store/record-store.js';
 import type { MembershipKeeper } from './membership-keeper.js';
+import { sharedPageDigest } from '../util/range-digest.js';
 
 export interface NodeStores {
+  nodeId: string;
   records: RecordStore;
   chunks: ChunkStore;
   membership: MembershipKeeper;
@@ -37,6 +39,7 @@ const PLACED_OPS: ReadonlySet<number> = new Set([
   M.Op.RecordPurge,
   M.Op.RecordLearn,
   M.Op.RecordDrop,
+  M.Op.RecordDigest,
   M.Op.ChunkPut,
   M.Op.ChunkGet,
   M.Op.ChunkBlocks,
@@ -159,6 +162,15 @@ export function nodeOps(s: NodeStores, sessions = new LeaseSessions()): Map<numb
           M.ScanReplyCodec.encode(reply, page!);
         },
         replySize: 4096,
+      }),
+    ],
+    [
+      M.Op.RecordDigest,
+      handler('record_digest', {
+        decode: M.RecordDigest.decode,
+        run(r, _ctx, reply) {
+          M.DigestReplyCodec.encode(reply, digestRange(s, r));
+        },
       }),
     ],
     [
@@ -290,4 +302,16 @@ export function nodeOps(s: NodeStores, sessions = new LeaseSessions()): Map<numb
     ],
   ];
   return new Map(ops.map(([op, h]) => [op, PLACED_OPS.has(op) ? fenceByEpoch(h, s.membership) : h]));
+}
+
+/**
+ * Self-heal's range digest (src/util/range-digest.ts): the records in the
+ * range that this node and `peer` both hold under this node's membership
+ * (the call is placed, so the asker counted by the same one).
+ */
+export function digestRange(s: NodeStores, r: M.DigestRequest): M.DigestReply {
+  const m = s.membership.membership;
+  if (!m) throw new QfsError('epoch_ahead', 'this node knows no membership yet');
+  const page = s.records.scan(r.start, r.end, r.limit, undefined, true);
+  return { ...sharedPageDigest(m, s.nodeId, r.peer, page), next: page.next };
 }

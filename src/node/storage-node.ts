@@ -102,7 +102,7 @@ export class StorageNode {
     this.http = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest) : createHttpServer(onRequest);
     // Idle HTTP keep-alive sockets must not hold shutdown open.
     this.http.keepAliveTimeout = 5000;
-    const stores = { records: this.records, chunks: this.chunks, membership: this.membership, stat: () => this.stat() };
+    const stores = { nodeId: opts.nodeId, records: this.records, chunks: this.chunks, membership: this.membership, stat: () => this.stat() };
     this.rpc = new RpcServer({
       server: this.http,
       path: RPC_PATH,

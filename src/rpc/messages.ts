@@ -19,6 +19,7 @@ export const Op = {
   RecordPurge: 14,
   RecordLearn: 15,
   RecordDrop: 16,
+  RecordDigest: 17,
   ChunkPut: 20,
   ChunkGet: 21,
   ChunkHas: 22,
@@ -37,6 +38,8 @@ export const OP_NAMES: ReadonlyMap<number, string> = new Map(
 );
 
 export const MAX_SCAN_LIMIT = 10_000;
+/** Node ids are at most 63 characters (src/util/ids.ts). */
+const MAX_NODE_ID_BYTES = 64;
 export const MAX_LEASE_KEY_BYTES = MAX_KEY_BYTES;
 export const MAX_IDS_PER_REQUEST = 10_000;
 const CHUNK_ID_BYTES = 32;
@@ -326,6 +329,53 @@ export const ScanReplyCodec = {
     const r: ScanReply = settled === undefined ? { entries, next } : { entries, next, settled };
     if (lost) r.lost = lost;
     return r;
+  },
+};
+
+export interface DigestRequest {
+  start: Buffer;
+  end: Buffer | null;
+  limit: number;
+  /** The other replica: only keys the answering node and it both hold (by the membership) are digested. */
+  peer: string;
+}
+
+export const RecordDigest = {
+  encode(e: Encoder, r: DigestRequest): void {
+    e.bytes(r.start).bool(r.end !== null);
+    if (r.end) e.bytes(r.end);
+    e.u32(r.limit).str(r.peer);
+  },
+  decode(d: Decoder): DigestRequest {
+    const start = d.bytes(MAX_KEY_BYTES, 'digest start');
+    const end = d.bool('has end') ? d.bytes(MAX_KEY_BYTES, 'digest end') : null;
+    const limit = decodeLimit(d, MAX_SCAN_LIMIT);
+    const peer = d.str(MAX_NODE_ID_BYTES, 'peer id');
+    d.end();
+    return { start, end, limit, peer };
+  },
+};
+
+export interface DigestReply {
+  /** SHA-256 (src/util/range-digest.ts) over the range's shared keys up to `next`. */
+  digest: Buffer;
+  count: number;
+  /** Where the page stopped (exclusive of nothing: the next page starts here); null when the range is done. */
+  next: Buffer | null;
+}
+
+export const DigestReplyCodec = {
+  encode(e: Encoder, r: DigestReply): void {
+    e.raw(r.digest).u32(r.count).bool(r.next !== null);
+    if (r.next) e.bytes(r.next);
+  },
+  decode(d: Decoder): DigestReply {
+    const digest = Buffer.from(d.raw(32, 'digest'));
+    const count = d.u32('digest count');
+    if (count > MAX_SCAN_LIMIT) throw new QfsError('bad_request', `digest of ${count} keys`);
+    const next = d.bool('has next') ? d.bytes(MAX_KEY_BYTES, 'next') : null;
+    d.end();
+    return { digest, count, next };
   },
 };
 

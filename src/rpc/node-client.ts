@@ -70,6 +70,11 @@ export class NodeClient {
     return this.call(M.Op.RecordScan, M.RecordScan, req, M.ScanReplyCodec, opts);
   }
 
+  /** Self-heal's digest of the records in [start, end) this node and `peer` both hold (src/util/range-digest.ts). */
+  digest(start: Buffer, end: Buffer | null, limit: number, peer: string, opts?: CallOptions): Promise<M.DigestReply> {
+    return this.call(M.Op.RecordDigest, M.RecordDigest, { start, end, limit, peer }, M.DigestReplyCodec, opts);
+  }
+
   purge(key: Buffer, ballot: Ballot, opts?: CallOptions): Promise<boolean> {
     return this.call(M.Op.RecordPurge, M.RecordPurge, { key, ballot }, M.BoolReply, opts);
   }

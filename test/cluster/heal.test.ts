@@ -4,6 +4,8 @@
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import { ClusterKeySpace } from '../../src/cluster/cluster-keyspace.js';
+import { Healer, type HealCounts } from '../../src/cluster/healer.js';
+import { holdersOfRecord } from '../../src/util/replica-sets.js';
 import { compareBallots } from '../../src/util/ballot.js';
 import { silentLogger } from '../../src/util/log.js';
 import { recordKey } from '../../src/keyspace/types.js';
@@ -139,4 +141,59 @@ test('a flipped byte in a stored record is detected, reads still answer from the
   }
   t.truthy(state, 'within 60 s, with no command run, n2 holds a good copy again');
   t.is(state ? payload(state) : null, 'ROT-MARKER-healed-by-self-heal');
+});
+
+test('self-heal compares records by range digests: once replicas agree no page is compared key by key; after a node missed writes only the pages that differ are, and healing them brings every page back to agreeing', async (t) => {
+  const cluster = await writeCluster(t, 4);
+  // No heal passes or movers of the nodes' own: the test runs the passes it counts.
+  const args = ['--heal-interval', '0', '--mover-grace', '0'];
+  const nodes = new Map<string, NodeProcess>();
+  for (const id of ['n1', 'n2', 'n3', 'n4']) nodes.set(id, await startNode(t, cluster, id, args));
+  const ks = keySpace(cluster, 2);
+  t.teardown(() => ks.close());
+  await ks.ready;
+  const spread = (i: number): Buffer => recordKey(Buffer.from(`d${i % 97}`), Buffer.from(`k${i}`));
+  for (let i = 0; i < 1200; i++) await ks.change(spread(i), () => Buffer.from(`a${i}`));
+  const healer = new Healer(ks, 'n1', { intervalMs: 3_600_000, settleMs: 200, pageSize: 100, log: silentLogger() });
+  /** Passes until one finds every page agreeing (the last accepts of the writes land meanwhile). */
+  const passUntilAgreed = async (): Promise<{ first: HealCounts; last: HealCounts; passes: number }> => {
+    const first = await healer.pass();
+    let last = first;
+    let passes = 1;
+    for (const until = Date.now() + 60_000; last.rangesScanned > 0 || last.recordsSuspect > 0; passes++) {
+      if (Date.now() > until) throw new Error(`pages still differ after 60 s: ${JSON.stringify(last)}`);
+      last = await healer.pass();
+    }
+    return { first, last, passes };
+  };
+  const idle = await passUntilAgreed();
+  t.true(idle.last.rangesAgreed >= 12, `every page of n1's records agreed with each other replica by digest: ${JSON.stringify(idle.last)}`);
+  t.is(idle.last.recordsRepaired, 0);
+  // The same pass without digests compares every page key by key.
+  const keyByKey = await new Healer(ks, 'n1', { intervalMs: 3_600_000, settleMs: 200, pageSize: 100, log: silentLogger(), digests: false }).pass();
+  t.is(keyByKey.rangesAgreed, 0);
+  t.is(keyByKey.rangesScanned, idle.last.rangesAgreed, 'as many pages as the digests settled');
+
+  // n4 misses changes of a few keys.
+  await nodes.get('n4')!.stop();
+  for (let i = 0; i < 30; i++) await ks.change(spread(i), () => Buffer.from(`b${i}`));
+  nodes.set('n4', await startNode(t, cluster, 'n4', args));
+  const n4 = ks.peer('n4')!;
+  for (const until = Date.now() + 30_000; !n4.up; ) {
+    if (Date.now() > until) throw new Error('n4 did not come back up in 30 s');
+    n4.connect();
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const healed = await passUntilAgreed();
+  t.true(healed.first.rangesScanned > 0, 'the pages holding what n4 missed were compared key by key');
+  t.true(healed.first.rangesAgreed > 0, 'the rest agreed by digest');
+  t.true(healed.first.recordsRepaired > 0, `n1 repaired what n4 missed: ${JSON.stringify(healed.first)}`);
+  const m = ks.view.membership;
+  for (let i = 0; i < 30; i++) {
+    const holders = holdersOfRecord(m, spread(i));
+    if (!holders.includes('n1') || !holders.includes('n4')) continue; // another node's heal pass would carry it
+    const copies = (await ks.registers.states(spread(i))).filter((s) => s.peer.id === 'n4' && s.state);
+    t.is(copies.length, 1);
+    for (const h of copies) t.is(open(h.state!.value).payload?.toString(), `b${i}`, `n4's copy of key ${i}`);
+  }
 });

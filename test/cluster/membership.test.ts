@@ -6,7 +6,7 @@ import test, { type ExecutionContext } from 'ava';
 import { randomBytes } from 'node:crypto';
 import { ClusterKeySpace } from '../../src/cluster/cluster-keyspace.js';
 import { MOVE_PROGRESS_KEY, Mover, decodeMoveProgress } from '../../src/cluster/mover.js';
-import { replicaSet } from '../../src/cluster/transition.js';
+import { replicaSet } from '../../src/util/replica-sets.js';
 import { isMembershipGroup } from '../../src/cluster/membership-view.js';
 import { QfsError, isQfsError } from '../../src/util/errors.js';
 import { silentLogger } from '../../src/util/log.js';

@@ -13,6 +13,8 @@ interface WorkerArgs {
   nodes: Array<{ id: string; url: string }>;
   durationMs: number;
   seed: number;
+  /** Spread the registers over this many groups (so over several replica sets); 1 by default. */
+  groups?: number;
 }
 
 const args = JSON.parse(process.argv[2]!) as WorkerArgs;
@@ -42,19 +44,24 @@ const ks = new ClusterKeySpace({
   hintIntervalMs: 0,
 });
 
-const REGISTERS = ['a', 'b'];
-const COUNTER = 'c';
-const keyOf = (name: string) => recordKey(Buffer.from('lin'), Buffer.from(name));
+const GROUPS = args.groups ?? 1;
+// With one group, the keys a, b and c of group "lin"; with more, a0, b0, c0 in "lin0", a1, b1, c1 in "lin1", ...
+const named = (base: string): string[] => (GROUPS === 1 ? [base] : Array.from({ length: GROUPS }, (_, g) => `${base}${g}`));
+const REGISTERS = [...named('a'), ...named('b')];
+const COUNTERS = named('c');
+const keyOf = (name: string) => recordKey(Buffer.from(GROUPS === 1 ? 'lin' : `lin${name.slice(1)}`), Buffer.from(name));
+// SIGTERM ends the run after the operation in flight (a test that runs the workload beside something of unknown length).
+let stopAt = Date.now() + args.durationMs;
+process.on('SIGTERM', () => (stopAt = 0));
 
 await ks.waitForPeers(3000, 2);
-const end = Date.now() + args.durationMs;
 let seq = 0;
-while (Date.now() < end) {
+while (Date.now() < stopAt) {
   const r = random();
   const id = seq++;
   const call = now();
   if (r < 0.3) {
-    const name = r < 0.15 ? COUNTER : REGISTERS[Math.floor(random() * REGISTERS.length)]!;
+    const name = r < 0.15 ? COUNTERS[Math.floor(random() * COUNTERS.length)]! : REGISTERS[Math.floor(random() * REGISTERS.length)]!;
     try {
       const v = await ks.read(keyOf(name));
       emit({ id, client: args.client, op: { kind: 'read', key: name, value: v ? v.toString() : null }, call, ret: now(), outcome: 'ok' });
@@ -71,6 +78,7 @@ while (Date.now() < end) {
       emit({ id, client: args.client, op: { kind: 'write', key: name, value }, call, ret: now(), outcome: outcomeOf(err), error: String(err) });
     }
   } else {
+    const COUNTER = COUNTERS[Math.floor(random() * COUNTERS.length)]!;
     const befores = new Set<number>();
     try {
       const stored = await ks.change(keyOf(COUNTER), (old) => {

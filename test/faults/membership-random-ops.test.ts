@@ -9,7 +9,7 @@ import { freePort, runCli, startNode } from '../helpers/cluster.js';
 import { NodeClient } from '../../src/rpc/node-client.js';
 import { silentLogger } from '../../src/util/log.js';
 import type { Membership } from '../../src/util/membership.js';
-import { replicaSet } from '../../src/cluster/transition.js';
+import { replicaSet } from '../../src/util/replica-sets.js';
 import { isMembershipGroup } from '../../src/cluster/membership-view.js';
 import { groupOf, recordKey } from '../../src/keyspace/types.js';
 import { compareBallots } from '../../src/util/ballot.js';

@@ -77,3 +77,20 @@ test('bad fields are refused', (t) => {
   bad(() => M.ChunkIdRequest.decode(new Decoder(Buffer.alloc(31))));
   bad(() => M.ChunkGet.decode(new Decoder(new Encoder().raw(Buffer.alloc(32)).u32(0xffffffff).u32(1).finish())));
 });
+
+test('range digest messages round-trip, and bad ones are refused', (t) => {
+  const req = { start: Buffer.from([1, 0x61]), end: Buffer.from([1, 0x62]), limit: 500, peer: 'n2' };
+  t.deepEqual(roundTrip(M.RecordDigest, req), req);
+  t.deepEqual(roundTrip(M.RecordDigest, { ...req, end: null }), { ...req, end: null });
+  const reply = { digest: Buffer.alloc(32, 7), count: 12, next: null };
+  t.deepEqual(roundTrip(M.DigestReplyCodec, reply), reply);
+  t.deepEqual(roundTrip(M.DigestReplyCodec, { ...reply, next: Buffer.from('z') }), { ...reply, next: Buffer.from('z') });
+  const bad = (fn: () => unknown): void => {
+    t.true(isQfsError(t.throws(fn), 'bad_request'));
+  };
+  bad(() => M.RecordDigest.decode(new Decoder(new Encoder().bytes(Buffer.from('k')).bool(false).u32(M.MAX_SCAN_LIMIT + 1).str('n2').finish())));
+  bad(() => M.RecordDigest.decode(new Decoder(new Encoder().bytes(Buffer.from('k')).bool(false).u32(5).str('x'.repeat(65)).finish())));
+  bad(() => M.DigestReplyCodec.decode(new Decoder(new Encoder().raw(Buffer.alloc(31)).finish())));
+  bad(() => M.DigestReplyCodec.decode(new Decoder(new Encoder().raw(Buffer.alloc(32)).u32(M.MAX_SCAN_LIMIT + 1).bool(false).finish())));
+  bad(() => M.DigestReplyCodec.decode(new Decoder(new Encoder().raw(Buffer.alloc(32)).u32(1).bool(false).u8(0).finish())));
+});

@@ -327,6 +327,11 @@ export class SimAcceptor implements Acceptor {
     return this.inflight > 0 && this.world.now - Math.max(this.lastAnswerAt, this.busySince) > 500;
   }
 
+  /** As the real peer's: silent with a failure behind it, or silent for 2 s. */
+  get cutOff(): boolean {
+    return this.silent && (this.consecutiveFailures > 0 || this.world.now - Math.max(this.lastAnswerAt, this.busySince) > 2000);
+  }
+
   /** One request and its answer over the network, bounded by the call's deadline and the per-call timeout. */
   private call<T>(call: AcceptorCall, serve: (node: SimNode, reply: (v: T) => void) => void): Promise<T> {
     const started = this.world.now;

@@ -51,7 +51,7 @@ import {
   type Membership,
 } from '../../src/util/membership.js';
 import { jointQuorumLost, jointQuorumReached } from '../../src/cluster/quorum.js';
-import { moves, quorumSets } from '../../src/cluster/transition.js';
+import { moves, quorumSets } from '../../src/util/replica-sets.js';
 import { Registers, type KeyQuorum, type RegisterOptions } from '../../src/cluster/registers.js';
 import type { Acceptor, AcceptorCall } from '../../src/cluster/acceptor.js';
 import { MEMBERSHIP_KEY, isMembershipGroup } from '../../src/cluster/membership-view.js';
@@ -608,6 +608,11 @@ class MemberAcceptor implements Acceptor {
 
   get silent(): boolean {
     return this.inflight > 0 && this.world.now - Math.max(this.lastAnswerAt, this.busySince) > 500;
+  }
+
+  /** As the real peer's: silent with a failure behind it, or silent for 2 s. */
+  get cutOff(): boolean {
+    return this.silent && (this.consecutiveFailures > 0 || this.world.now - Math.max(this.lastAnswerAt, this.busySince) > 2000);
   }
 
   private call<T>(call: AcceptorCall, req: Request, answer: (r: Reply) => T | null): Promise<T> {

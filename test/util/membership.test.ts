@@ -21,7 +21,7 @@ import {
   type Membership,
 } from '../../src/util/membership.js';
 import { jointQuorumLost, jointQuorumReached } from '../../src/cluster/quorum.js';
-import { moves, quorumSets, replicasOf } from '../../src/cluster/transition.js';
+import { moves, quorumSets, replicasOf } from '../../src/util/replica-sets.js';
 
 const node = (i: number, zone: string | null = null) => ({ id: `n${i}`, url: `ws://h${i}:7400`, weight: 1, zone });
 const three = (): Membership => initialMembership([node(1), node(2), node(3)], 3);

@@ -3,8 +3,18 @@
 // set when stable, or the set A under the old nodes and the set B under the
 // new ones during a change (joint quorums: a majority of each). The
 // membership record itself lives on every member node. Pure.
-import { placeable, type Membership, type MemberNode } from '../util/membership.js';
+import { placeable, type Membership, type MemberNode } from './membership.js';
 import { place } from './placement.js';
+import { groupOf, recordKey } from './record-key.js';
+
+/** The record that holds the membership: group "members", empty name; its replicas are every member node. */
+export const MEMBERSHIP_GROUP = Buffer.from('members');
+export const MEMBERSHIP_KEY = recordKey(MEMBERSHIP_GROUP, Buffer.alloc(0));
+const MEMBERSHIP_GROUP_PREFIX = MEMBERSHIP_KEY; // an empty name: the key is the encoded group itself
+
+export function isMembershipGroup(encodedGroup: Buffer): boolean {
+  return encodedGroup.equals(MEMBERSHIP_GROUP_PREFIX);
+}
 
 /** A key's replica set under one node set: the R best placeable nodes, or every node for the membership record. */
 export function replicaSet(nodes: readonly MemberNode[], r: number, key: Uint8Array, membershipKey: boolean): string[] {
@@ -32,4 +42,10 @@ export function moves(m: Membership, key: Uint8Array): boolean {
 
 function sameSet(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x) => b.includes(x));
+}
+
+/** Every node that holds a record key under `m` (placed by its group). */
+export function holdersOfRecord(m: Membership, key: Buffer): string[] {
+  const group = groupOf(key);
+  return replicasOf(m, group, isMembershipGroup(group));
 }

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { place, type PlacementNode } from '../../src/cluster/placement.js';
+import { place, type PlacementNode } from '../../src/util/placement.js';
 
 const nodes = (n: number, extra: Partial<PlacementNode> = {}): PlacementNode[] =>
   Array.from({ length: n }, (_, i) => ({ id: `node-${i + 1}`, weight: 1, zone: null, ...extra }));
@@ -92,7 +92,7 @@ test('zones: replicas go to distinct zones while zones remain', (t) => {
 });
 
 test('murmur32 matches the reference test vectors', async (t) => {
-  const { murmur32 } = await import('../../src/cluster/placement.js');
+  const { murmur32 } = await import('../../src/util/placement.js');
   t.is(murmur32(Buffer.from(''), 0), 0);
   t.is(murmur32(Buffer.from('hello'), 0), 0x248bfa47);
   t.is(murmur32(Buffer.from(''), 1), 0x514e28b7);
