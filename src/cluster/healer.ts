@@ -15,7 +15,7 @@ import { compareBallots } from '../util/ballot.js';
 import type { ChunkId } from '../util/ids.js';
 import type { Logger } from '../util/log.js';
 import type { AcceptorState } from '../util/paxos.js';
-import { sharedPageDigest } from '../util/range-digest.js';
+import { sharedPageDigests } from '../util/range-digest.js';
 import { groupOf } from '../keyspace/types.js';
 import type { ClusterKeySpace } from './cluster-keyspace.js';
 import type { Peer } from './peers.js';
@@ -149,14 +149,15 @@ export class Healer {
       const others = this.ks.peers.filter((p) => p.id !== this.selfId && p.up);
       const replies = new Map<string, { states: Map<string, AcceptorState>; horizon: Buffer | null; lost: Set<string> }>();
       const m = this.ks.view.membership;
+      const mineByPeer = this.opts.digests === false ? null : sharedPageDigests(m, this.selfId, others.map((p) => p.id), mine);
       await Promise.all(
         others.map(async (p) => {
           try {
-            if (this.opts.digests !== false) {
+            if (mineByPeer) {
               const theirs = await p
                 .track((c) => c.digest(from, end, OTHERS_LIMIT, this.selfId, { timeoutMs: this.ks.opts.requestTimeoutMs, epoch: m.epoch }), m.epoch)
                 .catch(() => null); // a node from before digests, or on another epoch: compared key by key
-              if (theirs && theirs.next === null && theirs.digest.equals(sharedPageDigest(m, this.selfId, p.id, mine).digest)) {
+              if (theirs && theirs.next === null && theirs.digest.equals(mineByPeer.get(p.id)!.digest)) {
                 counts.rangesAgreed++;
                 return;
               }

@@ -51,6 +51,9 @@ export interface QuorumResult<T, K> {
   errors: Array<{ key: K; error: QfsError }>;
 }
 
+/** How often a quorum waiting on replicas looks again whether one has become cut off (gatherQuorum's presumeLost). */
+const RECHECK_CUT_OFF_MS = 100;
+
 export function gatherQuorum<T, K>(
   calls: ReadonlyArray<{ key: K; run: () => Promise<T> }>,
   need: number | QuorumRule,
@@ -71,7 +74,7 @@ export function gatherQuorum<T, K>(
    * a cut-off node then ends at once,
    * for its caller to try again, instead of waiting out the whole deadline.
    */
-  presumeLost?: (key: K) => boolean,
+  presumeLost?: { cutOff: (key: K) => boolean; clock: Clock },
 ): Promise<QuorumResult<T, K> & { rejected: Array<{ key: K; value: T }> }> {
   return new Promise((resolve, reject) => {
     let grace: Timer | undefined;
@@ -83,10 +86,21 @@ export function gatherQuorum<T, K>(
     const rule = asRule(need, total);
     const ids = (xs: ReadonlyArray<{ key: K }>): string[] => xs.map((x) => String(x.key));
     const answered = new Set<K>();
-    const silentPending = (): string[] => calls.filter((c) => !answered.has(c.key) && presumeLost!(c.key)).map((c) => String(c.key));
+    const silentPending = (): string[] => calls.filter((c) => !answered.has(c.key) && presumeLost!.cutOff(c.key)).map((c) => String(c.key));
+    // A replica becomes cut off while we wait (its silence grows): look again every so often, not only when an answer comes.
+    let recheck: Timer | undefined;
+    const watch = (): void => {
+      if (settled || !presumeLost || recheck) return;
+      recheck = presumeLost.clock.after(RECHECK_CUT_OFF_MS, () => {
+        recheck = undefined;
+        check();
+        watch();
+      });
+    };
     const fail = (): void => {
       settled = true;
       grace?.cancel();
+      recheck?.cancel();
       if (rejected.length > 0) resolve({ oks: [...oks], rejected: [...rejected], errors: [...errors] });
       else reject(summarize(errors, rule.size, total));
     };
@@ -95,6 +109,7 @@ export function gatherQuorum<T, K>(
       if (rule.reached(ids(oks))) {
         settled = true;
         grace?.cancel();
+        recheck?.cancel();
         resolve({ oks: [...oks], rejected: [...rejected], errors: [...errors] });
       } else if (rule.lost([...ids(rejected), ...ids(errors)]) || (presumeLost && rejected.length + errors.length > 0 && rule.lost([...ids(rejected), ...ids(errors), ...silentPending()]))) {
         if (settleAll && oks.length + rejected.length + errors.length < total) {
@@ -104,7 +119,9 @@ export function gatherQuorum<T, K>(
           return;
         }
         fail();
+        return;
       }
+      if (presumeLost && rejected.length + errors.length > 0) watch();
     };
     if (typeof need === 'number' ? need <= 0 : rule.reached([])) {
       settled = true;
@@ -134,6 +151,7 @@ export function gatherQuorum<T, K>(
           if (error.code === 'stale_epoch') {
             settled = true;
             grace?.cancel();
+            recheck?.cancel();
             return reject(summarize(errors, rule.size, total));
           }
           check();

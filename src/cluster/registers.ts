@@ -195,8 +195,8 @@ export function hedgeDelayMs(chosen: readonly Acceptor[]): number {
 }
 
 /** Which of `acceptors` (by id) are cut off: a round does not wait for them once a refusal makes it need them. */
-function silentIn(acceptors: readonly Acceptor[]): (id: string) => boolean {
-  return (id) => acceptors.some((p) => p.id === id && p.cutOff);
+function silentIn(acceptors: readonly Acceptor[], clock: Clock): { cutOff: (id: string) => boolean; clock: Clock } {
+  return { cutOff: (id) => acceptors.some((p) => p.id === id && p.cutOff), clock };
 }
 
 /** Whether a hedged read should keep waiting on the replicas it chose: none of them has gone silent. */
@@ -776,7 +776,7 @@ export class Registers {
       // once; one cut off costs at most this wait, and the attempt then stays
       // uncertain.
       { withinMs: REFUSAL_WAIT_MS, clock: this.clock },
-      silentIn(q.acceptors),
+      silentIn(q.acceptors, this.clock),
     ).then((r) => {
       if (q.rule.reached(r.oks.map((o) => o.key))) for (const e of r.errors) this.hint(key, e.key);
       for (const x of r.rejected) {
@@ -795,7 +795,7 @@ export class Registers {
       (v) => v.ok,
       undefined,
       undefined,
-      silentIn(q.acceptors),
+      silentIn(q.acceptors, this.clock),
     );
     for (const x of [...prep.oks, ...prep.rejected]) {
       this.observe(x.value.state.promised);

@@ -489,8 +489,9 @@ export class DirScopes {
    * one of the directory's replicas in a membership change) standing in the
    * way of a quorum. While the lease record still names this session at its
    * term, the record is written back unchanged (which lands it on every
-   * replica that answers) and the call is tried again, for up to
-   * LAGGING_PATIENCE_MS while the lease is trusted. A record that cannot be
+   * replica that answers) and the call is tried again, at least 8 times and
+   * for at least LAGGING_PATIENCE_MS (a try that waited out a cut-off
+   * replica can take seconds), while the lease is trusted. A record that cannot be
    * read just now (a quorum busy with a mover's rewrites, a replica cut off)
    * is looked at again on the next try, not taken for a lost lease.
    */
@@ -500,7 +501,7 @@ export class DirScopes {
       try {
         return await call();
       } catch (err) {
-        if (!fenced(err) || Date.now() >= until || st.held !== held || !held.trusted()) throw err;
+        if (!fenced(err) || (attempt >= 8 && Date.now() >= until) || st.held !== held || !held.trusted()) throw err;
         let lease = null;
         try {
           lease = decodeLease(await this.ks.read(st.leaseKey));

@@ -10,6 +10,7 @@ import type { Ballot } from './ballot.js';
 import type { Membership } from './membership.js';
 import type { AcceptorState } from './paxos.js';
 import { holdersOfRecord } from './replica-sets.js';
+import { groupOf } from './record-key.js';
 
 export const RANGE_DIGEST_BYTES = 32;
 
@@ -41,27 +42,43 @@ export class RangeDigest {
 }
 
 /**
- * The digest of a page of one node's records (a store scan with lost keys)
- * over the keys that node `a` and node `b` both hold under `m`. Copies that
- * accepted nothing (promises only) are left out: there is nothing to carry.
+ * The digests of a page of node `self`'s records (a store scan with lost
+ * keys), one per node in `peers`, each over the keys `self` and that peer
+ * both hold under `m`. Copies that accepted nothing (promises only) are left
+ * out: there is nothing to carry. Placement is computed once per group.
  */
+export function sharedPageDigests(
+  m: Membership,
+  self: string,
+  peers: readonly string[],
+  page: { entries: ReadonlyArray<{ key: Buffer; state: AcceptorState }>; lost?: readonly Buffer[] | undefined },
+): Map<string, { digest: Buffer; count: number }> {
+  const digests = new Map(peers.map((p) => [p, new RangeDigest()]));
+  const byGroup = new Map<string, string[]>();
+  const add = (key: Buffer, accepted: Ballot | null): void => {
+    let holders: string[] | undefined;
+    try {
+      const group = groupOf(key);
+      const id = group.toString('latin1');
+      holders = byGroup.get(id);
+      if (!holders) byGroup.set(id, (holders = holdersOfRecord(m, key)));
+    } catch {
+      return; // not a record key of the key schema: placed nowhere, compared by nobody
+    }
+    if (!holders.includes(self)) return;
+    for (const h of holders) digests.get(h)?.add(key, accepted);
+  };
+  for (const e of page.entries) if (e.state.accepted.counter > 0) add(e.key, e.state.accepted);
+  for (const key of page.lost ?? []) add(key, null);
+  return new Map([...digests].map(([p, d]) => [p, { digest: d.digest(), count: d.count }]));
+}
+
+/** sharedPageDigests for one peer. */
 export function sharedPageDigest(
   m: Membership,
-  a: string,
-  b: string,
+  self: string,
+  peer: string,
   page: { entries: ReadonlyArray<{ key: Buffer; state: AcceptorState }>; lost?: readonly Buffer[] | undefined },
 ): { digest: Buffer; count: number } {
-  const d = new RangeDigest();
-  const shared = (key: Buffer): boolean => {
-    let holders;
-    try {
-      holders = holdersOfRecord(m, key);
-    } catch {
-      return false; // not a record key of the key schema: placed nowhere, compared by nobody
-    }
-    return holders.includes(a) && holders.includes(b);
-  };
-  for (const e of page.entries) if (e.state.accepted.counter > 0 && shared(e.key)) d.add(e.key, e.state.accepted);
-  for (const key of page.lost ?? []) if (shared(key)) d.add(key, null);
-  return { digest: d.digest(), count: d.count };
+  return sharedPageDigests(m, self, [peer], page).get(peer)!;
 }

@@ -198,7 +198,7 @@ test('a short quorum can wait a bounded time for the remaining answers (refused 
 test('a quorum that a refusal leaves depending on a silent acceptor ends at once; one that does not still waits for it', async (t) => {
   // Joint rule in miniature: 2 of 3, the third cut off (its call never ends) and said to be silent.
   const never = () => new Promise<boolean>(() => {});
-  const silentC = (k: string) => k === 'c';
+  const silentC = { cutOff: (k: string) => k === 'c', clock: systemClock };
   const refused = await gatherQuorum(
     [
       { key: 'a', run: () => Promise.resolve(true) },
@@ -240,7 +240,30 @@ test('a quorum that a refusal leaves depending on a silent acceptor ends at once
     (v) => v,
     undefined,
     undefined,
-    (k) => k === 'a' || k === 'c',
+    { cutOff: (k) => k === 'a' || k === 'c', clock: systemClock },
   );
   t.deepEqual(answered.oks.map((o) => o.key).sort(), ['a', 'b'], 'with nothing refused, silent ones are waited for, and their answers count');
+});
+
+test('a replica that becomes cut off while the quorum waits on it is given up on without another answer coming', async (t) => {
+  let cut = false;
+  const r = gatherQuorum(
+    [
+      { key: 'a', run: () => Promise.resolve(true) },
+      { key: 'b', run: () => Promise.resolve(false) },
+      { key: 'c', run: () => new Promise<boolean>(() => {}) },
+    ],
+    2,
+    (v) => v,
+    undefined,
+    undefined,
+    { cutOff: (k) => cut && k === 'c', clock: systemClock },
+  );
+  let done = false;
+  void r.then(() => (done = true));
+  await later(150, 0);
+  t.false(done, 'still waiting: c is only slow');
+  cut = true;
+  const settled = await r;
+  t.deepEqual(settled.rejected.map((x) => x.key), ['b']);
 });
