@@ -47,7 +47,6 @@ export interface HealerOptions {
   digests?: boolean;
 }
 
-
 const OTHERS_LIMIT = 10_000;
 
 export class Healer {
