@@ -150,6 +150,9 @@ export async function nodeCommand(args: string[]): Promise<number> {
     return null;
   };
   const healing = healMs > 0 || moverGraceMs > 0 ? openHealer() : Promise.resolve(null);
+  void healing.then((h) => {
+    if (h) storageNode.metrics.more.push(() => backgroundMetrics(h.healer, h.watcher));
+  });
 
   return new Promise<number>((resolveExit) => {
     let stopping = false;
@@ -177,6 +180,39 @@ export async function nodeCommand(args: string[]): Promise<number> {
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
   });
+}
+
+type Metric = { name: string; type: 'counter' | 'gauge'; help: string; value: number };
+
+/** /metrics figures of the work a node runs beside serving: self-heal passes and the moves it carries on. */
+export function backgroundMetrics(healer: Healer | null, watcher: MoveWatcher | null, now = Date.now()): Metric[] {
+  const out: Metric[] = [];
+  if (healer) {
+    const t = healer.totals;
+    const cur = healer.current;
+    out.push(
+      { name: 'quorumfs_heal_passes_total', type: 'counter', help: 'Self-heal passes finished.', value: healer.passes },
+      { name: 'quorumfs_heal_records_checked_total', type: 'counter', help: 'Records checked by finished self-heal passes.', value: t.recordsChecked },
+      { name: 'quorumfs_heal_records_repaired_total', type: 'counter', help: 'Records repaired by self-heal.', value: t.recordsRepaired },
+      { name: 'quorumfs_heal_chunks_copied_total', type: 'counter', help: 'Chunk copies made by self-heal.', value: t.chunksCopied },
+      { name: 'quorumfs_heal_ranges_agreed_total', type: 'counter', help: 'Pages of records another replica matched by range digest.', value: t.rangesAgreed },
+      { name: 'quorumfs_heal_ranges_scanned_total', type: 'counter', help: 'Pages of records compared key by key (their digests differed).', value: t.rangesScanned },
+      { name: 'quorumfs_heal_running', type: 'gauge', help: '1 while a self-heal pass runs.', value: cur ? 1 : 0 },
+      { name: 'quorumfs_heal_pass_records_checked', type: 'gauge', help: 'Records the running self-heal pass has checked so far.', value: cur?.counts.recordsChecked ?? 0 },
+      { name: 'quorumfs_heal_pass_seconds', type: 'gauge', help: 'How long the running self-heal pass has run.', value: cur ? (now - cur.startedAt) / 1000 : 0 },
+    );
+  }
+  if (watcher) {
+    const p = watcher.progress;
+    out.push(
+      { name: 'quorumfs_mover_changes_total', type: 'counter', help: 'Membership changes this node carried through.', value: watcher.moves },
+      { name: 'quorumfs_mover_running', type: 'gauge', help: '1 while this node moves data for a membership change.', value: p ? 1 : 0 },
+      { name: 'quorumfs_mover_records_rewritten', type: 'gauge', help: 'Records the running move has rewritten so far.', value: p?.recordsRewritten ?? 0 },
+      { name: 'quorumfs_mover_chunks_copied', type: 'gauge', help: 'Chunks the running move has copied so far.', value: p?.chunksCopied ?? 0 },
+      { name: 'quorumfs_mover_bytes_copied', type: 'gauge', help: 'Chunk bytes the running move has copied so far.', value: p?.bytesCopied ?? 0 },
+    );
+  }
+  return out;
 }
 
 function parseListenFlag(v: string): { host: string; port: number } {

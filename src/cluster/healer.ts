@@ -54,6 +54,9 @@ export class Healer {
   private dueAt = 0;
   private running: Promise<HealCounts> | null = null;
   private stopped = false;
+  /** The pass running now (its counts so far, and when it started), or null. */
+  current: { startedAt: number; counts: HealCounts } | null = null;
+  passes = 0;
   readonly totals: HealCounts = { recordsChecked: 0, recordsSuspect: 0, recordsLost: 0, recordsRepaired: 0, rangesAgreed: 0, rangesScanned: 0, chunksChecked: 0, chunksCopied: 0, failures: 0 };
 
   constructor(
@@ -112,6 +115,16 @@ export class Healer {
     const counts: HealCounts = { recordsChecked: 0, recordsSuspect: 0, recordsLost: 0, recordsRepaired: 0, rangesAgreed: 0, rangesScanned: 0, chunksChecked: 0, chunksCopied: 0, failures: 0 };
     const self = this.ks.peer(this.selfId);
     if (!self) return counts; // not a member (yet): nothing here is placed
+    this.current = { startedAt: Date.now(), counts };
+    try {
+      return await this.walkFrom(self, counts);
+    } finally {
+      this.current = null;
+      this.passes++;
+    }
+  }
+
+  private async walkFrom(self: Peer, counts: HealCounts): Promise<HealCounts> {
     const suspects = await this.findSuspects(self, counts);
     if (suspects.length > 0) {
       await new Promise((r) => setTimeout(r, this.opts.settleMs ?? 2000));

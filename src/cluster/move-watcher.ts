@@ -71,6 +71,8 @@ export class MoveWatcher {
   private seen: { epoch: number; at: number } | null = null;
   /** Changes this node carried through (for logs and tests). */
   moves = 0;
+  /** The progress of the mover this node runs now, or null. */
+  progress: MoveProgress | null = null;
 
   constructor(
     private readonly ks: ClusterKeySpace,
@@ -124,9 +126,15 @@ export class MoveWatcher {
     const mover = new Mover(this.ks, {
       log: this.opts.log,
       signal: this.abort.signal,
+      onProgress: (p) => (this.progress = p),
       ...(progress?.rateBytesPerSec ? { rateBytesPerSec: progress.rateBytesPerSec } : {}),
     });
-    const done = await mover.run();
+    let done;
+    try {
+      done = await mover.run();
+    } finally {
+      this.progress = null;
+    }
     this.moves++;
     this.opts.log.info({ epoch: done.epoch, nodes: done.nodes.map((n) => n.id) }, 'membership change carried through');
   }

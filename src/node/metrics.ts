@@ -39,6 +39,12 @@ export class NodeMetrics implements RpcObserver {
     return this.requests.get(`${op}\0${status}`) ?? 0;
   }
 
+  /**
+   * Figures of work that runs beside the node in its process (self-heal, the
+   * mover), added by whoever runs it: each a metric with one unlabelled value.
+   */
+  readonly more: Array<() => ReadonlyArray<{ name: string; type: 'counter' | 'gauge'; help: string; value: number }>> = [];
+
   render(nodeId: string, version: string, g: Gauges): string {
     const lines: string[] = [];
     const metric = (name: string, type: string, help: string): void => {
@@ -74,6 +80,12 @@ export class NodeMetrics implements RpcObserver {
     lines.push(`quorumfs_records_lost_total ${g.recordsLost}`);
     gauge('quorumfs_disk_total_bytes', 'Size of the filesystem holding the data directory.', g.diskTotalBytes);
     gauge('quorumfs_disk_free_bytes', 'Free bytes on the filesystem holding the data directory.', g.diskFreeBytes);
+    for (const source of this.more) {
+      for (const m of source()) {
+        metric(m.name, m.type, m.help);
+        lines.push(`${m.name} ${Number.isFinite(m.value) ? m.value : 0}`);
+      }
+    }
     return lines.join('\n') + '\n';
   }
 }

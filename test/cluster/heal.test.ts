@@ -74,6 +74,18 @@ for (const [label, interval] of [['passes every second', '1s'], ['a pass as soon
   t.is(left, 0, 'within 60 s every record and chunk is on n3 again');
   const heals = [...nodes.values()].flatMap((p) => p.logs).filter((l) => l.includes('heal pass repaired'));
   t.true(heals.length > 0, 'a heal pass reported what it repaired');
+  // What the passes did is in the nodes' /metrics: summed over the three, they repaired records and copied chunks.
+  let repaired = 0;
+  let copied = 0;
+  for (const n of cluster.nodes) {
+    const text = await fetch(`http://127.0.0.1:${n.port}/metrics`).then((res) => res.text());
+    t.regex(text, /^quorumfs_heal_running [01]$/m);
+    t.regex(text, /^quorumfs_mover_running 0$/m);
+    repaired += Number(/^quorumfs_heal_records_repaired_total (\d+)$/m.exec(text)?.[1] ?? NaN);
+    copied += Number(/^quorumfs_heal_chunks_copied_total (\d+)$/m.exec(text)?.[1] ?? NaN);
+  }
+  t.true(repaired > 0, `records repaired by self-heal, by /metrics: ${repaired}`);
+  t.true(copied > 0, `chunks copied by self-heal, by /metrics: ${copied}`);
 });
 
 /** Flips a bit in every copy of `marker` in a stopped node's record store (lmdb keeps stale page copies too). */

@@ -1,0 +1,36 @@
+// The /metrics figures of self-heal and of moves a node carries on
+// (backgroundMetrics in src/cli/cmd-node.ts), and how the node renders them.
+import test from 'ava';
+import { backgroundMetrics } from '../../src/cli/cmd-node.js';
+import type { Healer } from '../../src/cluster/healer.js';
+import type { MoveWatcher } from '../../src/cluster/move-watcher.js';
+import { NodeMetrics } from '../../src/node/metrics.js';
+
+const counts = { recordsChecked: 500, recordsSuspect: 2, recordsLost: 0, recordsRepaired: 2, rangesAgreed: 9, rangesScanned: 1, chunksChecked: 40, chunksCopied: 3, failures: 0 };
+
+test('a running heal pass and a running move show in /metrics, with what they did so far', (t) => {
+  const healer = { totals: counts, passes: 4, current: { startedAt: 1_000, counts: { ...counts, recordsChecked: 120 } } } as unknown as Healer;
+  const watcher = { moves: 1, progress: { recordsRewritten: 70, chunksCopied: 5, bytesCopied: 5 << 20 } } as unknown as MoveWatcher;
+  const metrics = new NodeMetrics();
+  metrics.more.push(() => backgroundMetrics(healer, watcher, 4_000));
+  const text = metrics.render('n1', 'test', { chunks: 0, chunkBytes: 0, records: 0, recordsLost: 0, diskTotalBytes: 0, diskFreeBytes: 0, connections: 0, inFlight: 0 });
+  t.regex(text, /^# TYPE quorumfs_heal_passes_total counter$/m);
+  t.regex(text, /^quorumfs_heal_passes_total 4$/m);
+  t.regex(text, /^quorumfs_heal_records_repaired_total 2$/m);
+  t.regex(text, /^quorumfs_heal_ranges_agreed_total 9$/m);
+  t.regex(text, /^quorumfs_heal_running 1$/m);
+  t.regex(text, /^quorumfs_heal_pass_records_checked 120$/m);
+  t.regex(text, /^quorumfs_heal_pass_seconds 3$/m);
+  t.regex(text, /^quorumfs_mover_running 1$/m);
+  t.regex(text, /^quorumfs_mover_bytes_copied 5242880$/m);
+});
+
+test('idle: no pass, no move; and a node without either adds nothing', (t) => {
+  const healer = { totals: counts, passes: 4, current: null } as unknown as Healer;
+  const watcher = { moves: 0, progress: null } as unknown as MoveWatcher;
+  const idle = backgroundMetrics(healer, watcher);
+  t.is(idle.find((m) => m.name === 'quorumfs_heal_running')?.value, 0);
+  t.is(idle.find((m) => m.name === 'quorumfs_heal_pass_records_checked')?.value, 0);
+  t.is(idle.find((m) => m.name === 'quorumfs_mover_running')?.value, 0);
+  t.deepEqual(backgroundMetrics(null, null), []);
+});
