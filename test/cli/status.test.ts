@@ -37,3 +37,13 @@ test('a move left to the nodes (--no-wait) says so instead of calling it stopped
   t.regex(line, /left to the nodes 45 s ago/);
   t.notRegex(line, /stopped/);
 });
+
+test('a running self-heal pass is read from a node\'s /metrics and told with its rate and time left; an idle node shows none', async (t) => {
+  const { healStateOf, describeHeal } = await import('../../src/cli/cmd-status.js');
+  const running = ['quorumfs_records 20000', 'quorumfs_heal_running 1', 'quorumfs_heal_pass_records_checked 5000', 'quorumfs_heal_pass_seconds 2.5'].join('\n');
+  const h = healStateOf('n2', running);
+  t.deepEqual(h, { node: 'n2', recordsChecked: 5000, records: 20000, seconds: 2.5 });
+  t.is(describeHeal(h!), 'heal (n2): records 5000/20000 checked (2000/s), about 8 s left, then its chunks');
+  t.is(healStateOf('n2', running.replace('quorumfs_heal_running 1', 'quorumfs_heal_running 0')), null);
+  t.is(healStateOf('n2', 'quorumfs_records 3'), null, 'a node without self-heal');
+});
