@@ -126,9 +126,11 @@ export async function nodeCommand(args: string[]): Promise<number> {
           await ks.close();
           return null;
         }
-        const healer = healMs > 0 ? new Healer(ks, id, { intervalMs: healMs, log: log.child({ component: 'heal' }) }) : null;
+        // Nothing to heal or move before the cluster is formatted (this node then knows no membership).
+        const active = (): boolean => storageNode.membershipEpoch > 0;
+        const healer = healMs > 0 ? new Healer(ks, id, { intervalMs: healMs, log: log.child({ component: 'heal' }), active }) : null;
         healer?.start();
-        const watcher = moverGraceMs > 0 ? new MoveWatcher(ks, { selfId: id, graceMs: moverGraceMs, log: log.child({ component: 'mover' }) }) : null;
+        const watcher = moverGraceMs > 0 ? new MoveWatcher(ks, { selfId: id, graceMs: moverGraceMs, log: log.child({ component: 'mover' }), active }) : null;
         watcher?.start();
         return { ks, healer, watcher };
       } catch (err) {
@@ -205,6 +207,7 @@ export function backgroundMetrics(healer: Healer | null, watcher: MoveWatcher | 
   if (watcher) {
     const p = watcher.progress;
     out.push(
+      { name: 'quorumfs_mover_checks_total', type: 'counter', help: 'Times this node looked for a membership change left without progress.', value: watcher.checks },
       { name: 'quorumfs_mover_changes_total', type: 'counter', help: 'Membership changes this node carried through.', value: watcher.moves },
       { name: 'quorumfs_mover_running', type: 'gauge', help: '1 while this node moves data for a membership change.', value: p ? 1 : 0 },
       { name: 'quorumfs_mover_records_rewritten', type: 'gauge', help: 'Records the running move has rewritten so far.', value: p?.recordsRewritten ?? 0 },

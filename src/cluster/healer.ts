@@ -45,6 +45,8 @@ export interface HealerOptions {
   pageSize?: number;
   /** false: compare every page key by key (the walk before range digests; for tests and comparisons). */
   digests?: boolean;
+  /** Whether a pass may run now (default: always); see MoveWatcherOptions.active. */
+  active?: () => boolean;
 }
 
 const OTHERS_LIMIT = 10_000;
@@ -115,6 +117,7 @@ export class Healer {
     const counts: HealCounts = { recordsChecked: 0, recordsSuspect: 0, recordsLost: 0, recordsRepaired: 0, rangesAgreed: 0, rangesScanned: 0, chunksChecked: 0, chunksCopied: 0, failures: 0 };
     const self = this.ks.peer(this.selfId);
     if (!self) return counts; // not a member (yet): nothing here is placed
+    if (this.opts.active && !this.opts.active()) return counts; // not formatted yet: nothing to heal, and no membership to hand out
     this.current = { startedAt: Date.now(), counts };
     try {
       return await this.walkFrom(self, counts);

@@ -62,6 +62,13 @@ export interface MoveWatcherOptions {
   /** How often the record is read, ms (default: a quarter of the grace, at most 10 s). */
   checkMs?: number;
   log: Logger;
+  /**
+   * Whether to look at all (default: always). A node passes "I have learned
+   * a membership": before that the cluster is not formatted, and a placed
+   * read would hand this node (and the others) the bootstrap membership,
+   * which is format's to do.
+   */
+  active?: () => boolean;
 }
 
 export class MoveWatcher {
@@ -71,6 +78,8 @@ export class MoveWatcher {
   private seen: { epoch: number; at: number } | null = null;
   /** Changes this node carried through (for logs and tests). */
   moves = 0;
+  /** Times this node looked (whether or not there was anything to do). */
+  checks = 0;
   /** The progress of the mover this node runs now, or null. */
   progress: MoveProgress | null = null;
 
@@ -102,6 +111,8 @@ export class MoveWatcher {
   }
 
   private async check(): Promise<void> {
+    this.checks++;
+    if (this.opts.active && !this.opts.active()) return;
     const reader = new Mover(this.ks, { log: this.opts.log, signal: this.abort.signal });
     let m: Membership;
     try {

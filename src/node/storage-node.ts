@@ -75,6 +75,11 @@ export class StorageNode {
   private records: RecordStore | null = null;
   private chunks: ChunkStore | null = null;
   private membership: MembershipKeeper | null = null;
+
+  /** The epoch of the membership this node has learned; 0 before any (a cluster not formatted yet). */
+  get membershipEpoch(): number {
+    return this.membership?.epoch ?? 0;
+  }
   readonly metrics = new NodeMetrics();
   private readonly started = Date.now();
   private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';

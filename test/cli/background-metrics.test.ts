@@ -5,6 +5,7 @@ import { backgroundMetrics } from '../../src/cli/cmd-node.js';
 import type { Healer } from '../../src/cluster/healer.js';
 import type { MoveWatcher } from '../../src/cluster/move-watcher.js';
 import { NodeMetrics } from '../../src/node/metrics.js';
+import { connect, runCli, startNode, writeCluster } from '../helpers/cluster.js';
 
 const counts = { recordsChecked: 500, recordsSuspect: 2, recordsLost: 0, recordsRepaired: 2, rangesAgreed: 9, rangesScanned: 1, chunksChecked: 40, chunksCopied: 3, failures: 0 };
 
@@ -33,4 +34,29 @@ test('idle: no pass, no move; and a node without either adds nothing', (t) => {
   t.is(idle.find((m) => m.name === 'quorumfs_heal_pass_records_checked')?.value, 0);
   t.is(idle.find((m) => m.name === 'quorumfs_mover_running')?.value, 0);
   t.deepEqual(backgroundMetrics(null, null), []);
+});
+
+test('nodes of a cluster not formatted yet look for moves but hand nobody a membership; once formatted, their heal passes run', async (t) => {
+  const cluster = await writeCluster(t, 3);
+  for (const n of cluster.nodes) await startNode(t, cluster, n.id, ['--mover-grace', '1s', '--heal-interval', '1s']);
+  const metric = async (port: number, name: string): Promise<number> => {
+    const text = await fetch(`http://127.0.0.1:${port}/metrics`).then((res) => res.text());
+    return Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+  };
+  const waitFor = async (what: string, ok: () => Promise<boolean>): Promise<void> => {
+    for (const until = Date.now() + 60_000; !(await ok()); ) {
+      if (Date.now() > until) throw new Error(`not within 60 s: ${what}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  // Each node's watcher has looked three times (every 250 ms with a 1 s grace).
+  for (const n of cluster.nodes) await waitFor(`${n.id} looked three times`, async () => (await metric(n.port, 'quorumfs_mover_checks_total')) >= 3);
+  for (const n of cluster.nodes) t.is(await connect(t, cluster, n.id).getMembership(), null, `${n.id} was handed no membership before format`);
+  const f = await runCli(['format', '--config', cluster.configPath]);
+  t.is(f.code, 0, f.stderr);
+  await waitFor('a heal pass on every node after format', async () => {
+    const passes = await Promise.all(cluster.nodes.map((n) => metric(n.port, 'quorumfs_heal_passes_total')));
+    return passes.every((p) => p >= 1);
+  });
+  t.pass();
 });
