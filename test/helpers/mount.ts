@@ -5,7 +5,7 @@
 // test failed (fusermount -u, then umount -l) and kills only its own pids.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ExecutionContext } from 'ava';
 import { CLI, runCli } from './cluster.js';
@@ -66,11 +66,17 @@ export async function mountCluster(t: ExecutionContext, rc: RunningCluster, name
     await exited;
   });
   const until = Date.now() + 20_000;
-  // Mounted and answering (a stale mount is listed too, but cannot answer stat).
+  // Mounted and answering (a stale mount is listed too, but cannot answer stat), and the directory
+  // answering is the mount's, not the one under it: the stale mount listed when /proc/self/mounts
+  // was read may be cleared before the stat, which then answers from the plain directory (a test
+  // once read a file there and found nothing). A mount has a device of its own.
   const live = async (): Promise<boolean> =>
     (await isMounted(dir)) &&
-    (await run('stat', ['-c', '%i', dir]).then(
-      () => true,
+    (await run('stat', ['-c', '%d', dir, dirname(dir)]).then(
+      ({ stdout }) => {
+        const [mine, parent] = stdout.trim().split('\n');
+        return mine !== undefined && mine !== parent;
+      },
       () => false,
     ));
   while (!(await live())) {
