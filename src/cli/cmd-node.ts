@@ -32,6 +32,8 @@ Runs one storage node of the cluster described by FILE.
   --heal-interval D    how often this node checks that its records and chunks
                        are on their other replicas and copies them where
                        missing (self-heal; default 10m, 0 turns it off)
+  --heal-rate MB/S     copy chunks for self-heal at most this fast (default:
+                       as fast as it goes)
   --mover-grace D      how long a membership change may go without progress
                        (its command killed, or asked with --no-wait) before
                        this node carries it on; nodes take turns, the next
@@ -63,6 +65,7 @@ export async function nodeCommand(args: string[]): Promise<number> {
     'reserve-bytes': { type: 'string' },
     'log-level': { type: 'string' },
     'heal-interval': { type: 'string' },
+    'heal-rate': { type: 'string' },
     'mover-grace': { type: 'string' },
     'chunk-writes': { type: 'string' },
     // before the eighth session's default: systemd units written then may still pass it
@@ -71,6 +74,12 @@ export async function nodeCommand(args: string[]): Promise<number> {
   const configFile = requireFlag(values.config, '--config');
   const id = requireFlag(values.id, '--id');
   const healMs = parseDurationFlag(values['heal-interval'], '--heal-interval') ?? DEFAULT_HEAL_MS;
+  let healRate: number | undefined;
+  if (values['heal-rate'] !== undefined) {
+    const mb = Number(values['heal-rate']);
+    if (!Number.isFinite(mb) || mb <= 0) throw new UsageError(`--heal-rate: expected MB/s above 0, got ${JSON.stringify(values['heal-rate'])}`);
+    healRate = mb * 1e6;
+  }
   const moverGraceMs = parseDurationFlag(values['mover-grace'], '--mover-grace') ?? DEFAULT_MOVER_GRACE_MS;
   const level = parseLogLevel(values['log-level']);
   const reserve = parseIntFlag(values['reserve-bytes'], '--reserve-bytes', 0, Number.MAX_SAFE_INTEGER);
@@ -128,7 +137,7 @@ export async function nodeCommand(args: string[]): Promise<number> {
         }
         // Nothing to heal or move before the cluster is formatted (this node then knows no membership).
         const active = (): boolean => storageNode.membershipEpoch > 0;
-        const healer = healMs > 0 ? new Healer(ks, id, { intervalMs: healMs, log: log.child({ component: 'heal' }), active }) : null;
+        const healer = healMs > 0 ? new Healer(ks, id, { intervalMs: healMs, log: log.child({ component: 'heal' }), active, ...(healRate ? { rateBytesPerSec: healRate } : {}) }) : null;
         healer?.start();
         const watcher = moverGraceMs > 0 ? new MoveWatcher(ks, { selfId: id, graceMs: moverGraceMs, log: log.child({ component: 'mover' }), active }) : null;
         watcher?.start();
@@ -197,6 +206,7 @@ export function backgroundMetrics(healer: Healer | null, watcher: MoveWatcher | 
       { name: 'quorumfs_heal_records_checked_total', type: 'counter', help: 'Records checked by finished self-heal passes.', value: t.recordsChecked },
       { name: 'quorumfs_heal_records_repaired_total', type: 'counter', help: 'Records repaired by self-heal.', value: t.recordsRepaired },
       { name: 'quorumfs_heal_chunks_copied_total', type: 'counter', help: 'Chunk copies made by self-heal.', value: t.chunksCopied },
+      { name: 'quorumfs_heal_bytes_copied_total', type: 'counter', help: 'Bytes of the chunk copies made by self-heal.', value: t.bytesCopied },
       { name: 'quorumfs_heal_ranges_agreed_total', type: 'counter', help: 'Pages of records another replica matched by range digest.', value: t.rangesAgreed },
       { name: 'quorumfs_heal_ranges_scanned_total', type: 'counter', help: 'Pages of records compared key by key (their digests differed).', value: t.rangesScanned },
       { name: 'quorumfs_heal_running', type: 'gauge', help: '1 while a self-heal pass runs.', value: cur ? 1 : 0 },

@@ -1,13 +1,16 @@
-// Self-heal, run by every storage node: at an interval, the node walks its own
-// records and chunks and makes sure each key's other replicas hold what it
-// holds (docs/architecture.md, "Maintenance"). A key written while a replica
-// was down is on a majority, so some node that holds it finds the replica
-// lacking and repairs it, with no command run. Records are compared by range
-// digests first (src/util/range-digest.ts: per page of this node's records,
-// each other replica answers one hash over the keys both hold), and only a
-// page whose digests differ is compared key by key (one range scan of that
-// replica); so what crosses the network grows with what differs, not with
-// what is stored. A record found
+// Self-heal, run by every storage node: at an interval, the node makes sure
+// each of its records' and chunks' other replicas hold what it holds
+// (docs/architecture.md, "Maintenance"). A key written while a replica was
+// down is on a majority, so some node that holds it finds the replica lacking
+// and repairs it, with no command run. Records are compared by bucket digests
+// (src/util/range-digest.ts, "Buckets"): each node keeps, per other node, one
+// XOR digest per bucket of the records both hold, up to date as records
+// change; a pass fetches this node's and each peer's digests (one frame each)
+// and reads, from both, only the buckets that differ. So an idle pass reads
+// no record from any disk and sends no record over the network: what a pass
+// costs follows what differs. Every `fullEvery`-th pass walks all records
+// page by page instead (range digests over store scans), which also finds a
+// copy that rotted on disk since the digests were built. A record found
 // differing is looked at again after a pause, because a change in flight
 // differs for a moment on its way to every replica, and only a difference
 // that stays is repaired (a full CASPaxos round, as `quorumfs repair` does).
@@ -15,7 +18,7 @@ import { compareBallots } from '../util/ballot.js';
 import type { ChunkId } from '../util/ids.js';
 import type { Logger } from '../util/log.js';
 import type { AcceptorState } from '../util/paxos.js';
-import { sharedPageDigests } from '../util/range-digest.js';
+import { BucketDigests, RECORD_BUCKETS, sharedPageDigests } from '../util/range-digest.js';
 import { groupOf } from '../keyspace/types.js';
 import type { ClusterKeySpace } from './cluster-keyspace.js';
 import type { Peer } from './peers.js';
@@ -31,7 +34,13 @@ export interface HealCounts {
   rangesScanned: number;
   chunksChecked: number;
   chunksCopied: number;
+  /** Bytes of the chunk copies made. */
+  bytesCopied: number;
   failures: number;
+}
+
+function noCounts(): HealCounts {
+  return { recordsChecked: 0, recordsSuspect: 0, recordsLost: 0, recordsRepaired: 0, rangesAgreed: 0, rangesScanned: 0, chunksChecked: 0, chunksCopied: 0, bytesCopied: 0, failures: 0 };
 }
 
 export interface HealerOptions {
@@ -43,23 +52,36 @@ export interface HealerOptions {
   settleMs?: number;
   log: Logger;
   pageSize?: number;
-  /** false: compare every page key by key (the walk before range digests; for tests and comparisons). */
-  digests?: boolean;
+  /**
+   * 'buckets' (default): bucket digests, with a full walk every `fullEvery`-th pass;
+   * 'pages': always the full walk with range digests per page; false: the full
+   * walk comparing every page key by key (for tests and comparisons).
+   */
+  digests?: 'buckets' | 'pages' | false;
+  /** Every this many passes, a full walk (default 12; the first pass is a bucket pass). */
+  fullEvery?: number;
+  /** Chunk bytes a pass copies per second at most (unlimited by default): heal beside a busy cluster. */
+  rateBytesPerSec?: number;
   /** Whether a pass may run now (default: always); see MoveWatcherOptions.active. */
   active?: () => boolean;
 }
 
 const OTHERS_LIMIT = 10_000;
 
+interface BucketKeys {
+  states: Map<string, AcceptorState>;
+  lost: Set<string>;
+}
+
 export class Healer {
   private timer: NodeJS.Timeout | null = null;
   private dueAt = 0;
   private running: Promise<HealCounts> | null = null;
   private stopped = false;
-  /** The pass running now (its counts so far, and when it started), or null. */
-  current: { startedAt: number; counts: HealCounts } | null = null;
+  /** The pass running now (its counts so far, what kind, and when it started), or null. */
+  current: { startedAt: number; counts: HealCounts; full: boolean } | null = null;
   passes = 0;
-  readonly totals: HealCounts = { recordsChecked: 0, recordsSuspect: 0, recordsLost: 0, recordsRepaired: 0, rangesAgreed: 0, rangesScanned: 0, chunksChecked: 0, chunksCopied: 0, failures: 0 };
+  readonly totals: HealCounts = noCounts();
 
   constructor(
     private readonly ks: ClusterKeySpace,
@@ -114,21 +136,23 @@ export class Healer {
   }
 
   private async walk(): Promise<HealCounts> {
-    const counts: HealCounts = { recordsChecked: 0, recordsSuspect: 0, recordsLost: 0, recordsRepaired: 0, rangesAgreed: 0, rangesScanned: 0, chunksChecked: 0, chunksCopied: 0, failures: 0 };
+    const counts = noCounts();
     const self = this.ks.peer(this.selfId);
     if (!self) return counts; // not a member (yet): nothing here is placed
     if (this.opts.active && !this.opts.active()) return counts; // not formatted yet: nothing to heal, and no membership to hand out
-    this.current = { startedAt: Date.now(), counts };
+    const mode = this.opts.digests ?? 'buckets';
+    const full = mode !== 'buckets' || (this.passes > 0 && this.passes % (this.opts.fullEvery ?? 12) === 0);
+    this.current = { startedAt: Date.now(), counts, full };
     try {
-      return await this.walkFrom(self, counts);
+      return await this.walkFrom(self, counts, full);
     } finally {
       this.current = null;
       this.passes++;
     }
   }
 
-  private async walkFrom(self: Peer, counts: HealCounts): Promise<HealCounts> {
-    const suspects = await this.findSuspects(self, counts);
+  private async walkFrom(self: Peer, counts: HealCounts, full: boolean): Promise<HealCounts> {
+    const suspects = full ? await this.findSuspects(self, counts) : await this.findByBuckets(self, counts);
     if (suspects.length > 0) {
       await new Promise((r) => setTimeout(r, this.opts.settleMs ?? 2000));
       for (const { key, lost } of suspects) {
@@ -221,6 +245,102 @@ export class Healer {
   }
 
   /**
+   * Records whose replicas differ, found by bucket digests: this node's and
+   * each peer's digests of what both hold, then both sides' keys of each
+   * bucket that differs. Keys a peer holds that this node lacks are suspects
+   * too (this node is placed to hold them: it has missed them).
+   */
+  private async findByBuckets(self: Peer, counts: HealCounts): Promise<Array<{ key: Buffer; lost: boolean }>> {
+    const m = this.ks.view.membership;
+    const opts = { timeoutMs: this.ks.opts.requestTimeoutMs, epoch: m.epoch };
+    const others = this.ks.peers.filter((p) => p.id !== this.selfId && p.up);
+    const differing = new Map<number, Peer[]>();
+    let covered = 0;
+    await Promise.all(
+      others.map(async (p) => {
+        try {
+          const [mine, theirs] = await Promise.all([
+            self.track((c) => c.bucketDigests(p.id, opts), m.epoch),
+            p.track((c) => c.bucketDigests(this.selfId, opts), m.epoch),
+          ]);
+          const ours = new BucketDigests();
+          mine.xor.copy(ours.xor);
+          ours.counts.set(mine.counts);
+          const diff = ours.differing(theirs);
+          counts.rangesAgreed += RECORD_BUCKETS - diff.length;
+          counts.rangesScanned += diff.length;
+          covered = Math.max(covered, mine.counts.reduce((a, b) => a + b, 0));
+          for (const b of diff) differing.set(b, [...(differing.get(b) ?? []), p]);
+        } catch (err) {
+          counts.failures++;
+          this.opts.log.debug({ node: p.id, err: (err as Error).message }, 'heal: bucket digests not compared');
+        }
+      }),
+    );
+    counts.recordsChecked += covered;
+    const suspects: Array<{ key: Buffer; lost: boolean }> = [];
+    for (const b of [...differing.keys()].sort((x, y) => x - y)) {
+      if (this.stopped) break;
+      const peers = differing.get(b)!;
+      let here: BucketKeys;
+      const there = new Map<string, BucketKeys>();
+      try {
+        here = await this.readBucket(self, b);
+        await Promise.all(peers.map(async (p) => there.set(p.id, await this.readBucket(p, b))));
+      } catch (err) {
+        counts.failures++;
+        this.opts.log.debug({ bucket: b, err: (err as Error).message }, 'heal: bucket not compared');
+        continue;
+      }
+      const suspect = new Map<string, boolean>();
+      const replicasOf = (key: Buffer): string[] | null => {
+        const replicas = this.ks.view.keyQuorum(groupOf(key)).acceptors.map((a) => a.id);
+        return replicas.includes(this.selfId) ? replicas : null;
+      };
+      for (const id of here.lost) suspect.set(id, true);
+      for (const [id, state] of here.states) {
+        const key = Buffer.from(id, 'latin1');
+        const replicas = replicasOf(key);
+        if (!replicas) continue;
+        for (const p of peers) {
+          if (!replicas.includes(p.id)) continue;
+          const theirs = there.get(p.id)!;
+          if (theirs.lost.has(id)) suspect.set(id, true);
+          else {
+            const s = theirs.states.get(id);
+            if (!s || compareBallots(s.accepted, state.accepted) !== 0) suspect.set(id, suspect.get(id) ?? false);
+          }
+        }
+      }
+      for (const theirs of there.values()) {
+        for (const id of [...theirs.states.keys(), ...theirs.lost]) {
+          if (here.states.has(id) || here.lost.has(id) || suspect.has(id)) continue;
+          if (replicasOf(Buffer.from(id, 'latin1'))) suspect.set(id, theirs.lost.has(id));
+        }
+      }
+      for (const [id, lost] of suspect) {
+        if (lost) counts.recordsLost++;
+        suspects.push({ key: Buffer.from(id, 'latin1'), lost });
+      }
+    }
+    counts.recordsSuspect += suspects.length;
+    return suspects;
+  }
+
+  /** Every key of one bucket on one node, page by page. */
+  private async readBucket(p: Peer, bucket: number): Promise<BucketKeys> {
+    const out: BucketKeys = { states: new Map(), lost: new Set() };
+    let start: Buffer = Buffer.alloc(0);
+    for (;;) {
+      const r = await p.track((c) => c.scanBucket(bucket, start, OTHERS_LIMIT, { timeoutMs: this.ks.opts.requestTimeoutMs, epoch: this.ks.view.membership.epoch }), this.ks.view.membership.epoch);
+      for (const e of r.entries) out.states.set(e.key.toString('latin1'), e.state);
+      for (const k of r.lost ?? []) out.lost.add(k.toString('latin1'));
+      if (!r.next) return out;
+      start = r.next;
+    }
+  }
+
+  /**
    * Looks at a differing record again; repairs it if its replicas still
    * differ. A lost copy is repaired at once: it answers no read to compare,
    * and only a round above its node's ceiling heals it (the repair's retry).
@@ -246,6 +366,18 @@ export class Healer {
     }
   }
 
+  /** Waits while the pass's chunk bytes copied are ahead of the rate (measured from the start of the pass). */
+  private async throttle(counts: HealCounts): Promise<void> {
+    const rate = this.opts.rateBytesPerSec;
+    const startedAt = this.current?.startedAt;
+    if (!rate || startedAt === undefined) return;
+    for (;;) {
+      const due = startedAt + (counts.bytesCopied / rate) * 1000;
+      if (due <= Date.now() || this.stopped) return;
+      await new Promise((r) => setTimeout(r, Math.min(1000, due - Date.now())));
+    }
+  }
+
   private async chunks(self: Peer, counts: HealCounts): Promise<void> {
     let after: ChunkId | null = null;
     while (!this.stopped) {
@@ -268,8 +400,9 @@ export class Healer {
           const has = await peer.track((c) => c.hasChunks(list, { timeoutMs: this.ks.opts.requestTimeoutMs }));
           for (let i = 0; i < list.length; i++) {
             if (has[i] || this.stopped) continue;
-            await this.ks.chunks.copyTo(list[i]!, peer, Date.now() + this.ks.opts.requestTimeoutMs);
+            counts.bytesCopied += await this.ks.chunks.copyTo(list[i]!, peer, Date.now() + this.ks.opts.requestTimeoutMs);
             counts.chunksCopied++;
+            await this.throttle(counts);
           }
         } catch (err) {
           counts.failures++;

@@ -9,12 +9,15 @@ import type { ChunkStore } from '../store/chunk-store.js';
 import type { RecordStore } from '../store/record-store.js';
 import type { MembershipKeeper } from './membership-keeper.js';
 import { sharedPageDigest } from '../util/range-digest.js';
+import type { RecordDigests } from './record-digests.js';
 
 export interface NodeStores {
   nodeId: string;
   records: RecordStore;
   chunks: ChunkStore;
   membership: MembershipKeeper;
+  /** Self-heal's bucket digests, kept as records change. */
+  digests: RecordDigests;
   stat(): Promise<M.NodeStat>;
 }
 
@@ -40,6 +43,8 @@ const PLACED_OPS: ReadonlySet<number> = new Set([
   M.Op.RecordLearn,
   M.Op.RecordDrop,
   M.Op.RecordDigest,
+  M.Op.RecordBucketDigests,
+  M.Op.RecordBucketScan,
   M.Op.ChunkPut,
   M.Op.ChunkGet,
   M.Op.ChunkBlocks,
@@ -171,6 +176,26 @@ export function nodeOps(s: NodeStores, sessions = new LeaseSessions()): Map<numb
         run(r, _ctx, reply) {
           M.DigestReplyCodec.encode(reply, digestRange(s, r));
         },
+      }),
+    ],
+    [
+      M.Op.RecordBucketDigests,
+      handler('record_bucket_digests', {
+        decode: M.BucketDigestsRequestCodec.decode,
+        run(r, _ctx, reply) {
+          M.BucketDigestsReplyCodec.encode(reply, s.digests.forPeer(r.peer));
+        },
+        replySize: 24 * 1024,
+      }),
+    ],
+    [
+      M.Op.RecordBucketScan,
+      handler('record_bucket_scan', {
+        decode: M.BucketScanRequestCodec.decode,
+        run(r, _ctx, reply) {
+          M.ScanReplyCodec.encode(reply, s.records.scanBucket(r.bucket, r.start, r.limit));
+        },
+        replySize: 4096,
       }),
     ],
     [

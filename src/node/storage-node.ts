@@ -12,6 +12,7 @@ import { QfsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { nodeOps } from './handlers.js';
 import { MembershipKeeper } from './membership-keeper.js';
+import { RecordDigests } from './record-digests.js';
 import { NodeMetrics } from './metrics.js';
 import type { NodeStat } from '../rpc/messages.js';
 
@@ -75,6 +76,8 @@ export class StorageNode {
   private records: RecordStore | null = null;
   private chunks: ChunkStore | null = null;
   private membership: MembershipKeeper | null = null;
+  /** Self-heal's bucket digests (null before the node starts). */
+  digests: RecordDigests | null = null;
 
   /** The epoch of the membership this node has learned; 0 before any (a cluster not formatted yet). */
   get membershipEpoch(): number {
@@ -107,7 +110,12 @@ export class StorageNode {
     this.http = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest) : createHttpServer(onRequest);
     // Idle HTTP keep-alive sockets must not hold shutdown open.
     this.http.keepAliveTimeout = 5000;
-    const stores = { nodeId: opts.nodeId, records: this.records, chunks: this.chunks, membership: this.membership, stat: () => this.stat() };
+    const membership = this.membership;
+    const digests = (this.digests = new RecordDigests(this.records, opts.nodeId, () => membership.membership));
+    this.metrics.more.push(() => [
+      { name: 'quorumfs_record_digest_builds_total', type: 'counter', help: "Walks of this node's record store made to build self-heal's bucket digests (one per membership epoch, or after a write rolled back).", value: digests.builds },
+    ]);
+    const stores = { nodeId: opts.nodeId, records: this.records, chunks: this.chunks, membership, digests: this.digests, stat: () => this.stat() };
     this.rpc = new RpcServer({
       server: this.http,
       path: RPC_PATH,

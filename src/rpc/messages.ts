@@ -8,6 +8,7 @@ import { parseChunkId, type ChunkId } from '../util/ids.js';
 import type { AcceptorState, RecordValue } from '../util/paxos.js';
 import { MAX_CHUNK_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES } from '../util/paxos.js';
 import type { ScopeCall } from '../util/lease.js';
+import { BUCKET_DIGEST_BYTES, RECORD_BUCKETS } from '../util/range-digest.js';
 
 export const Op = {
   Ping: 1,
@@ -20,6 +21,8 @@ export const Op = {
   RecordLearn: 15,
   RecordDrop: 16,
   RecordDigest: 17,
+  RecordBucketDigests: 18,
+  RecordBucketScan: 19,
   ChunkPut: 20,
   ChunkGet: 21,
   ChunkHas: 22,
@@ -673,5 +676,58 @@ export const RecordDrop = {
     for (let i = 0; i < n; i++) keys.push(decodeKey(d));
     d.end();
     return keys;
+  },
+};
+
+/** Self-heal: the bucket digests of the records the answering node and `peer` both hold. */
+export const BucketDigestsRequestCodec = {
+  encode(e: Encoder, r: { peer: string }): void {
+    e.str(r.peer);
+  },
+  decode(d: Decoder): { peer: string } {
+    const peer = d.str(MAX_NODE_ID_BYTES, 'peer id');
+    d.end();
+    return { peer };
+  },
+};
+
+export interface BucketDigestsReply {
+  /** RECORD_BUCKETS digests of BUCKET_DIGEST_BYTES each, in bucket order. */
+  xor: Buffer;
+  counts: Uint32Array;
+}
+
+export const BucketDigestsReplyCodec = {
+  encode(e: Encoder, r: BucketDigestsReply): void {
+    e.raw(r.xor);
+    for (let b = 0; b < RECORD_BUCKETS; b++) e.u32(r.counts[b]!);
+  },
+  decode(d: Decoder): BucketDigestsReply {
+    const xor = Buffer.from(d.raw(RECORD_BUCKETS * BUCKET_DIGEST_BYTES, 'bucket digests'));
+    const counts = new Uint32Array(RECORD_BUCKETS);
+    for (let b = 0; b < RECORD_BUCKETS; b++) counts[b] = d.u32('bucket count');
+    d.end();
+    return { xor, counts };
+  },
+};
+
+export interface BucketScanRequest {
+  bucket: number;
+  /** The first key to return, or an empty buffer for the bucket's start. */
+  start: Buffer;
+  limit: number;
+}
+
+export const BucketScanRequestCodec = {
+  encode(e: Encoder, r: BucketScanRequest): void {
+    e.u32(r.bucket).bytes(r.start).u32(r.limit);
+  },
+  decode(d: Decoder): BucketScanRequest {
+    const bucket = d.u32('bucket');
+    if (bucket >= RECORD_BUCKETS) throw new QfsError('bad_request', `bucket ${bucket} is not below ${RECORD_BUCKETS}`);
+    const start = d.bytes(MAX_KEY_BYTES, 'bucket scan start');
+    const limit = decodeLimit(d, MAX_SCAN_LIMIT);
+    d.end();
+    return { bucket, start, limit };
   },
 };

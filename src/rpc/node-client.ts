@@ -70,6 +70,16 @@ export class NodeClient {
     return this.call(M.Op.RecordScan, M.RecordScan, req, M.ScanReplyCodec, opts);
   }
 
+  /** Self-heal's bucket digests of the records this node and `peer` both hold (src/util/range-digest.ts, "Buckets"). */
+  bucketDigests(peer: string, opts?: CallOptions): Promise<M.BucketDigestsReply> {
+    return this.call(M.Op.RecordBucketDigests, M.BucketDigestsRequestCodec, { peer }, M.BucketDigestsReplyCodec, opts);
+  }
+
+  /** Committed states of one bucket's keys from `start` on, lost keys listed (self-heal). */
+  scanBucket(bucket: number, start: Buffer, limit: number, opts?: CallOptions): Promise<M.ScanReply> {
+    return this.call(M.Op.RecordBucketScan, M.BucketScanRequestCodec, { bucket, start, limit }, M.ScanReplyCodec, opts);
+  }
+
   /** Self-heal's digest of the records in [start, end) this node and `peer` both hold (src/util/range-digest.ts). */
   digest(start: Buffer, end: Buffer | null, limit: number, peer: string, opts?: CallOptions): Promise<M.DigestReply> {
     return this.call(M.Op.RecordDigest, M.RecordDigest, { start, end, limit, peer }, M.DigestReplyCodec, opts);

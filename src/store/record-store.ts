@@ -49,6 +49,16 @@
 // promised = ceiling with an unknown accepted value (src/util/paxos.ts,
 // lostState): refusing prepares, answering no read or scan, taking an accept
 // only above the ceiling, which heals it.
+//
+// Buckets: self-heal compares records bucket by bucket (src/util/range-digest.ts,
+// recordBucket), so the store keeps a second sub-database, `buckets`, with one
+// empty entry per stored key under (bucket, key), written in the same batch
+// as the key's first state and removed in the same batch as the key: a
+// bucket's keys are then one range read, whatever the key order. And it
+// tells a listener, synchronously and in call order, every change of a key's
+// accepted ballot as decisions see it, so the node can keep bucket digests
+// up to date instead of reading the store on every pass; a write that fails
+// and rolls back makes the listener unsure (it rebuilds).
 import { mkdir, statfs } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
@@ -59,6 +69,7 @@ import { decideAccept, decideLearn, decideLostAccept, decidePrepare, decidePurge
 import { admitScopeRead, admitScopeWrite, admitSettlingScan, decodeLease, type LeaseRecord, type ScopeCall } from '../util/lease.js';
 import { open as openEnvelope } from '../util/envelope.js';
 import { crc32 } from 'node:zlib';
+import { recordBucket, RECORD_BUCKETS } from '../util/range-digest.js';
 import { RecordChecksumError, decodeBallot, decodeState, encodeBallot, encodeState } from './record-codec.js';
 import { EMPTY_VALUE, MAX_KEY_BYTES, MAX_VALUE_BYTES, type AcceptorState, type RecordValue } from './types.js';
 import { fsyncDir } from './durable-files.js';
@@ -80,6 +91,16 @@ export interface ScanResult {
   lost?: Buffer[];
 }
 
+/** What a key's copy holds for self-heal's digests: the ballot it accepted, nothing (null), or a copy that fails its checksum. */
+export type AcceptedMark = Ballot | null | 'lost';
+
+export interface AcceptedListener {
+  /** A key's accepted ballot, as decisions see it, goes from `before` to `after` (synchronously, in call order). */
+  changed(key: Buffer, before: AcceptedMark, after: AcceptedMark): void;
+  /** A write failed and was rolled back: what `changed` said since the last rebuild may not hold. */
+  unsure(): void;
+}
+
 interface Pending {
   /** null: the key is being purged. */
   readonly state: AcceptorState | null;
@@ -90,6 +111,8 @@ interface Pending {
 
 const FLOOR_KEY = 'purge-floor';
 const CEILING_KEY = 'ballot-ceiling';
+/** Set once every stored key has its entry in `buckets` (stores from before buckets are indexed at open). */
+const BUCKETS_KEY = 'bucket-index';
 /** The ceiling rises this many counters past the ballot that passed it. */
 const CEILING_STEP = 2 ** 20;
 /** Above every proposer id: a ballot of counter C with it is at least every ballot of counter C. */
@@ -118,12 +141,14 @@ export class RecordStore {
   /** Lost keys this process has met (reads, decisions, scans), for /metrics. */
   lostSeen = 0;
   private closing: Promise<void> | null = null;
+  private listener: AcceptedListener | null = null;
 
   private constructor(
     private readonly dir: string,
     private readonly env: RootDatabase,
     private readonly records: Database<Buffer, Buffer>,
     private readonly meta: Database<Buffer, string>,
+    private readonly buckets: Database<Buffer, Buffer>,
     floor: Ballot,
     ceiling: number,
     private readonly log: Logger,
@@ -141,13 +166,15 @@ export class RecordStore {
       env = open({ path: dir, noSubdir: false, overlappingSync: false, noSync: false, eventTurnBatching: false, maxDbs: 4 });
       const records = env.openDB<Buffer, Buffer>({ name: 'records', keyEncoding: 'binary', encoding: 'binary' });
       const meta = env.openDB<Buffer, string>({ name: 'meta', encoding: 'binary' });
+      const buckets = env.openDB<Buffer, Buffer>({ name: 'buckets', keyEncoding: 'binary', encoding: 'binary' });
       // lmdb creates data.mdb and lock.mdb but never syncs the directory that names them.
       await fsyncDir(dir);
       await fsyncDir(dirname(dir));
       const stored = meta.get(FLOOR_KEY);
       const floor = stored ? decodeBallot(stored) : ZERO_BALLOT;
       const ceiling = await loadCeiling(env, records, meta, floor, log);
-      const store = new RecordStore(dir, env, records, meta, floor, ceiling, log);
+      await indexBuckets(env, records, meta, buckets, log);
+      const store = new RecordStore(dir, env, records, meta, buckets, floor, ceiling, log);
       log.debug({ dir, records: store.count(), floor, ceiling }, 'record store open');
       return store;
     } catch (err) {
@@ -174,7 +201,7 @@ export class RecordStore {
       await this.settled(k);
       return { ok: false, state: this.annotate(cur, scope) };
     }
-    const next = this.persistState(k, key, decided);
+    const next = this.persistState(k, key, decided, cur);
     await next.written;
     return { ok: true, state: this.annotate(next.state, scope) };
   }
@@ -194,7 +221,7 @@ export class RecordStore {
     if (found === LOST) {
       const healed = decideLostAccept(this.ceiling(), copyBallot(ballot), value, promiseNext, scope?.term);
       if (!healed) return { ok: false, state: lostState(this.ceiling()) };
-      const next = this.persistState(k, key, healed);
+      const next = this.persistState(k, key, healed, LOST);
       await next.written;
       this.log.info({ key: key.toString('hex') }, 'record store: a lost key was healed by an accept above the ceiling');
       return { ok: true, state: this.annotate(next.state, scope) };
@@ -209,7 +236,7 @@ export class RecordStore {
       await this.settled(k);
       return { ok: false, state: this.annotate(cur, scope) };
     }
-    const next = this.persistState(k, key, decided);
+    const next = this.persistState(k, key, decided, cur);
     await next.written;
     return { ok: true, state: this.annotate(next.state, scope) };
   }
@@ -230,7 +257,7 @@ export class RecordStore {
       await this.settled(k);
       return cur.tag === undefined && compareBallots(cur.accepted, ballot) === 0;
     }
-    await this.persistState(k, key, decided).written;
+    await this.persistState(k, key, decided, cur).written;
     return true;
   }
 
@@ -316,27 +343,42 @@ export class RecordStore {
     const range: { start?: Buffer; end?: Buffer } = {};
     if (start.length > 0) range.start = start;
     if (end !== null) range.end = end;
+    return this.collect(
+      entries,
+      limit,
+      (function* (records: Database<Buffer, Buffer>) {
+        for (const { key, value } of records.getRange(range)) yield { key: Buffer.from(key), value };
+      })(this.records),
+    );
+  }
+
+  /**
+   * A scan's page from (key, stored bytes) in key order: lost keys listed
+   * beside the entries, promise-only keys stepped over (at most
+   * MAX_SCAN_SKIPPED), cut at `limit` with the next key to start from.
+   */
+  private collect(entries: ScanResult['entries'], limit: number, rows: Iterable<{ key: Buffer; value: Buffer }>): ScanResult {
     let skipped = 0;
     const lost: Buffer[] = [];
     const page = (next: Buffer | null): ScanResult => (lost.length > 0 ? { entries, next, lost } : { entries, next });
     try {
-      for (const { key, value } of this.records.getRange(range)) {
+      for (const { key, value } of rows) {
         let state: AcceptorState;
         try {
           state = decodeState(value);
         } catch (err) {
           if (!(err instanceof RecordChecksumError)) throw err;
           this.noteLost(key);
-          if (entries.length + lost.length === limit) return page(Buffer.from(key));
-          lost.push(Buffer.from(key));
+          if (entries.length + lost.length === limit) return page(key);
+          lost.push(key);
           continue;
         }
         if (state.value.kind === 'empty') {
-          if (++skipped > MAX_SCAN_SKIPPED) return page(Buffer.from(key));
+          if (++skipped > MAX_SCAN_SKIPPED) return page(key);
           continue;
         }
-        if (entries.length + lost.length === limit) return page(Buffer.from(key));
-        entries.push({ key: Buffer.from(key), state });
+        if (entries.length + lost.length === limit) return page(key);
+        entries.push({ key, state });
       }
     } catch (err) {
       throw this.fail(err, 'scan');
@@ -357,20 +399,23 @@ export class RecordStore {
       await this.settled(k);
       return false;
     }
-    await this.removeRaisingFloor(k, key, floor);
+    await this.removeRaisingFloor(k, key, floor, cur);
     return true;
   }
 
   /** Removes `key` and raises the purge floor to `floor` in one durable commit. */
-  private async removeRaisingFloor(k: string, key: Buffer, floor: Ballot): Promise<void> {
+  private async removeRaisingFloor(k: string, key: Buffer, floor: Ballot, before: AcceptorState | typeof LOST): Promise<void> {
     const floorBytes = encodeBallot(floor);
     this.floor = floor;
     const floorSeq = ++this.floorSeq;
+    const indexKey = bucketIndexKey(key);
     try {
+      this.tell(key, before, null);
       await this.persist(k, null, () =>
         this.env.batch(() => {
           this.meta.put(FLOOR_KEY, floorBytes);
           this.records.remove(key);
+          this.buckets.remove(indexKey);
         }),
       );
     } catch (err) {
@@ -396,7 +441,7 @@ export class RecordStore {
     if (this.stored(key) === null && !this.pending.has(k)) return false;
     const held = cur === LOST ? this.ceiling() : maxBallot(cur.promised, cur.accepted);
     const floor = maxBallot(this.floor, held);
-    await this.removeRaisingFloor(k, key, floor);
+    await this.removeRaisingFloor(k, key, floor, cur);
     return true;
   }
 
@@ -459,30 +504,133 @@ export class RecordStore {
     await this.pending.get(k)?.done;
   }
 
-  private persistState(k: string, key: Buffer, state: AcceptorState): { state: AcceptorState; written: Promise<void> } {
+  private persistState(k: string, key: Buffer, state: AcceptorState, before: AcceptorState | typeof LOST): { state: AcceptorState; written: Promise<void> } {
     const encoded = encodeState(state);
     // Value bytes in the reply and the overlay are a view of the encoded buffer: no second copy.
     const shared = decodeState(encoded, true);
     const highest = Math.max(state.promised.counter, state.accepted.counter);
-    if (highest < this.durableCeiling) return { state: shared, written: this.persist(k, shared, () => this.records.put(key, encoded)) };
-    // Past the ceiling: it rises in the same transaction. Targets only grow and
-    // lmdb commits in call order, so the stored ceiling never goes back. A batch,
-    // not a transaction callback: lmdb-js runs queued transaction callbacks after
-    // the queued single writes, so an older state written in one would land after
-    // a newer plain put of the same key (a CI run caught exactly that: a map page
-    // going back after a truncate). A batch's writes keep their call order.
-    this.ceilingTarget = Math.max(this.ceilingTarget, Math.min(highest + CEILING_STEP, Number.MAX_SAFE_INTEGER));
-    const ceilingBytes = encodeCeiling(this.ceilingTarget);
-    const target = this.ceilingTarget;
-    const written = this.persist(k, shared, () =>
-      this.env.batch(() => {
-        this.meta.put(CEILING_KEY, ceilingBytes);
-        this.records.put(key, encoded);
-      }),
-    ).then(() => {
-      this.durableCeiling = Math.max(this.durableCeiling, target);
-    });
+    // A key's first state brings its bucket entry, in the same batch.
+    const pending = this.pending.get(k);
+    const indexKey = (pending ? pending.state === null : !this.exists(key)) ? bucketIndexKey(key) : null;
+    // Told first: a write that fails, at once or at its commit, is followed by `unsure`.
+    this.tell(key, before, shared);
+    let written: Promise<void>;
+    if (highest < this.durableCeiling) {
+      written = this.persist(k, shared, () =>
+        indexKey
+          ? this.env.batch(() => {
+              this.buckets.put(indexKey, EMPTY);
+              this.records.put(key, encoded);
+            })
+          : this.records.put(key, encoded),
+      );
+    } else {
+      // Past the ceiling: it rises in the same transaction. Targets only grow and
+      // lmdb commits in call order, so the stored ceiling never goes back. A batch,
+      // not a transaction callback: lmdb-js runs queued transaction callbacks after
+      // the queued single writes, so an older state written in one would land after
+      // a newer plain put of the same key (a CI run caught exactly that: a map page
+      // going back after a truncate). A batch's writes keep their call order.
+      this.ceilingTarget = Math.max(this.ceilingTarget, Math.min(highest + CEILING_STEP, Number.MAX_SAFE_INTEGER));
+      const ceilingBytes = encodeCeiling(this.ceilingTarget);
+      const target = this.ceilingTarget;
+      written = this.persist(k, shared, () =>
+        this.env.batch(() => {
+          this.meta.put(CEILING_KEY, ceilingBytes);
+          if (indexKey) this.buckets.put(indexKey, EMPTY);
+          this.records.put(key, encoded);
+        }),
+      ).then(() => {
+        this.durableCeiling = Math.max(this.durableCeiling, target);
+      });
+    }
     return { state: shared, written };
+  }
+
+  private exists(key: Buffer): boolean {
+    try {
+      return this.records.doesExist(key);
+    } catch (err) {
+      throw this.fail(err, 'read');
+    }
+  }
+
+  /** Tells the listener of a change of the accepted ballot (the overlay has just been set). */
+  private tell(key: Buffer, before: AcceptorState | typeof LOST, after: AcceptorState | null): void {
+    if (!this.listener) return;
+    const was = markOf(before);
+    const now = after ? markOf(after) : null;
+    if (was === now || (was !== null && was !== 'lost' && now !== null && now !== 'lost' && compareBallots(was, now) === 0)) return;
+    this.listener.changed(key, was, now);
+  }
+
+  /**
+   * Sets the listener of accepted-ballot changes and hands it every key's
+   * mark as decisions see it now (the overlay included), synchronously, so
+   * that nothing changes between the walk and the first change it hears of.
+   */
+  listen(listener: AcceptedListener | null, each?: (key: Buffer, mark: AcceptedMark) => void): void {
+    this.checkOpen();
+    this.listener = listener;
+    if (!each) return;
+    const inFlight = new Map(this.pending);
+    try {
+      for (const { key, value } of this.records.getRange({})) {
+        const k = Buffer.from(key).toString('latin1');
+        const p = inFlight.get(k);
+        let mark: AcceptedMark;
+        if (p) {
+          inFlight.delete(k);
+          if (!p.state) continue;
+          mark = markOf(p.state);
+        } else {
+          try {
+            mark = markOf(decodeState(value));
+          } catch (err) {
+            if (!(err instanceof RecordChecksumError)) throw err;
+            mark = 'lost';
+          }
+        }
+        if (mark !== null) each(Buffer.from(key), mark);
+      }
+    } catch (err) {
+      throw this.fail(err, 'scan');
+    }
+    for (const [k, p] of inFlight) {
+      const mark = p.state ? markOf(p.state) : null;
+      if (mark !== null) each(Buffer.from(k, 'latin1'), mark);
+    }
+  }
+
+  /**
+   * Committed states of the keys of one bucket (src/util/range-digest.ts,
+   * recordBucket) from `start` on, in key order; as `scan` with lost keys
+   * listed, for self-heal.
+   */
+  scanBucket(bucket: number, start: Buffer, limit: number): ScanResult {
+    this.checkOpen();
+    if (!Number.isInteger(bucket) || bucket < 0 || bucket >= RECORD_BUCKETS) throw new QfsError('bad_request', `bucket ${bucket} is not in 0..${RECORD_BUCKETS - 1}`);
+    if (!Buffer.isBuffer(start) || start.length > MAX_KEY_BYTES) throw new QfsError('bad_request', 'bucket scan start must be a key of at most MAX_KEY_BYTES');
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new QfsError('bad_request', `scan limit ${limit} must be a positive integer`);
+    const head = Buffer.alloc(2);
+    head.writeUInt16BE(bucket);
+    const range: { start: Buffer; end?: Buffer } = { start: Buffer.concat([head, start]) };
+    if (bucket + 1 < RECORD_BUCKETS) {
+      const end = Buffer.alloc(2);
+      end.writeUInt16BE(bucket + 1);
+      range.end = end;
+    }
+    return this.collect(
+      [],
+      limit,
+      (function* (buckets: Database<Buffer, Buffer>, records: Database<Buffer, Buffer>) {
+        for (const indexKey of buckets.getKeys(range)) {
+          const key = Buffer.from(indexKey.subarray(2));
+          const value = records.get(key);
+          if (value) yield { key, value };
+        }
+      })(this.buckets, this.records),
+    );
   }
 
   /** Records `state` in the overlay while `write` is in flight; drops it once that write settles unless a newer one replaced it. */
@@ -491,6 +639,7 @@ export class RecordStore {
     try {
       written = write();
     } catch (err) {
+      this.listener?.unsure();
       return Promise.reject(this.fail(err, 'write'));
     }
     const seq = ++this.seq;
@@ -500,6 +649,7 @@ export class RecordStore {
     };
     const result = written.then(settle, async (err: unknown) => {
       settle();
+      this.listener?.unsure();
       throw this.fail(await this.writeFailure(err), 'write');
     });
     this.pending.set(k, { state, seq, done: result.catch(() => {}) });
@@ -567,6 +717,45 @@ async function loadCeiling(env: RootDatabase, records: Database<Buffer, Buffer>,
     meta.put(CEILING_KEY, encodeCeiling(ceiling));
   });
   return ceiling;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+function bucketIndexKey(key: Buffer): Buffer {
+  const b = Buffer.allocUnsafe(2 + key.length);
+  b.writeUInt16BE(recordBucket(key), 0);
+  key.copy(b, 2);
+  return b;
+}
+
+/** What self-heal's digests count of a state: the accepted ballot of a value or tombstone. */
+function markOf(s: AcceptorState | typeof LOST): AcceptedMark {
+  if (s === LOST) return 'lost';
+  return s.accepted.counter > 0 && s.value.kind !== 'empty' ? s.accepted : null;
+}
+
+/** A store from before buckets: every key gets its bucket entry, once, before the store serves. */
+async function indexBuckets(env: RootDatabase, records: Database<Buffer, Buffer>, meta: Database<Buffer, string>, buckets: Database<Buffer, Buffer>, log: Logger): Promise<void> {
+  if (meta.get(BUCKETS_KEY)) return;
+  let keys: Buffer[] = [];
+  let total = 0;
+  const flush = async (): Promise<void> => {
+    const batch = keys;
+    keys = [];
+    await env.batch(() => {
+      for (const key of batch) buckets.put(bucketIndexKey(key), EMPTY);
+    });
+  };
+  for (const key of records.getKeys({})) {
+    keys.push(Buffer.from(key));
+    total++;
+    if (keys.length >= 10_000) await flush();
+  }
+  await flush();
+  await env.batch(() => {
+    meta.put(BUCKETS_KEY, Buffer.from([1]));
+  });
+  if (total > 0) log.info({ keys: total }, 'record store: bucket index built');
 }
 
 function absentState(floor: Ballot): AcceptorState {

@@ -6,6 +6,7 @@
 // range whose digests differ is compared key by key. Both sides build it from
 // the same store scan with the same filter, so equal stores give equal bytes.
 import { createHash } from 'node:crypto';
+import { crc32 } from 'node:zlib';
 import type { Ballot } from './ballot.js';
 import type { Membership } from './membership.js';
 import type { AcceptorState } from './paxos.js';
@@ -81,4 +82,63 @@ export function sharedPageDigest(
   page: { entries: ReadonlyArray<{ key: Buffer; state: AcceptorState }>; lost?: readonly Buffer[] | undefined },
 ): { digest: Buffer; count: number } {
   return sharedPageDigests(m, self, [peer], page).get(peer)!;
+}
+
+/**
+ * Buckets: the key space cut into RECORD_BUCKETS parts by a hash of the key,
+ * so that each part holds a like share of the records whatever the schema's
+ * key order. A node keeps, per other node and bucket, the XOR of one item
+ * hash per record both should hold (BucketDigests): a change of a record's
+ * accepted ballot is two XORs, and a heal pass asks each peer for its
+ * RECORD_BUCKETS digests (one frame) instead of reading the store. Only the
+ * buckets whose digests differ are compared key by key. XOR of 128-bit item
+ * hashes of distinct keys: two sets collide only if some subset's hashes
+ * XOR to zero, about 2^-128 for sets that are not made to collide.
+ */
+export const RECORD_BUCKETS = 1024;
+export const BUCKET_DIGEST_BYTES = 16;
+
+export function recordBucket(key: Buffer): number {
+  return crc32(key) & (RECORD_BUCKETS - 1);
+}
+
+/** What a copy of a key holds for the digests: the accepted ballot, or 'lost' (fails its checksum). */
+export type DigestMark = Ballot | 'lost';
+
+export function itemHash(key: Buffer, mark: DigestMark): Buffer {
+  const h = createHash('sha256');
+  const head = Buffer.alloc(11);
+  head.writeUInt16BE(key.length, 0);
+  head[2] = mark === 'lost' ? 0 : 1;
+  head.writeDoubleBE(mark === 'lost' ? 0 : mark.counter, 3);
+  h.update(head);
+  h.update(key);
+  if (mark !== 'lost') h.update(mark.proposer, 'hex');
+  return h.digest().subarray(0, BUCKET_DIGEST_BYTES);
+}
+
+/** XOR digests and counts of every bucket for one peer. */
+export class BucketDigests {
+  readonly xor = Buffer.alloc(RECORD_BUCKETS * BUCKET_DIGEST_BYTES);
+  readonly counts = new Uint32Array(RECORD_BUCKETS);
+
+  /** Adds (sign 1) or takes out (sign -1) one item. */
+  apply(bucket: number, item: Buffer, sign: 1 | -1 | 0): void {
+    const at = bucket * BUCKET_DIGEST_BYTES;
+    for (let i = 0; i < BUCKET_DIGEST_BYTES; i++) this.xor[at + i]! ^= item[i]!;
+    this.counts[bucket]! += sign;
+  }
+
+  digestOf(bucket: number): Buffer {
+    return this.xor.subarray(bucket * BUCKET_DIGEST_BYTES, (bucket + 1) * BUCKET_DIGEST_BYTES);
+  }
+
+  /** Buckets whose digest or count differs from `other`'s. */
+  differing(other: { xor: Buffer; counts: ArrayLike<number> }): number[] {
+    const out: number[] = [];
+    for (let b = 0; b < RECORD_BUCKETS; b++) {
+      if (this.counts[b] !== other.counts[b] || !this.digestOf(b).equals(other.xor.subarray(b * BUCKET_DIGEST_BYTES, (b + 1) * BUCKET_DIGEST_BYTES))) out.push(b);
+    }
+    return out;
+  }
 }

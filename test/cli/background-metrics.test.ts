@@ -7,7 +7,7 @@ import type { MoveWatcher } from '../../src/cluster/move-watcher.js';
 import { NodeMetrics } from '../../src/node/metrics.js';
 import { connect, runCli, startNode, writeCluster } from '../helpers/cluster.js';
 
-const counts = { recordsChecked: 500, recordsSuspect: 2, recordsLost: 0, recordsRepaired: 2, rangesAgreed: 9, rangesScanned: 1, chunksChecked: 40, chunksCopied: 3, failures: 0 };
+const counts = { recordsChecked: 500, recordsSuspect: 2, recordsLost: 0, recordsRepaired: 2, rangesAgreed: 9, rangesScanned: 1, chunksChecked: 40, chunksCopied: 3, bytesCopied: 3 << 20, failures: 0 };
 
 test('a running heal pass and a running move show in /metrics, with what they did so far', (t) => {
   const healer = { totals: counts, passes: 4, current: { startedAt: 1_000, counts: { ...counts, recordsChecked: 120 } } } as unknown as Healer;
@@ -17,6 +17,7 @@ test('a running heal pass and a running move show in /metrics, with what they di
   const text = metrics.render('n1', 'test', { chunks: 0, chunkBytes: 0, records: 0, recordsLost: 0, diskTotalBytes: 0, diskFreeBytes: 0, connections: 0, inFlight: 0 });
   t.regex(text, /^# TYPE quorumfs_heal_passes_total counter$/m);
   t.regex(text, /^quorumfs_heal_passes_total 4$/m);
+  t.regex(text, /^quorumfs_heal_bytes_copied_total 3145728$/m);
   t.regex(text, /^quorumfs_heal_records_repaired_total 2$/m);
   t.regex(text, /^quorumfs_heal_ranges_agreed_total 9$/m);
   t.regex(text, /^quorumfs_heal_running 1$/m);
@@ -59,4 +60,13 @@ test('nodes of a cluster not formatted yet look for moves but hand nobody a memb
     return passes.every((p) => p >= 1);
   });
   t.pass();
+});
+
+test('node: a bad --heal-rate is a one-line usage error with exit 2', async (t) => {
+  for (const rate of ['fast', '0', '-3']) {
+    const r = await runCli(['node', '--config', '/nonexistent.json', '--id', 'n1', `--heal-rate=${rate}`]);
+    t.is(r.code, 2, r.stderr);
+    t.regex(r.stderr, /--heal-rate: expected MB\/s above 0/);
+    t.is(r.stderr.trim().split('\n').length, 1, 'one line');
+  }
 });

@@ -1,7 +1,7 @@
 // Self-heal on real node processes: a node that was down while records and
 // chunks were written gets them back with no command run (the other nodes'
 // heal passes find it lacking and copy what it missed).
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { randomBytes } from 'node:crypto';
 import { ClusterKeySpace } from '../../src/cluster/cluster-keyspace.js';
 import { Healer, type HealCounts } from '../../src/cluster/healer.js';
@@ -155,18 +155,24 @@ test('a flipped byte in a stored record is detected, reads still answer from the
   t.is(state ? payload(state) : null, 'ROT-MARKER-healed-by-self-heal');
 });
 
-test('self-heal compares records by range digests: once replicas agree no page is compared key by key; after a node missed writes only the pages that differ are, and healing them brings every page back to agreeing', async (t) => {
+const spread = (i: number): Buffer => recordKey(Buffer.from(`d${i % 97}`), Buffer.from(`k${i}`));
+
+/** Four nodes with no heal passes or movers of their own (the tests run the passes they count), and a key space over them. */
+async function fourNodes(t: ExecutionContext): Promise<{ cluster: TestCluster; args: string[]; nodes: Map<string, NodeProcess>; ks: ClusterKeySpace }> {
   const cluster = await writeCluster(t, 4);
-  // No heal passes or movers of the nodes' own: the test runs the passes it counts.
   const args = ['--heal-interval', '0', '--mover-grace', '0'];
   const nodes = new Map<string, NodeProcess>();
   for (const id of ['n1', 'n2', 'n3', 'n4']) nodes.set(id, await startNode(t, cluster, id, args));
   const ks = keySpace(cluster, 2);
   t.teardown(() => ks.close());
   await ks.ready;
-  const spread = (i: number): Buffer => recordKey(Buffer.from(`d${i % 97}`), Buffer.from(`k${i}`));
+  return { cluster, args, nodes, ks };
+}
+
+test('self-heal by range digests per page (the full walk): once replicas agree no page is compared key by key; after a node missed writes only the pages that differ are, and healing them brings every page back to agreeing', async (t) => {
+  const { cluster, args, nodes, ks } = await fourNodes(t);
   for (let i = 0; i < 1200; i++) await ks.change(spread(i), () => Buffer.from(`a${i}`));
-  const healer = new Healer(ks, 'n1', { intervalMs: 3_600_000, settleMs: 200, pageSize: 100, log: silentLogger() });
+  const healer = new Healer(ks, 'n1', { intervalMs: 3_600_000, settleMs: 200, pageSize: 100, log: silentLogger(), digests: 'pages' });
   /** Passes until one finds every page agreeing (the last accepts of the writes land meanwhile). */
   const passUntilAgreed = async (): Promise<{ first: HealCounts; last: HealCounts; passes: number }> => {
     const first = await healer.pass();
@@ -208,4 +214,105 @@ test('self-heal compares records by range digests: once replicas agree no page i
     t.is(copies.length, 1);
     for (const h of copies) t.is(open(h.state!.value).payload?.toString(), `b${i}`, `n4's copy of key ${i}`);
   }
+});
+
+/** A node's /metrics series with this name (and labels, if any), or 0. */
+async function metricOf(url: string, series: string): Promise<number> {
+  const text = await (await fetch(url.replace(/^ws/, 'http').replace(/\/rpc$/, '') + '/metrics')).text();
+  const line = text.split('\n').find((l) => l.startsWith(series + ' '));
+  return line ? Number(line.slice(series.length + 1)) : 0;
+}
+
+test('self-heal by bucket digests kept as records change: an idle pass reads no record anywhere; after a node missed writes only the buckets that differ are read, from both sides, and the node that missed them heals itself too', async (t) => {
+  const { cluster, args, nodes, ks } = await fourNodes(t);
+  for (let i = 0; i < 1200; i++) await ks.change(spread(i), () => Buffer.from(`a${i}`));
+  const healerOf = (id: string): Healer => new Healer(ks, id, { intervalMs: 3_600_000, settleMs: 200, log: silentLogger() });
+  const n1 = healerOf('n1');
+  const passUntilAgreed = async (h: Healer): Promise<{ first: HealCounts; last: HealCounts }> => {
+    const first = await h.pass();
+    let last = first;
+    for (const until = Date.now() + 60_000; last.rangesScanned > 0 || last.recordsSuspect > 0 || last.failures > 0; ) {
+      if (Date.now() > until) throw new Error(`buckets still differ after 60 s: ${JSON.stringify(last)}`);
+      last = await h.pass();
+    }
+    return { first, last };
+  };
+  await passUntilAgreed(n1);
+  const scans = async (): Promise<number> => {
+    let sum = 0;
+    for (const n of cluster.nodes) {
+      for (const op of ['record_scan', 'record_bucket_scan', 'record_digest']) sum += await metricOf(n.url, `quorumfs_rpc_requests_total{op="${op}",status="ok"}`);
+    }
+    return sum;
+  };
+  const builds = async (): Promise<number> => {
+    let sum = 0;
+    for (const n of cluster.nodes) sum += await metricOf(n.url, 'quorumfs_record_digest_builds_total');
+    return sum;
+  };
+  const [scansBefore, buildsBefore] = [await scans(), await builds()];
+  t.true(buildsBefore >= 1, 'the digests were built');
+  const idle = await n1.pass();
+  t.is(idle.rangesScanned, 0, JSON.stringify(idle));
+  t.is(idle.rangesAgreed, 3 * 1024, 'every bucket agreed with each of the three other nodes');
+  t.true(idle.recordsChecked >= 600, `the digests covered n1's records: ${JSON.stringify(idle)}`);
+  t.is(await scans(), scansBefore, 'an idle pass read no record on any node');
+  t.is(await builds(), buildsBefore, 'and no node walked its store again: the digests were kept as records changed');
+
+  // n4 misses changes of 30 keys and 40 new ones.
+  await nodes.get('n4')!.stop();
+  for (let i = 0; i < 30; i++) await ks.change(spread(i), () => Buffer.from(`b${i}`));
+  for (let i = 1200; i < 1240; i++) await ks.change(spread(i), () => Buffer.from(`c${i}`));
+  nodes.set('n4', await startNode(t, cluster, 'n4', args));
+  const p4 = ks.peer('n4')!;
+  for (const until = Date.now() + 30_000; !p4.up; ) {
+    if (Date.now() > until) throw new Error('n4 did not come back up in 30 s');
+    p4.connect();
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // n4 heals itself: it finds in the others' buckets what it lacks.
+  const self4 = await passUntilAgreed(healerOf('n4'));
+  t.true(self4.first.rangesScanned > 0 && self4.first.rangesScanned <= 3 * 70, `only buckets holding what n4 missed were read: ${JSON.stringify(self4.first)}`);
+  t.true(self4.first.recordsRepaired > 0, `n4 repaired what it missed: ${JSON.stringify(self4.first)}`);
+  const m = ks.view.membership;
+  let placedOnN4 = 0;
+  for (let i = 0; i < 1240; i++) {
+    if (i >= 30 && i < 1200) continue;
+    if (!holdersOfRecord(m, spread(i)).includes('n4')) continue;
+    placedOnN4++;
+    const copy = (await ks.registers.states(spread(i))).find((s) => s.peer.id === 'n4')?.state;
+    t.is(copy ? open(copy.value).payload?.toString() : null, i < 30 ? `b${i}` : `c${i}`, `n4's copy of key ${i}`);
+  }
+  t.true(placedOnN4 > 0);
+  // And n1's next pass agrees with everyone.
+  const after = await passUntilAgreed(n1);
+  t.is(after.last.rangesScanned, 0);
+});
+
+test('a heal pass with a rate copies what a node missed no faster than the rate (--heal-rate)', async (t) => {
+  const cluster = await writeCluster(t, 3);
+  const args = ['--heal-interval', '0', '--mover-grace', '0'];
+  const nodes = new Map<string, NodeProcess>();
+  for (const id of ['n1', 'n2', 'n3']) nodes.set(id, await startNode(t, cluster, id, args));
+  const ks = keySpace(cluster, 2);
+  t.teardown(() => ks.close());
+  await ks.ready;
+  await nodes.get('n3')!.stop();
+  for (let i = 0; i < 4; i++) await ks.putChunk(randomBytes(40_000 + i));
+  nodes.set('n3', await startNode(t, cluster, 'n3', args));
+  const p3 = ks.peer('n3')!;
+  for (const until = Date.now() + 30_000; !p3.up; ) {
+    if (Date.now() > until) throw new Error('n3 did not come back up in 30 s');
+    p3.connect();
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const rate = 80_000;
+  const healer = new Healer(ks, 'n1', { intervalMs: 3_600_000, log: silentLogger(), rateBytesPerSec: rate });
+  const started = Date.now();
+  const c = await healer.pass();
+  const elapsed = Date.now() - started;
+  t.is(c.chunksCopied, 4, JSON.stringify(c));
+  t.true(c.bytesCopied >= 160_000, JSON.stringify(c));
+  // A lower bound the throttle guarantees (it waits until bytes / rate have passed), not a speed.
+  t.true(elapsed >= (c.bytesCopied / rate) * 1000 - 20, `${elapsed} ms for ${c.bytesCopied} bytes at ${rate} B/s`);
 });

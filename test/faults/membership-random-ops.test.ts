@@ -1,10 +1,17 @@
-// Seeded random file operations on a local tree and on a mount while the
-// cluster grows 3 → 4 → 5 and a node is drained and removed (quorumfs node
-// add/drain/remove, each beside a batch of ops). Then both trees are compared
-// (on the mount and on a fresh one), fsck must be clean, and each node's share
+// Seeded random file operations from two mounts, each on its own subtree
+// with its own local reference tree, and a register workload of four proposer
+// processes over eight groups, all at once, while the cluster grows 3 → 4 → 5
+// and a node is drained and removed (quorumfs node add/drain/remove, each
+// beside a batch of ops on both mounts). Then both trees are compared (on the
+// mount and on a fresh one), fsck must be clean, the registers' history must
+// be linearizable with every counter at its increments, and each node's share
 // of chunks and records must be within 15% of its weight's share.
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
+import { mountCluster } from '../helpers/mount.js';
+import { checkProposers, startProposers, waitForEvents } from '../helpers/proposers.js';
+import { clusterKeySpace } from '../helpers/keyspace.js';
 import { freePort, runCli, startNode } from '../helpers/cluster.js';
 import { NodeClient } from '../../src/rpc/node-client.js';
 import { silentLogger } from '../../src/util/log.js';
@@ -13,17 +20,31 @@ import { replicaSet } from '../../src/util/replica-sets.js';
 import { isMembershipGroup } from '../../src/cluster/membership-view.js';
 import { groupOf, recordKey } from '../../src/keyspace/types.js';
 import { compareBallots } from '../../src/util/ballot.js';
-import { batch, describeDiffs, describeFailure, parseSeed, randomSeed, startSystem, verify } from './random-ops-lib.js';
+import { batch, describeDiffs, describeFailure, parseSeed, randomSeed, startSystem, verify, type System } from './random-ops-lib.js';
 
 const OPS_PER_ROUND = 40;
+const GROUPS = 8;
 
-test.serial('random ops while the cluster grows 3 → 4 → 5 and sheds a node: the mount equals the local tree, fsck clean, shares even', async (t) => {
+test.serial('two mounts run random ops and four proposers run registers while the cluster grows 3 → 4 → 5 and sheds a node: the mounts equal the local trees, fsck clean, history linearizable, shares even', async (t) => {
   t.timeout(600_000);
   const seed = parseSeed(process.env['QFS_SEED']) ?? randomSeed();
   const replay = `seed ${seed}; replay: QFS_SEED=${seed} npx ava --config ava.e2e.config.mjs dist/test/faults/membership-random-ops.test.js`;
   t.log(replay);
   const sys = await startSystem(t);
   const cfg = sys.rc.cluster.configPath;
+  // Two streams of ops, one per mount, each on its own subtree of the same filesystem.
+  const second = await mountCluster(t, sys.rc, 'mntb');
+  sys.mounts.push(second);
+  const streams: System[] = [];
+  for (const [name, mount] of [['a', sys.mount], ['b', second]] as const) {
+    await mkdir(join(sys.local, name));
+    await mkdir(join(sys.mount.dir, name));
+    const work = join(sys.work, name);
+    await mkdir(work);
+    streams.push({ ...sys, mount: { ...mount, dir: join(mount.dir, name) }, local: join(sys.local, name), work });
+  }
+  const proposers = startProposers(t, sys.rc.cluster, { count: 4, seed, durationMs: 900_000, groups: GROUPS });
+  await waitForEvents(proposers, 20, 'before the first change');
   const extra: Record<string, string> = {};
   for (const id of ['n4', 'n5']) {
     const port = await freePort();
@@ -41,20 +62,30 @@ test.serial('random ops while the cluster grows 3 → 4 → 5 and sheds a node: 
   for (let round = 0; round <= changes.length + 1; round++) {
     const change = round >= 1 && round <= changes.length ? changes[round - 1]! : null;
     const moving = change ? runCli(['node', ...change.slice(0, 1), '--config', cfg, ...change.slice(1)], { timeoutMs: 300_000 }) : null;
-    const b = await batch(sys, seed, OPS_PER_ROUND, 240_000);
-    if (b.failure) {
-      t.fail(`${replay}\nround ${round}: ${describeFailure(b.failure)}`);
-      return;
+    const results = await Promise.all(streams.map((s, i) => batch(s, seed + i, OPS_PER_ROUND, 300_000)));
+    for (const [i, b] of results.entries()) {
+      if (b.failure) {
+        t.fail(`${replay}\nround ${round}, mount ${i + 1}: ${describeFailure(b.failure)}`);
+        return;
+      }
     }
-    applied = b.next;
+    applied = Math.min(...results.map((b) => b.next));
     if (moving) {
       const r = await moving;
       t.is(r.code, 0, `${replay}: node ${change!.join(' ')}: ${r.stderr}`);
       t.log(`round ${round}: node ${change!.join(' ')} → ${r.stdout.split('\n')[0]}`);
     }
   }
-  t.true(applied >= OPS_PER_ROUND * 5, `${applied} ops applied`);
+  t.true(applied >= OPS_PER_ROUND * 5, `${applied} ops applied on each mount`);
+  // The registers went on through every change, and go on without n1.
   await sys.rc.nodes.get('n1')!.stop();
+  const afterChanges = proposers.map((p) => p.events());
+  await waitForEvents(proposers, 10, 'after n1 was removed', afterChanges);
+  const ks = clusterKeySpace(t, sys.rc);
+  await ks.waitForPeers(5000, 2);
+  const operations = await checkProposers(t, proposers, ks, { seed, groups: GROUPS, minOk: 200 });
+  t.log(`${operations} register operations over ${GROUPS} groups`);
+  await second.stop();
 
   const v = await verify(sys);
   t.true(v.paths > 0, `${replay}: empty tree`);

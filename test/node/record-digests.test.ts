@@ -1,0 +1,136 @@
+// Self-heal's bucket digests kept as records change (src/node/record-digests.ts
+// over the record store's bucket index and accepted-ballot changes): after any
+// mix of prepares, accepts, learns, purges and drops, in flight together, the
+// digests kept up to date equal digests built afresh from the store; a
+// bucket's scan holds exactly the keys of that bucket; a store from before
+// buckets gets its index at open.
+import test from 'ava';
+import { prng } from '../helpers/raw-rpc.js';
+import { open as openLmdb } from 'lmdb';
+import { RecordStore } from '../../src/store/record-store.js';
+import { RecordDigests } from '../../src/node/record-digests.js';
+import { initialMembership, type Membership } from '../../src/util/membership.js';
+import { RECORD_BUCKETS, recordBucket } from '../../src/util/range-digest.js';
+import { recordKey } from '../../src/util/record-key.js';
+import { holdersOfRecord } from '../../src/util/replica-sets.js';
+import { silentLogger } from '../../src/util/log.js';
+import { ballot, tempDir } from '../store/helpers.js';
+
+const members = (ids: string[], epoch = 1): Membership => ({
+  ...initialMembership(
+    ids.map((id, i) => ({ id, url: `ws://127.0.0.1:${7400 + i}`, weight: 1, zone: null })),
+    3,
+  ),
+  epoch,
+});
+const keyOf = (i: number): Buffer => recordKey(Buffer.from(`g${i % 37}`), Buffer.from(`k${i}`));
+
+
+for (const seed of [1, 2, 3]) {
+  test(`digests kept through a random mix of writes in flight together equal digests built afresh (seed ${seed})`, async (t) => {
+    const store = await RecordStore.open(await tempDir(t), silentLogger());
+    t.teardown(() => store.close());
+    const m = members(['n1', 'n2', 'n3', 'n4']);
+    const kept = new RecordDigests(store, 'n1', () => m);
+    const peers = ['n2', 'n3', 'n4'];
+    for (const p of peers) kept.forPeer(p); // built now, on an empty store; kept from here on
+    const random = prng(seed);
+    const counters = new Map<number, number>();
+    const inFlight: Array<Promise<unknown>> = [];
+    for (let op = 0; op < 3000; op++) {
+      const i = Math.floor(random() * 300);
+      const key = keyOf(i);
+      const next = (counters.get(i) ?? 0) + 1 + Math.floor(random() * 2);
+      counters.set(i, next);
+      const b = ballot(next, random() < 0.5 ? '00000000000000aa' : '00000000000000bb');
+      const r = random();
+      if (r < 0.25) inFlight.push(store.prepare(key, b));
+      else if (r < 0.8) inFlight.push(store.accept(key, b, random() < 0.1 ? { kind: 'tombstone', bytes: Buffer.alloc(0) } : { kind: 'value', bytes: Buffer.from(`v${op}`) }, random() < 0.5));
+      else if (r < 0.9) inFlight.push(store.learn(key, ballot(counters.get(i)!, '00000000000000aa')));
+      else if (r < 0.95) inFlight.push(store.drop(key));
+      else inFlight.push(store.purge(key, ballot(counters.get(i)!, '00000000000000aa')));
+      if (inFlight.length >= 40) await Promise.all(inFlight.splice(0));
+    }
+    await Promise.all(inFlight);
+    const keptNow = peers.map((p) => kept.forPeer(p));
+    t.is(kept.builds, 1, 'kept, never rebuilt');
+    const fresh = new RecordDigests(store, 'n1', () => m);
+    let held = 0;
+    for (const [n, p] of peers.entries()) {
+      const f = fresh.forPeer(p);
+      t.true(keptNow[n]!.xor.equals(f.xor), `digests for ${p}`);
+      t.deepEqual([...keptNow[n]!.counts], [...f.counts], `counts for ${p}`);
+      held += f.counts.reduce((a, c) => a + c, 0);
+    }
+    t.true(held > 100, `the digests cover many keys (${held})`);
+  });
+}
+
+test("a bucket's scan holds exactly the keys of that bucket with a value, in key order; a purge or drop takes a key out", async (t) => {
+  const store = await RecordStore.open(await tempDir(t), silentLogger());
+  t.teardown(() => store.close());
+  for (let i = 0; i < 500; i++) await store.accept(keyOf(i), ballot(1), { kind: 'value', bytes: Buffer.from(`v${i}`) });
+  await store.prepare(keyOf(500), ballot(1)); // a promise only: indexed, never listed
+  t.true(await store.drop(keyOf(7)));
+  await store.accept(keyOf(8), ballot(2), { kind: 'tombstone', bytes: Buffer.alloc(0) });
+  t.true(await store.purge(keyOf(8), ballot(2)));
+  const want = new Map<number, string[]>();
+  for (let i = 0; i < 500; i++) {
+    if (i === 7 || i === 8) continue;
+    const k = keyOf(i);
+    const b = recordBucket(k);
+    want.set(b, [...(want.get(b) ?? []), k.toString('hex')]);
+  }
+  let seen = 0;
+  for (let b = 0; b < RECORD_BUCKETS; b++) {
+    const got: string[] = [];
+    let start: Buffer = Buffer.alloc(0);
+    for (;;) {
+      const page = store.scanBucket(b, start, 3);
+      got.push(...page.entries.map((e) => e.key.toString('hex')));
+      if (!page.next) break;
+      start = page.next;
+    }
+    seen += got.length;
+    t.deepEqual(got, (want.get(b) ?? []).sort(), `bucket ${b}`);
+  }
+  t.is(seen, 498);
+  t.throws(() => store.scanBucket(RECORD_BUCKETS, Buffer.alloc(0), 10), { message: /bucket/ });
+});
+
+test('a store from before buckets gets its bucket index when it is opened', async (t) => {
+  const dir = await tempDir(t);
+  {
+    const store = await RecordStore.open(dir, silentLogger());
+    for (let i = 0; i < 200; i++) await store.accept(keyOf(i), ballot(1), { kind: 'value', bytes: Buffer.from(`v${i}`) });
+    await store.close();
+  }
+  {
+    // As a store written before buckets: no index entries, no mark.
+    const env = openLmdb({ path: dir, maxDbs: 4 });
+    const meta = env.openDB<Buffer, string>({ name: 'meta', encoding: 'binary' });
+    const buckets = env.openDB<Buffer, Buffer>({ name: 'buckets', keyEncoding: 'binary', encoding: 'binary' });
+    await buckets.clearAsync();
+    await meta.remove('bucket-index');
+    await env.close();
+  }
+  const store = await RecordStore.open(dir, silentLogger());
+  t.teardown(() => store.close());
+  let found = 0;
+  for (let b = 0; b < RECORD_BUCKETS; b++) found += store.scanBucket(b, Buffer.alloc(0), 1000).entries.length;
+  t.is(found, 200);
+});
+
+test('under a new membership the digests are built again with its placement', async (t) => {
+  const store = await RecordStore.open(await tempDir(t), silentLogger());
+  t.teardown(() => store.close());
+  for (let i = 0; i < 300; i++) await store.accept(keyOf(i), ballot(1), { kind: 'value', bytes: Buffer.from(`v${i}`) });
+  let m = members(['n1', 'n2', 'n3']);
+  const digests = new RecordDigests(store, 'n1', () => m);
+  t.is(digests.forPeer('n2').counts.reduce((a, c) => a + c, 0), 300, 'three nodes, R=3: n1 and n2 share every key');
+  t.is(digests.forPeer('n5').counts.reduce((a, c) => a + c, 0), 0, 'nothing with a node outside the membership');
+  m = members(['n1', 'n2', 'n3', 'n4', 'n5'], 2);
+  const shared = Array.from({ length: 300 }, (_, i) => holdersOfRecord(m, keyOf(i))).filter((h) => h.includes('n1') && h.includes('n5')).length;
+  t.is(digests.forPeer('n5').counts.reduce((a, c) => a + c, 0), shared);
+  t.is(digests.builds, 2);
+});
