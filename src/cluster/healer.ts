@@ -8,7 +8,8 @@
 // change; a pass fetches this node's and each peer's digests (one frame each)
 // and reads, from both, only the buckets that differ. So an idle pass reads
 // no record from any disk and sends no record over the network: what a pass
-// costs follows what differs. Every `fullEvery`-th pass walks all records
+// costs follows what differs. Chunks likewise (buckets by id range; each
+// node keeps its chunk ids in memory and digests of them per peer). Every `fullEvery`-th pass walks all records
 // page by page instead (range digests over store scans), which also finds a
 // copy that rotted on disk since the digests were built. A record found
 // differing is looked at again after a pause, because a change in flight
@@ -160,7 +161,8 @@ export class Healer {
         await this.settle(key, lost, counts);
       }
     }
-    await this.chunks(self, counts);
+    if (full) await this.chunks(self, counts);
+    else await this.chunksByBuckets(self, counts);
     for (const k of Object.keys(counts) as Array<keyof HealCounts>) this.totals[k] += counts[k];
     if (counts.recordsRepaired + counts.chunksCopied + counts.failures > 0) this.opts.log.info(counts, 'heal pass repaired');
     return counts;
@@ -251,32 +253,7 @@ export class Healer {
    * too (this node is placed to hold them: it has missed them).
    */
   private async findByBuckets(self: Peer, counts: HealCounts): Promise<Array<{ key: Buffer; lost: boolean }>> {
-    const m = this.ks.view.membership;
-    const opts = { timeoutMs: this.ks.opts.requestTimeoutMs, epoch: m.epoch };
-    const others = this.ks.peers.filter((p) => p.id !== this.selfId && p.up);
-    const differing = new Map<number, Peer[]>();
-    let covered = 0;
-    await Promise.all(
-      others.map(async (p) => {
-        try {
-          const [mine, theirs] = await Promise.all([
-            self.track((c) => c.bucketDigests(p.id, opts), m.epoch),
-            p.track((c) => c.bucketDigests(this.selfId, opts), m.epoch),
-          ]);
-          const ours = new BucketDigests();
-          mine.xor.copy(ours.xor);
-          ours.counts.set(mine.counts);
-          const diff = ours.differing(theirs);
-          counts.rangesAgreed += RECORD_BUCKETS - diff.length;
-          counts.rangesScanned += diff.length;
-          covered = Math.max(covered, mine.counts.reduce((a, b) => a + b, 0));
-          for (const b of diff) differing.set(b, [...(differing.get(b) ?? []), p]);
-        } catch (err) {
-          counts.failures++;
-          this.opts.log.debug({ node: p.id, err: (err as Error).message }, 'heal: bucket digests not compared');
-        }
-      }),
-    );
+    const { differing, covered } = await this.compareDigests(self, 'records', counts);
     counts.recordsChecked += covered;
     const suspects: Array<{ key: Buffer; lost: boolean }> = [];
     for (const b of [...differing.keys()].sort((x, y) => x - y)) {
@@ -327,6 +304,42 @@ export class Healer {
     return suspects;
   }
 
+  /**
+   * This node's and each peer's bucket digests of the records (or chunks) both
+   * should hold: the buckets that differ, with the peers they differ with, and
+   * how many items the digests covered (the most shared with one peer).
+   */
+  private async compareDigests(self: Peer, what: 'records' | 'chunks', counts: HealCounts): Promise<{ differing: Map<number, Peer[]>; covered: number }> {
+    const m = this.ks.view.membership;
+    const opts = { timeoutMs: this.ks.opts.requestTimeoutMs, epoch: m.epoch };
+    const ask = (p: Peer, peer: string) => p.track((c) => (what === 'records' ? c.bucketDigests(peer, opts) : c.chunkBucketDigests(peer, opts)), m.epoch);
+    const differing = new Map<number, Peer[]>();
+    let covered = 0;
+    await Promise.all(
+      this.ks.peers
+        .filter((p) => p.id !== this.selfId && p.up)
+        .map(async (p) => {
+          try {
+            const [mine, theirs] = await Promise.all([ask(self, p.id), ask(p, this.selfId)]);
+            const ours = new BucketDigests();
+            mine.xor.copy(ours.xor);
+            ours.counts.set(mine.counts);
+            const diff = ours.differing(theirs);
+            if (what === 'records') {
+              counts.rangesAgreed += RECORD_BUCKETS - diff.length;
+              counts.rangesScanned += diff.length;
+            }
+            covered = Math.max(covered, mine.counts.reduce((a, b) => a + b, 0));
+            for (const b of diff) differing.set(b, [...(differing.get(b) ?? []), p]);
+          } catch (err) {
+            counts.failures++;
+            this.opts.log.debug({ node: p.id, what, err: (err as Error).message }, 'heal: bucket digests not compared');
+          }
+        }),
+    );
+    return { differing, covered };
+  }
+
   /** Every key of one bucket on one node, page by page. */
   private async readBucket(p: Peer, bucket: number): Promise<BucketKeys> {
     const out: BucketKeys = { states: new Map(), lost: new Set() };
@@ -375,6 +388,52 @@ export class Healer {
       const due = startedAt + (counts.bytesCopied / rate) * 1000;
       if (due <= Date.now() || this.stopped) return;
       await new Promise((r) => setTimeout(r, Math.min(1000, due - Date.now())));
+    }
+  }
+
+  /**
+   * Chunks by bucket digests, as records: this node's and each peer's digests
+   * of the chunks both should hold, then both sides' ids of each bucket that
+   * differs; a chunk one of the two lacks is copied to it (verified on the
+   * way, from any replica that has a good copy).
+   */
+  private async chunksByBuckets(self: Peer, counts: HealCounts): Promise<void> {
+    const { differing, covered } = await this.compareDigests(self, 'chunks', counts);
+    counts.chunksChecked += covered;
+    for (const b of [...differing.keys()].sort((x, y) => x - y)) {
+      if (this.stopped) break;
+      try {
+        const here = await this.listChunkBucket(self, b);
+        for (const p of differing.get(b)!) {
+          const there = await this.listChunkBucket(p, b);
+          // What the peer lacks, to the peer; what this node lacks, to this node.
+          for (const [from, to, target] of [[here, there, p], [there, here, self]] as const) {
+            for (const id of from) {
+              if (to.has(id) || this.stopped) continue;
+              const writers = this.ks.chunks.replicasOf(id).map((w) => w.id);
+              if (!writers.includes(this.selfId) || !writers.includes(p.id)) continue;
+              counts.bytesCopied += await this.ks.chunks.copyTo(id, target, Date.now() + this.ks.opts.requestTimeoutMs);
+              counts.chunksCopied++;
+              await this.throttle(counts);
+            }
+          }
+        }
+      } catch (err) {
+        counts.failures++;
+        this.opts.log.debug({ bucket: b, err: (err as Error).message }, 'heal: chunk bucket not compared');
+      }
+    }
+  }
+
+  /** Every chunk id of one bucket on one node. */
+  private async listChunkBucket(p: Peer, bucket: number): Promise<Set<ChunkId>> {
+    const out = new Set<ChunkId>();
+    let after: ChunkId | null = null;
+    for (;;) {
+      const ids: ChunkId[] = await p.track((c) => c.listChunkBucket(bucket, after, 1000, { timeoutMs: this.ks.opts.requestTimeoutMs }));
+      for (const id of ids) out.add(id);
+      if (ids.length < 1000) return out;
+      after = ids.at(-1)!;
     }
   }
 

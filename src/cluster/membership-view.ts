@@ -9,7 +9,7 @@ import type { Logger } from '../util/log.js';
 import { decodeMembership, encodeMembership, type MemberNode, type Membership } from '../util/membership.js';
 import type { KeyQuorum } from './registers.js';
 import type { MembershipHooks, Peer, PeerSpec } from './peers.js';
-import { isMembershipGroup, quorumSets, replicaSet } from '../util/replica-sets.js';
+import { holdersOfChunk, isMembershipGroup, quorumSets, replicaSet } from '../util/replica-sets.js';
 
 export { MEMBERSHIP_GROUP, MEMBERSHIP_KEY, isMembershipGroup } from '../util/replica-sets.js';
 
@@ -146,7 +146,7 @@ export class MembershipView implements MembershipHooks {
   chunkWriters(id: Buffer): Peer[] {
     const m = this.current;
     this.requireMembership();
-    return this.peersOf(replicaSet(m.transition?.next ?? m.nodes, m.r, id, false));
+    return this.peersOf(holdersOfChunk(m, id));
   }
 
   /** Where a chunk may be read: its writers first, then (during a change) its nodes under A, which the mover copies from. */

@@ -9,15 +9,17 @@ import type { ChunkStore } from '../store/chunk-store.js';
 import type { RecordStore } from '../store/record-store.js';
 import type { MembershipKeeper } from './membership-keeper.js';
 import { sharedPageDigest } from '../util/range-digest.js';
-import type { RecordDigests } from './record-digests.js';
+import type { SharedDigests } from './shared-digests.js';
+import type { DigestMark } from '../util/range-digest.js';
 
 export interface NodeStores {
   nodeId: string;
   records: RecordStore;
   chunks: ChunkStore;
   membership: MembershipKeeper;
-  /** Self-heal's bucket digests, kept as records change. */
-  digests: RecordDigests;
+  /** Self-heal's bucket digests, kept as records and chunks change. */
+  recordDigests: SharedDigests<DigestMark>;
+  chunkDigests: SharedDigests<'held'>;
   stat(): Promise<M.NodeStat>;
 }
 
@@ -45,6 +47,7 @@ const PLACED_OPS: ReadonlySet<number> = new Set([
   M.Op.RecordDigest,
   M.Op.RecordBucketDigests,
   M.Op.RecordBucketScan,
+  M.Op.ChunkBucketDigests,
   M.Op.ChunkPut,
   M.Op.ChunkGet,
   M.Op.ChunkBlocks,
@@ -183,7 +186,7 @@ export function nodeOps(s: NodeStores, sessions = new LeaseSessions()): Map<numb
       handler('record_bucket_digests', {
         decode: M.BucketDigestsRequestCodec.decode,
         run(r, _ctx, reply) {
-          M.BucketDigestsReplyCodec.encode(reply, s.digests.forPeer(r.peer));
+          M.BucketDigestsReplyCodec.encode(reply, s.recordDigests.forPeer(r.peer));
         },
         replySize: 24 * 1024,
       }),
@@ -266,6 +269,25 @@ export function nodeOps(s: NodeStores, sessions = new LeaseSessions()): Map<numb
         decode: M.ChunkIdList.decode,
         async run(ids, _ctx, reply) {
           M.BoolListReply.encode(reply, await s.chunks.has(ids));
+        },
+      }),
+    ],
+    [
+      M.Op.ChunkBucketDigests,
+      handler('chunk_bucket_digests', {
+        decode: M.BucketDigestsRequestCodec.decode,
+        run(r, _ctx, reply) {
+          M.BucketDigestsReplyCodec.encode(reply, s.chunkDigests.forPeer(r.peer));
+        },
+        replySize: 24 * 1024,
+      }),
+    ],
+    [
+      M.Op.ChunkBucketList,
+      handler('chunk_bucket_list', {
+        decode: M.ChunkBucketListCodec.decode,
+        async run(r, _ctx, reply) {
+          M.ChunkIdList.encode(reply, await s.chunks.listBucket(r.bucket, r.after, r.limit));
         },
       }),
     ],

@@ -12,7 +12,7 @@ import { QfsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { nodeOps } from './handlers.js';
 import { MembershipKeeper } from './membership-keeper.js';
-import { RecordDigests } from './record-digests.js';
+import { CHUNK_DIGESTS, RECORD_DIGESTS, SharedDigests } from './shared-digests.js';
 import { NodeMetrics } from './metrics.js';
 import type { NodeStat } from '../rpc/messages.js';
 
@@ -76,8 +76,6 @@ export class StorageNode {
   private records: RecordStore | null = null;
   private chunks: ChunkStore | null = null;
   private membership: MembershipKeeper | null = null;
-  /** Self-heal's bucket digests (null before the node starts). */
-  digests: RecordDigests | null = null;
 
   /** The epoch of the membership this node has learned; 0 before any (a cluster not formatted yet). */
   get membershipEpoch(): number {
@@ -111,11 +109,13 @@ export class StorageNode {
     // Idle HTTP keep-alive sockets must not hold shutdown open.
     this.http.keepAliveTimeout = 5000;
     const membership = this.membership;
-    const digests = (this.digests = new RecordDigests(this.records, opts.nodeId, () => membership.membership));
+    const recordDigests = new SharedDigests(this.records, RECORD_DIGESTS, opts.nodeId, () => membership.membership);
+    const chunkDigests = new SharedDigests(this.chunks, CHUNK_DIGESTS, opts.nodeId, () => membership.membership);
     this.metrics.more.push(() => [
-      { name: 'quorumfs_record_digest_builds_total', type: 'counter', help: "Walks of this node's record store made to build self-heal's bucket digests (one per membership epoch, or after a write rolled back).", value: digests.builds },
+      { name: 'quorumfs_record_digest_builds_total', type: 'counter', help: "Walks of this node's record store made to build self-heal's bucket digests (one per membership epoch, or after a write rolled back).", value: recordDigests.builds },
+      { name: 'quorumfs_chunk_digest_builds_total', type: 'counter', help: "Builds of self-heal's chunk bucket digests from the chunk ids this node keeps in memory (one per membership epoch).", value: chunkDigests.builds },
     ]);
-    const stores = { nodeId: opts.nodeId, records: this.records, chunks: this.chunks, membership, digests: this.digests, stat: () => this.stat() };
+    const stores = { nodeId: opts.nodeId, records: this.records, chunks: this.chunks, membership, recordDigests, chunkDigests, stat: () => this.stat() };
     this.rpc = new RpcServer({
       server: this.http,
       path: RPC_PATH,

@@ -8,7 +8,7 @@ import { parseChunkId, type ChunkId } from '../util/ids.js';
 import type { AcceptorState, RecordValue } from '../util/paxos.js';
 import { MAX_CHUNK_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES } from '../util/paxos.js';
 import type { ScopeCall } from '../util/lease.js';
-import { BUCKET_DIGEST_BYTES, RECORD_BUCKETS } from '../util/range-digest.js';
+import { BUCKET_DIGEST_BYTES, CHUNK_BUCKETS, RECORD_BUCKETS } from '../util/range-digest.js';
 
 export const Op = {
   Ping: 1,
@@ -31,6 +31,8 @@ export const Op = {
   ChunkVerify: 25,
   ChunkSweep: 26,
   ChunkBlocks: 27,
+  ChunkBucketDigests: 28,
+  ChunkBucketList: 29,
   MembershipGet: 30,
   MembershipInstall: 31,
 } as const;
@@ -729,5 +731,22 @@ export const BucketScanRequestCodec = {
     const limit = decodeLimit(d, MAX_SCAN_LIMIT);
     d.end();
     return { bucket, start, limit };
+  },
+};
+
+/** Chunk ids of one bucket (src/util/range-digest.ts, chunkBucket) after `after`, ascending. */
+export const ChunkBucketListCodec = {
+  encode(e: Encoder, r: { bucket: number; after: ChunkId | null; limit: number }): void {
+    e.u32(r.bucket).bool(r.after !== null);
+    if (r.after) encodeChunkId(e, r.after);
+    e.u32(r.limit);
+  },
+  decode(d: Decoder): { bucket: number; after: ChunkId | null; limit: number } {
+    const bucket = d.u32('bucket');
+    if (bucket >= CHUNK_BUCKETS) throw new QfsError('bad_request', `bucket ${bucket} is not below ${CHUNK_BUCKETS}`);
+    const after = d.bool('has after') ? decodeChunkId(d) : null;
+    const limit = decodeLimit(d, MAX_IDS_PER_REQUEST);
+    d.end();
+    return { bucket, after, limit };
   },
 };

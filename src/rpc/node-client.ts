@@ -119,6 +119,16 @@ export class NodeClient {
     return this.call(M.Op.ChunkHas, M.ChunkIdList, ids, M.BoolListReply, opts);
   }
 
+  /** Self-heal's bucket digests of the chunks this node and `peer` both should hold. */
+  chunkBucketDigests(peer: string, opts?: CallOptions): Promise<M.BucketDigestsReply> {
+    return this.call(M.Op.ChunkBucketDigests, M.BucketDigestsRequestCodec, { peer }, M.BucketDigestsReplyCodec, opts);
+  }
+
+  /** Chunk ids of one bucket after `after`, ascending. */
+  listChunkBucket(bucket: number, after: ChunkId | null, limit: number, opts?: CallOptions): Promise<ChunkId[]> {
+    return this.call(M.Op.ChunkBucketList, M.ChunkBucketListCodec, { bucket, after, limit }, M.ChunkIdList, opts);
+  }
+
   listChunks(after: ChunkId | null, limit: number, opts?: CallOptions): Promise<ChunkId[]> {
     return this.call(M.Op.ChunkList, M.ChunkList, { after, limit }, M.ChunkIdList, opts);
   }

@@ -18,6 +18,7 @@ import { isChunkId, parseChunkId, type ChunkId } from '../util/ids.js';
 import type { Logger } from '../util/log.js';
 import { BLOCK_BYTES, chunkTree } from '../util/hash.js';
 import { MAX_CHUNK_BYTES } from './types.js';
+import { CHUNK_BUCKETS } from '../util/range-digest.js';
 import { fsyncDir } from './durable-files.js';
 import { DirectWrites } from './direct-writes.js';
 
@@ -59,14 +60,18 @@ export class ChunkStore {
   private readonly synced = new Set<string>();
   private closing: Promise<void> | null = null;
   private readonly direct: DirectWrites | null;
+  /** Every stored chunk's id (found at open, kept since): self-heal's digests are built from it without a walk of the disk. */
+  private readonly ids: Set<string>;
+  private listener: ChunkListener | null = null;
 
   private constructor(
     private readonly dir: string,
     private readonly log: Logger,
     reserveBytes: number,
-    counts: { chunks: number; bytes: number },
+    counts: { chunks: number; bytes: number; ids: Set<string> },
     directWrites: boolean,
   ) {
+    this.ids = counts.ids;
     this.direct = directWrites ? new DirectWrites() : null;
     this.chunksDir = join(dir, 'chunks');
     this.tmpDir = join(dir, 'tmp');
@@ -264,17 +269,23 @@ export class ChunkStore {
         for (const d2 of await sortedDir(join(this.chunksDir, d1), FANOUT_RE)) {
           const prefix = d1 + d2;
           if (from && prefix < from.slice(0, 4)) continue;
-          for (const name of await sortedDir(join(this.chunksDir, d1, d2), null)) {
-            if (!isChunkId(name) || !name.startsWith(prefix) || (from && name <= from)) continue;
-            out.push(name);
-            if (out.length === limit) return out;
-          }
+          if (await this.listFanout(prefix, from, limit, out)) return out;
         }
       }
     } catch (err) {
       throw this.fsError(err, null, 'list');
     }
     return out;
+  }
+
+  /** Adds the ids of one fan-out directory after `from` to `out`; true once `out` holds `limit`. */
+  private async listFanout(prefix: string, from: string | null, limit: number, out: ChunkId[]): Promise<boolean> {
+    for (const name of await sortedDir(join(this.chunksDir, prefix.slice(0, 2), prefix.slice(2)), null)) {
+      if (!isChunkId(name) || !name.startsWith(prefix) || (from && name <= from)) continue;
+      out.push(name);
+      if (out.length === limit) return true;
+    }
+    return false;
   }
 
   async delete(id: ChunkId): Promise<boolean> {
@@ -288,7 +299,7 @@ export class ChunkStore {
           this.dropHandle(cid);
           await unlink(path);
           this.synced.delete(cid);
-          this.forget(size);
+          this.forget(cid, size);
           await fsyncDir(this.fanoutDir(cid));
           return true;
         } catch (err) {
@@ -318,7 +329,7 @@ export class ChunkStore {
           this.dropHandle(cid);
           await unlink(path);
           this.synced.delete(cid);
-          this.forget(st.size);
+          this.forget(cid, st.size);
           await fsyncDir(this.fanoutDir(cid));
           return st.size;
         } catch (err) {
@@ -349,7 +360,7 @@ export class ChunkStore {
         try {
           await rename(path, dest);
           this.synced.delete(cid);
-          this.forget(size);
+          this.forget(cid, size);
           await fsyncDir(this.fanoutDir(cid));
           await fsyncDir(this.quarantineDir);
         } catch (err) {
@@ -427,6 +438,8 @@ export class ChunkStore {
       await rename(tmp, path);
       this.chunks += 1;
       this.bytes += bytes.length;
+      this.ids.add(cid);
+      this.listener?.changed(Buffer.from(cid, 'hex'), null, 'held');
       await fsyncDir(this.fanoutDir(cid));
       this.markSynced(cid);
       return 'stored';
@@ -488,9 +501,43 @@ export class ChunkStore {
     return join(this.fanoutDir(cid), cid);
   }
 
-  private forget(size: number): void {
+  private forget(cid: string, size: number): void {
     this.chunks -= 1;
     this.bytes -= size;
+    if (this.ids.delete(cid)) this.listener?.changed(Buffer.from(cid, 'hex'), 'held', null);
+  }
+
+  /**
+   * Sets the listener of chunks stored and removed (told synchronously as the
+   * file appears or goes) and hands it every stored chunk now, synchronously.
+   */
+  listen(listener: ChunkListener | null, each?: (id: Buffer, mark: 'held') => void): void {
+    this.listener = listener;
+    if (each) for (const cid of this.ids) each(Buffer.from(cid, 'hex'), 'held');
+  }
+
+  /** Ids of one bucket (src/util/range-digest.ts, chunkBucket) greater than `after`, ascending, at most `limit`. */
+  async listBucket(bucket: number, after: ChunkId | null, limit: number): Promise<ChunkId[]> {
+    this.checkOpen();
+    if (!Number.isInteger(bucket) || bucket < 0 || bucket >= CHUNK_BUCKETS) throw new QfsError('bad_request', `bucket ${bucket} is not in 0..${CHUNK_BUCKETS - 1}`);
+    const from = after === null ? null : parseChunkId(after);
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new QfsError('bad_request', `list limit ${limit} must be a positive integer`);
+    const out: ChunkId[] = [];
+    const perBucket = 65536 / CHUNK_BUCKETS;
+    try {
+      for (let p = bucket * perBucket; p < (bucket + 1) * perBucket; p++) {
+        const prefix = p.toString(16).padStart(4, '0');
+        if (from && prefix < from.slice(0, 4)) continue;
+        try {
+          if (await this.listFanout(prefix, from, limit, out)) return out;
+        } catch (err) {
+          if (!isErrno(err, 'ENOENT')) throw err;
+        }
+      }
+    } catch (err) {
+      throw this.fsError(err, null, 'list');
+    }
+    return out;
   }
 
   private withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
@@ -552,9 +599,10 @@ async function sortedDir(path: string, pattern: RegExp | null): Promise<string[]
   return (pattern ? names.filter((n) => pattern.test(n)) : names).sort();
 }
 
-async function countChunks(chunksDir: string, log: Logger): Promise<{ chunks: number; bytes: number }> {
+async function countChunks(chunksDir: string, log: Logger): Promise<{ chunks: number; bytes: number; ids: Set<string> }> {
   let chunks = 0;
   let bytes = 0;
+  const ids = new Set<string>();
   for (const d1 of await sortedDir(chunksDir, FANOUT_RE)) {
     for (const d2 of await sortedDir(join(chunksDir, d1), FANOUT_RE)) {
       for (const name of await sortedDir(join(chunksDir, d1, d2), null)) {
@@ -564,10 +612,17 @@ async function countChunks(chunksDir: string, log: Logger): Promise<{ chunks: nu
         }
         chunks += 1;
         bytes += (await stat(join(chunksDir, d1, d2, name))).size;
+        ids.add(name);
       }
     }
   }
-  return { chunks, bytes };
+  return { chunks, bytes, ids };
+}
+
+/** Told of every chunk stored and removed (mark 'held': the digests' item for a chunk is its id alone). */
+export interface ChunkListener {
+  changed(id: Buffer, before: 'held' | null, after: 'held' | null): void;
+  unsure(): void;
 }
 
 function isErrno(err: unknown, code: string): boolean {

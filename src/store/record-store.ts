@@ -569,7 +569,7 @@ export class RecordStore {
    * mark as decisions see it now (the overlay included), synchronously, so
    * that nothing changes between the walk and the first change it hears of.
    */
-  listen(listener: AcceptedListener | null, each?: (key: Buffer, mark: AcceptedMark) => void): void {
+  listen(listener: AcceptedListener | null, each?: (key: Buffer, mark: Exclude<AcceptedMark, null>) => void): void {
     this.checkOpen();
     this.listener = listener;
     if (!each) return;

@@ -142,3 +142,19 @@ export class BucketDigests {
     return out;
   }
 }
+
+/**
+ * Chunks are cut into as many buckets by the top bits of their id (a hash
+ * already), so a bucket is a range of ids: 64 of the chunk store's 65 536
+ * fan-out directories. A chunk's item is its id's first 16 bytes: a chunk is
+ * held or not, and its bytes are checked against the id by whoever reads it.
+ */
+export const CHUNK_BUCKETS = RECORD_BUCKETS;
+
+export function chunkBucket(id: Buffer): number {
+  return ((id[0]! << 8) | id[1]!) >> (16 - Math.log2(CHUNK_BUCKETS));
+}
+
+export function chunkItem(id: Buffer): Buffer {
+  return id.subarray(0, BUCKET_DIGEST_BYTES);
+}

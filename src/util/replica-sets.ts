@@ -49,3 +49,8 @@ export function holdersOfRecord(m: Membership, key: Buffer): string[] {
   const group = groupOf(key);
   return replicasOf(m, group, isMembershipGroup(group));
 }
+
+/** Every node that should hold a chunk under `m`: its R nodes under the node set the membership is going to (where chunks are written). */
+export function holdersOfChunk(m: Membership, id: Uint8Array): string[] {
+  return replicaSet(m.transition?.next ?? m.nodes, m.r, id, false);
+}

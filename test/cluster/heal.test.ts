@@ -241,7 +241,7 @@ test('self-heal by bucket digests kept as records change: an idle pass reads no 
   const scans = async (): Promise<number> => {
     let sum = 0;
     for (const n of cluster.nodes) {
-      for (const op of ['record_scan', 'record_bucket_scan', 'record_digest']) sum += await metricOf(n.url, `quorumfs_rpc_requests_total{op="${op}",status="ok"}`);
+      for (const op of ['record_scan', 'record_bucket_scan', 'record_digest', 'chunk_list', 'chunk_has', 'chunk_bucket_list']) sum += await metricOf(n.url, `quorumfs_rpc_requests_total{op="${op}",status="ok"}`);
     }
     return sum;
   };
@@ -256,13 +256,15 @@ test('self-heal by bucket digests kept as records change: an idle pass reads no 
   t.is(idle.rangesScanned, 0, JSON.stringify(idle));
   t.is(idle.rangesAgreed, 3 * 1024, 'every bucket agreed with each of the three other nodes');
   t.true(idle.recordsChecked >= 600, `the digests covered n1's records: ${JSON.stringify(idle)}`);
-  t.is(await scans(), scansBefore, 'an idle pass read no record on any node');
+  t.is(await scans(), scansBefore, 'an idle pass read no record and listed no chunk on any node');
   t.is(await builds(), buildsBefore, 'and no node walked its store again: the digests were kept as records changed');
 
   // n4 misses changes of 30 keys and 40 new ones.
   await nodes.get('n4')!.stop();
   for (let i = 0; i < 30; i++) await ks.change(spread(i), () => Buffer.from(`b${i}`));
   for (let i = 1200; i < 1240; i++) await ks.change(spread(i), () => Buffer.from(`c${i}`));
+  const missed: ChunkId[] = [];
+  for (let i = 0; i < 12; i++) missed.push(await ks.putChunk(randomBytes(3000 + i)));
   nodes.set('n4', await startNode(t, cluster, 'n4', args));
   const p4 = ks.peer('n4')!;
   for (const until = Date.now() + 30_000; !p4.up; ) {
@@ -284,6 +286,12 @@ test('self-heal by bucket digests kept as records change: an idle pass reads no 
     t.is(copy ? open(copy.value).payload?.toString() : null, i < 30 ? `b${i}` : `c${i}`, `n4's copy of key ${i}`);
   }
   t.true(placedOnN4 > 0);
+  t.true(self4.first.chunksCopied > 0, `n4 copied to itself the chunks it missed: ${JSON.stringify(self4.first)}`);
+  const n4 = connect(t, cluster, 'n4');
+  n4.rpc.epoch = m.epoch;
+  const placedChunks = missed.filter((id) => ks.chunks.replicasOf(id).some((p) => p.id === 'n4'));
+  t.true(placedChunks.length > 0);
+  t.deepEqual(await n4.hasChunks(placedChunks), placedChunks.map(() => true), 'every chunk placed on n4 is there');
   // And n1's next pass agrees with everyone.
   const after = await passUntilAgreed(n1);
   t.is(after.last.rangesScanned, 0);

@@ -4,6 +4,7 @@ import { Decoder, Encoder } from '../../src/util/codec.js';
 import * as M from '../../src/rpc/messages.js';
 import { isQfsError } from '../../src/util/errors.js';
 import type { ChunkId } from '../../src/util/ids.js';
+import { BUCKET_DIGEST_BYTES, CHUNK_BUCKETS, RECORD_BUCKETS } from '../../src/util/range-digest.js';
 
 function roundTrip<T>(codec: { encode(e: Encoder, v: T): void; decode(d: Decoder): T }, v: T): T {
   const e = new Encoder();
@@ -93,4 +94,28 @@ test('range digest messages round-trip, and bad ones are refused', (t) => {
   bad(() => M.DigestReplyCodec.decode(new Decoder(new Encoder().raw(Buffer.alloc(31)).finish())));
   bad(() => M.DigestReplyCodec.decode(new Decoder(new Encoder().raw(Buffer.alloc(32)).u32(M.MAX_SCAN_LIMIT + 1).bool(false).finish())));
   bad(() => M.DigestReplyCodec.decode(new Decoder(new Encoder().raw(Buffer.alloc(32)).u32(1).bool(false).u8(0).finish())));
+});
+
+test('bucket digest and bucket scan messages round-trip, and bad ones are refused', (t) => {
+  t.deepEqual(roundTrip(M.BucketDigestsRequestCodec, { peer: 'n3' }), { peer: 'n3' });
+  const xor = Buffer.alloc(RECORD_BUCKETS * BUCKET_DIGEST_BYTES);
+  xor[5] = 9;
+  const counts = new Uint32Array(RECORD_BUCKETS);
+  counts[1023] = 77;
+  const back = roundTrip(M.BucketDigestsReplyCodec, { xor, counts });
+  t.true(back.xor.equals(xor));
+  t.deepEqual([...back.counts], [...counts]);
+  const scan = { bucket: 1023, start: Buffer.from([1, 0x61]), limit: 100 };
+  t.deepEqual(roundTrip(M.BucketScanRequestCodec, scan), scan);
+  const list = { bucket: 4, after: 'ab'.repeat(32) as ChunkId, limit: 1000 };
+  t.deepEqual(roundTrip(M.ChunkBucketListCodec, list), list);
+  t.deepEqual(roundTrip(M.ChunkBucketListCodec, { ...list, after: null }), { ...list, after: null });
+  const bad = (fn: () => unknown): void => {
+    t.true(isQfsError(t.throws(fn), 'bad_request'));
+  };
+  bad(() => M.BucketDigestsReplyCodec.decode(new Decoder(new Encoder().raw(Buffer.alloc(100)).finish())));
+  bad(() => M.BucketScanRequestCodec.decode(new Decoder(new Encoder().u32(RECORD_BUCKETS).bytes(Buffer.alloc(0)).u32(5).finish())));
+  bad(() => M.BucketScanRequestCodec.decode(new Decoder(new Encoder().u32(1).bytes(Buffer.alloc(0)).u32(M.MAX_SCAN_LIMIT + 1).finish())));
+  bad(() => M.ChunkBucketListCodec.decode(new Decoder(new Encoder().u32(CHUNK_BUCKETS).bool(false).u32(5).finish())));
+  bad(() => M.BucketDigestsRequestCodec.decode(new Decoder(new Encoder().str('x'.repeat(65)).finish())));
 });

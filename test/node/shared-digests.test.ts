@@ -1,4 +1,4 @@
-// Self-heal's bucket digests kept as records change (src/node/record-digests.ts
+// Self-heal's bucket digests kept as records change (src/node/shared-digests.ts
 // over the record store's bucket index and accepted-ballot changes): after any
 // mix of prepares, accepts, learns, purges and drops, in flight together, the
 // digests kept up to date equal digests built afresh from the store; a
@@ -8,7 +8,11 @@ import test from 'ava';
 import { prng } from '../helpers/raw-rpc.js';
 import { open as openLmdb } from 'lmdb';
 import { RecordStore } from '../../src/store/record-store.js';
-import { RecordDigests } from '../../src/node/record-digests.js';
+import { CHUNK_DIGESTS, RECORD_DIGESTS, SharedDigests } from '../../src/node/shared-digests.js';
+import { ChunkStore } from '../../src/store/chunk-store.js';
+import { CHUNK_BUCKETS, chunkBucket } from '../../src/util/range-digest.js';
+import { randomBytes } from 'node:crypto';
+import { chunkIdOf } from '../store/helpers.js';
 import { initialMembership, type Membership } from '../../src/util/membership.js';
 import { RECORD_BUCKETS, recordBucket } from '../../src/util/range-digest.js';
 import { recordKey } from '../../src/util/record-key.js';
@@ -31,7 +35,7 @@ for (const seed of [1, 2, 3]) {
     const store = await RecordStore.open(await tempDir(t), silentLogger());
     t.teardown(() => store.close());
     const m = members(['n1', 'n2', 'n3', 'n4']);
-    const kept = new RecordDigests(store, 'n1', () => m);
+    const kept = new SharedDigests(store, RECORD_DIGESTS, 'n1', () => m);
     const peers = ['n2', 'n3', 'n4'];
     for (const p of peers) kept.forPeer(p); // built now, on an empty store; kept from here on
     const random = prng(seed);
@@ -54,7 +58,7 @@ for (const seed of [1, 2, 3]) {
     await Promise.all(inFlight);
     const keptNow = peers.map((p) => kept.forPeer(p));
     t.is(kept.builds, 1, 'kept, never rebuilt');
-    const fresh = new RecordDigests(store, 'n1', () => m);
+    const fresh = new SharedDigests(store, RECORD_DIGESTS, 'n1', () => m);
     let held = 0;
     for (const [n, p] of peers.entries()) {
       const f = fresh.forPeer(p);
@@ -126,11 +130,57 @@ test('under a new membership the digests are built again with its placement', as
   t.teardown(() => store.close());
   for (let i = 0; i < 300; i++) await store.accept(keyOf(i), ballot(1), { kind: 'value', bytes: Buffer.from(`v${i}`) });
   let m = members(['n1', 'n2', 'n3']);
-  const digests = new RecordDigests(store, 'n1', () => m);
+  const digests = new SharedDigests(store, RECORD_DIGESTS, 'n1', () => m);
   t.is(digests.forPeer('n2').counts.reduce((a, c) => a + c, 0), 300, 'three nodes, R=3: n1 and n2 share every key');
   t.is(digests.forPeer('n5').counts.reduce((a, c) => a + c, 0), 0, 'nothing with a node outside the membership');
   m = members(['n1', 'n2', 'n3', 'n4', 'n5'], 2);
   const shared = Array.from({ length: 300 }, (_, i) => holdersOfRecord(m, keyOf(i))).filter((h) => h.includes('n1') && h.includes('n5')).length;
   t.is(digests.forPeer('n5').counts.reduce((a, c) => a + c, 0), shared);
   t.is(digests.builds, 2);
+});
+
+test('chunk digests kept through puts, deletes and sweeps equal digests built afresh, also after a reopen; a bucket lists exactly its ids', async (t) => {
+  const dir = await tempDir(t);
+  const m = members(['n1', 'n2', 'n3', 'n4']);
+  const store = await ChunkStore.open(dir, silentLogger());
+  const kept = new SharedDigests(store, CHUNK_DIGESTS, 'n1', () => m);
+  for (const p of ['n2', 'n3', 'n4']) kept.forPeer(p);
+  const ids: string[] = [];
+  for (let i = 0; i < 120; i++) {
+    const bytes = randomBytes(100 + i);
+    const id = chunkIdOf(bytes);
+    await store.put(id, bytes);
+    await store.put(id, bytes); // a second put of the same chunk changes nothing
+    ids.push(id);
+  }
+  for (const id of ids.slice(0, 30)) t.true(await store.delete(id as never));
+  for (const id of ids.slice(30, 40)) t.true((await store.sweep(id as never, 0)) > 0);
+  const fresh = new SharedDigests(store, CHUNK_DIGESTS, 'n1', () => m);
+  let held = 0;
+  const snapshot = ['n2', 'n3', 'n4'].map((p) => {
+    const k = kept.forPeer(p);
+    return { xor: Buffer.from(k.xor), counts: [...k.counts] };
+  });
+  for (const [i, p] of ['n2', 'n3', 'n4'].entries()) {
+    const f = fresh.forPeer(p);
+    t.true(snapshot[i]!.xor.equals(f.xor), `digests for ${p}`);
+    t.deepEqual(snapshot[i]!.counts, [...f.counts], `counts for ${p}`);
+    held += f.counts.reduce((a, c) => a + c, 0);
+  }
+  t.true(held > 0);
+  t.is(kept.builds, 1);
+  const left = ids.slice(40);
+  let listed = 0;
+  for (let b = 0; b < CHUNK_BUCKETS; b++) {
+    const got = await store.listBucket(b, null, 1000);
+    t.deepEqual(got, left.filter((id) => chunkBucket(Buffer.from(id, 'hex')) === b).sort(), `bucket ${b}`);
+    listed += got.length;
+  }
+  t.is(listed, 80);
+  await store.close();
+  // The ids are found again when the store opens.
+  const reopened = await ChunkStore.open(dir, silentLogger());
+  t.teardown(() => reopened.close());
+  const again = new SharedDigests(reopened, CHUNK_DIGESTS, 'n1', () => m);
+  for (const [i, p] of ['n2', 'n3', 'n4'].entries()) t.true(again.forPeer(p).xor.equals(snapshot[i]!.xor), `after a reopen, digests for ${p}`);
 });
