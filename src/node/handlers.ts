@@ -185,8 +185,8 @@ export function nodeOps(s: NodeStores, sessions = new LeaseSessions()): Map<numb
       M.Op.RecordBucketDigests,
       handler('record_bucket_digests', {
         decode: M.BucketDigestsRequestCodec.decode,
-        run(r, _ctx, reply) {
-          M.BucketDigestsReplyCodec.encode(reply, s.recordDigests.forPeer(r.peer));
+        async run(r, _ctx, reply) {
+          M.BucketDigestsReplyCodec.encode(reply, await s.recordDigests.forPeer(r.peer));
         },
         replySize: 24 * 1024,
       }),
@@ -276,8 +276,8 @@ export function nodeOps(s: NodeStores, sessions = new LeaseSessions()): Map<numb
       M.Op.ChunkBucketDigests,
       handler('chunk_bucket_digests', {
         decode: M.BucketDigestsRequestCodec.decode,
-        run(r, _ctx, reply) {
-          M.BucketDigestsReplyCodec.encode(reply, s.chunkDigests.forPeer(r.peer));
+        async run(r, _ctx, reply) {
+          M.BucketDigestsReplyCodec.encode(reply, await s.chunkDigests.forPeer(r.peer));
         },
         replySize: 24 * 1024,
       }),

@@ -6,7 +6,11 @@
 // first time a peer asks under a membership epoch, and again after a write
 // rolled back; then moved by the store's changes, which it tells
 // synchronously. So a heal pass over replicas that agree reads nothing from
-// disk.
+// disk. The build walks a snapshot of the store a slice at a time, so a big
+// store does not stop the node from serving meanwhile: the listener is set
+// in the same turn as the snapshot, and changes are XOR deltas and count
+// steps (modulo 2^32), so walk and changes add up to the store whatever
+// order they come in.
 import { QfsError } from '../util/errors.js';
 import type { Membership } from '../util/membership.js';
 import { BucketDigests, chunkBucket, chunkItem, itemHash, recordBucket, type DigestMark } from '../util/range-digest.js';
@@ -21,10 +25,14 @@ export interface DigestListener<Mark> {
   unsure(): void;
 }
 
-/** A store that tells of its changes, and hands every item it holds when asked. */
+/** A store that tells of its changes, and walks what it holds as of a moment. */
 export interface DigestSource<Mark> {
-  listen(listener: DigestListener<Mark> | null, each?: (key: Buffer, mark: Mark) => void): void;
+  listen(listener: DigestListener<Mark> | null): void;
+  snapshotMarks(): { take(n: number): Array<[Buffer, Mark]> };
 }
+
+/** Items walked per event turn while digests are built. */
+const BUILD_SLICE = 2000;
 
 /** What the digests of one kind of item need: its bucket, its item hash, who holds it, and what placement is cached by. */
 export interface DigestKind<Mark> {
@@ -58,6 +66,8 @@ export const CHUNK_DIGESTS: DigestKind<'held'> = {
 interface Built {
   m: Membership;
   byPeer: Map<string, BucketDigests>;
+  /** Settles when the walk is done (or was given up for a newer build). */
+  ready: Promise<void>;
 }
 
 export class SharedDigests<Mark> implements DigestListener<Mark> {
@@ -74,12 +84,16 @@ export class SharedDigests<Mark> implements DigestListener<Mark> {
   ) {}
 
   /** The digests of what this node and `peer` both should hold, under the membership this node holds. */
-  forPeer(peer: string): BucketDigests {
-    const m = this.membership();
-    if (!m) throw new QfsError('epoch_ahead', 'this node knows no membership yet');
-    let built = this.built;
-    if (!built || built.m.epoch !== m.epoch) built = this.rebuild(m);
-    return built.byPeer.get(peer) ?? new BucketDigests();
+  async forPeer(peer: string): Promise<BucketDigests> {
+    for (let tries = 0; tries < 3; tries++) {
+      const m = this.membership();
+      if (!m) throw new QfsError('epoch_ahead', 'this node knows no membership yet');
+      let built = this.built;
+      if (!built || built.m.epoch !== m.epoch) built = this.rebuild(m);
+      await built.ready;
+      if (this.built === built) return built.byPeer.get(peer) ?? new BucketDigests();
+    }
+    throw new QfsError('unavailable', 'the digests were rebuilt three times while this request waited (writes failing?)');
   }
 
   changed(key: Buffer, before: Mark | null, after: Mark | null): void {
@@ -95,11 +109,28 @@ export class SharedDigests<Mark> implements DigestListener<Mark> {
   }
 
   private rebuild(m: Membership): Built {
-    const built: Built = { m, byPeer: new Map() };
+    let done = (): void => {};
+    const built: Built = { m, byPeer: new Map(), ready: new Promise<void>((resolve) => (done = resolve)) };
     this.holdersByGroup.clear();
     this.built = built;
     this.builds++;
-    this.source.listen(this, (key, mark) => this.apply(built, key, mark, 1));
+    // The same turn: the snapshot's moment is the listener's first.
+    this.source.listen(this);
+    const walk = this.source.snapshotMarks();
+    const step = (): void => {
+      if (this.built !== built) return done();
+      let items: Array<[Buffer, Mark]>;
+      try {
+        items = walk.take(BUILD_SLICE);
+      } catch {
+        this.built = null;
+        return done();
+      }
+      for (const [key, mark] of items) this.apply(built, key, mark, 1);
+      if (items.length < BUILD_SLICE) done();
+      else setImmediate(step);
+    };
+    step();
     return built;
   }
 

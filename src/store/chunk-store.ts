@@ -507,13 +507,22 @@ export class ChunkStore {
     if (this.ids.delete(cid)) this.listener?.changed(Buffer.from(cid, 'hex'), 'held', null);
   }
 
-  /**
-   * Sets the listener of chunks stored and removed (told synchronously as the
-   * file appears or goes) and hands it every stored chunk now, synchronously.
-   */
-  listen(listener: ChunkListener | null, each?: (id: Buffer, mark: 'held') => void): void {
+  /** Sets the listener of chunks stored and removed (told synchronously as the file appears or goes). */
+  listen(listener: ChunkListener | null): void {
     this.listener = listener;
-    if (each) for (const cid of this.ids) each(Buffer.from(cid, 'hex'), 'held');
+  }
+
+  /** Every stored chunk as of now, handed out a slice at a time (as RecordStore.snapshotMarks). */
+  snapshotMarks(): { take(n: number): Array<[Buffer, 'held']> } {
+    const ids = [...this.ids];
+    let at = 0;
+    return {
+      take: (n: number) => {
+        const out: Array<[Buffer, 'held']> = [];
+        for (; out.length < n && at < ids.length; at++) out.push([Buffer.from(ids[at]!, 'hex'), 'held']);
+        return out;
+      },
+    };
   }
 
   /** Ids of one bucket (src/util/range-digest.ts, chunkBucket) greater than `after`, ascending, at most `limit`. */

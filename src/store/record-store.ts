@@ -564,42 +564,69 @@ export class RecordStore {
     this.listener.changed(key, was, now);
   }
 
-  /**
-   * Sets the listener of accepted-ballot changes and hands it every key's
-   * mark as decisions see it now (the overlay included), synchronously, so
-   * that nothing changes between the walk and the first change it hears of.
-   */
-  listen(listener: AcceptedListener | null, each?: (key: Buffer, mark: Exclude<AcceptedMark, null>) => void): void {
-    this.checkOpen();
+  /** Sets the listener of accepted-ballot changes (told synchronously, in call order). */
+  listen(listener: AcceptedListener | null): void {
     this.listener = listener;
-    if (!each) return;
+  }
+
+  /**
+   * Every key's mark as decisions see it now, handed out a slice at a time
+   * (`take`) over as many event turns as the caller likes: the committed
+   * states come from one lmdb read snapshot started here, and the overlay of
+   * writes in flight is copied here. A listener set in the same turn hears
+   * every change after this instant, so walk plus changes is exact whenever
+   * the walk is consumed (changes are XOR deltas, in any order).
+   */
+  snapshotMarks(): { take(n: number): Array<[Buffer, Exclude<AcceptedMark, null>]> } {
+    this.checkOpen();
     const inFlight = new Map(this.pending);
+    let iterator: Iterator<{ key: Buffer; value: Buffer }>;
+    let first: IteratorResult<{ key: Buffer; value: Buffer }>;
     try {
-      for (const { key, value } of this.records.getRange({})) {
-        const k = Buffer.from(key).toString('latin1');
-        const p = inFlight.get(k);
-        let mark: AcceptedMark;
-        if (p) {
-          inFlight.delete(k);
-          if (!p.state) continue;
-          mark = markOf(p.state);
-        } else {
-          try {
-            mark = markOf(decodeState(value));
-          } catch (err) {
-            if (!(err instanceof RecordChecksumError)) throw err;
-            mark = 'lost';
-          }
-        }
-        if (mark !== null) each(Buffer.from(key), mark);
-      }
+      iterator = this.records.getRange({ snapshot: true })[Symbol.iterator]() as Iterator<{ key: Buffer; value: Buffer }>;
+      first = iterator.next(); // the read snapshot starts now
     } catch (err) {
       throw this.fail(err, 'scan');
     }
-    for (const [k, p] of inFlight) {
-      const mark = p.state ? markOf(p.state) : null;
-      if (mark !== null) each(Buffer.from(k, 'latin1'), mark);
-    }
+    let rest: Array<[string, Pending]> | null = null;
+    return {
+      take: (n: number) => {
+        const out: Array<[Buffer, Exclude<AcceptedMark, null>]> = [];
+        try {
+          while (out.length < n && !first.done) {
+            const { key, value } = first.value;
+            first = iterator.next();
+            const k = Buffer.from(key).toString('latin1');
+            const p = inFlight.get(k);
+            let mark: AcceptedMark;
+            if (p) {
+              inFlight.delete(k);
+              mark = p.state ? markOf(p.state) : null;
+            } else {
+              try {
+                mark = markOf(decodeState(value));
+              } catch (err) {
+                if (!(err instanceof RecordChecksumError)) throw err;
+                mark = 'lost';
+              }
+            }
+            if (mark !== null) out.push([Buffer.from(key), mark]);
+          }
+        } catch (err) {
+          throw this.fail(err, 'scan');
+        }
+        // Then the keys only the overlay has (written, not yet committed).
+        if (first.done) {
+          rest ??= [...inFlight];
+          while (out.length < n && rest.length > 0) {
+            const [k, p] = rest.pop()!;
+            const mark = p.state ? markOf(p.state) : null;
+            if (mark !== null) out.push([Buffer.from(k, 'latin1'), mark]);
+          }
+        }
+        return out;
+      },
+    };
   }
 
   /**

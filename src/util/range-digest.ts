@@ -126,7 +126,7 @@ export class BucketDigests {
   apply(bucket: number, item: Buffer, sign: 1 | -1 | 0): void {
     const at = bucket * BUCKET_DIGEST_BYTES;
     for (let i = 0; i < BUCKET_DIGEST_BYTES; i++) this.xor[at + i]! ^= item[i]!;
-    this.counts[bucket]! += sign;
+    this.counts[bucket]! += sign; // modulo 2^32: a change may come before the walk that it undoes
   }
 
   digestOf(bucket: number): Buffer {

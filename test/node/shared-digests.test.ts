@@ -37,7 +37,7 @@ for (const seed of [1, 2, 3]) {
     const m = members(['n1', 'n2', 'n3', 'n4']);
     const kept = new SharedDigests(store, RECORD_DIGESTS, 'n1', () => m);
     const peers = ['n2', 'n3', 'n4'];
-    for (const p of peers) kept.forPeer(p); // built now, on an empty store; kept from here on
+    for (const p of peers) await kept.forPeer(p); // built now, on an empty store; kept from here on
     const random = prng(seed);
     const counters = new Map<number, number>();
     const inFlight: Array<Promise<unknown>> = [];
@@ -56,12 +56,12 @@ for (const seed of [1, 2, 3]) {
       if (inFlight.length >= 40) await Promise.all(inFlight.splice(0));
     }
     await Promise.all(inFlight);
-    const keptNow = peers.map((p) => kept.forPeer(p));
+    const keptNow = await Promise.all(peers.map((p) => kept.forPeer(p)));
     t.is(kept.builds, 1, 'kept, never rebuilt');
     const fresh = new SharedDigests(store, RECORD_DIGESTS, 'n1', () => m);
     let held = 0;
     for (const [n, p] of peers.entries()) {
-      const f = fresh.forPeer(p);
+      const f = await fresh.forPeer(p);
       t.true(keptNow[n]!.xor.equals(f.xor), `digests for ${p}`);
       t.deepEqual([...keptNow[n]!.counts], [...f.counts], `counts for ${p}`);
       held += f.counts.reduce((a, c) => a + c, 0);
@@ -131,11 +131,11 @@ test('under a new membership the digests are built again with its placement', as
   for (let i = 0; i < 300; i++) await store.accept(keyOf(i), ballot(1), { kind: 'value', bytes: Buffer.from(`v${i}`) });
   let m = members(['n1', 'n2', 'n3']);
   const digests = new SharedDigests(store, RECORD_DIGESTS, 'n1', () => m);
-  t.is(digests.forPeer('n2').counts.reduce((a, c) => a + c, 0), 300, 'three nodes, R=3: n1 and n2 share every key');
-  t.is(digests.forPeer('n5').counts.reduce((a, c) => a + c, 0), 0, 'nothing with a node outside the membership');
+  t.is((await digests.forPeer('n2')).counts.reduce((a, c) => a + c, 0), 300, 'three nodes, R=3: n1 and n2 share every key');
+  t.is((await digests.forPeer('n5')).counts.reduce((a, c) => a + c, 0), 0, 'nothing with a node outside the membership');
   m = members(['n1', 'n2', 'n3', 'n4', 'n5'], 2);
   const shared = Array.from({ length: 300 }, (_, i) => holdersOfRecord(m, keyOf(i))).filter((h) => h.includes('n1') && h.includes('n5')).length;
-  t.is(digests.forPeer('n5').counts.reduce((a, c) => a + c, 0), shared);
+  t.is((await digests.forPeer('n5')).counts.reduce((a, c) => a + c, 0), shared);
   t.is(digests.builds, 2);
 });
 
@@ -144,7 +144,7 @@ test('chunk digests kept through puts, deletes and sweeps equal digests built af
   const m = members(['n1', 'n2', 'n3', 'n4']);
   const store = await ChunkStore.open(dir, silentLogger());
   const kept = new SharedDigests(store, CHUNK_DIGESTS, 'n1', () => m);
-  for (const p of ['n2', 'n3', 'n4']) kept.forPeer(p);
+  for (const p of ['n2', 'n3', 'n4']) await kept.forPeer(p);
   const ids: string[] = [];
   for (let i = 0; i < 120; i++) {
     const bytes = randomBytes(100 + i);
@@ -157,12 +157,12 @@ test('chunk digests kept through puts, deletes and sweeps equal digests built af
   for (const id of ids.slice(30, 40)) t.true((await store.sweep(id as never, 0)) > 0);
   const fresh = new SharedDigests(store, CHUNK_DIGESTS, 'n1', () => m);
   let held = 0;
-  const snapshot = ['n2', 'n3', 'n4'].map((p) => {
-    const k = kept.forPeer(p);
+  const snapshot = await Promise.all(['n2', 'n3', 'n4'].map(async (p) => {
+    const k = await kept.forPeer(p);
     return { xor: Buffer.from(k.xor), counts: [...k.counts] };
-  });
+  }));
   for (const [i, p] of ['n2', 'n3', 'n4'].entries()) {
-    const f = fresh.forPeer(p);
+    const f = await fresh.forPeer(p);
     t.true(snapshot[i]!.xor.equals(f.xor), `digests for ${p}`);
     t.deepEqual(snapshot[i]!.counts, [...f.counts], `counts for ${p}`);
     held += f.counts.reduce((a, c) => a + c, 0);
@@ -182,5 +182,43 @@ test('chunk digests kept through puts, deletes and sweeps equal digests built af
   const reopened = await ChunkStore.open(dir, silentLogger());
   t.teardown(() => reopened.close());
   const again = new SharedDigests(reopened, CHUNK_DIGESTS, 'n1', () => m);
-  for (const [i, p] of ['n2', 'n3', 'n4'].entries()) t.true(again.forPeer(p).xor.equals(snapshot[i]!.xor), `after a reopen, digests for ${p}`);
+  for (const [i, p] of ['n2', 'n3', 'n4'].entries()) t.true((await again.forPeer(p)).xor.equals(snapshot[i]!.xor), `after a reopen, digests for ${p}`);
+});
+
+test('digests built over several turns while accepts, drops and promises land meanwhile equal digests built afresh after', async (t) => {
+  const store = await RecordStore.open(await tempDir(t), silentLogger());
+  t.teardown(() => store.close());
+  const m = members(['n1', 'n2', 'n3', 'n4']);
+  // Enough keys for the walk to take several turns (2 000 a turn).
+  for (let i = 0; i < 9000; i += 500) {
+    await Promise.all(Array.from({ length: 500 }, (_, j) => store.accept(keyOf(i + j), ballot(1), { kind: 'value', bytes: Buffer.from(`v${i + j}`) })));
+  }
+  const kept = new SharedDigests(store, RECORD_DIGESTS, 'n1', () => m);
+  const building = kept.forPeer('n2'); // the walk starts now and goes on over the next turns
+  const random = prng(7);
+  const writes: Array<Promise<unknown>> = [];
+  let turnsDuring = 0;
+  let built = false;
+  void building.then(() => (built = true));
+  for (let round = 0; round < 40 && !built; round++) {
+    for (let j = 0; j < 50; j++) {
+      const i = Math.floor(random() * 9500); // some keys the walk has passed, some it has not, some new
+      const r = random();
+      if (r < 0.7) writes.push(store.accept(keyOf(i), ballot(2 + round), { kind: 'value', bytes: Buffer.from(`w${round}`) }));
+      else if (r < 0.85) writes.push(store.drop(keyOf(i)));
+      else writes.push(store.prepare(keyOf(i), ballot(2 + round)));
+    }
+    turnsDuring++;
+    await new Promise((r) => setImmediate(r));
+  }
+  await building;
+  await Promise.all(writes);
+  t.true(turnsDuring >= 2, `writes landed over ${turnsDuring} turns of the build`);
+  const fresh = new SharedDigests(store, RECORD_DIGESTS, 'n1', () => m);
+  for (const p of ['n2', 'n3', 'n4']) {
+    const [k, f] = [await kept.forPeer(p), await fresh.forPeer(p)];
+    t.true(k.xor.equals(f.xor), `digests for ${p}`);
+    t.deepEqual([...k.counts], [...f.counts], `counts for ${p}`);
+  }
+  t.is(kept.builds, 1);
 });
