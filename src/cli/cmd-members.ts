@@ -1,9 +1,11 @@
 // quorumfs node add|drain|remove|set|resume|list: changing the cluster's
 // membership online (docs/architecture.md, "Membership"). Each change is
-// asked for with a compare-and-set of the membership record, then carried
-// through by the mover in this process (or, with --no-wait or when this
-// process dies, by the nodes: src/cluster/move-watcher.ts); mounts, nodes and
-// tools learn the new membership from the nodes while they run.
+// asked for with a compare-and-set of the membership record, then handed to
+// the nodes, which move the data themselves (src/cluster/move-watcher.ts):
+// the command follows their progress reports until the change is complete,
+// and moves the data itself only when told to (--here) or when no node has
+// picked the change up in time (nodes started with --mover-grace 0). Mounts,
+// nodes and tools learn the new membership from the nodes while they run.
 import { NodeClient } from '../rpc/node-client.js';
 import { Mover, type MoveProgress } from '../cluster/mover.js';
 import { QfsError } from '../util/errors.js';
@@ -15,19 +17,18 @@ import { openCluster } from './wiring.js';
 
 export const MEMBERSHIP_SUBCOMMANDS = ['add', 'drain', 'remove', 'set', 'resume', 'list'] as const;
 
-export const MEMBERS_HELP = `usage: quorumfs node add    --config FILE --id ID --url ws://HOST:PORT [--weight W] [--zone Z] [--queue] [--no-wait]
-       quorumfs node drain  --config FILE ID [--queue] [--no-wait]
-       quorumfs node remove --config FILE ID [--dead] [--queue] [--no-wait]
-       quorumfs node set    --config FILE ID [--weight W] [--zone Z|--no-zone] [--queue] [--no-wait]
-       quorumfs node resume --config FILE
+export const MEMBERS_HELP = `usage: quorumfs node add    --config FILE --id ID --url ws://HOST:PORT [--weight W] [--zone Z] [--queue] [--no-wait|--here]
+       quorumfs node drain  --config FILE ID [--queue] [--no-wait|--here]
+       quorumfs node remove --config FILE ID [--dead] [--queue] [--no-wait|--here]
+       quorumfs node set    --config FILE ID [--weight W] [--zone Z|--no-zone] [--queue] [--no-wait|--here]
+       quorumfs node resume --config FILE [--here]
        quorumfs node list   --config FILE [--json]
 
 Changes the cluster's membership while it serves. The command asks for the
-change, then moves records and chunks to where the new membership places them
-and returns when the change is complete. Killed or interrupted, it leaves the
-change in progress: the nodes carry it on by themselves once it has gone
-without progress for their --mover-grace (30 s by default), and resume
-carries it on at once. Mounts and nodes follow without restart.
+change and hands it to the nodes, which move records and chunks node to node
+to where the new membership places them; it shows their progress and returns
+when the change is complete. Killed or interrupted, it leaves the change to
+the nodes, which go on. Mounts and nodes follow without restart.
 
   add      a new node, already running (quorumfs node --config FILE --id ID
            --listen HOST:PORT --data-dir DIR); data moves to it
@@ -41,9 +42,15 @@ carries it on at once. Mounts and nodes follow without restart.
   --queue         wait behind a change in progress instead of refusing
   --no-wait       ask for the change and return: the nodes move the data
                   (watch it with quorumfs status)
-  --rate MB/S     copy chunks at most this fast (default: as fast as it goes)
-  --parallel N    records rewritten and chunks copied at once (default 16)
-  --patience S    how long a step that lacks nodes is retried (default 60)`;
+  --here          move the data from this process instead of the nodes (also
+                  what happens when no node picks the change up in 15 s:
+                  nodes started with --mover-grace 0)
+  --rate MB/S     copy chunks at most this fast (default: as fast as it goes;
+                  the nodes keep to it too)
+  --parallel N    with --here: records rewritten and chunks copied at once
+                  (default 16)
+  --patience S    with --here: how long a step that lacks nodes is retried
+                  (default 60)`;
 
 function parseWeight(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -85,6 +92,7 @@ export async function membershipCommand(sub: string, args: string[]): Promise<nu
       dead: { type: 'boolean' },
       queue: { type: 'boolean' },
       'no-wait': { type: 'boolean' },
+      here: { type: 'boolean' },
       json: { type: 'boolean' },
       'log-level': { type: 'string' },
       patience: { type: 'string' },
@@ -152,8 +160,10 @@ export async function membershipCommand(sub: string, args: string[]): Promise<nu
       return 0;
     }
     if (values['no-wait'] && !change) throw new UsageError('--no-wait goes with add, drain, remove or set');
+    if (values['no-wait'] && values.here) throw new UsageError('--no-wait and --here: pick one');
+    let asked: Membership | null = null;
     if (change) {
-      const asked = await mover.request(change, values.queue ?? false);
+      asked = await mover.request(change, values.queue ?? false);
       process.stderr.write(`${describeChange(change)}: ${asked.transition && asked.queued.length === 0 ? 'started' : 'queued'} (epoch ${asked.epoch})\n`);
       if (values['no-wait']) {
         await mover.handToNodes(asked.epoch);
@@ -162,13 +172,59 @@ export async function membershipCommand(sub: string, args: string[]): Promise<nu
         return 0;
       }
     }
-    const done = await mover.run();
+    let done: Membership | null = null;
+    if (!values.here) {
+      asked ??= await mover.read();
+      if (asked.transition === null && asked.queued.length === 0) done = asked;
+      else {
+        await mover.handToNodes(asked.epoch);
+        done = await followNodes(mover, (p) => {
+          last = p;
+          if (process.stderr.isTTY) process.stderr.write(`\r${progressLine(p)}\x1b[K`);
+        });
+        if (!done) process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}no node picked the change up in ${TAKEOVER_MS / 1000} s (nodes started with --mover-grace 0?): moving it from here\n`);
+      }
+    }
+    done ??= await mover.run();
     if (process.stderr.isTTY) process.stderr.write('\n');
     if (last) process.stderr.write(progressLine(last) + '\n');
     process.stdout.write(formatMembership(done) + '\n');
     return 0;
   } finally {
     await ks.close();
+  }
+}
+
+/** How long the command waits for a node to report progress on a change it handed over before it moves the data itself. */
+const TAKEOVER_MS = 15_000;
+const FOLLOW_EVERY_MS = 500;
+
+/**
+ * Follows the nodes' progress reports until the membership is stable (every
+ * queued change done); null when no node has reported on a change for
+ * TAKEOVER_MS after it was handed over.
+ */
+async function followNodes(mover: Mover, onProgress: (p: MoveProgress) => void): Promise<Membership | null> {
+  let waitingSince = Date.now();
+  let lastReport = 0;
+  for (;;) {
+    let m: Membership;
+    let p: MoveProgress | null;
+    try {
+      [m, p] = await Promise.all([mover.read(), mover.readProgress()]);
+    } catch {
+      // a node restarting, a majority busy: ask again (the nodes go on meanwhile)
+      await new Promise((r) => setTimeout(r, FOLLOW_EVERY_MS));
+      continue;
+    }
+    if (m.transition === null && m.queued.length === 0) return m;
+    if (p && !p.handedToNodes && p.updatedAt !== lastReport) {
+      lastReport = p.updatedAt;
+      waitingSince = Date.now();
+      onProgress(p);
+    }
+    if (lastReport === 0 && Date.now() - waitingSince > TAKEOVER_MS) return null; // once a node reports, the nodes see to it (their grace)
+    await new Promise((r) => setTimeout(r, FOLLOW_EVERY_MS));
   }
 }
 

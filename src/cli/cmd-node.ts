@@ -141,6 +141,7 @@ export async function nodeCommand(args: string[]): Promise<number> {
         healer?.start();
         const watcher = moverGraceMs > 0 ? new MoveWatcher(ks, { selfId: id, graceMs: moverGraceMs, log: log.child({ component: 'mover' }), active }) : null;
         watcher?.start();
+        if (watcher) storageNode.onMembership(() => watcher.nudge());
         return { ks, healer, watcher };
       } catch (err) {
         if (!(err instanceof SeedsOnlyError)) {

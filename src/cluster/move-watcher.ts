@@ -59,7 +59,7 @@ export interface MoveWatcherOptions {
   selfId: string;
   /** How long a change may go without a progress report before this node's turn starts, ms. */
   graceMs: number;
-  /** How often the record is read, ms (default: a quarter of the grace, at most 10 s). */
+  /** How often the record is read, ms (default: a quarter of the grace, at most 10 s; at most 1 s while a change is in progress). */
   checkMs?: number;
   log: Logger;
   /**
@@ -82,6 +82,9 @@ export class MoveWatcher {
   checks = 0;
   /** The progress of the mover this node runs now, or null. */
   progress: MoveProgress | null = null;
+  /** Whether the last look found a change in progress (the next look comes sooner). */
+  private changing = false;
+  private nudged = false;
 
   constructor(
     private readonly ks: ClusterKeySpace,
@@ -93,10 +96,26 @@ export class MoveWatcher {
   }
 
   private get checkMs(): number {
-    return this.opts.checkMs ?? Math.max(200, Math.min(10_000, this.opts.graceMs / 4));
+    const every = this.opts.checkMs ?? Math.max(200, Math.min(10_000, this.opts.graceMs / 4));
+    return this.changing ? Math.min(every, 1000) : every;
   }
 
-  private schedule(): void {
+  /**
+   * Looks soon (this node just learned a membership: a change may have been
+   * asked for, and a command that hands it to the nodes should not wait for
+   * the next look).
+   */
+  nudge(): void {
+    if (this.abort.signal.aborted) return;
+    if (!this.timer) {
+      this.nudged = true; // a look is running: the next one comes soon after it
+      return;
+    }
+    clearTimeout(this.timer);
+    this.schedule(100);
+  }
+
+  private schedule(delayMs = this.checkMs): void {
     if (this.abort.signal.aborted) return;
     this.timer = setTimeout(() => {
       this.timer = null;
@@ -104,9 +123,11 @@ export class MoveWatcher {
         .catch((err: unknown) => this.opts.log.warn({ err: toQfsError(err).message }, 'membership change: could not carry it on; trying again later'))
         .finally(() => {
           this.running = null;
-          this.schedule();
+          const soon = this.nudged;
+          this.nudged = false;
+          this.schedule(soon ? 100 : this.checkMs);
         });
-    }, this.checkMs);
+    }, delayMs);
     this.timer.unref();
   }
 
@@ -124,7 +145,8 @@ export class MoveWatcher {
     }
     const now = Date.now();
     if (this.seen?.epoch !== m.epoch) this.seen = { epoch: m.epoch, at: now };
-    if (m.transition === null && m.queued.length === 0) return;
+    this.changing = m.transition !== null || m.queued.length > 0;
+    if (!this.changing) return;
     let progress: MoveProgress | null;
     try {
       progress = decodeMoveProgress(await this.ks.registers.read(MOVE_PROGRESS_KEY, { timeoutMs: this.ks.opts.requestTimeoutMs, signal: this.abort.signal }));

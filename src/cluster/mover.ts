@@ -106,6 +106,11 @@ export class Mover {
     await this.ks.registers.change(MOVE_PROGRESS_KEY, () => Buffer.from(JSON.stringify(p)), this.callOpts());
   }
 
+  /** The last progress report any mover published, or null. */
+  async readProgress(): Promise<MoveProgress | null> {
+    return decodeMoveProgress(await this.ks.registers.read(MOVE_PROGRESS_KEY, this.callOpts()));
+  }
+
   /**
    * The membership record as chosen now. Before any change was made the record
    * is absent and the membership is the one format handed every node (epoch 1).
@@ -214,15 +219,22 @@ export class Mover {
   }
 
   /** Hands `m` to every node of A and B; the ids of those that hold it (or newer) afterwards. */
+  /** Nodes the last tellMembers got no answer from (timed out or not connected). */
+  private unreachable = new Set<string>();
+
   private async tellMembers(m: Membership): Promise<Set<string>> {
     const bytes = encodeMembership(m);
     const answered = new Set<string>();
+    this.unreachable = new Set();
     await Promise.all(
       this.ks.view.peers.map(async (p) => {
         try {
           const epoch = await p.client.installMembership(bytes, { timeoutMs: this.ks.opts.requestTimeoutMs, connectWaitMs: Math.min(this.ks.opts.connectTimeoutMs, 2000) });
           if (epoch >= m.epoch) answered.add(p.id);
         } catch (err) {
+          // No answer at all (its connection may still look open: a node cut off, its packets lost) is not "up".
+          const code = toQfsError(err).code;
+          if (code === 'timeout' || code === 'unavailable') this.unreachable.add(p.id);
           this.opts.log.debug({ node: p.id, err: (err as Error).message }, 'a node did not take the membership');
         }
       }),
@@ -262,7 +274,7 @@ export class Mover {
         throw new QfsError('unavailable', `nodes ${missing.join(', ')} did not learn epoch ${m.epoch}; at most ${may} of the old nodes may be missing`);
       }
       // B's nodes that are up must hold it too: they are about to be written to under it.
-      const missingB = t.next.filter((n) => !answered.has(n.id) && this.ks.view.peer(n.id)?.up).map((n) => n.id);
+      const missingB = t.next.filter((n) => !answered.has(n.id) && !this.unreachable.has(n.id) && this.ks.view.peer(n.id)?.up).map((n) => n.id);
       if (missingB.length > 0) throw new QfsError('unavailable', `new nodes ${missingB.join(', ')} did not learn epoch ${m.epoch}`);
       return [...answered];
     });
@@ -371,7 +383,7 @@ export class Mover {
     if (!changed) return;
     for (const n of m.nodes) {
       const peer = this.ks.view.peer(n.id);
-      if (!peer?.up) continue;
+      if (!peer?.up || this.unreachable.has(n.id)) continue; // a node cut off keeps its copies until a later trim
       let after: ChunkId | null = null;
       for (;;) {
         const ids: ChunkId[] = await peer.track((c) => c.listChunks(after, PAGE, { timeoutMs: this.ks.opts.requestTimeoutMs }));
@@ -402,7 +414,7 @@ export class Mover {
     this.report('trim');
     for (const n of m.nodes) {
       const peer = this.ks.view.peer(n.id);
-      if (!peer?.up) continue;
+      if (!peer?.up || this.unreachable.has(n.id)) continue;
       let from: Buffer = Buffer.from([0]);
       try {
         for (;;) {

@@ -17,6 +17,8 @@ const FILE = 'membership.bin';
 export class MembershipKeeper {
   private current: Membership | null;
   private encoded: Buffer | null;
+  /** Told of every membership learned (after it is on disk). */
+  readonly onLearned: Array<(m: Membership) => void> = [];
   /** Installs run one at a time: each one's file write lands before the next is judged. */
   private installing: Promise<unknown> = Promise.resolve();
 
@@ -80,6 +82,7 @@ export class MembershipKeeper {
       this.current = next;
       this.encoded = encoded;
       this.log.info({ epoch: next.epoch, nodes: next.nodes.map((n) => n.id), next: next.transition?.next.map((n) => n.id) ?? null, phase: next.transition?.phase ?? 'stable' }, 'membership learned');
+      for (const f of this.onLearned) f(next);
       return next.epoch;
     });
     this.installing = run.catch(() => {});

@@ -12,6 +12,7 @@ import { QfsError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { nodeOps } from './handlers.js';
 import { MembershipKeeper } from './membership-keeper.js';
+import type { Membership } from '../util/membership.js';
 import { CHUNK_DIGESTS, RECORD_DIGESTS, SharedDigests } from './shared-digests.js';
 import { NodeMetrics } from './metrics.js';
 import type { NodeStat } from '../rpc/messages.js';
@@ -78,6 +79,12 @@ export class StorageNode {
   private membership: MembershipKeeper | null = null;
 
   /** The epoch of the membership this node has learned; 0 before any (a cluster not formatted yet). */
+  /** Calls `f` with every membership this node learns from now on. */
+  onMembership(f: (m: Membership) => void): void {
+    if (!this.membership) throw new Error('the node is not started');
+    this.membership.onLearned.push(f);
+  }
+
   get membershipEpoch(): number {
     return this.membership?.epoch ?? 0;
   }

@@ -96,6 +96,9 @@ export function backoffDelay(attempt: number, minMs: number, maxMs: number, rand
   return Math.round(minMs / 2 + random() * (cap - minMs / 2));
 }
 
+/** How long a ping sent to a silent node may go unanswered before its connection is dropped. */
+const PROBE_MS = 2000;
+
 export class RpcClient {
   private ws: WebSocket | null = null;
   private state: 'idle' | 'connecting' | 'open' | 'closed' = 'idle';
@@ -115,6 +118,9 @@ export class RpcClient {
    * cluster layer keeps it current. Written into each request as it is sent.
    */
   epoch = 0;
+  /** When the last frame came from the node (Date.now()), and whether a ping is out to see that it is still there. */
+  private lastHeardAt = 0;
+  private probing = false;
   /** Unasked frames from the node (lease recalls); a throw drops the connection as for any bad frame. */
   onPush: ((kind: number, body: Decoder) => void) | null = null;
 
@@ -162,6 +168,7 @@ export class RpcClient {
     };
 
     ws.on('message', (data: RawData, isBinary: boolean) => {
+      this.lastHeardAt = Date.now();
       if (!isBinary || !Buffer.isBuffer(data)) return fail(new QfsError('bad_request', 'non-binary frame from server'));
       try {
         const type = frameType(data);
@@ -331,6 +338,7 @@ export class RpcClient {
     frame.writeUInt32BE(id, 1);
     frame.writeUInt32BE(Math.max(1, Math.min(0xffffffff, deadline - Date.now())), 6);
     frame.writeUInt32BE(opts.epoch ?? this.epoch, REQUEST_EPOCH_OFFSET);
+    const sentAt = Date.now();
     return new Promise<Decoder>((resolve, reject) => {
       const onAbort = (): void => {
         if (this.pending.delete(id)) {
@@ -345,6 +353,7 @@ export class RpcClient {
           if (this.pending.delete(id)) {
             p.cleanup();
             reject(new QfsError('timeout', `${this.options.url}: no answer within ${timeoutMs} ms`));
+            if (this.lastHeardAt < sentAt) this.probe(ws);
           }
         }, Math.max(1, deadline - Date.now())),
         cleanup: () => {
@@ -370,6 +379,39 @@ export class RpcClient {
         ws.send(tail, { binary: true, fin: true }, sent);
       }
     });
+  }
+
+  /**
+   * A call timed out and the node has sent nothing since it was made: a ping
+   * asks whether the connection is still there. No pong (and no frame) within
+   * PROBE_MS, and the connection is dropped: a node cut off (its packets
+   * lost) otherwise keeps an open-looking connection for as long as TCP
+   * retries, and whoever asks `isOpen` (a mover skipping nodes that are
+   * down, say) keeps waiting on it. Calls on it fail as unavailable; the
+   * client reconnects as after any close.
+   */
+  private probe(ws: WebSocket): void {
+    if (this.probing || this.ws !== ws || this.state !== 'open') return;
+    this.probing = true;
+    const askedAt = Date.now();
+    let answered = false;
+    const onPong = (): void => {
+      answered = true;
+    };
+    ws.once('pong', onPong);
+    try {
+      ws.ping();
+    } catch {
+      // closing already
+    }
+    setTimeout(() => {
+      this.probing = false;
+      ws.off('pong', onPong);
+      if (answered || this.lastHeardAt >= askedAt || this.ws !== ws) return;
+      this.lastError = new QfsError('unavailable', `${this.options.url}: no answer, not even to a ping, in ${PROBE_MS} ms: connection dropped`);
+      this.log.info({ reason: this.lastError.message }, 'dropping connection');
+      ws.terminate();
+    }, PROBE_MS).unref();
   }
 
   /** A big frame begins to arrive: if it answers a call with a body watcher, that watcher follows it. */
