@@ -48,6 +48,10 @@ test.serial('grow 3 → 4, then drain and remove a node, under a writer: every c
   t.is(add.code, 0, add.stderr);
   t.regex(add.stdout, /membership epoch 4, R=3, stable/);
   t.regex(add.stdout, /n4 /);
+  t.true(
+    [...rc.nodes.values()].some((n) => n.logs.some((l) => l.includes('this node carries it on'))),
+    'a node moved the data (the command handed the change over and followed it)',
+  );
   const status = await runCli(['status', '--config', rc.cluster.configPath]);
   t.regex(status.stdout, /4\/4 nodes up, R=3, membership epoch 4, stable/);
 
@@ -86,7 +90,7 @@ test.serial('grow 3 → 4, then drain and remove a node, under a writer: every c
   await assertFsckClean(t, rc.cluster.configPath);
 });
 
-test.serial('a SIGKILLed node removed with --dead, and a node add whose command is killed mid-move, carried on by the nodes with no command, under a writer: nothing closed is lost, fsck clean', async (t) => {
+test.serial('a SIGKILLed node removed with --dead, and a node add moved by its command (--here) killed mid-move, carried on by the nodes with no command, under a writer: nothing closed is lost, fsck clean', async (t) => {
   // The nodes carry on a change that goes without progress for 2 s (30 s by default).
   const rc = await startCluster(t, 4, {}, ['--mover-grace', '2s']);
   const f = await runCli(['format', '--config', rc.cluster.configPath]);
@@ -103,10 +107,10 @@ test.serial('a SIGKILLed node removed with --dead, and a node add whose command 
   t.regex(dead.stdout, /membership epoch 4, R=3, stable/);
   t.notRegex(dead.stdout, / n4 /);
 
-  // A new node joins, but the command is killed once the change has started: the change stays in the record.
+  // A new node joins, moved by the command itself (--here), which is killed once the change has started: the change stays in the record.
   const port = await freePort();
   await startNode(t, rc.cluster, 'n5', ['--listen', `127.0.0.1:${port}`, '--data-dir', join(rc.cluster.dir, 'n5')]);
-  const add = spawn(process.execPath, [CLI, 'node', 'add', '--config', rc.cluster.configPath, '--id', 'n5', '--url', `ws://127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const add = spawn(process.execPath, [CLI, 'node', 'add', '--config', rc.cluster.configPath, '--id', 'n5', '--url', `ws://127.0.0.1:${port}`, '--here'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const addExited = new Promise((r) => add.once('exit', r));
   t.teardown(() => {
     if (add.exitCode === null && add.signalCode === null) add.kill('SIGKILL');
@@ -205,4 +209,22 @@ test.serial('a node SIGKILLed and a mount SIGKILLed in the middle of a move: the
   t.deepEqual(await manifest(join(a.dir, 'tree')), before, 'the tree is unchanged');
   await a.stop();
   await assertFsckClean(t, rc.cluster.configPath);
+});
+
+test.serial('nodes that move nothing (--mover-grace 0): a change handed to them is moved by the command itself after 15 s without a report, and says so', async (t) => {
+  const rc = await startCluster(t, 4, {}, ['--mover-grace', '0']);
+  const f = await runCli(['format', '--config', rc.cluster.configPath]);
+  t.is(f.code, 0, f.stderr);
+  const drain = await runCli(['node', 'drain', '--config', rc.cluster.configPath, 'n4'], { timeoutMs: 300_000 });
+  t.is(drain.code, 0, drain.stderr);
+  t.regex(drain.stderr, /no node picked the change up in 15 s .*moving it from here/);
+  t.regex(drain.stdout, /membership epoch 4, R=3, stable/);
+  const remove = await runCli(['node', 'remove', '--config', rc.cluster.configPath, 'n4', '--here'], { timeoutMs: 300_000 });
+  t.is(remove.code, 0, remove.stderr);
+  t.notRegex(remove.stderr, /no node picked/, '--here moves it at once');
+  t.regex(remove.stdout, /membership epoch 7, R=3, stable/);
+  t.false([...rc.nodes.values()].some((n) => n.logs.some((l) => l.includes('this node carries it on'))), 'no node moved anything');
+  const bad = await runCli(['node', 'drain', '--config', rc.cluster.configPath, 'n3', '--here', '--no-wait']);
+  t.is(bad.code, 2);
+  t.regex(bad.stderr, /--no-wait and --here: pick one/);
 });
