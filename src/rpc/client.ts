@@ -119,7 +119,8 @@ export class RpcClient {
    */
   epoch = 0;
   /** When the last frame came from the node (Date.now()), and whether a ping is out to see that it is still there. */
-  private lastHeardAt = 0;
+  /** Frames received on this client's connections: a count, not a clock, so a frame that lands in the same millisecond as a send still tells them apart. */
+  private framesHeard = 0;
   private probing = false;
   /** Unasked frames from the node (lease recalls); a throw drops the connection as for any bad frame. */
   onPush: ((kind: number, body: Decoder) => void) | null = null;
@@ -168,7 +169,7 @@ export class RpcClient {
     };
 
     ws.on('message', (data: RawData, isBinary: boolean) => {
-      this.lastHeardAt = Date.now();
+      this.framesHeard++;
       if (!isBinary || !Buffer.isBuffer(data)) return fail(new QfsError('bad_request', 'non-binary frame from server'));
       try {
         const type = frameType(data);
@@ -338,7 +339,7 @@ export class RpcClient {
     frame.writeUInt32BE(id, 1);
     frame.writeUInt32BE(Math.max(1, Math.min(0xffffffff, deadline - Date.now())), 6);
     frame.writeUInt32BE(opts.epoch ?? this.epoch, REQUEST_EPOCH_OFFSET);
-    const sentAt = Date.now();
+    const heardBeforeSend = this.framesHeard;
     return new Promise<Decoder>((resolve, reject) => {
       const onAbort = (): void => {
         if (this.pending.delete(id)) {
@@ -353,7 +354,7 @@ export class RpcClient {
           if (this.pending.delete(id)) {
             p.cleanup();
             reject(new QfsError('timeout', `${this.options.url}: no answer within ${timeoutMs} ms`));
-            if (this.lastHeardAt < sentAt) this.probe(ws);
+            if (this.framesHeard === heardBeforeSend) this.probe(ws);
           }
         }, Math.max(1, deadline - Date.now())),
         cleanup: () => {
@@ -393,7 +394,7 @@ export class RpcClient {
   private probe(ws: WebSocket): void {
     if (this.probing || this.ws !== ws || this.state !== 'open') return;
     this.probing = true;
-    const askedAt = Date.now();
+    const heardBeforePing = this.framesHeard;
     let answered = false;
     const onPong = (): void => {
       answered = true;
@@ -407,7 +408,7 @@ export class RpcClient {
     setTimeout(() => {
       this.probing = false;
       ws.off('pong', onPong);
-      if (answered || this.lastHeardAt >= askedAt || this.ws !== ws) return;
+      if (answered || this.framesHeard !== heardBeforePing || this.ws !== ws) return;
       this.lastError = new QfsError('unavailable', `${this.options.url}: no answer, not even to a ping, in ${PROBE_MS} ms: connection dropped`);
       this.log.info({ reason: this.lastError.message }, 'dropping connection');
       ws.terminate();
