@@ -15,6 +15,12 @@ export interface AcceptorCall {
   scope?: ScopeCall | undefined;
   /** The membership epoch the call's quorum was counted under; it travels with the call (0 or absent: none). */
   epoch?: number | undefined;
+  /**
+   * Nobody waits on this call's answer yet (a change written behind): it may
+   * travel with others in one frame, sent when the acceptor's previous such
+   * frame is answered, unless something waits for it first (`expedite`).
+   */
+  behind?: boolean | undefined;
 }
 
 export interface Acceptor {

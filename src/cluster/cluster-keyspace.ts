@@ -185,6 +185,10 @@ export class ClusterKeySpace implements MaintainableKeySpace {
     return this.registers.read(key, opts);
   }
 
+  expedite(): void {
+    for (const p of this.view.peers) p.expedite();
+  }
+
   prepare(key: Buffer, opts?: CallOpts): Promise<void> {
     return this.registers.prepare(key, opts);
   }

@@ -128,6 +128,7 @@ interface QueuedChange {
   deadline: number;
   signal?: AbortSignal;
   scope?: ScopeCall;
+  behind?: boolean;
 }
 
 type Outcome = { ok: true; value: Buffer | null } | { ok: false; error: unknown };
@@ -263,6 +264,8 @@ export class Registers {
   private learnTimer: Timer | null = null;
   /** Scope keys whose latest change this proposer saw chosen under a lease term, not yet learned on a majority. */
   private readonly learnable = new Map<string, { key: Buffer; ballot: Ballot; scope: ScopeCall }>();
+  /** Keys whose background learn is on its way, with the ballot it learns: the next background batch leaves them to it. */
+  private readonly learning = new Map<string, Ballot>();
   hintsDropped = 0;
   private readonly quorum: number;
   /** Counters for status and tests. */
@@ -414,7 +417,7 @@ export class Registers {
   change(key: Buffer, fn: ChangeFn, opts?: CallOpts): Promise<Buffer | null> {
     return new Promise((resolve, reject) => {
       const id = key.toString('latin1');
-      const op: QueuedChange = { fn, resolve, reject, deadline: this.deadline(opts), ...(opts?.signal ? { signal: opts.signal } : {}), ...(opts?.scope ? { scope: opts.scope } : {}) };
+      const op: QueuedChange = { fn, resolve, reject, deadline: this.deadline(opts), ...(opts?.signal ? { signal: opts.signal } : {}), ...(opts?.scope ? { scope: opts.scope } : {}), ...(opts?.behind ? { behind: true } : {}) };
       const queue = this.queues.get(id);
       if (queue) {
         queue.push(op);
@@ -444,7 +447,9 @@ export class Registers {
       const signals = batch.flatMap((op) => (op.signal ? [op.signal] : []));
       const signal = signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals);
       try {
-        const { meta } = await this.runChange(key, (old) => applyBatch(batch, old), { deadline, signal, scope });
+        // Written behind only when nobody in the batch waits on it.
+        const behind = batch.every((op) => op.behind === true);
+        const { meta } = await this.runChange(key, (old) => applyBatch(batch, old), { deadline, signal, scope, behind });
         meta.forEach((o, i) => (o.ok ? batch[i]!.resolve(o.value) : batch[i]!.reject(o.error)));
       } catch (err) {
         for (const op of batch) op.reject(err);
@@ -551,7 +556,7 @@ export class Registers {
     // leaves only its last few writes for the next holder to settle.
     this.learnTimer ??= this.clock.after(LEARN_DELAY_MS, () => {
       this.learnTimer = null;
-      void this.learnChosen().catch(() => {});
+      void this.learnChosen(undefined, undefined, true).catch(() => {});
     });
   }
 
@@ -566,21 +571,31 @@ export class Registers {
    * keys are still not learned on a majority (0: the term is clean of this
    * proposer's writes, see releaseLease).
    */
-  async learnChosen(opts?: CallOpts, only?: Buffer): Promise<number> {
+  async learnChosen(opts?: CallOpts, only?: Buffer, background = false): Promise<number> {
     const deadline = this.deadline(opts);
     // With opts.scope, only that lease's keys (one session may hold several scopes).
     const lease = opts?.scope?.lease;
     const mine = lease ? [...this.learnable].filter(([, l]) => l.scope.lease.equals(lease)) : [...this.learnable];
-    const which = only ? mine.filter(([id]) => id === only.toString('latin1')) : mine;
+    let which = only ? mine.filter(([id]) => id === only.toString('latin1')) : mine;
+    // A background batch does not send a learn again while the same one is on its way (it
+    // used to: every 2 ms batch resent each key not yet learned on a majority, two or three
+    // learns per key under a stream of changes). A caller that waits (a release, a settle)
+    // still sends its own, so it never waits on a learn sent with another deadline.
+    if (background) which = which.filter(([id, l]) => { const b = this.learning.get(id); return !b || compareBallots(b, l.ballot) !== 0; });
     await Promise.all(
       which.map(async ([id, { key, ballot, scope }]) => {
-        const q = this.placed(groupOf(key));
-        const results = await Promise.allSettled(q.acceptors.map((p) => p.learn(key, ballot, { deadline, signal: opts?.signal, scope, epoch: q.epoch })));
-        const learned = q.acceptors.filter((_, i) => {
-          const r = results[i]!;
-          return r.status === 'fulfilled' && r.value;
-        });
-        if (q.rule.reached(learned.map((a) => a.id)) && this.learnable.get(id)?.ballot === ballot) this.learnable.delete(id);
+        if (background) this.learning.set(id, ballot);
+        try {
+          const q = this.placed(groupOf(key));
+          const results = await Promise.allSettled(q.acceptors.map((p) => p.learn(key, ballot, { deadline, signal: opts?.signal, scope, epoch: q.epoch })));
+          const learned = q.acceptors.filter((_, i) => {
+            const r = results[i]!;
+            return r.status === 'fulfilled' && r.value;
+          });
+          if (q.rule.reached(learned.map((a) => a.id)) && this.learnable.get(id)?.ballot === ballot) this.learnable.delete(id);
+        } finally {
+          if (background && this.learning.get(id) === ballot) this.learning.delete(id);
+        }
       }),
     );
     return lease ? [...this.learnable.values()].filter((l) => l.scope.lease.equals(lease)).length : this.learnable.size;

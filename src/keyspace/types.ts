@@ -21,6 +21,12 @@ export interface CallOpts {
   deadline?: number;
   /** The key is in a leased scope: the lease and the term this call is made under (src/util/lease.ts). */
   scope?: ScopeCall;
+  /**
+   * Nobody waits on this change yet (it is written behind): its accepts may
+   * wait to travel in one frame with others. Whoever comes to wait calls
+   * `expedite` on the key space.
+   */
+  behind?: boolean;
 }
 
 /** The deadline a call with `opts` gets at `now`: the earlier of its own and `timeoutMs` (or `defaultMs`) from now. */
@@ -61,6 +67,8 @@ export interface RegisterSpace {
    * and never fails; a key space without such work leaves it out.
    */
   prepare?(key: Buffer, opts?: CallOpts): Promise<void>;
+  /** Sends at once what changes written behind (`behind`) hold back to batch: someone now waits for them. */
+  expedite?(): void;
   /**
    * Keys of one group with names in [startName, endName) in byte order, values
    * as last accepted by the replicas (a scan is not linearizable as a whole;

@@ -377,7 +377,9 @@ export class DirScopes {
     const held = st.held;
     if (!held) return;
     st.gate = (async () => {
-      while (st.chains.size > 0) await Promise.allSettled([...st.chains.values()]);
+      await this.waitingFor(async () => {
+        while (st.chains.size > 0) await Promise.allSettled([...st.chains.values()]);
+      });
       await held.release().catch(() => false);
       st.held = null;
       st.forgetAll();
@@ -533,7 +535,17 @@ export class DirScopes {
     const until = Date.now() + QUEUED_COMMIT_PATIENCE_MS;
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.retryLagging(st, held, () => commit({ scope: held.call }));
+        // `behind` is read when the change is made, not now: a commit that first waits (a name
+        // waits for its inode) is wanted at once if a flush came meanwhile.
+        const waiters = (): number => this.waiters;
+        await this.retryLagging(st, held, () =>
+          commit({
+            scope: held.call,
+            get behind() {
+              return waiters() === 0;
+            },
+          }),
+        );
         return;
       } catch (err) {
         const transient = err instanceof QfsError && err.retryable && err.code !== 'closed';
@@ -542,6 +554,23 @@ export class DirScopes {
         this.log?.info({ dir: st.dir, err: err.message, attempt }, 'a change written behind is tried again');
         await delay(Math.min(1000, 50 * 2 ** attempt));
       }
+    }
+  }
+
+  /** Callers waiting for queued commits (a flush, a release): while there are any, commits go out at once, not batched. */
+  private waiters = 0;
+
+  /**
+   * Someone waits for queued commits: what is held back to batch goes now,
+   * and commits started meanwhile are not held back (CallOpts.behind).
+   */
+  private async waitingFor<T>(wait: () => Promise<T>): Promise<T> {
+    this.waiters++;
+    this.ks.expedite?.();
+    try {
+      return await wait();
+    } finally {
+      this.waiters--;
     }
   }
 
@@ -590,12 +619,14 @@ export class DirScopes {
   /** Waits for the directory's queued commits (a failure among them is flush()'s to report). */
   async flushDir(dir: Ino): Promise<void> {
     const st = this.dirs.get(dir);
-    if (st) await Promise.allSettled([...st.chains.values()]);
+    if (st && st.chains.size > 0) await this.waitingFor(() => Promise.allSettled([...st.chains.values()]));
   }
 
   /** Waits for every queued commit; throws the first that failed since the last flush. */
   async flush(): Promise<void> {
-    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+    await this.waitingFor(async () => {
+      while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+    });
     this.throwFailure();
   }
 

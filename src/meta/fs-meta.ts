@@ -106,6 +106,8 @@ interface Private {
 
 /** Inode numbers kept prepared ahead: enough for a serial writer (tar, cp) to never wait for one. */
 const FRESH_INOS = 4;
+/** Background updates nobody waits on yet: their accepts may ride in a batch (settle and settled expedite them). */
+const BEHIND: CallOpts = Object.freeze({ behind: true });
 
 export class FsMeta {
   /** Directory time/link-count updates in flight (see touchDir), by directory. */
@@ -145,6 +147,7 @@ export class FsMeta {
    * throws the first that failed since the last call.
    */
   async settle(): Promise<void> {
+    this.ks.expedite?.();
     await this.dirs.flush();
     await this.dirs.forgotten();
     while (this.touches.size > 0) await Promise.allSettled([...this.touches.values()].flatMap((s) => [...s]));
@@ -344,7 +347,10 @@ export class FsMeta {
   /** Waits for this mount's own background updates of a directory (so it reads its own writes). */
   async settled(dir: Ino): Promise<void> {
     const set = this.touches.get(dir);
-    if (set) await Promise.allSettled([...set]);
+    if (set) {
+      this.ks.expedite?.();
+      await Promise.allSettled([...set]);
+    }
   }
 
   private async touchDirNow(dir: Ino, linkDelta: number, time: Timespec): Promise<void> {
@@ -356,14 +362,18 @@ export class FsMeta {
       });
       return;
     }
-    await this.ks.change(inodeKey(dir), (old) => {
-      if (!old) return KEEP; // the directory went away meanwhile
-      const d = decodeInode(old);
-      d.mtime = time;
-      d.ctime = time;
-      d.nlink = Math.max(2, d.nlink + linkDelta);
-      return encodeInode(d);
-    });
+    await this.ks.change(
+      inodeKey(dir),
+      (old) => {
+        if (!old) return KEEP; // the directory went away meanwhile
+        const d = decodeInode(old);
+        d.mtime = time;
+        d.ctime = time;
+        d.nlink = Math.max(2, d.nlink + linkDelta);
+        return encodeInode(d);
+      },
+      BEHIND,
+    );
   }
 
   /**
@@ -596,14 +606,18 @@ export class FsMeta {
   private async dropLink(ino: Ino, time: Timespec): Promise<Inode | null> {
     await this.unprivate(ino);
     let after: Inode | null = null;
-    await this.ks.change(inodeKey(ino), (old) => {
-      if (!old) return KEEP;
-      const i = decodeInode(old);
-      i.nlink = Math.max(0, i.nlink - (isDir(i.mode) ? i.nlink : 1));
-      i.ctime = time;
-      after = i;
-      return i.nlink === 0 ? null : encodeInode(i);
-    });
+    await this.ks.change(
+      inodeKey(ino),
+      (old) => {
+        if (!old) return KEEP;
+        const i = decodeInode(old);
+        i.nlink = Math.max(0, i.nlink - (isDir(i.mode) ? i.nlink : 1));
+        i.ctime = time;
+        after = i;
+        return i.nlink === 0 ? null : encodeInode(i);
+      },
+      BEHIND,
+    );
     // The chunk-map pages stay: a file still open (here or on another mount) keeps
     // reading through them. gc reclaims the pages of inodes that are gone.
     return after as Inode | null;

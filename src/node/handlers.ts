@@ -2,7 +2,7 @@
 // against this node's stores. No filesystem meaning here, only stores.
 import type { OpHandler, PushTarget, RequestContext } from '../rpc/server.js';
 import { PushKind, encodePush } from '../rpc/frame.js';
-import { QfsError, isQfsError } from '../util/errors.js';
+import { QfsError, isQfsError, toQfsError } from '../util/errors.js';
 import type { ScopeCall } from '../util/lease.js';
 import * as M from '../rpc/messages.js';
 import type { ChunkStore } from '../store/chunk-store.js';
@@ -43,6 +43,8 @@ const PLACED_OPS: ReadonlySet<number> = new Set([
   M.Op.RecordScan,
   M.Op.RecordPurge,
   M.Op.RecordLearn,
+  M.Op.RecordLearnMany,
+  M.Op.RecordAcceptMany,
   M.Op.RecordDrop,
   M.Op.RecordDigest,
   M.Op.RecordBucketDigests,
@@ -140,6 +142,27 @@ export function nodeOps(s: NodeStores, sessions = new LeaseSessions()): Map<numb
       }),
     ],
     [
+      M.Op.RecordAcceptMany,
+      handler('record_accept_many', {
+        decode: M.RecordAcceptMany.decode,
+        async run(items, ctx, reply) {
+          // Each judged alone, all in this turn: the store's group commit writes them in one transaction.
+          const answers = await Promise.all(
+            items.map(async (r): Promise<M.VerdictOrError> => {
+              try {
+                sessions.seen(r.scope, ctx);
+                return await s.records.accept(r.key, r.ballot, r.value, r.promiseNext, r.scope);
+              } catch (err) {
+                return toQfsError(err);
+              }
+            }),
+          );
+          M.VerdictsReply.encode(reply, answers);
+        },
+        replySize: 16 * 1024,
+      }),
+    ],
+    [
       M.Op.RecordRead,
       handler('record_read', {
         decode: M.RecordRead.decode,
@@ -217,6 +240,17 @@ export function nodeOps(s: NodeStores, sessions = new LeaseSessions()): Map<numb
         async run(r, _ctx, reply) {
           M.BoolReply.encode(reply, await s.records.learn(r.key, r.ballot));
         },
+      }),
+    ],
+    [
+      M.Op.RecordLearnMany,
+      handler('record_learn_many', {
+        decode: M.RecordLearnMany.decode,
+        async run(items, _ctx, reply) {
+          // Each judged alone, all at once: the store's group commit writes them together.
+          M.BoolsReply.encode(reply, await Promise.all(items.map((it) => s.records.learn(it.key, it.ballot))));
+        },
+        replySize: 4096,
       }),
     ],
     [

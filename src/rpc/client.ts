@@ -177,7 +177,7 @@ export class RpcClient {
         if (serverNonce === null) {
           if (type !== FrameType.Hello) throw new QfsError('auth', `expected hello, got frame type ${type}`);
           const hello = decodeHello(data);
-          if (hello.version !== PROTOCOL_VERSION) throw new QfsError('auth', `server speaks protocol ${hello.version}`);
+          if (hello.version !== PROTOCOL_VERSION) throw new QfsError('auth', `server speaks protocol ${hello.version}, this client ${PROTOCOL_VERSION}: upgrade nodes and mounts together`);
           if (hello.clusterName !== this.options.clusterName) {
             throw new QfsError('auth', `server belongs to cluster ${JSON.stringify(hello.clusterName)}`);
           }

@@ -3,7 +3,7 @@
 import { Decoder, Encoder } from '../util/codec.js';
 import type { Ballot } from '../util/ballot.js';
 import { isValidBallot } from '../util/ballot.js';
-import { QfsError } from '../util/errors.js';
+import { QfsError, byteToErrorCode, errorCodeToByte } from '../util/errors.js';
 import { parseChunkId, type ChunkId } from '../util/ids.js';
 import type { AcceptorState, RecordValue } from '../util/paxos.js';
 import { MAX_CHUNK_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES } from '../util/paxos.js';
@@ -35,6 +35,8 @@ export const Op = {
   ChunkBucketList: 29,
   MembershipGet: 30,
   MembershipInstall: 31,
+  RecordLearnMany: 32,
+  RecordAcceptMany: 33,
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
 
@@ -193,7 +195,8 @@ export interface AcceptRequest extends KeyBallot {
   scope?: ScopeCall | undefined;
 }
 
-export const RecordAccept = {
+/** One accept's fields, alone in `record_accept` or one of many in `record_accept_many`. */
+const AcceptFields = {
   encode(e: Encoder, r: AcceptRequest): void {
     e.bytes(r.key);
     encodeBallot(e, r.ballot);
@@ -204,10 +207,41 @@ export const RecordAccept = {
   decode(d: Decoder): AcceptRequest {
     const r = { key: decodeKey(d), ballot: decodeBallot(d), value: decodeValue(d), promiseNext: d.bool('promise next') };
     const scope = decodeScope(d);
-    d.end();
     return scope ? { ...r, scope } : r;
   },
 };
+
+export const RecordAccept = whole(AcceptFields);
+
+/** A codec of fields that must fill the frame's body: trailing bytes are refused. */
+function whole<T>(fields: { encode(e: Encoder, v: T): void; decode(d: Decoder): T }): { encode(e: Encoder, v: T): void; decode(d: Decoder): T } {
+  return {
+    encode: fields.encode,
+    decode(d: Decoder): T {
+      const v = fields.decode(d);
+      d.end();
+      return v;
+    },
+  };
+}
+
+/** A u32 count, then that many items (at most `max`: more is a bad request), filling the body. */
+function listOf<T>(item: { encode(e: Encoder, v: T): void; decode(d: Decoder): T }, max: number, what: string): { encode(e: Encoder, v: readonly T[]): void; decode(d: Decoder): T[] } {
+  return {
+    encode(e: Encoder, list: readonly T[]): void {
+      e.u32(list.length);
+      for (const v of list) item.encode(e, v);
+    },
+    decode(d: Decoder): T[] {
+      const n = d.u32(`${what} count`);
+      if (n > max) throw new QfsError('bad_request', `${n} ${what}s exceeds ${max}`);
+      const list: T[] = [];
+      for (let i = 0; i < n; i++) list.push(item.decode(d));
+      d.end();
+      return list;
+    },
+  };
+}
 
 export interface Verdict {
   ok: boolean;
@@ -216,7 +250,7 @@ export interface Verdict {
   fenced?: boolean;
 }
 
-export const VerdictReply = {
+const VerdictFields = {
   encode(e: Encoder, v: Verdict): void {
     e.bool(v.ok);
     encodeState(e, v.state);
@@ -226,10 +260,43 @@ export const VerdictReply = {
     const ok = d.bool('ok');
     const state = decodeState(d);
     const fenced = d.bool('fenced');
-    d.end();
     return fenced ? { ok, state, fenced } : { ok, state };
   },
 };
+
+export const VerdictReply = whole(VerdictFields);
+
+/**
+ * Accepts of many keys in one frame, each judged alone, as `record_accept`
+ * would judge it: a proposer's accepts that nobody waits on (changes written
+ * behind) travel together, and the node's group commit writes them in one
+ * transaction.
+ */
+export const MAX_ACCEPTS_PER_REQUEST = 1024;
+export const RecordAcceptMany = listOf(AcceptFields, MAX_ACCEPTS_PER_REQUEST, 'accept');
+
+/** One answer per accept of a `record_accept_many`, in order: a verdict, or the error that accept alone would have got. */
+export type VerdictOrError = Verdict | QfsError;
+const MAX_ITEM_ERROR_BYTES = 1024;
+export const VerdictsReply = listOf<VerdictOrError>(
+  {
+    encode(e: Encoder, x: VerdictOrError): void {
+      if (x instanceof QfsError) {
+        e.u8(errorCodeToByte(x.code));
+        e.str(Buffer.from(x.message, 'utf8').subarray(0, MAX_ITEM_ERROR_BYTES).toString('utf8'));
+      } else {
+        e.u8(0);
+        VerdictFields.encode(e, x);
+      }
+    },
+    decode(d: Decoder): VerdictOrError {
+      const status = d.u8('status');
+      return status === 0 ? VerdictFields.decode(d) : new QfsError(byteToErrorCode(status), d.str(MAX_ITEM_ERROR_BYTES, 'error message'));
+    },
+  },
+  MAX_ACCEPTS_PER_REQUEST,
+  'answer',
+);
 
 export interface ReadRequest {
   key: Buffer;
@@ -388,6 +455,20 @@ export const RecordPurge = KeyBallotRequest;
 /** learn(key, ballot): drop the lease tag of the value accepted at that ballot (src/util/lease.ts). */
 export const RecordLearn = KeyBallotRequest;
 
+/** Learns of many keys in one frame, each judged alone, as `record_learn` would (a proposer's 2 ms batch of learns to one node). */
+export const MAX_LEARNS_PER_REQUEST = 4096;
+export const RecordLearnMany = listOf<KeyBallot>(
+  {
+    encode(e: Encoder, it: KeyBallot): void {
+      e.bytes(it.key);
+      encodeBallot(e, it.ballot);
+    },
+    decode: (d: Decoder): KeyBallot => ({ key: decodeKey(d), ballot: decodeBallot(d) }),
+  },
+  MAX_LEARNS_PER_REQUEST,
+  'learn',
+);
+
 export const BoolReply = {
   encode(e: Encoder, v: boolean): void {
     e.bool(v);
@@ -398,6 +479,9 @@ export const BoolReply = {
     return v;
   },
 };
+
+/** One boolean per item of a batched request, in its order. */
+export const BoolsReply = listOf<boolean>({ encode: (e, b) => void e.bool(b), decode: (d) => d.bool() }, MAX_LEARNS_PER_REQUEST, 'answer');
 
 export interface ChunkPutRequest {
   id: ChunkId;

@@ -93,6 +93,17 @@ export class NodeClient {
     return this.call(M.Op.RecordLearn, M.RecordLearn, { key, ballot }, M.BoolReply, opts);
   }
 
+  /** Accepts of several keys in one frame; one answer per item, a verdict or the error that accept alone would have got. */
+  acceptMany(items: readonly M.AcceptRequest[], opts?: CallOptions): Promise<M.VerdictOrError[]> {
+    const size = items.reduce((n, r) => n + (r.value.kind === 'value' ? r.value.bytes.length : 0) + r.key.length + 64, 8);
+    return this.call(M.Op.RecordAcceptMany, M.RecordAcceptMany, items, M.VerdictsReply, { bodySizeHint: size, ...opts });
+  }
+
+  /** Learns of several keys in one frame; one answer per item, as `learn` gives. */
+  learnMany(items: readonly M.KeyBallot[], opts?: CallOptions): Promise<boolean[]> {
+    return this.call(M.Op.RecordLearnMany, M.RecordLearnMany, items, M.BoolsReply, opts);
+  }
+
   /** Forgets this node's copies of `keys` (after a membership change moved them elsewhere); how many went. */
   dropRecords(keys: readonly Buffer[], opts?: CallOptions): Promise<number> {
     return this.call(M.Op.RecordDrop, M.RecordDrop, keys, M.U53Reply, opts);

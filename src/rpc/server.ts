@@ -243,7 +243,7 @@ class ServerConnection implements PushTarget {
     } catch (err) {
       throw new QfsError('auth', `malformed auth frame: ${(err as Error).message}`);
     }
-    if (auth.version !== PROTOCOL_VERSION) throw new QfsError('auth', `protocol version ${auth.version} not supported`);
+    if (auth.version !== PROTOCOL_VERSION) throw new QfsError('auth', `client speaks protocol ${auth.version}, this node ${PROTOCOL_VERSION}: upgrade nodes and mounts together`);
     const expected = clientProof(this.opts.secret, this.opts.clusterName, this.nonce, auth.nonce);
     if (!proofsEqual(expected, auth.proof)) throw new QfsError('auth', 'wrong cluster secret');
     clearTimeout(this.handshakeTimer);

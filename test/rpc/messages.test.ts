@@ -2,7 +2,7 @@ import test from 'ava';
 import { createHash } from 'node:crypto';
 import { Decoder, Encoder } from '../../src/util/codec.js';
 import * as M from '../../src/rpc/messages.js';
-import { isQfsError } from '../../src/util/errors.js';
+import { QfsError, isQfsError } from '../../src/util/errors.js';
 import type { ChunkId } from '../../src/util/ids.js';
 import { BUCKET_DIGEST_BYTES, CHUNK_BUCKETS, RECORD_BUCKETS } from '../../src/util/range-digest.js';
 
@@ -118,4 +118,31 @@ test('bucket digest and bucket scan messages round-trip, and bad ones are refuse
   bad(() => M.BucketScanRequestCodec.decode(new Decoder(new Encoder().u32(1).bytes(Buffer.alloc(0)).u32(M.MAX_SCAN_LIMIT + 1).finish())));
   bad(() => M.ChunkBucketListCodec.decode(new Decoder(new Encoder().u32(CHUNK_BUCKETS).bool(false).u32(5).finish())));
   bad(() => M.BucketDigestsRequestCodec.decode(new Decoder(new Encoder().str('x'.repeat(65)).finish())));
+});
+
+test('batched accepts and learns: each item round-trips with its scope; a batched answer is a verdict or that item error; counts over the limit are refused', (t) => {
+  const scope = { lease: Buffer.from('d/@lease'), term: 7, session: 'm1#3' };
+  const items = [
+    { key: Buffer.from('d/a'), ballot, value: { kind: 'value' as const, bytes: Buffer.from('v') }, promiseNext: true, scope },
+    { key: Buffer.from('i/1'), ballot, value: { kind: 'tombstone' as const, bytes: Buffer.alloc(0) }, promiseNext: false },
+  ];
+  t.deepEqual(roundTrip(M.RecordAcceptMany, items), items);
+  const state = { promised: ballot, accepted: ballot, value: { kind: 'value' as const, bytes: Buffer.from('v') }, tag: 7, settled: 5 };
+  const answers = roundTrip(M.VerdictsReply, [{ ok: true, state }, new QfsError('corrupt', 'lost state'), { ok: false, state, fenced: true }]);
+  t.deepEqual(answers[0], { ok: true, state });
+  t.true(isQfsError(answers[1], 'corrupt'));
+  t.is((answers[1] as QfsError).message, 'lost state');
+  t.deepEqual(answers[2], { ok: false, state, fenced: true });
+  const learns = [{ key: Buffer.from('d/a'), ballot }, { key: Buffer.from('d/b'), ballot }];
+  t.deepEqual(roundTrip(M.RecordLearnMany, learns), learns);
+  t.deepEqual(roundTrip(M.BoolsReply, [true, false, true]), [true, false, true]);
+  for (const [codec, max] of [[M.RecordAcceptMany, M.MAX_ACCEPTS_PER_REQUEST], [M.RecordLearnMany, M.MAX_LEARNS_PER_REQUEST], [M.VerdictsReply, M.MAX_ACCEPTS_PER_REQUEST], [M.BoolsReply, M.MAX_LEARNS_PER_REQUEST]] as const) {
+    const over = new Encoder().u32(max + 1).finish();
+    t.true(isQfsError(t.throws(() => codec.decode(new Decoder(over))), 'bad_request'));
+  }
+  // a truncated batch is refused too
+  const e = new Encoder();
+  M.RecordAcceptMany.encode(e, items);
+  const bytes = e.finish();
+  t.true(isQfsError(t.throws(() => M.RecordAcceptMany.decode(new Decoder(bytes.subarray(0, bytes.length - 3)))), 'bad_request'));
 });

@@ -1,0 +1,117 @@
+// Changes written behind (CallOpts.behind): their accepts travel to each node
+// in `record_accept_many` frames, self-clocked (one frame in flight per node,
+// the rest gather), and each accept is judged alone, as it would be in a frame
+// of its own. Over real node processes.
+import test from 'ava';
+import { recordKey } from '../../src/keyspace/types.js';
+import { clusterKeySpace, startCluster } from '../helpers/keyspace.js';
+import { ScopeLease } from '../../src/cluster/scope-lease.js';
+import { systemClock } from '../../src/util/clock.js';
+
+const key = (s: string) => recordKey(Buffer.from('behind'), Buffer.from(s));
+const frames = (ks: ReturnType<typeof clusterKeySpace>) => ks.peers.reduce((n, p) => n + p.calls, 0);
+
+test.serial('a stream of changes written behind reaches every node in a few frames, and reads back whole from another proposer', async (t) => {
+  const rc = await startCluster(t, 3);
+  const a = clusterKeySpace(t, rc);
+  const b = clusterKeySpace(t, rc);
+  await Promise.all([a.waitForPeers(5000), b.waitForPeers(5000)]);
+  const n = 300;
+  // Each key changed twice by a: the second change is one accept (promised by the first).
+  await Promise.all(Array.from({ length: n }, (_, i) => a.change(key(`k${i}`), () => Buffer.from(`v${i}`))));
+  const before = frames(a);
+  await Promise.all(Array.from({ length: n }, (_, i) => a.change(key(`k${i}`), (old) => Buffer.concat([old ?? Buffer.from('?'), Buffer.from('+')]), { behind: true })));
+  const behindFrames = frames(a) - before;
+  t.true(behindFrames < n, `${n} one-accept changes to 3 nodes took ${behindFrames} frames`);
+  for (let i = 0; i < n; i += 7) t.deepEqual(await b.read(key(`k${i}`)), Buffer.from(`v${i}+`));
+  // The same changes not written behind: a frame per accept per node.
+  const before2 = frames(a);
+  await Promise.all(Array.from({ length: n }, (_, i) => a.change(key(`k${i}`), (old) => Buffer.concat([old ?? Buffer.from('?'), Buffer.from('!')]))));
+  t.true(frames(a) - before2 >= 2 * n, `unbatched: ${frames(a) - before2} frames`);
+  t.deepEqual(await b.read(key('k0')), Buffer.from('v0+!'));
+});
+
+test.serial('accepts written behind are judged one by one: a rival change in between makes one of them run a full round; nothing is lost or applied twice', async (t) => {
+  const rc = await startCluster(t, 3);
+  const a = clusterKeySpace(t, rc);
+  const b = clusterKeySpace(t, rc);
+  await Promise.all([a.waitForPeers(5000), b.waitForPeers(5000)]);
+  const add = (old: Buffer | null) => Buffer.from(String(Number(old?.toString() ?? '0') + 1));
+  for (const k of ['x', 'y', 'z']) await a.change(key(k), add);
+  await b.change(key('y'), add); // a's promise on y is stale now; x and z still hold theirs
+  const rounds = a.registers.stats.fullRounds;
+  await Promise.all(['x', 'y', 'z'].map((k) => a.change(key(k), add, { behind: true })));
+  t.true(a.registers.stats.fullRounds > rounds, 'the refused accept fell back to a full round');
+  t.deepEqual(await b.read(key('x')), Buffer.from('2'));
+  t.deepEqual(await b.read(key('y')), Buffer.from('3'));
+  t.deepEqual(await b.read(key('z')), Buffer.from('2'));
+  // Concurrent increments of one key written behind: batched per key, each applied once.
+  await Promise.all(Array.from({ length: 50 }, () => a.change(key('c'), add, { behind: true })));
+  t.deepEqual(await b.read(key('c')), Buffer.from('50'));
+});
+
+test.serial('with a node stopped, changes written behind still reach their quorum, and the node holds them once it is back (hints)', async (t) => {
+  const rc = await startCluster(t, 3);
+  const a = clusterKeySpace(t, rc, { requestTimeoutMs: 3000, hintIntervalMs: 200 });
+  await a.waitForPeers(5000);
+  await rc.nodes.get('n3')!.stop();
+  await Promise.all(Array.from({ length: 100 }, (_, i) => a.change(key(`d${i}`), () => Buffer.from(`w${i}`), { behind: true })));
+  await rc.start('n3');
+  await a.waitForPeers(5000);
+  // Every hinted key repaired: n3's own copy of each equals n2's (same ballot, same bytes).
+  while (a.registers.hints.size > 0) await new Promise((r) => setTimeout(r, 50));
+  const peer = (id: string) => a.peers.find((p) => p.id === id)!;
+  for (let i = 0; i < 100; i += 9) {
+    const call = { deadline: Date.now() + 5000 };
+    const [s2, s3] = await Promise.all([peer('n2').read(key(`d${i}`), call), peer('n3').read(key(`d${i}`), call)]);
+    t.is(s3.value.kind, 'value', `d${i} on n3`);
+    t.deepEqual(s3.accepted, s2.accepted);
+    t.deepEqual(s3.value, s2.value);
+  }
+});
+
+test.serial('learns of keys changed under a lease go to each node in batches, once per change, and leave every copy untagged', async (t) => {
+  const rc = await startCluster(t, 3);
+  const a = clusterKeySpace(t, rc);
+  await a.waitForPeers(5000);
+  const group = Buffer.from('behind-lease');
+  const lease = await ScopeLease.acquire(
+    { registers: a.registers, lease: recordKey(group, Buffer.from('@lease')), group: Buffer.concat([Buffer.from([group.length]), group]), start: recordKey(group, Buffer.from('k')), end: recordKey(group, Buffer.from('l')), periodMs: 2000, drift: 0.05, clock: systemClock },
+    'a#1',
+    5000,
+  );
+  t.truthy(lease);
+  // Count the learn frames each node is sent.
+  let single = 0;
+  let many = 0;
+  let items = 0;
+  for (const p of a.peers) {
+    const learn = p.client.learn.bind(p.client);
+    const learnMany = p.client.learnMany.bind(p.client);
+    p.client.learn = (...args) => {
+      single++;
+      items++;
+      return learn(...args);
+    };
+    p.client.learnMany = (list, opts) => {
+      many++;
+      items += list.length;
+      return learnMany(list, opts);
+    };
+  }
+  const n = 200;
+  const k = (i: number) => recordKey(group, Buffer.from(`k${i}`));
+  await Promise.all(Array.from({ length: n }, (_, i) => a.change(k(i), () => Buffer.from(`v${i}`), { scope: lease!.scope, behind: true })));
+  while (a.registers.unlearned > 0) await new Promise((r) => setTimeout(r, 20));
+  t.true(many > 0, 'batched learns were sent');
+  t.true(single + many < n, `${n} keys learned on 3 nodes in ${single} single and ${many} batched frames`);
+  t.true(items >= 2 * n, 'each key learned on a majority at least');
+  t.true(items <= 3 * n + 30, `${items} learns sent for ${n} keys on 3 nodes: hardly any sent twice`);
+  for (const p of a.peers) {
+    for (let i = 0; i < n; i += 13) {
+      const s = await p.read(k(i), { deadline: Date.now() + 5000 });
+      t.is(s.tag, undefined, `k${i} untagged on ${p.id}`);
+    }
+  }
+  t.true(await lease!.release());
+});
