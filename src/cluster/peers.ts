@@ -52,8 +52,19 @@ const SILENT_MS = 500;
 /** Silent this long with calls in flight: taken for cut off even before a call has timed out (a loaded node answers within it). */
 const CUT_OFF_MS = 2000;
 
+/** An accept bigger than this (a big inline value) goes in a frame of its own. */
+const BEHIND_ITEM_MAX_BYTES = 256 * 1024;
+/** A frame of accepts written behind holds about this much at most (the frame limit is far above). */
+const BEHIND_FRAME_BYTES = 4 * 1024 * 1024;
+
+function acceptBytes(a: { key: Buffer; value: RecordValue }): number {
+  return a.key.length + (a.value.kind === 'empty' ? 0 : a.value.bytes.length) + 64;
+}
+
 interface AcceptBatch {
   epoch: number | undefined;
+  /** What its accepts weigh on the wire, about. */
+  bytes: number;
   /** The earliest deadline of its accepts: the frame's. */
   deadline: number;
   items: AcceptRequest[];
@@ -230,7 +241,7 @@ export class Peer implements PlacementNode, Acceptor {
   }
 
   accept(key: Buffer, ballot: Ballot, value: RecordValue, promiseNext: boolean, call: AcceptorCall): Promise<Verdict> {
-    if (call.behind && !call.signal) return this.acceptBehind({ key, ballot, value, promiseNext, scope: call.scope }, call);
+    if (call.behind && !call.signal && acceptBytes({ key, value }) <= BEHIND_ITEM_MAX_BYTES) return this.acceptBehind({ key, ballot, value, promiseNext, scope: call.scope }, call);
     return this.track((c) => c.accept(key, ballot, value, { ...this.callOpts(call.deadline, call.signal, call.epoch), promiseNext, scope: call.scope }), call.epoch);
   }
 
@@ -245,13 +256,14 @@ export class Peer implements PlacementNode, Acceptor {
     const epoch = call.epoch;
     let batch = this.behindWaiting.find((b) => b.epoch === epoch);
     if (!batch) {
-      batch = { epoch, items: [], waiters: [], deadline: call.deadline };
+      batch = { epoch, items: [], waiters: [], deadline: call.deadline, bytes: 0 };
       this.behindWaiting.push(batch);
     }
     batch.items.push(item);
+    batch.bytes += acceptBytes(item);
     batch.deadline = Math.min(batch.deadline, call.deadline);
     const p = new Promise<Verdict>((resolve, reject) => batch.waiters.push({ resolve, reject }));
-    if (this.behindInFlight === 0 || batch.items.length >= MAX_ACCEPTS_PER_REQUEST) this.sendBehindSoon();
+    if (this.behindInFlight === 0 || batch.items.length >= MAX_ACCEPTS_PER_REQUEST || batch.bytes >= BEHIND_FRAME_BYTES) this.sendBehindSoon();
     return p;
   }
 
@@ -277,9 +289,12 @@ export class Peer implements PlacementNode, Acceptor {
   private sendBehind(): void {
     const batches = this.behindWaiting.splice(0);
     for (const batch of batches) {
-      for (let at = 0; at < batch.items.length; at += MAX_ACCEPTS_PER_REQUEST) {
-        const items = batch.items.slice(at, at + MAX_ACCEPTS_PER_REQUEST);
-        const waiters = batch.waiters.slice(at, at + MAX_ACCEPTS_PER_REQUEST);
+      for (let at = 0, end = 0; at < batch.items.length; at = end) {
+        // A frame of at most MAX_ACCEPTS_PER_REQUEST accepts and about BEHIND_FRAME_BYTES.
+        let bytes = 0;
+        for (end = at; end < batch.items.length && end - at < MAX_ACCEPTS_PER_REQUEST && (end === at || bytes + acceptBytes(batch.items[end]!) <= BEHIND_FRAME_BYTES); end++) bytes += acceptBytes(batch.items[end]!);
+        const items = batch.items.slice(at, end);
+        const waiters = batch.waiters.slice(at, end);
         this.behindInFlight++;
         const sent =
           items.length === 1

@@ -31,6 +31,23 @@ test.serial('a stream of changes written behind reaches every node in a few fram
   t.deepEqual(await b.read(key('k0')), Buffer.from('v0+!'));
 });
 
+test.serial('big values written behind are split into frames under the frame limit (or sent alone), and all land', async (t) => {
+  const rc = await startCluster(t, 3);
+  const a = clusterKeySpace(t, rc);
+  const b = clusterKeySpace(t, rc);
+  await Promise.all([a.waitForPeers(5000), b.waitForPeers(5000)]);
+  // 100 × 200 KiB (20 MiB per node, over the 16 MiB frame limit) and 8 × 600 KiB, all at once.
+  const value = (i: number, size: number) => Buffer.alloc(size, i % 251);
+  // Written once first: the changes behind are then one accept each, all in one tick.
+  await Promise.all(Array.from({ length: 100 }, (_, i) => a.change(key(`big${i}`), () => Buffer.from('first'))));
+  await Promise.all([
+    ...Array.from({ length: 100 }, (_, i) => a.change(key(`big${i}`), () => value(i, 200 * 1024), { behind: true })),
+    ...Array.from({ length: 8 }, (_, i) => a.change(key(`huge${i}`), () => value(i, 600 * 1024), { behind: true })),
+  ]);
+  for (let i = 0; i < 100; i += 11) t.deepEqual(await b.read(key(`big${i}`)), value(i, 200 * 1024));
+  for (let i = 0; i < 8; i += 3) t.deepEqual(await b.read(key(`huge${i}`)), value(i, 600 * 1024));
+});
+
 test.serial('accepts written behind are judged one by one: a rival change in between makes one of them run a full round; nothing is lost or applied twice', async (t) => {
   const rc = await startCluster(t, 3);
   const a = clusterKeySpace(t, rc);

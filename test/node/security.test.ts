@@ -144,7 +144,8 @@ test('handshake variants with the right secret but the wrong context are refused
   const variants: Array<[string, (serverNonce: Buffer) => Buffer]> = [
     ['protocol version 1 (before scope leases)', authWith(right, (f) => ((f[1] = 1), f))],
     ['protocol version 2 (before membership epochs)', authWith(right, (f) => ((f[1] = 2), f))],
-    ['protocol version 4', authWith(right, (f) => ((f[1] = 4), f))],
+    ['protocol version 3 (before batched accepts and learns)', authWith(right, (f) => ((f[1] = 3), f))],
+    ['protocol version 5', authWith(right, (f) => ((f[1] = 5), f))],
     ['AUTH one byte short', authWith(right, (f) => f.subarray(0, f.length - 1))],
     ['AUTH one byte long', authWith(right, (f) => Buffer.concat([f, Buffer.alloc(1)]))],
     ['proof for another cluster name', authWith((sn, cn) => clientProof(cluster.secret, 'other', sn, cn))],
