@@ -102,7 +102,14 @@ export class ClusterKeySpace implements MaintainableKeySpace {
     this.ready = this.syncMembership(Math.min(opts.connectTimeoutMs, 1000));
     const interval = opts.hintIntervalMs ?? 2000;
     if (interval > 0) {
-      this.hintTimer = setInterval(() => void this.drainHints(), interval);
+      const hintLog = opts.log.child({ component: 'hints' });
+      // A background drain that fails is tried again at the next tick; one cut short by
+      // close() (its peers gone under it) is no error at all.
+      this.hintTimer = setInterval(() => {
+        this.drainHints().catch((err: unknown) => {
+          if (!this.closed) hintLog.warn({ err: (err as Error)?.message ?? String(err) }, 'copying hinted chunks and records failed; tried again later');
+        });
+      }, interval);
       this.hintTimer.unref();
     }
   }
