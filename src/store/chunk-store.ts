@@ -126,6 +126,13 @@ export class ChunkStore {
       const start = Math.min(offset, size);
       const end = length === undefined ? size : Math.min(size, start + length);
       const buf = into ? into(end - start) : Buffer.allocUnsafe(end - start);
+      if (start === 0 && end === size && this.direct) {
+        const got = await this.direct.readWhole(this.chunkPath(cid), size, buf);
+        if (got !== 'unsupported') {
+          if (got < size) throw new QfsError('corrupt', `chunk ${cid} shrank while being read`);
+          return buf;
+        }
+      }
       let done = 0;
       while (done < buf.length) {
         const { bytesRead } = await fh.read(buf, done, buf.length - done, start + done);
@@ -379,6 +386,11 @@ export class ChunkStore {
   /** Whether puts still try O_DIRECT here, and how many chunk files went direct. */
   directWrites(): { enabled: boolean; written: number } {
     return { enabled: this.direct?.enabled ?? false, written: this.direct?.written ?? 0 };
+  }
+
+  /** How many whole-chunk reads went direct (`direct-writes.ts`). */
+  directReads(): number {
+    return this.direct?.read ?? 0;
   }
 
   async capacity(): Promise<{ totalBytes: number; freeBytes: number }> {

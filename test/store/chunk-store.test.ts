@@ -212,6 +212,10 @@ test('chunk files go past the page cache where the filesystem allows it, any len
   if (await takesDirectIo(dir)) {
     t.true(direct.enabled);
     t.is(direct.written, all.length - 1, 'all but the chunk over 1 MiB went direct');
+    t.is(store.directReads(), all.length - 1, 'and were read back direct');
+    const ranged = all.find((b) => b.length > 200_000)!;
+    t.deepEqual(await store.get(chunkIdOf(ranged), 70_000, 100_000), ranged.subarray(70_000, 170_000), 'a ranged read through the cache');
+    t.is(store.directReads(), all.length - 1, 'a ranged read does not go direct');
   } else {
     t.log(`${dir} does not take O_DIRECT: checked the fallback only`);
     t.deepEqual(direct, { enabled: false, written: 0 });
@@ -237,4 +241,30 @@ test('a filesystem that refuses O_DIRECT gets its chunks through the page cache,
   t.is(await store.put(chunkIdOf(bytes), bytes), 'stored');
   t.deepEqual(await readFile(chunkPath(dir, chunkIdOf(bytes))), bytes);
   t.deepEqual(store.directWrites(), { enabled: false, written: 0 });
+  t.deepEqual(await store.get(chunkIdOf(bytes)), bytes, 'read back through the cache');
+  t.is(store.directReads(), 0);
+});
+
+test('whole-chunk reads fall back to the page cache when the filesystem refuses O_DIRECT reads, and keep their errors', async (t) => {
+  const d = await tempDir(t);
+  const bytes = randomBytes(50_000);
+  await writeFile(join(d, 'c'), bytes);
+  const into = Buffer.alloc(bytes.length);
+  const direct = new DirectWrites();
+  if (await takesDirectIo(d)) {
+    t.is(await direct.readWhole(join(d, 'c'), bytes.length, into), bytes.length);
+    t.deepEqual(into, bytes);
+    t.is(await direct.readWhole(join(d, 'c'), bytes.length + 10_000, Buffer.alloc(60_000)), bytes.length, 'a file shorter than asked says how long it is');
+  }
+  await t.throwsAsync(direct.readWhole(join(d, 'missing'), 10, Buffer.alloc(10)), { code: 'ENOENT' });
+  let asked = 0;
+  const refusing = new DirectWrites(async (path, flags) => {
+    asked++;
+    if (flags & constants.O_DIRECT) throw Object.assign(new Error('EINVAL: invalid argument'), { code: 'EINVAL' });
+    return await open(path, flags);
+  });
+  t.is(await refusing.readWhole(join(d, 'c'), bytes.length, into), 'unsupported');
+  t.is(await refusing.readWhole(join(d, 'c'), bytes.length, into), 'unsupported');
+  t.is(asked, 1, 'asked once');
+  t.is(await direct.readWhole(join(d, 'c'), 2 * 1024 * 1024, into), 'unsupported', 'over a slot: through the cache');
 });
