@@ -15,6 +15,7 @@ import { parseMountOptions } from './mount-options.js';
 import { UsageError, parseFlags } from './usage.js';
 import { openCluster } from './wiring.js';
 import { nodeArgv } from './v8-flags.js';
+import { hashThread } from '../util/hash-offload.js';
 
 const run = promisify(execFile);
 
@@ -83,6 +84,8 @@ export async function mountCommand(args: string[]): Promise<number> {
 
   const log = createRootLogger(level ? { level } : {});
   logUnhandledRejections(log);
+  // chunks read and written are hashed beside the JS thread that serves FUSE (util/hash-offload.ts)
+  hashThread.enable();
   const { config, ks } = await openCluster(configFile, log.child({ component: 'cluster' }));
   let fuse: FuseMount | null = null;
   try {

@@ -8,7 +8,7 @@
 import { QfsError, isQfsError, toQfsError } from '../util/errors.js';
 import type { ChunkId } from '../util/ids.js';
 import type { Logger } from '../util/log.js';
-import { BLOCK_BYTES, BlockDigester, blockCount, blocksMatch, chunkIdOf, rootOf } from '../util/hash.js';
+import { BLOCK_BYTES, blockCount, blocksMatch, chunkIdOf, rootOf } from '../util/hash.js';
 import { callDeadline, type CallOpts } from '../keyspace/types.js';
 import { byHealth, bySpread, type Peer } from './peers.js';
 import { gatherQuorum } from './quorum.js';
@@ -124,11 +124,9 @@ export class Chunks {
   async get(id: ChunkId, opts?: CallOpts & { offset?: number; length?: number }): Promise<Buffer> {
     if (opts?.offset !== undefined || opts?.length !== undefined) return this.getRange(id, opts.offset ?? 0, opts.length ?? 0xffffffff, opts);
     return this.fromReplicas(id, opts, async (p, deadline) => {
-      // the blocks are hashed as they arrive, while still in the CPU's cache (when the frame gets a buffer of its own)
-      const digests = new BlockDigester();
-      const bytes = await p.track((c) => c.getChunk(id, 0, 0xffffffff, { ...p.callOpts(deadline, opts?.signal), bodyWatcher: digests }));
-      const leaves = digests.leavesOf(bytes);
-      if ((leaves !== null ? rootOf(leaves, bytes.length) : await chunkIdOf(bytes)) !== id) throw this.corrupt(id, p.id, 'hash mismatch');
+      // in a mount, the hashing thread verifies it (util/hash-offload.ts)
+      const bytes = await p.track((c) => c.getChunk(id, 0, 0xffffffff, p.callOpts(deadline, opts?.signal)));
+      if ((await chunkIdOf(bytes)) !== id) throw this.corrupt(id, p.id, 'hash mismatch');
       return bytes;
     });
   }

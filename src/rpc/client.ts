@@ -44,16 +44,6 @@ export interface RpcClientOptions {
   backoffMaxMs?: number;
 }
 
-/**
- * Sees a big response's body while its bytes arrive (see whole-frames.ts):
- * start() once with the frame's buffer and where the body begins in it, then
- * filled() each time more of the buffer holds data. It must not change the bytes.
- */
-export interface BodyWatcher {
-  start(frame: Buffer, bodyAt: number): void;
-  filled(upTo: number): void;
-}
-
 export interface CallOptions {
   timeoutMs?: number;
   signal?: AbortSignal;
@@ -62,8 +52,6 @@ export interface CallOptions {
   connectWaitMs?: number;
   /** The epoch to place this request by, instead of the client's own (a mover installing a membership). */
   epoch?: number;
-  /** Shown the response's body as it arrives, when it comes in a frame of its own (ws:// only). */
-  bodyWatcher?: BodyWatcher;
   /**
    * Bytes that end the request's body, after what `write` appended. They go
    * out as a second WebSocket fragment of the same message, as they are: a
@@ -78,7 +66,6 @@ interface Pending {
   reject(e: QfsError): void;
   timer: NodeJS.Timeout;
   cleanup(): void;
-  watcher?: BodyWatcher;
 }
 
 interface Waiter {
@@ -156,7 +143,7 @@ export class RpcClient {
       handshakeTimeout: this.options.connectTimeoutMs ?? 3000,
       ...(this.options.ca ? { ca: this.options.ca } : {}),
       // Big frames (chunks) reach ws in one buffer each, so it does not copy them together (whole-frames.ts).
-      ...(this.options.url.startsWith('ws:') ? { createConnection: wholeFrameConnection(MAX_FRAME_BYTES, (frame, at, filled) => this.watchFrame(frame, at, filled)) as unknown as typeof createConnection } : {}),
+      ...(this.options.url.startsWith('ws:') ? { createConnection: wholeFrameConnection(MAX_FRAME_BYTES) as unknown as typeof createConnection } : {}),
     });
     this.ws = ws;
     const clientNonce = newNonce();
@@ -364,7 +351,6 @@ export class RpcClient {
           queueMicrotask(() => this.wakeWaiters());
         },
       };
-      if (opts.bodyWatcher) p.watcher = opts.bodyWatcher;
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       this.pending.set(id, p);
       corkForTick(ws);
@@ -413,15 +399,6 @@ export class RpcClient {
       this.log.info({ reason: this.lastError.message }, 'dropping connection');
       ws.terminate();
     }, PROBE_MS).unref();
-  }
-
-  /** A big frame begins to arrive: if it answers a call with a body watcher, that watcher follows it. */
-  private watchFrame(frame: Buffer, at: number, filled: number): ((upTo: number) => void) | null {
-    if (filled < at + RESPONSE_HEADER_BYTES || frame[at] !== FrameType.Response) return null;
-    const w = this.pending.get(frame.readUInt32BE(at + 1))?.watcher;
-    if (w === undefined) return null;
-    w.start(frame, at + RESPONSE_HEADER_BYTES);
-    return (upTo) => w.filled(upTo);
   }
 
   private onResponse(frame: Buffer): void {

@@ -22,7 +22,7 @@ import { connect, type NetConnectOpts, type Socket } from 'node:net';
 /** Frames longer than this get a buffer of their own. */
 export const BIG_FRAME = 16 * 1024;
 const SLAB_BYTES = 64 * 1024;
-const BIG_READ = 256 * 1024;
+const BIG_READ = 1024 * 1024;
 const HTTP_END = Buffer.from('\r\n\r\n');
 /** Header lines longer than this are not an HTTP response ws would take: pass on. */
 const MAX_HTTP_HEAD = 16 * 1024;
@@ -36,30 +36,14 @@ export class WholeFrames {
   private end = 0;
   private mode: 'http' | 'frames' | 'raw' = 'http';
 
-  /** Told how far the current big frame's buffer is filled, if `watch` asked to be. */
-  private onFill: ((upTo: number) => void) | null = null;
-  /** The header length of the frame frameBytes() last measured. */
-  private headerBytes = 0;
-
-  /**
-   * `watch`, if given, is shown each big frame as soon as it has its own buffer
-   * (with the offset of its payload there and how much of it is read) and may return a function that is
-   * then told, after every read, how much of the buffer holds data. It must
-   * not change the bytes.
-   */
   constructor(
     private readonly emit: (bytes: Buffer) => void,
     private readonly maxFrame: number,
-    private readonly watch?: (frame: Buffer, payloadAt: number, filled: number) => ((upTo: number) => void) | null,
   ) {
     this.cur = this.slab;
   }
 
-  /**
-   * Where the next read goes: never empty. A big frame is read at most
-   * BIG_READ at a time, so that a watcher (which hashes what each read
-   * brought) holds the event loop for no more than about 0.15 ms at once.
-   */
+  /** Where the next read goes: never empty; into a big frame at most BIG_READ at a time. */
   next(): Buffer {
     return this.cur === this.slab ? this.cur.subarray(this.end) : this.cur.subarray(this.end, this.end + BIG_READ);
   }
@@ -67,7 +51,6 @@ export class WholeFrames {
   /** `n` bytes were read into the buffer next() returned. */
   read(n: number): void {
     this.end += n;
-    if (this.onFill !== null) this.fill();
     if (this.mode === 'http') this.httpHead();
     if (this.mode === 'frames') this.frames();
     if (this.mode === 'raw') this.passOn(this.end);
@@ -114,23 +97,6 @@ export class WholeFrames {
       this.cur = own;
       this.end -= this.start;
       this.start = 0;
-      if (this.watch) {
-        try {
-          this.onFill = this.watch(own, this.headerBytes, this.end);
-        } catch {
-          this.onFill = null;
-        }
-        if (this.onFill !== null) this.fill();
-      }
-    }
-  }
-
-  /** Tells the watcher how much of the big frame's buffer holds data; a watcher that throws is dropped. */
-  private fill(): void {
-    try {
-      this.onFill!(this.end);
-    } catch {
-      this.onFill = null;
     }
   }
 
@@ -158,7 +124,6 @@ export class WholeFrames {
       if (this.cur.readUInt32BE(at + 2) !== 0) return undefined;
       len = this.cur.readUInt32BE(at + 6);
     }
-    this.headerBytes = header;
     return len > this.maxFrame ? undefined : header + len;
   }
 
@@ -166,7 +131,6 @@ export class WholeFrames {
   private makeRoom(): void {
     if (this.cur !== this.slab) {
       if (this.start < this.cur.length) return; // the big frame is still coming
-      this.onFill = null;
       this.cur = this.slab;
       this.start = this.end = 0;
       return;
@@ -192,13 +156,10 @@ export class WholeFrames {
  * through WholeFrames and reach ws (and the HTTP upgrade before it) as
  * 'data' events.
  */
-export function wholeFrameConnection(
-  maxFrame: number,
-  watch?: (frame: Buffer, payloadAt: number, filled: number) => ((upTo: number) => void) | null,
-): (options: NetConnectOpts & { socketPath?: string }) => Socket {
+export function wholeFrameConnection(maxFrame: number): (options: NetConnectOpts & { socketPath?: string }) => Socket {
   return (options) => {
     let socket: Socket | null = null;
-    const frames = new WholeFrames((bytes) => socket!.emit('data', bytes), maxFrame, watch);
+    const frames = new WholeFrames((bytes) => socket!.emit('data', bytes), maxFrame);
     // as ws's own netConnect: `path` holds the URL's path here, and would make net open a Unix socket
     const opts = { ...options, path: options.socketPath, onread: { buffer: () => frames.next(), callback: (n: number): boolean => { frames.read(n); return true; } } };
     socket = connect(opts as unknown as NetConnectOpts);

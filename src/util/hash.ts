@@ -4,7 +4,9 @@
 // verify any block it fetched on its own, so a 4 KiB read moves and hashes one
 // block, not the chunk; whole-chunk content addressing and dedup stay.
 //
-// The blocks are hashed on the calling thread, a few at a time, with a turn of
+// In a process that enabled it (a mount), big ranges are hashed on a thread of
+// their own (hash-offload.ts). Others are hashed on the calling thread, a few
+// at a time, with a turn of
 // the event loop between slices: a mount's JS thread also serves every FUSE
 // request, and a node's serves every RPC, so no slice holds it for more than
 // about 0.15 ms. Hashing here costs 0.55 ms of CPU per MiB; WebCrypto's digest
@@ -14,6 +16,7 @@
 // The bytes must not change until the promise resolves.
 import { createHash } from 'node:crypto';
 import { setImmediate as nextTurn } from 'node:timers/promises';
+import { hashThread } from './hash-offload.js';
 
 export const BLOCK_BYTES = 64 * 1024;
 /** Blocks hashed in one turn of the event loop (about 0.14 ms with SHA extensions). */
@@ -43,8 +46,20 @@ export function sha256(bytes: Uint8Array): Buffer {
   return createHash('sha256').update(bytes).digest();
 }
 
-/** SHA-256 of each 64 KiB block of bytes, written to out at 32 bytes each; SLICE_BLOCKS per turn of the event loop. */
+/**
+ * SHA-256 of each 64 KiB block of bytes, written to out at 32 bytes each: on
+ * the hashing thread if it takes them (hash-offload.ts), else here,
+ * SLICE_BLOCKS per turn of the event loop.
+ */
 async function hashBlocks(bytes: Uint8Array, out: Buffer): Promise<void> {
+  if (hashThread.takes(bytes)) {
+    try {
+      (await hashThread.leaves(bytes)).copy(out);
+      return;
+    } catch {
+      hashThread.stats.fellBack++;
+    }
+  }
   const n = blockCount(bytes.length);
   for (let i = 0; i < n; i++) {
     if (i > 0 && i % SLICE_BLOCKS === 0) await nextTurn();
@@ -90,53 +105,4 @@ export async function blocksMatch(leaves: Buffer, length: number, first: number,
   const digests = Buffer.allocUnsafe(k * LEAF_BYTES);
   await hashBlocks(bytes, digests);
   return digests.equals(leaves.subarray(first * LEAF_BYTES, (first + k) * LEAF_BYTES));
-}
-
-/**
- * Digests the 64 KiB blocks of bytes that arrive into a buffer, while they are
- * still in the CPU's cache: the receiver calls start() with the buffer and
- * where the bytes begin, then filled() each time more of it holds data. A
- * 1 MiB chunk hashed as its reads land costs about 0.55 ms of CPU; hashed
- * after the whole of it arrived, from memory, 0.9 ms.
- *
- * leavesOf(bytes) gives the leaves only for exactly the bytes that were
- * digested (the same memory, offset and length), once all of them were:
- * anything else is hashed by the caller as before.
- */
-export class BlockDigester {
-  private buf: Buffer | null = null;
-  private from = 0;
-  private done = 0;
-  private leaves: Buffer | null = null;
-  private complete = false;
-
-  /** The bytes to digest are buf[from, buf.length); they will not change once filled. */
-  start(buf: Buffer, from: number): void {
-    this.buf = buf;
-    this.from = from;
-    this.done = from;
-    this.complete = false;
-    this.leaves = Buffer.allocUnsafe(blockCount(buf.length - from) * LEAF_BYTES);
-  }
-
-  /** buf[0, upTo) now holds data: digest the blocks that are complete (the last one at the end). */
-  filled(upTo: number): void {
-    const buf = this.buf;
-    if (buf === null || this.leaves === null) return;
-    if (upTo >= buf.length) this.complete = true;
-    for (;;) {
-      const end = Math.min(buf.length, this.done + BLOCK_BYTES);
-      if (end > upTo || end === this.done) return;
-      sha256(buf.subarray(this.done, end)).copy(this.leaves, ((this.done - this.from) / BLOCK_BYTES) * LEAF_BYTES);
-      this.done = end;
-    }
-  }
-
-  /** The leaves of `bytes`, if they are exactly what was digested; else null. */
-  leavesOf(bytes: Buffer): Buffer | null {
-    const buf = this.buf;
-    if (buf === null || !this.complete || this.done !== buf.length || bytes.length !== buf.length - this.from) return null;
-    if (bytes.buffer !== buf.buffer || bytes.byteOffset !== buf.byteOffset + this.from) return null;
-    return this.leaves;
-  }
 }

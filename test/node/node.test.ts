@@ -1,5 +1,5 @@
 // One real node process on loopback, driven over the wire.
-import { BlockDigester, chunkIdSync, chunkTree } from '../../src/util/hash.js';
+import { chunkIdSync, chunkTree } from '../../src/util/hash.js';
 import test from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -36,25 +36,6 @@ test('records: acceptor rules over the wire, and state survives a restart', asyn
   t.deepEqual(after.promised, b(6));
   t.deepEqual(after.accepted, b(5));
   t.deepEqual(after.value, { kind: 'value', bytes: Buffer.from('v5') });
-});
-
-test('chunks: a get with a BlockDigester has the leaves of the chunk digested as its bytes arrive', async (t) => {
-  const cluster = await writeCluster(t, 1, { replication: 1 });
-  await startNode(t, cluster, 'n1');
-  const c = connect(t, cluster, 'n1');
-  for (const n of [1024 * 1024, 3 * 64 * 1024 + 5, 70_000]) {
-    const data = randomBytes(n);
-    const id = sha(data);
-    await c.putChunk(id, data);
-    const digests = new BlockDigester();
-    const back = await c.getChunk(id, 0, 0xffffffff, { bodyWatcher: digests });
-    t.deepEqual(back, data);
-    const leaves = digests.leavesOf(back);
-    t.truthy(leaves, `${n} bytes: digested on arrival`);
-    t.true(leaves!.equals((await chunkTree(data)).leaves));
-    t.is(digests.leavesOf(Buffer.from(back)), null, 'not for a copy of the bytes');
-    t.is(digests.leavesOf(back.subarray(1)), null, 'not for part of them');
-  }
 });
 
 test('chunks: many concurrent 1 MiB puts (their frames written into reused buffers) all arrive intact', async (t) => {

@@ -2,7 +2,8 @@
 // definition, sees any changed byte, and lets the event loop run meanwhile.
 import test from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
-import { BLOCK_BYTES, BlockDigester, blocksMatch, chunkIdSync, chunkTree, rootOf } from '../../src/util/hash.js';
+import { OFFLOAD_MIN_BYTES, SLOT_BYTES, hashThread } from '../../src/util/hash-offload.js';
+import { BLOCK_BYTES, blocksMatch, chunkIdSync, chunkTree, rootOf } from '../../src/util/hash.js';
 
 /** The id as DESIGN.md defines it, written out. */
 function reference(bytes: Buffer): string {
@@ -53,22 +54,48 @@ test('hashing a 1 MiB chunk gives the event loop several turns', async (t) => {
   t.true(turns >= 3, `${turns} turns`);
 });
 
-test('BlockDigester: leaves of bytes filled in any steps equal chunkTree; only for exactly those bytes, once complete', async (t) => {
-  for (const n of [0, 100, BLOCK_BYTES, 5 * BLOCK_BYTES + 7, 16 * BLOCK_BYTES]) {
-    const frame = Buffer.concat([Buffer.from('header'), randomBytes(n)]);
-    const body = frame.subarray(6);
-    const d = new BlockDigester();
-    d.start(frame, 6);
-    let upTo = 0;
-    while (upTo < frame.length) {
-      t.is(d.leavesOf(body), null, 'not before all bytes are in');
-      upTo = Math.min(frame.length, upTo + 1 + Math.floor(Math.random() * 100_000));
-      d.filled(upTo);
-    }
-    d.filled(frame.length);
-    t.true(d.leavesOf(body)!.equals((await chunkTree(body)).leaves), `length ${n}`);
-    t.is(d.leavesOf(Buffer.from(body)), null);
-    t.is(d.leavesOf(frame), null);
+// Serial (ava runs these before the others): they turn the process's hashing thread on, and off when done.
+test.serial('with the hashing thread enabled, big ranges are hashed there with the same leaves; small and oversized ones stay here', async (t) => {
+  hashThread.enable();
+  for (const n of [OFFLOAD_MIN_BYTES, 5 * BLOCK_BYTES + 7, 16 * BLOCK_BYTES]) {
+    const bytes = randomBytes(n);
+    const before = hashThread.stats.offloaded;
+    const tree = await chunkTree(bytes);
+    t.is(hashThread.stats.offloaded, before + 1, `${n} bytes went to the thread`);
+    t.is(tree.id, reference(bytes), 'the id of the plain definition');
+    const bad = Buffer.from(bytes);
+    bad[n - 1] = bad[n - 1]! ^ 1;
+    t.false(await blocksMatch(tree.leaves, n, 0, bad), 'a changed byte is seen');
+    t.is(hashThread.stats.offloaded, before + 2);
   }
-  t.is(new BlockDigester().leavesOf(Buffer.alloc(0)), null, 'never started');
+  // more at once than there are slots: the rest are hashed here, all right
+  const many = Array.from({ length: 12 }, () => randomBytes(SLOT_BYTES));
+  const busy = hashThread.stats.busy;
+  t.deepEqual((await Promise.all(many.map((b) => chunkTree(b)))).map((x) => x.id), many.map((b) => reference(b)));
+  t.true(hashThread.stats.busy > busy, 'some found every slot busy');
+  const before = hashThread.stats.offloaded;
+  await chunkTree(randomBytes(OFFLOAD_MIN_BYTES - 1));
+  await chunkTree(randomBytes(SLOT_BYTES + 1));
+  t.is(hashThread.stats.offloaded, before, 'a small range and one over a slot are hashed here');
+  hashThread.enable(false);
+});
+
+test.serial('a hashing thread that dies fails nothing: its requests and later ones are hashed here', async (t) => {
+  hashThread.enable();
+  const bytes = randomBytes(OFFLOAD_MIN_BYTES * 2);
+  const want = chunkIdSync(bytes);
+  t.is((await chunkTree(bytes)).id, want, 'thread up');
+  // the thread goes away with requests on their way to it (or just answered: either way, right ids)
+  const pending = Array.from({ length: 4 }, () => chunkTree(bytes));
+  await hashThread.kill();
+  t.deepEqual((await Promise.all(pending)).map((x) => x.id), [want, want, want, want]);
+  const offloadedBefore = hashThread.stats.offloaded;
+  t.is((await chunkTree(bytes)).id, want, 'after it died');
+  t.is(hashThread.stats.offloaded, offloadedBefore, 'hashed here: a dead thread is not asked again');
+  await hashThread.stop();
+  const offloaded = hashThread.stats.offloaded;
+  t.is((await chunkTree(bytes)).id, want, 'a new thread after stop()');
+  t.is(hashThread.stats.offloaded, offloaded + 1);
+  await hashThread.stop();
+  hashThread.enable(false);
 });
