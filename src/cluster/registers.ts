@@ -646,13 +646,16 @@ export class Registers {
       for (const { value } of r.oks) {
         for (const e of value.entries) {
           if (horizon && Buffer.compare(e.key, horizon) >= 0) continue;
-          if (e.state.tag !== undefined && e.state.tag <= settled) continue; // a settled term's leftover counts as nothing
           const id = e.key.toString('latin1');
           let k = seen.get(id);
           if (!k) seen.set(id, (k = { key: e.key, ballots: new Set(), replies: 0, tagged: false }));
           k.replies++;
           k.ballots.add(`${e.state.accepted.counter}.${e.state.accepted.proposer}`);
-          if (e.state.tag !== undefined) k.tagged = true;
+          // A settled term's leftover tag counts as no tag: its write was chosen, and a
+          // replica that has not heard the learn still holds the same ballot. (It used to
+          // count as no copy at all, and a clean release was followed by a needless round
+          // whenever one replica's learn was still on its way.)
+          if (e.state.tag !== undefined && e.state.tag > settled) k.tagged = true;
         }
       }
       for (const [id, k] of seen) if (k.tagged || k.ballots.size > 1 || k.replies < r.oks.length) found.set(id, k.key);
