@@ -7,7 +7,7 @@ import { QfsError, toQfsError } from '../util/errors.js';
 import type { PlacementNode } from '../util/placement.js';
 import type { Ballot } from '../util/ballot.js';
 import type { AcceptorState, RecordValue } from '../util/paxos.js';
-import { MAX_ACCEPTS_PER_REQUEST, MAX_LEARNS_PER_REQUEST, type AcceptRequest, type ScanReply, type Verdict, type VerdictOrError } from '../rpc/messages.js';
+import { MAX_ACCEPTS_PER_REQUEST, MAX_LEARNS_PER_REQUEST, type AcceptRequest, type ScanReply, type Verdict } from '../rpc/messages.js';
 import { byHealth, type Acceptor, type AcceptorCall } from './acceptor.js';
 
 export { byHealth };
@@ -289,35 +289,19 @@ export class Peer implements PlacementNode, Acceptor {
   private sendBehind(): void {
     const batches = this.behindWaiting.splice(0);
     for (const batch of batches) {
-      for (let at = 0, end = 0; at < batch.items.length; at = end) {
-        // A frame of at most MAX_ACCEPTS_PER_REQUEST accepts and about BEHIND_FRAME_BYTES.
-        let bytes = 0;
-        for (end = at; end < batch.items.length && end - at < MAX_ACCEPTS_PER_REQUEST && (end === at || bytes + acceptBytes(batch.items[end]!) <= BEHIND_FRAME_BYTES); end++) bytes += acceptBytes(batch.items[end]!);
+      // Frames of at most MAX_ACCEPTS_PER_REQUEST accepts and about BEHIND_FRAME_BYTES.
+      for (const [at, end] of framesOf(batch.items, MAX_ACCEPTS_PER_REQUEST, BEHIND_FRAME_BYTES, acceptBytes)) {
         const items = batch.items.slice(at, end);
-        const waiters = batch.waiters.slice(at, end);
         this.behindInFlight++;
+        const opts = this.callOpts(batch.deadline, undefined, batch.epoch);
         const sent =
           items.length === 1
-            ? this.track((c) => c.accept(items[0]!.key, items[0]!.ballot, items[0]!.value, { ...this.callOpts(batch.deadline, undefined, batch.epoch), promiseNext: items[0]!.promiseNext, scope: items[0]!.scope }), batch.epoch).then((v): VerdictOrError[] => [v])
-            : this.track((c) => c.acceptMany(items, this.callOpts(batch.deadline, undefined, batch.epoch)), batch.epoch);
-        sent
-          .then(
-            (answers) => {
-              if (answers.length !== waiters.length) throw new QfsError('internal', `${this.id}: ${answers.length} answers to ${waiters.length} accepts`);
-              waiters.forEach((w, i) => {
-                const a = answers[i]!;
-                if (a instanceof QfsError) w.reject(a);
-                else w.resolve(a);
-              });
-            },
-          )
-          .catch((err: unknown) => {
-            for (const w of waiters) w.reject(err);
-          })
-          .finally(() => {
-            this.behindInFlight--;
-            if (this.behindInFlight === 0 && this.behindWaiting.length > 0) this.sendBehindSoon();
-          });
+            ? this.track((c) => c.accept(items[0]!.key, items[0]!.ballot, items[0]!.value, { ...opts, promiseNext: items[0]!.promiseNext, scope: items[0]!.scope }), batch.epoch).then((v) => [v])
+            : this.track((c) => c.acceptMany(items, opts), batch.epoch);
+        void answerEach(`${this.id}: accepts`, batch.waiters.slice(at, end), sent).finally(() => {
+          this.behindInFlight--;
+          if (this.behindInFlight === 0 && this.behindWaiting.length > 0) this.sendBehindSoon();
+        });
       }
     }
   }
@@ -359,26 +343,14 @@ export class Peer implements PlacementNode, Acceptor {
     // A learn judges the value this node accepted: its accept, if held back to batch, goes
     // first on the connection (the node reads frames in order), or the learn finds nothing.
     this.expedite();
-    for (let at = 0; at < batch.items.length; at += MAX_LEARNS_PER_REQUEST) {
-      const items = batch.items.slice(at, at + MAX_LEARNS_PER_REQUEST);
-      const waiters = batch.waiters.slice(at, at + MAX_LEARNS_PER_REQUEST);
+    for (const [at, end] of framesOf(batch.items, MAX_LEARNS_PER_REQUEST)) {
+      const items = batch.items.slice(at, end);
+      const opts = this.callOpts(batch.deadline, batch.signal, batch.epoch);
       const sent =
         items.length === 1
-          ? this.track((c) => c.learn(items[0]!.key, items[0]!.ballot, this.callOpts(batch.deadline, batch.signal, batch.epoch)), batch.epoch).then((b) => [b])
-          : this.track((c) => c.learnMany(items, this.callOpts(batch.deadline, batch.signal, batch.epoch)), batch.epoch);
-      sent.then(
-        (answers) => {
-          if (answers.length !== waiters.length) {
-            const e = new QfsError('bad_request', `${this.id}: ${answers.length} answers to ${waiters.length} learns`);
-            for (const w of waiters) w.reject(e);
-            return;
-          }
-          waiters.forEach((w, i) => w.resolve(answers[i]!));
-        },
-        (err: unknown) => {
-          for (const w of waiters) w.reject(err);
-        },
-      );
+          ? this.track((c) => c.learn(items[0]!.key, items[0]!.ballot, opts), batch.epoch).then((b) => [b])
+          : this.track((c) => c.learnMany(items, opts), batch.epoch);
+      void answerEach(`${this.id}: learns`, batch.waiters.slice(at, end), sent);
     }
   }
 
@@ -389,6 +361,38 @@ export class Peer implements PlacementNode, Acceptor {
   close(): void {
     this.client.close();
   }
+}
+
+/**
+ * The [at, end) ranges that cut `items` into frames of at most `maxItems`, and
+ * (with `sizeOf`) of at most about `maxBytes`: an item bigger than that goes alone.
+ */
+function* framesOf<T>(items: readonly T[], maxItems: number, maxBytes = Infinity, sizeOf: (item: T) => number = () => 0): Generator<[number, number]> {
+  for (let at = 0, end = 0; at < items.length; at = end) {
+    let bytes = 0;
+    for (end = at; end < items.length && end - at < maxItems && (end === at || bytes + sizeOf(items[end]!) <= maxBytes); end++) bytes += sizeOf(items[end]!);
+    yield [at, end];
+  }
+}
+
+/**
+ * Hands each waiter its own answer from one batched call: an error answer
+ * rejects that waiter alone; a failed call, or a count of answers that does
+ * not match, rejects them all. Never rejects itself.
+ */
+function answerEach<R>(what: string, waiters: ReadonlyArray<{ resolve(r: R): void; reject(e: unknown): void }>, sent: Promise<ReadonlyArray<R | QfsError>>): Promise<void> {
+  return sent
+    .then((answers) => {
+      if (answers.length !== waiters.length) throw new QfsError('internal', `${what}: ${answers.length} answers to ${waiters.length} requests`);
+      waiters.forEach((w, i) => {
+        const a = answers[i]!;
+        if (a instanceof QfsError) w.reject(a);
+        else w.resolve(a);
+      });
+    })
+    .catch((err: unknown) => {
+      for (const w of waiters) w.reject(err);
+    });
 }
 
 /**
