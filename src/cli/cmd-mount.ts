@@ -84,7 +84,7 @@ export async function mountCommand(args: string[]): Promise<number> {
 
   const log = createRootLogger(level ? { level } : {});
   logUnhandledRejections(log);
-  // chunks read and written are hashed beside the JS thread that serves FUSE (util/hash-offload.ts)
+  // chunks read are verified beside the JS thread that serves FUSE (util/hash-offload.ts)
   hashThread.enable();
   const { config, ks } = await openCluster(configFile, log.child({ component: 'cluster' }));
   let fuse: FuseMount | null = null;

@@ -126,7 +126,7 @@ export class Chunks {
     return this.fromReplicas(id, opts, async (p, deadline) => {
       // in a mount, the hashing thread verifies it (util/hash-offload.ts)
       const bytes = await p.track((c) => c.getChunk(id, 0, 0xffffffff, p.callOpts(deadline, opts?.signal)));
-      if ((await chunkIdOf(bytes)) !== id) throw this.corrupt(id, p.id, 'hash mismatch');
+      if ((await chunkIdOf(bytes, { offload: true })) !== id) throw this.corrupt(id, p.id, 'hash mismatch');
       return bytes;
     });
   }

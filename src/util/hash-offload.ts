@@ -11,7 +11,9 @@
 // (page faults, and V8 copies out of shared memory with a slower memmove):
 // the read got slower, not faster.
 //
-// Off unless a process turns it on (`hashThread.enable()`: the mount does).
+// Off unless a process turns it on (`hashThread.enable()`: the mount does), and
+// only for callers that ask (`chunkTree(bytes, { offload: true })`: verified
+// whole-chunk reads; see HashOptions in hash.ts for why not writes).
 // One thread (the machines this runs on have few cores, and SHA-256 with the
 // CPU's extensions does about 1.8 GB/s on one). It is started on first use,
 // holds the process open only while it has work, and if it fails (it cannot

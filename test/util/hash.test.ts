@@ -5,6 +5,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { OFFLOAD_MIN_BYTES, SLOT_BYTES, hashThread } from '../../src/util/hash-offload.js';
 import { BLOCK_BYTES, blocksMatch, chunkIdSync, chunkTree, rootOf } from '../../src/util/hash.js';
 
+/** What a verified read asks for (ClusterChunks.get). */
+const OFF = { offload: true };
+
 /** The id as DESIGN.md defines it, written out. */
 function reference(bytes: Buffer): string {
   const leaves: Buffer[] = [];
@@ -60,23 +63,25 @@ test.serial('with the hashing thread enabled, big ranges are hashed there with t
   for (const n of [OFFLOAD_MIN_BYTES, 5 * BLOCK_BYTES + 7, 16 * BLOCK_BYTES]) {
     const bytes = randomBytes(n);
     const before = hashThread.stats.offloaded;
-    const tree = await chunkTree(bytes);
+    const tree = await chunkTree(bytes, OFF);
     t.is(hashThread.stats.offloaded, before + 1, `${n} bytes went to the thread`);
     t.is(tree.id, reference(bytes), 'the id of the plain definition');
     const bad = Buffer.from(bytes);
     bad[n - 1] = bad[n - 1]! ^ 1;
     t.false(await blocksMatch(tree.leaves, n, 0, bad), 'a changed byte is seen');
-    t.is(hashThread.stats.offloaded, before + 2);
+    t.is(hashThread.stats.offloaded, before + 1, 'block checks (ranged reads) are hashed here');
   }
   // more at once than there are slots: the rest are hashed here, all right
   const many = Array.from({ length: 12 }, () => randomBytes(SLOT_BYTES));
   const busy = hashThread.stats.busy;
-  t.deepEqual((await Promise.all(many.map((b) => chunkTree(b)))).map((x) => x.id), many.map((b) => reference(b)));
+  t.deepEqual((await Promise.all(many.map((b) => chunkTree(b, OFF)))).map((x) => x.id), many.map((b) => reference(b)));
   t.true(hashThread.stats.busy > busy, 'some found every slot busy');
   const before = hashThread.stats.offloaded;
-  await chunkTree(randomBytes(OFFLOAD_MIN_BYTES - 1));
-  await chunkTree(randomBytes(SLOT_BYTES + 1));
+  await chunkTree(randomBytes(OFFLOAD_MIN_BYTES - 1), OFF);
+  await chunkTree(randomBytes(SLOT_BYTES + 1), OFF);
   t.is(hashThread.stats.offloaded, before, 'a small range and one over a slot are hashed here');
+  await chunkTree(randomBytes(SLOT_BYTES));
+  t.is(hashThread.stats.offloaded, before, 'a caller that does not ask (a write) hashes here');
   hashThread.enable(false);
 });
 
@@ -84,17 +89,17 @@ test.serial('a hashing thread that dies fails nothing: its requests and later on
   hashThread.enable();
   const bytes = randomBytes(OFFLOAD_MIN_BYTES * 2);
   const want = chunkIdSync(bytes);
-  t.is((await chunkTree(bytes)).id, want, 'thread up');
+  t.is((await chunkTree(bytes, OFF)).id, want, 'thread up');
   // the thread goes away with requests on their way to it (or just answered: either way, right ids)
-  const pending = Array.from({ length: 4 }, () => chunkTree(bytes));
+  const pending = Array.from({ length: 4 }, () => chunkTree(bytes, OFF));
   await hashThread.kill();
   t.deepEqual((await Promise.all(pending)).map((x) => x.id), [want, want, want, want]);
   const offloadedBefore = hashThread.stats.offloaded;
-  t.is((await chunkTree(bytes)).id, want, 'after it died');
+  t.is((await chunkTree(bytes, OFF)).id, want, 'after it died');
   t.is(hashThread.stats.offloaded, offloadedBefore, 'hashed here: a dead thread is not asked again');
   await hashThread.stop();
   const offloaded = hashThread.stats.offloaded;
-  t.is((await chunkTree(bytes)).id, want, 'a new thread after stop()');
+  t.is((await chunkTree(bytes, OFF)).id, want, 'a new thread after stop()');
   t.is(hashThread.stats.offloaded, offloaded + 1);
   await hashThread.stop();
   hashThread.enable(false);
