@@ -24,10 +24,11 @@ Runs one storage node of the cluster described by FILE.
   --listen HOST:PORT   bind address (default: the node's url)
   --data-dir DIR       data directory (default: the node's dataDir)
   --reserve-bytes N    free space kept back from chunk writes
-  --chunk-writes MODE  direct (default): chunk files are written with
-                       O_DIRECT, past the page cache (about 1 CPU-second less
-                       per GiB stored; data just written is read back from
-                       the disk); buffered: through the page cache
+  --chunk-writes MODE  direct (default): chunk files are written, and read
+                       whole, with O_DIRECT, past the page cache (about 1
+                       CPU-second less per GiB stored; data just written is
+                       read back from the disk); buffered: through the page
+                       cache
   --log-level LEVEL    trace|debug|info|warn|error|silent (default info)
   --heal-interval D    how often this node checks that its records and chunks
                        are on their other replicas and copies them where
