@@ -63,7 +63,13 @@ class HashThread {
 
   /** The leaves of `bytes` (which takes() accepted), or a rejection if the thread cannot give them. */
   leaves(bytes: Uint8Array): Promise<Buffer> {
-    const worker = this.start();
+    let worker: Worker;
+    try {
+      worker = this.start();
+    } catch (err) {
+      this.failed = true; // cannot start: hash in place from now on
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
     const slot = this.free.pop();
     if (slot === undefined) return Promise.reject(new Error('hashing thread: no free slot'));
     new Uint8Array(this.memory!, slot * SLOT_BYTES, bytes.length).set(bytes);
