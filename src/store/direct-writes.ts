@@ -150,7 +150,9 @@ export class DirectWrites {
           }
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
-          this.readsSupported = false;
+          // Refused at once: this filesystem does not read direct. Refused after a short
+          // read (a misaligned offset): only this read goes through the cache.
+          if (done === 0) this.readsSupported = false;
           return 'unsupported';
         }
         done = Math.min(done, size);

@@ -267,4 +267,28 @@ test('whole-chunk reads fall back to the page cache when the filesystem refuses 
   t.is(await refusing.readWhole(join(d, 'c'), bytes.length, into), 'unsupported');
   t.is(asked, 1, 'asked once');
   t.is(await direct.readWhole(join(d, 'c'), 2 * 1024 * 1024, into), 'unsupported', 'over a slot: through the cache');
+
+  // A short read, then EINVAL at the misaligned offset: this read goes through the cache, later ones still go direct.
+  let opens = 0;
+  const odd = new DirectWrites(async (path, flags, mode) => {
+    const fh = await open(path, flags & ~constants.O_DIRECT, mode);
+    if (opens++ > 0) return fh;
+    let reads = 0;
+    return new Proxy(fh, {
+      get(target, prop) {
+        if (prop === 'read')
+          return async (buf: Buffer, off: number) => {
+            if (reads++ > 0) throw Object.assign(new Error('EINVAL: invalid argument'), { code: 'EINVAL' });
+            bytes.copy(buf, off, 0, 1000);
+            return { bytesRead: 1000, buffer: buf };
+          };
+        const v = Reflect.get(target, prop) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+  });
+  t.is(await odd.readWhole(join(d, 'c'), bytes.length, into), 'unsupported', 'this read falls back');
+  const again = Buffer.alloc(bytes.length);
+  t.is(await odd.readWhole(join(d, 'c'), bytes.length, again), bytes.length, 'the next one is still tried direct');
+  t.deepEqual(again, bytes);
 });
