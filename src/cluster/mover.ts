@@ -155,7 +155,10 @@ export class Mover {
   async run(): Promise<Membership> {
     for (;;) {
       this.opts.signal?.throwIfAborted();
-      const m = await this.read();
+      // The record is on every node, and a change is agreed by a majority of the old and of
+      // the new nodes: one node down or restarting with a rival mover at work (the nodes run
+      // movers too) can fail a round, which a later one gets through.
+      const m = await this.patiently('reading the membership record', () => this.read());
       const step = moverStep(m);
       this.progress.epoch = m.epoch;
       switch (step.kind) {
@@ -164,19 +167,19 @@ export class Mover {
           await this.flushProgress();
           return m;
         case 'start-queued': {
-          await this.cas((cur) => {
+          await this.patiently('starting a queued change', () => this.cas((cur) => {
             const started = startQueued(cur);
             if (started) for (const d of started.dropped) this.opts.log.warn({ change: d.change, reason: d.reason }, 'queued membership change dropped');
             return started?.membership ?? null;
-          });
+          }));
           break;
         }
         case 'rewrite':
           await this.rewriteAll(m);
-          await this.cas((cur) => markRewritten(cur, step.epoch));
+          await this.patiently('marking the change rewritten', () => this.cas((cur) => markRewritten(cur, step.epoch)));
           break;
         case 'finish': {
-          const done = await this.cas((cur) => finishChange(cur, step.epoch));
+          const done = await this.patiently('finishing the change', () => this.cas((cur) => finishChange(cur, step.epoch)));
           this.report('finish');
           await this.tellMembers(done);
           if (done.transition === null) {
@@ -249,10 +252,12 @@ export class Mover {
       try {
         return await fn();
       } catch (err) {
+        this.opts.signal?.throwIfAborted();
         const e = toQfsError(err);
         if (!e.retryable || Date.now() >= until) throw new QfsError(e.code, `${what}: ${e.message}`);
         this.opts.log.info({ err: e.message, attempt }, `${what}: retrying`);
         await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
+        this.opts.signal?.throwIfAborted();
       }
     }
   }
