@@ -115,6 +115,18 @@ export class ChunkStore {
     const cid = parseChunkId(id);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new QfsError('bad_request', `invalid offset ${offset}`);
     if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) throw new QfsError('bad_request', `invalid length ${length}`);
+    if (offset === 0 && this.direct) {
+      let r;
+      try {
+        r = await this.direct.readWhole(this.chunkPath(cid), length ?? Infinity, into ?? ((n) => Buffer.allocUnsafe(n)));
+      } catch (err) {
+        throw this.fsError(err, cid, 'get');
+      }
+      if (r !== 'unsupported') {
+        if (r.short) throw new QfsError('corrupt', `chunk ${cid} shrank while being read`);
+        return r.bytes;
+      }
+    }
     let fh;
     try {
       fh = await open(this.chunkPath(cid), 'r');
@@ -126,13 +138,6 @@ export class ChunkStore {
       const start = Math.min(offset, size);
       const end = length === undefined ? size : Math.min(size, start + length);
       const buf = into ? into(end - start) : Buffer.allocUnsafe(end - start);
-      if (start === 0 && end === size && this.direct) {
-        const got = await this.direct.readWhole(this.chunkPath(cid), size, buf);
-        if (got !== 'unsupported') {
-          if (got < size) throw new QfsError('corrupt', `chunk ${cid} shrank while being read`);
-          return buf;
-        }
-      }
       let done = 0;
       while (done < buf.length) {
         const { bytesRead } = await fh.read(buf, done, buf.length - done, start + done);
@@ -388,7 +393,7 @@ export class ChunkStore {
     return { enabled: this.direct?.enabled ?? false, written: this.direct?.written ?? 0 };
   }
 
-  /** How many whole-chunk reads went direct (`direct-writes.ts`). */
+  /** How many reads from a chunk's start went direct (`direct-writes.ts`). */
   directReads(): number {
     return this.direct?.read ?? 0;
   }

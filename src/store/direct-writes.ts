@@ -117,14 +117,16 @@ export class DirectWrites {
   }
 
   /**
-   * Reads the file at `path`, `size` bytes long, into `into` (at least `size`
-   * long) and returns how many bytes it found (fewer: the file is shorter
-   * than `size`). Returns 'unsupported' when it cannot go direct (too big, or
-   * the filesystem refuses); the caller then reads through the cache. Errors
-   * of the open (ENOENT) and of the read are thrown as they are.
+   * Reads the first `maxLength` bytes of the file at `path` (all of it when
+   * shorter): opens it direct, learns its size, reads into a slot, then asks
+   * `into(n)` once for where the n bytes go (a reply's tail). `short` when the
+   * file ended before the size it had at the open. 'unsupported' when it
+   * cannot go direct (empty, bigger than a slot, or the filesystem refuses);
+   * the caller then reads through the cache, and `into` was not called.
+   * Errors of the open (ENOENT) and of the reads are thrown as they are.
    */
-  async readWhole(path: string, size: number, into: Buffer): Promise<number | 'unsupported'> {
-    if (!this.readsSupported || size > SLOT_BYTES || size === 0) return 'unsupported';
+  async readWhole(path: string, maxLength: number, into: (n: number) => Buffer): Promise<{ bytes: Buffer; short: boolean } | 'unsupported'> {
+    if (!this.readsSupported) return 'unsupported';
     let fh;
     try {
       fh = await this.openFile(path, constants.O_RDONLY | constants.O_DIRECT, 0);
@@ -136,14 +138,17 @@ export class DirectWrites {
       throw err;
     }
     try {
+      const n = Math.min((await fh.stat()).size, maxLength);
+      // (a chunk size above a slot, from `format --chunk-size`, pays this open for nothing)
+      if (n === 0 || n > SLOT_BYTES) return 'unsupported';
       const slot = await this.take();
       try {
-        const padded = Math.ceil(size / ALIGN) * ALIGN;
+        const padded = Math.ceil(n / ALIGN) * ALIGN;
         const view = Buffer.from(this.memory!.buffer, slot, padded);
         let done = 0;
         try {
           // Reads stay aligned: a short read ends at the end of the file (or a whole block).
-          while (done < size) {
+          while (done < n) {
             const { bytesRead } = await fh.read(view, done, padded - done, done);
             if (bytesRead <= 0) break;
             done += bytesRead;
@@ -155,10 +160,11 @@ export class DirectWrites {
           if (done === 0) this.readsSupported = false;
           return 'unsupported';
         }
-        done = Math.min(done, size);
-        view.copy(into, 0, 0, done);
+        const got = Math.min(done, n);
+        const bytes = into(got);
+        view.copy(bytes, 0, 0, got);
         this.read++;
-        return done;
+        return { bytes, short: got < n };
       } finally {
         this.give(slot);
       }

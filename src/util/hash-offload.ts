@@ -51,27 +51,25 @@ class HashThread {
     this.enabled = on;
   }
 
-  /** Whether `bytes` would go to the thread now. */
-  takes(bytes: Uint8Array): boolean {
-    if (!this.enabled || this.failed || bytes.length < OFFLOAD_MIN_BYTES || bytes.length > SLOT_BYTES) return false;
-    if (this.memory !== null && this.free.length === 0) {
-      this.stats.busy++;
-      return false;
-    }
-    return true;
-  }
-
-  /** The leaves of `bytes` (which takes() accepted), or a rejection if the thread cannot give them. */
-  leaves(bytes: Uint8Array): Promise<Buffer> {
+  /**
+   * The leaves of `bytes` from the thread, or null when it does not take them
+   * (not enabled, failed, too small or too big, every slot busy): the caller
+   * hashes them itself. The promise rejects if the thread fails meanwhile.
+   */
+  leaves(bytes: Uint8Array): Promise<Buffer> | null {
+    if (!this.enabled || this.failed || bytes.length < OFFLOAD_MIN_BYTES || bytes.length > SLOT_BYTES) return null;
     let worker: Worker;
     try {
       worker = this.start();
-    } catch (err) {
+    } catch {
       this.failed = true; // cannot start: hash in place from now on
-      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      return null;
     }
     const slot = this.free.pop();
-    if (slot === undefined) return Promise.reject(new Error('hashing thread: no free slot'));
+    if (slot === undefined) {
+      this.stats.busy++;
+      return null;
+    }
     new Uint8Array(this.memory!, slot * SLOT_BYTES, bytes.length).set(bytes);
     const seq = ++this.seq;
     return new Promise<Buffer>((resolve, reject) => {

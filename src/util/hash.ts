@@ -5,9 +5,9 @@
 // block, not the chunk; whole-chunk content addressing and dedup stay.
 //
 // In a process that enabled it (a mount), big ranges read from the cluster are
-// hashed on a thread of their own (hash-offload.ts). Others are hashed on the calling thread, a few
-// at a time, with a turn of
-// the event loop between slices: a mount's JS thread also serves every FUSE
+// hashed on a thread of their own (hash-offload.ts). Others are hashed on the
+// calling thread, a few blocks at a time, with a turn of the event loop
+// between slices: a mount's JS thread also serves every FUSE
 // request, and a node's serves every RPC, so no slice holds it for more than
 // about 0.15 ms. Hashing here costs 0.55 ms of CPU per MiB; WebCrypto's digest
 // on libuv's thread pool, used before, cost 1.0 ms (it copies its input, wipes
@@ -52,9 +52,10 @@ export function sha256(bytes: Uint8Array): Buffer {
  * SLICE_BLOCKS per turn of the event loop.
  */
 async function hashBlocks(bytes: Uint8Array, out: Buffer, offload = false): Promise<void> {
-  if (offload && hashThread.takes(bytes)) {
+  const onThread = offload ? hashThread.leaves(bytes) : null;
+  if (onThread !== null) {
     try {
-      (await hashThread.leaves(bytes)).copy(out);
+      (await onThread).copy(out);
       return;
     } catch {
       hashThread.stats.fellBack++;
@@ -92,10 +93,15 @@ export async function chunkIdOf(bytes: Uint8Array, opts?: HashOptions): Promise<
 
 /** The same id computed in one go on the calling thread: for tests and tools, not for hot paths. */
 export function chunkIdSync(bytes: Uint8Array): string {
-  const n = blockCount(bytes.length);
-  const leaves = Buffer.allocUnsafe(n * LEAF_BYTES);
-  for (let i = 0; i < n; i++) sha256(bytes.subarray(i * BLOCK_BYTES, Math.min(bytes.length, (i + 1) * BLOCK_BYTES))).copy(leaves, i * LEAF_BYTES);
+  const leaves = Buffer.allocUnsafe(blockCount(bytes.length) * LEAF_BYTES);
+  leavesSync(bytes, leaves);
   return rootOf(leaves, bytes.length);
+}
+
+/** The leaves of `bytes`, written to `out` (32 bytes per 64 KiB block), in one go on the calling thread (the hashing thread's own work). */
+export function leavesSync(bytes: Uint8Array, out: Uint8Array): void {
+  const n = blockCount(bytes.length);
+  for (let i = 0; i < n; i++) out.set(sha256(bytes.subarray(i * BLOCK_BYTES, Math.min(bytes.length, (i + 1) * BLOCK_BYTES))), i * LEAF_BYTES);
 }
 
 /** Leaf `i` of a leaves buffer. */

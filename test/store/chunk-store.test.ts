@@ -249,46 +249,55 @@ test('whole-chunk reads fall back to the page cache when the filesystem refuses 
   const d = await tempDir(t);
   const bytes = randomBytes(50_000);
   await writeFile(join(d, 'c'), bytes);
-  const into = Buffer.alloc(bytes.length);
+  const alloc = (n: number) => Buffer.alloc(n);
+  /** `into` that must not be called: a read that goes through the cache has not used the reply yet. */
+  const never = (): Buffer => {
+    throw new Error('into called for a read that did not go direct');
+  };
   const direct = new DirectWrites();
   if (await takesDirectIo(d)) {
-    t.is(await direct.readWhole(join(d, 'c'), bytes.length, into), bytes.length);
-    t.deepEqual(into, bytes);
-    t.is(await direct.readWhole(join(d, 'c'), bytes.length + 10_000, Buffer.alloc(60_000)), bytes.length, 'a file shorter than asked says how long it is');
+    t.deepEqual(await direct.readWhole(join(d, 'c'), Infinity, alloc), { bytes, short: false });
+    t.deepEqual(await direct.readWhole(join(d, 'c'), 1000, alloc), { bytes: bytes.subarray(0, 1000), short: false }, 'the first bytes only, when asked');
+    await writeFile(join(d, 'big'), randomBytes(1024 * 1024 + 1));
+    t.is(await direct.readWhole(join(d, 'big'), Infinity, never), 'unsupported', 'over a slot: through the cache');
   }
-  await t.throwsAsync(direct.readWhole(join(d, 'missing'), 10, Buffer.alloc(10)), { code: 'ENOENT' });
+  await t.throwsAsync(direct.readWhole(join(d, 'missing'), 10, never), { code: 'ENOENT' });
   let asked = 0;
   const refusing = new DirectWrites(async (path, flags) => {
     asked++;
     if (flags & constants.O_DIRECT) throw Object.assign(new Error('EINVAL: invalid argument'), { code: 'EINVAL' });
     return await open(path, flags);
   });
-  t.is(await refusing.readWhole(join(d, 'c'), bytes.length, into), 'unsupported');
-  t.is(await refusing.readWhole(join(d, 'c'), bytes.length, into), 'unsupported');
+  t.is(await refusing.readWhole(join(d, 'c'), Infinity, never), 'unsupported');
+  t.is(await refusing.readWhole(join(d, 'c'), Infinity, never), 'unsupported');
   t.is(asked, 1, 'asked once');
-  t.is(await direct.readWhole(join(d, 'c'), 2 * 1024 * 1024, into), 'unsupported', 'over a slot: through the cache');
 
-  // A short read, then EINVAL at the misaligned offset: this read goes through the cache, later ones still go direct.
-  let opens = 0;
-  const odd = new DirectWrites(async (path, flags, mode) => {
-    const fh = await open(path, flags & ~constants.O_DIRECT, mode);
-    if (opens++ > 0) return fh;
-    let reads = 0;
-    return new Proxy(fh, {
-      get(target, prop) {
-        if (prop === 'read')
-          return async (buf: Buffer, off: number) => {
-            if (reads++ > 0) throw Object.assign(new Error('EINVAL: invalid argument'), { code: 'EINVAL' });
-            bytes.copy(buf, off, 0, 1000);
-            return { bytesRead: 1000, buffer: buf };
-          };
-        const v = Reflect.get(target, prop) as unknown;
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-      },
+  // Handles that read 1000 bytes, then refuse (EINVAL at the misaligned offset) or find the end.
+  const firstOpenReads = (then: 'EINVAL' | 'end') => {
+    let opens = 0;
+    return new DirectWrites(async (path, flags, mode) => {
+      const fh = await open(path, flags & ~constants.O_DIRECT, mode);
+      if (opens++ > 0) return fh;
+      let reads = 0;
+      return new Proxy(fh, {
+        get(target, prop) {
+          if (prop === 'read')
+            return async (buf: Buffer, off: number) => {
+              if (reads++ > 0) {
+                if (then === 'EINVAL') throw Object.assign(new Error('EINVAL: invalid argument'), { code: 'EINVAL' });
+                return { bytesRead: 0, buffer: buf };
+              }
+              bytes.copy(buf, off, 0, 1000);
+              return { bytesRead: 1000, buffer: buf };
+            };
+          const v = Reflect.get(target, prop) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
     });
-  });
-  t.is(await odd.readWhole(join(d, 'c'), bytes.length, into), 'unsupported', 'this read falls back');
-  const again = Buffer.alloc(bytes.length);
-  t.is(await odd.readWhole(join(d, 'c'), bytes.length, again), bytes.length, 'the next one is still tried direct');
-  t.deepEqual(again, bytes);
+  };
+  const odd = firstOpenReads('EINVAL');
+  t.is(await odd.readWhole(join(d, 'c'), Infinity, never), 'unsupported', 'this read falls back');
+  t.deepEqual(await odd.readWhole(join(d, 'c'), Infinity, alloc), { bytes, short: false }, 'the next one is still tried direct');
+  t.deepEqual(await firstOpenReads('end').readWhole(join(d, 'c'), Infinity, alloc), { bytes: bytes.subarray(0, 1000), short: true }, 'a file that ends before its size says so');
 });
