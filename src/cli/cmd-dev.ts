@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, requireEveryNode } from './config.js';
 import { parseFlags, parseIntFlag } from './usage.js';
-import { nodeArgv } from './v8-flags.js';
+import { childEnv, nodeArgv } from './v8-flags.js';
 
 export const DEV_HELP = `usage: quorumfs dev [--dir DIR] [--base-port PORT] [--mount DIR] [-o OPTIONS]
 
@@ -58,7 +58,7 @@ export async function devCommand(args: string[]): Promise<number> {
   process.stdout.write(`quorumfs dev: cluster config ${configPath}\n`);
   const children: ChildProcess[] = config.nodes.map((node) => {
     // Own process groups: a terminal's Ctrl-C reaches only this process, which stops the mount before the nodes.
-    const child = spawn(process.execPath, nodeArgv(cli, ['node', '--config', configPath, '--id', node.id]), { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
+    const child = spawn(process.execPath, nodeArgv(cli, ['node', '--config', configPath, '--id', node.id]), { env: childEnv(), stdio: ['ignore', 'inherit', 'inherit'], detached: true });
     return child;
   });
   const exits = children.map((c) => new Promise<number>((r) => c.once('exit', (code) => r(code ?? 1))));
@@ -94,7 +94,7 @@ export async function devCommand(args: string[]): Promise<number> {
       await stopAll();
     } else if (!stopping) {
       const mountOptions = (values.o ?? []).flatMap((o) => ['-o', o]);
-      mount = spawn(process.execPath, nodeArgv(cli, ['mount', '--config', configPath, mountpoint, ...mountOptions]), { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
+      mount = spawn(process.execPath, nodeArgv(cli, ['mount', '--config', configPath, mountpoint, ...mountOptions]), { env: childEnv(), stdio: ['ignore', 'inherit', 'inherit'], detached: true });
       mountExit = new Promise<number>((r) => mount!.once('exit', (code) => r(code ?? 1)));
       process.stdout.write(`quorumfs dev: mounting at ${mountpoint} (Ctrl-C unmounts and stops the nodes)\n`);
       void mountExit.then(() => stopAll());

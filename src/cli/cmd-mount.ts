@@ -14,7 +14,7 @@ import { parseLogLevel } from './cmd-node.js';
 import { parseMountOptions } from './mount-options.js';
 import { UsageError, parseFlags } from './usage.js';
 import { openCluster } from './wiring.js';
-import { nodeArgv } from './v8-flags.js';
+import { childEnv, nodeArgv } from './v8-flags.js';
 import { hashThread } from '../util/hash-offload.js';
 
 const run = promisify(execFile);
@@ -166,6 +166,7 @@ async function daemonize(args: string[], mountpoint: string): Promise<number> {
   const out = await open(logFile, 'a');
   const cli = fileURLToPath(new URL('./main.js', import.meta.url));
   const child = spawn(process.execPath, nodeArgv(cli, ['mount', ...args.filter((a) => a !== '--daemon')]), {
+    env: childEnv(),
     detached: true,
     stdio: ['ignore', out.fd, out.fd],
   });
