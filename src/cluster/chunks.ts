@@ -29,6 +29,37 @@ export interface Hint {
   reason: string;
 }
 
+/** How often a put waiting for its checker's verdict looks whether the checker was cut off. */
+const RECHECK_CHECKER_MS = 100;
+
+/**
+ * Settles once the checking replica's answer is in (rejecting only with its
+ * 'corrupt': the bytes sent do not hash to the id), or once it is cut off.
+ */
+function verdictOf(checker: Peer, answer: Promise<unknown>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    let settled = false;
+    const settle = (err?: unknown): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (err) reject(err);
+      else resolve();
+    };
+    answer.then(
+      () => settle(),
+      (err: unknown) => settle(isQfsError(err, 'corrupt') ? err : undefined),
+    );
+    const look = (): void => {
+      if (settled) return;
+      if (checker.cutOff) settle();
+      else timer = setTimeout(look, RECHECK_CHECKER_MS);
+    };
+    timer = setTimeout(look, RECHECK_CHECKER_MS);
+  });
+}
+
 export class Chunks {
   /** Copies known to be missing or bad: `${nodeId} ${chunkId}` → reason. */
   readonly hints = new Map<string, Hint>();
@@ -68,10 +99,28 @@ export class Chunks {
     }
   }
 
+  /**
+   * One replica checks the bytes against the id, the others store them
+   * unchecked (ChunkStore.put): a bad put still fails at the writer, for a
+   * third of the hashing. The checker is the replica reads of the chunk go
+   * to first, which keeps the leaf digests a ranged read needs from the put.
+   * The put waits for the checker's verdict even when the others made the
+   * quorum first, unless the checker fails otherwise or is cut off.
+   */
   private async putOnce(id: ChunkId, bytes: Buffer, deadline: number, opts?: CallOpts): Promise<void> {
     const replicas = this.replicasOf(id);
+    const checker = this.readOrder(id).find((p) => replicas.includes(p)) ?? replicas[0];
+    let verdict: Promise<void> = Promise.resolve();
+    const put = (p: Peer): Promise<'stored' | 'exists'> => {
+      const answer = p.track((c) => c.putChunk(id, bytes, p.callOpts(deadline, opts?.signal), p === checker ? 'verify' : 'defer'));
+      if (p === checker) {
+        verdict = verdictOf(p, answer);
+        verdict.catch(() => {}); // awaited below unless the quorum failed first
+      }
+      return answer;
+    };
     await gatherQuorum(
-      replicas.map((p) => ({ key: p.id, run: () => p.track((c) => c.putChunk(id, bytes, p.callOpts(deadline, opts?.signal))) })),
+      replicas.map((p) => ({ key: p.id, run: () => put(p) })),
       Math.min(this.opts.writeQuorum, replicas.length),
       () => true,
       (nodeId, outcome) => {
@@ -80,6 +129,7 @@ export class Chunks {
     ).then((r) => {
       for (const e of r.errors) this.hint(id, e.key, e.error.message);
     });
+    await verdict;
   }
 
   /** The replicas a read of `id` tries, in order (see bySpread). */

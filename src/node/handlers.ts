@@ -51,6 +51,7 @@ const PLACED_OPS: ReadonlySet<number> = new Set([
   M.Op.RecordBucketScan,
   M.Op.ChunkBucketDigests,
   M.Op.ChunkPut,
+  M.Op.ChunkPutDeferred,
   M.Op.ChunkGet,
   M.Op.ChunkBlocks,
 ]);
@@ -272,6 +273,16 @@ export function nodeOps(s: NodeStores, sessions = new LeaseSessions()): Map<numb
         decode: M.ChunkPut.decode,
         async run(r, _ctx, reply) {
           const result = await s.chunks.put(r.id, r.bytes);
+          reply.u8(result === 'exists' ? M.PUT_EXISTS : M.PUT_STORED);
+        },
+      }),
+    ],
+    [
+      M.Op.ChunkPutDeferred,
+      handler('chunk_put_deferred', {
+        decode: M.ChunkPut.decode,
+        async run(r, _ctx, reply) {
+          const result = await s.chunks.put(r.id, r.bytes, 'defer');
           reply.u8(result === 'exists' ? M.PUT_EXISTS : M.PUT_STORED);
         },
       }),

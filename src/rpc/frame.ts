@@ -15,7 +15,7 @@ import { MAX_CHUNK_BYTES } from '../util/paxos.js';
 
 // 2: record states carry lease tags and settled terms, record calls a scope, and learn (scope leases).
 // 3: every request carries the epoch of the membership its sender placed it by (0: none).
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 export const NONCE_BYTES = 32;
 export const PROOF_BYTES = 32;
 /** A chunk plus its header fits; nothing larger is ever read off a socket. */

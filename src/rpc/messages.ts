@@ -37,6 +37,8 @@ export const Op = {
   MembershipInstall: 31,
   RecordLearnMany: 32,
   RecordAcceptMany: 33,
+  /** A put whose bytes the node stores without checking them against the id (see ChunkStore.put). */
+  ChunkPutDeferred: 34,
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
 

@@ -109,8 +109,9 @@ export class NodeClient {
     return this.call(M.Op.RecordDrop, M.RecordDrop, keys, M.U53Reply, opts);
   }
 
-  async putChunk(id: ChunkId, bytes: Buffer, opts?: CallOptions): Promise<'stored' | 'exists'> {
-    const d = await this.rpc.call(M.Op.ChunkPut, (e) => M.ChunkPut.encodeHead(e, id), { bodySizeHint: 40, ...opts, tail: bytes });
+  /** `check: 'defer'`: the node stores the bytes without hashing them (ChunkStore.put says when it checks them). */
+  async putChunk(id: ChunkId, bytes: Buffer, opts?: CallOptions, check: 'verify' | 'defer' = 'verify'): Promise<'stored' | 'exists'> {
+    const d = await this.rpc.call(check === 'verify' ? M.Op.ChunkPut : M.Op.ChunkPutDeferred, (e) => M.ChunkPut.encodeHead(e, id), { bodySizeHint: 40, ...opts, tail: bytes });
     const v = d.u8('put result');
     d.end();
     return v === M.PUT_EXISTS ? 'exists' : 'stored';

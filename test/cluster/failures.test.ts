@@ -2,7 +2,7 @@
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { recordKey } from '../../src/keyspace/types.js';
 import { isQfsError } from '../../src/util/errors.js';
@@ -99,6 +99,9 @@ test.serial('a 4 KiB read moves one 64 KiB block, detects a flipped byte in it, 
   const deadline = Date.now() + 10_000;
   while (!rc.cluster.nodes.every((n) => existsSync(fileOf(n))) && Date.now() < deadline) await new Promise((r) => setImmediate(r));
   t.true(rc.cluster.nodes.every((n) => existsSync(fileOf(n))), 'three copies');
+  // Two of the copies were stored unchecked (ChunkStore.put), so those nodes have no leaf digests
+  // yet; a checked put to each gives every node the digests, as the checker got them from its put.
+  for (const p of ks.peers) t.is(await p.track((c) => c.putChunk(id, data)), 'exists');
   // a byte inside block 5 of two copies; the third node, with the good copy, is stopped,
   // so that every read meets only bad copies of that block (whatever order it tries)
   const good = rc.cluster.nodes[2]!;
@@ -170,4 +173,32 @@ test.serial('records changed while a node is down are copied to it when it retur
   }
   // what n3 now holds is what a majority chose: a read from n3 and one other agrees
   for (const [i, k] of keys.entries()) t.deepEqual(await ks.read(k), Buffer.from(`v${i}`));
+});
+
+test.serial('a chunk put is checked by one replica and stored unchecked by the others; bytes that do not match the id fail the put', async (t) => {
+  const rc = await startCluster(t, 3);
+  const ks = clusterKeySpace(t, rc);
+  await ks.waitForPeers(5000);
+  const fileOf = (n: { dataDir: string }, id: string): string => join(n.dataDir, 'chunks', id.slice(0, 2), id.slice(2, 4), id);
+  const marks = async (id: string): Promise<boolean[]> => {
+    const deadline = Date.now() + 10_000;
+    while (!rc.cluster.nodes.every((n) => existsSync(fileOf(n, id))) && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+    return Promise.all(rc.cluster.nodes.map(async (n) => ((await stat(fileOf(n, id))).mode & 0o100) !== 0));
+  };
+  for (let i = 0; i < 4; i++) {
+    const id = await ks.putChunk(randomBytes(100_000 + i));
+    const m = await marks(id);
+    t.is(m.filter((x) => !x).length, 1, `one checked copy of ${id}: ${m.join(' ')}`);
+  }
+  // a writer whose bytes do not hash to the id it names (a bug in it): the checker refuses, and so does the put,
+  // although the other two replicas stored the bytes unchecked
+  const claimed = (await ks.putChunk(randomBytes(2000))) as ChunkId;
+  const err = await t.throwsAsync(ks.chunks.put(randomBytes(3000), { id: claimed }));
+  t.true(isQfsError(err, 'corrupt'), String(err));
+  // those unchecked copies are no one's 'exists': the real bytes' copies are where they were
+  const real = randomBytes(5000);
+  const realId = (await ks.putChunk(real)) as ChunkId;
+  const bad = (await ks.chunks.put(randomBytes(6000), { id: realId }).then(() => null, (e: unknown) => e)) as Error | null;
+  t.true(bad !== null && isQfsError(bad, 'corrupt'), String(bad));
+  t.deepEqual(await ks.getChunk(realId), real);
 });

@@ -820,7 +820,7 @@ export function checkDurability(events: readonly Sys[], opts: CheckOptions): Dur
   for (const x of exchanges(events, opts.port)) {
     const reply = x.reply.first;
     if (x.status !== 0) {
-      if (x.op === M.Op.ChunkPut || x.op === M.Op.RecordAccept || x.op === M.Op.RecordPrepare || x.op === M.Op.RecordPurge) report.errors++;
+      if (x.op === M.Op.ChunkPut || x.op === M.Op.ChunkPutDeferred || x.op === M.Op.RecordAccept || x.op === M.Op.RecordPrepare || x.op === M.Op.RecordPurge) report.errors++;
       continue;
     }
     const ack = (kind: AckKind, subject: string, outcome: string, r: { proof: Sys[] } | { problem: string }): void => {
@@ -829,7 +829,7 @@ export function checkDurability(events: readonly Sys[], opts: CheckOptions): Dur
       report.acks.push(a);
       if (a.problem) report.problems.push(`${kind} ${subject} (request ${x.id}, reply at line ${reply.entry}): ${a.problem}`);
     };
-    if (x.op === M.Op.ChunkPut) {
+    if (x.op === M.Op.ChunkPut || x.op === M.Op.ChunkPutDeferred) {
       const req = M.ChunkPut.decode(x.body);
       const result = x.replyBody.u8('put result');
       const outcome = result === M.PUT_EXISTS ? 'exists' : 'stored';

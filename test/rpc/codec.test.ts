@@ -35,7 +35,7 @@ test('exact bytes of an error response and a hello', (t) => {
   t.deepEqual(header, { id: 7, status: 4 });
   t.is(body.str(10), 'no');
   const hello = encodeHello(Buffer.alloc(32, 0xaa), 'c');
-  t.is(hello.toString('hex'), '01' + '04' + 'aa'.repeat(32) + '0001' + '63');
+  t.is(hello.toString('hex'), '01' + '05' + 'aa'.repeat(32) + '0001' + '63');
   t.is(encodeAuth(Buffer.alloc(32, 1), Buffer.alloc(32, 2)).length, 1 + 1 + 32 + 32);
 });
 
