@@ -7,7 +7,7 @@ import { QfsError, toQfsError } from '../util/errors.js';
 import type { PlacementNode } from '../util/placement.js';
 import type { Ballot } from '../util/ballot.js';
 import type { AcceptorState, RecordValue } from '../util/paxos.js';
-import { MAX_ACCEPTS_PER_REQUEST, MAX_LEARNS_PER_REQUEST, type AcceptRequest, type ScanReply, type Verdict } from '../rpc/messages.js';
+import { MAX_ACCEPTS_PER_REQUEST, MAX_LEARNS_PER_REQUEST, MAX_READS_PER_REQUEST, type AcceptRequest, type ReadRequest, type ScanReply, type Verdict } from '../rpc/messages.js';
 import { byHealth, type Acceptor, type AcceptorCall } from './acceptor.js';
 
 export { byHealth };
@@ -69,6 +69,14 @@ interface AcceptBatch {
   deadline: number;
   items: AcceptRequest[];
   waiters: { resolve: (v: Verdict) => void; reject: (err: unknown) => void }[];
+}
+
+interface ReadBatch {
+  deadline: number;
+  epoch: number | undefined;
+  signal: AbortSignal | undefined;
+  items: ReadRequest[];
+  waiters: { resolve: (state: AcceptorState) => void; reject: (err: unknown) => void }[];
 }
 
 interface LearnBatch {
@@ -306,8 +314,39 @@ export class Peer implements PlacementNode, Acceptor {
     }
   }
 
+  /**
+   * Reads asked in the same tick under the same epoch and signal leave in one
+   * `record_read_many` frame at the end of the tick (a listing reads every
+   * entry's inode at once: one frame per key was most of the requests of
+   * `rm -rf`'s readdirs). The frame's deadline is the earliest of them. Each
+   * is answered by the node as a separate read would be.
+   */
   read(key: Buffer, call: AcceptorCall): Promise<AcceptorState> {
-    return this.track((c) => c.read(key, { ...this.callOpts(call.deadline, call.signal, call.epoch), scope: call.scope }), call.epoch);
+    let batch = this.readBatches.find((b) => b.epoch === call.epoch && b.signal === call.signal);
+    if (!batch) {
+      const fresh: ReadBatch = { deadline: call.deadline, epoch: call.epoch, signal: call.signal, items: [], waiters: [] };
+      this.readBatches.push(fresh);
+      process.nextTick(() => this.sendReads(fresh));
+      batch = fresh;
+    }
+    batch.deadline = Math.min(batch.deadline, call.deadline);
+    batch.items.push(call.scope ? { key, scope: call.scope } : { key });
+    return new Promise<AcceptorState>((resolve, reject) => batch.waiters.push({ resolve, reject }));
+  }
+
+  private readonly readBatches: ReadBatch[] = [];
+
+  private sendReads(batch: ReadBatch): void {
+    this.readBatches.splice(this.readBatches.indexOf(batch), 1);
+    for (const [at, end] of framesOf(batch.items, MAX_READS_PER_REQUEST)) {
+      const items = batch.items.slice(at, end);
+      const opts = this.callOpts(batch.deadline, batch.signal, batch.epoch);
+      const sent =
+        items.length === 1
+          ? this.track((c) => c.read(items[0]!.key, { ...opts, scope: items[0]!.scope }), batch.epoch).then((s) => [s])
+          : this.track((c) => c.readMany(items, opts), batch.epoch);
+      void answerEach(`${this.id}: reads`, batch.waiters.slice(at, end), sent);
+    }
   }
 
   scan(start: Buffer, end: Buffer | null, limit: number, call: AcceptorCall): Promise<ScanReply> {

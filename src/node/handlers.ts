@@ -40,6 +40,7 @@ const PLACED_OPS: ReadonlySet<number> = new Set([
   M.Op.RecordPrepare,
   M.Op.RecordAccept,
   M.Op.RecordRead,
+  M.Op.RecordReadMany,
   M.Op.RecordScan,
   M.Op.RecordPurge,
   M.Op.RecordLearn,
@@ -177,6 +178,29 @@ export function nodeOps(s: NodeStores, sessions = new LeaseSessions()): Map<numb
           }
           M.StateReply.encode(reply, state!);
         },
+      }),
+    ],
+    [
+      M.Op.RecordReadMany,
+      handler('record_read_many', {
+        decode: M.RecordReadMany.decode,
+        run(items, ctx, reply) {
+          // Each answered alone, as record_read would answer it (a refused one recalls its holder).
+          const answers = items.map((r): M.StateOrError => {
+            try {
+              sessions.seen(r.scope, ctx);
+              try {
+                return s.records.read(r.key, r.scope);
+              } catch (err) {
+                return refusedRead(err, r.scope);
+              }
+            } catch (err) {
+              return toQfsError(err);
+            }
+          });
+          M.StatesReply.encode(reply, answers);
+        },
+        replySize: 16 * 1024,
       }),
     ],
     [

@@ -39,6 +39,7 @@ export const Op = {
   RecordAcceptMany: 33,
   /** A put whose bytes the node stores without checking them against the id (see ChunkStore.put). */
   ChunkPutDeferred: 34,
+  RecordReadMany: 35,
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
 
@@ -280,32 +281,36 @@ export const RecordAcceptMany = listOf(AcceptFields, MAX_ACCEPTS_PER_REQUEST, 'a
 /** One answer per accept of a `record_accept_many`, in order: a verdict, or the error that accept alone would have got. */
 export type VerdictOrError = Verdict | QfsError;
 const MAX_ITEM_ERROR_BYTES = 1024;
-export const VerdictsReply = listOf<VerdictOrError>(
-  {
-    encode(e: Encoder, x: VerdictOrError): void {
+/**
+ * One item of a batched reply: status 0 and the item's fields, or an error
+ * code and message (what the single op would have failed with).
+ */
+function orError<T>(fields: { encode(e: Encoder, v: T): void; decode(d: Decoder): T }): { encode(e: Encoder, v: T | QfsError): void; decode(d: Decoder): T | QfsError } {
+  return {
+    encode(e: Encoder, x: T | QfsError): void {
       if (x instanceof QfsError) {
         e.u8(errorCodeToByte(x.code));
         e.str(Buffer.from(x.message, 'utf8').subarray(0, MAX_ITEM_ERROR_BYTES).toString('utf8'));
       } else {
         e.u8(0);
-        VerdictFields.encode(e, x);
+        fields.encode(e, x);
       }
     },
-    decode(d: Decoder): VerdictOrError {
+    decode(d: Decoder): T | QfsError {
       const status = d.u8('status');
-      return status === 0 ? VerdictFields.decode(d) : new QfsError(byteToErrorCode(status), d.str(MAX_ITEM_ERROR_BYTES, 'error message'));
+      return status === 0 ? fields.decode(d) : new QfsError(byteToErrorCode(status), d.str(MAX_ITEM_ERROR_BYTES, 'error message'));
     },
-  },
-  MAX_ACCEPTS_PER_REQUEST,
-  'answer',
-);
+  };
+}
+
+export const VerdictsReply = listOf(orError(VerdictFields), MAX_ACCEPTS_PER_REQUEST, 'answer');
 
 export interface ReadRequest {
   key: Buffer;
   scope?: ScopeCall | undefined;
 }
 
-export const RecordRead = {
+const ReadFields = {
   encode(e: Encoder, r: ReadRequest): void {
     e.bytes(r.key);
     encodeScope(e, r.scope);
@@ -313,10 +318,23 @@ export const RecordRead = {
   decode(d: Decoder): ReadRequest {
     const key = decodeKey(d);
     const scope = decodeScope(d);
-    d.end();
     return scope ? { key, scope } : { key };
   },
 };
+
+export const RecordRead = whole(ReadFields);
+
+/**
+ * Reads of many keys in one frame, each answered as `record_read` would answer
+ * it: the reads a mount makes in one turn (a directory listing's inodes)
+ * travel together.
+ */
+export const MAX_READS_PER_REQUEST = 1024;
+export const RecordReadMany = listOf(ReadFields, MAX_READS_PER_REQUEST, 'read');
+
+/** One answer per read of a `record_read_many`, in order: the state, or the error that read alone would have got. */
+export type StateOrError = AcceptorState | QfsError;
+export const StatesReply = listOf(orError({ encode: encodeState, decode: decodeState }), MAX_READS_PER_REQUEST, 'answer');
 
 export const StateReply = {
   encode(e: Encoder, s: AcceptorState): void {

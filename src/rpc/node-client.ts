@@ -63,6 +63,12 @@ export class NodeClient {
     return this.call(M.Op.RecordRead, M.RecordRead, { key, scope: opts?.scope }, M.StateReply, opts);
   }
 
+  /** Reads of several keys in one frame; one answer per item, as `read` gives (an error answer is that item's error). */
+  readMany(items: readonly M.ReadRequest[], opts?: CallOptions): Promise<M.StateOrError[]> {
+    const size = items.reduce((n, r) => n + r.key.length + 64, 8);
+    return this.call(M.Op.RecordReadMany, M.RecordReadMany, items, M.StatesReply, { bodySizeHint: size, ...opts });
+  }
+
   /** `withLost`: keys whose stored state fails its checksum are listed in the reply instead of failing the page. */
   scan(start: Buffer, end: Buffer | null, limit: number, opts?: CallOptions & { scope?: ScopeCall | undefined; withLost?: boolean }): Promise<M.ScanReply> {
     const req: M.ScanRequest = { start, end, limit, scope: opts?.scope };

@@ -7,6 +7,7 @@ import { recordKey } from '../../src/keyspace/types.js';
 import { clusterKeySpace, startCluster } from '../helpers/keyspace.js';
 import { ScopeLease } from '../../src/cluster/scope-lease.js';
 import { systemClock } from '../../src/util/clock.js';
+import { isQfsError } from '../../src/util/errors.js';
 
 const key = (s: string) => recordKey(Buffer.from('behind'), Buffer.from(s));
 const frames = (ks: ReturnType<typeof clusterKeySpace>) => ks.peers.reduce((n, p) => n + p.calls, 0);
@@ -130,5 +131,51 @@ test.serial('learns of keys changed under a lease go to each node in batches, on
       t.is(s.tag, undefined, `k${i} untagged on ${p.id}`);
     }
   }
+  t.true(await lease!.release());
+});
+
+test.serial('reads asked in one tick reach each node in record_read_many frames, answered one by one: a refused scoped read fails alone', async (t) => {
+  const rc = await startCluster(t, 3);
+  const a = clusterKeySpace(t, rc);
+  const b = clusterKeySpace(t, rc);
+  await Promise.all([a.waitForPeers(5000), b.waitForPeers(5000)]);
+  const n = 300;
+  await Promise.all(Array.from({ length: n }, (_, i) => a.change(key(`r${i}`), () => Buffer.from(`v${i}`))));
+  let single = 0;
+  let many = 0;
+  for (const p of b.peers) {
+    const read = p.client.read.bind(p.client);
+    const readMany = p.client.readMany.bind(p.client);
+    p.client.read = (...args) => {
+      single++;
+      return read(...args);
+    };
+    p.client.readMany = (list, opts) => {
+      many++;
+      return readMany(list, opts);
+    };
+  }
+  const values = await Promise.all(Array.from({ length: n }, (_, i) => b.read(key(`r${i}`))));
+  values.forEach((v, i) => t.deepEqual(v, Buffer.from(`v${i}`)));
+  t.true(many > 0 && single + many < n, `${n} quorum reads took ${single} single and ${many} batched frames`);
+  // One frame, three reads: a key, a key in a scope another session holds (fenced), a key never written.
+  const group = Buffer.from('reads-lease');
+  const lease = await ScopeLease.acquire(
+    { registers: a.registers, lease: recordKey(group, Buffer.from('@lease')), group: Buffer.concat([Buffer.from([group.length]), group]), start: recordKey(group, Buffer.from('k')), end: recordKey(group, Buffer.from('l')), periodMs: 2000, drift: 0.05, clock: systemClock },
+    'a#1',
+    5000,
+  );
+  t.truthy(lease);
+  const p = b.peers[0]!;
+  const answers = await p.client.readMany([
+    { key: key('r1') },
+    { key: recordKey(group, Buffer.from('k1')), scope: { ...lease!.scope, session: 'b#1' } },
+    { key: key('never') },
+  ]);
+  t.is(answers.length, 3);
+  t.deepEqual(answers[0], await p.client.read(key('r1')), 'as a read of its own answers');
+  t.true(isQfsError(answers[1], 'fenced'), String(answers[1]));
+  t.false(answers[2] instanceof Error);
+  t.is((answers[2] as { value: { kind: string } }).value.kind, 'empty');
   t.true(await lease!.release());
 });

@@ -136,7 +136,12 @@ test('batched accepts and learns: each item round-trips with its scope; a batche
   const learns = [{ key: Buffer.from('d/a'), ballot }, { key: Buffer.from('d/b'), ballot }];
   t.deepEqual(roundTrip(M.RecordLearnMany, learns), learns);
   t.deepEqual(roundTrip(M.BoolsReply, [true, false, true]), [true, false, true]);
-  for (const [codec, max] of [[M.RecordAcceptMany, M.MAX_ACCEPTS_PER_REQUEST], [M.RecordLearnMany, M.MAX_LEARNS_PER_REQUEST], [M.VerdictsReply, M.MAX_ACCEPTS_PER_REQUEST], [M.BoolsReply, M.MAX_LEARNS_PER_REQUEST]] as const) {
+  const reads = [{ key: Buffer.from('i/1') }, { key: Buffer.from('d/x'), scope: { lease: Buffer.from('L'), session: 's#1', term: 3 } }];
+  t.deepEqual(roundTrip(M.RecordReadMany, reads), reads);
+  const states = roundTrip(M.StatesReply, [state, new QfsError('fenced', 'held by another')]);
+  t.deepEqual(states[0], state);
+  t.true(isQfsError(states[1], 'fenced'));
+  for (const [codec, max] of [[M.RecordAcceptMany, M.MAX_ACCEPTS_PER_REQUEST], [M.RecordLearnMany, M.MAX_LEARNS_PER_REQUEST], [M.VerdictsReply, M.MAX_ACCEPTS_PER_REQUEST], [M.BoolsReply, M.MAX_LEARNS_PER_REQUEST], [M.RecordReadMany, M.MAX_READS_PER_REQUEST], [M.StatesReply, M.MAX_READS_PER_REQUEST]] as const) {
     const over = new Encoder().u32(max + 1).finish();
     t.true(isQfsError(t.throws(() => codec.decode(new Decoder(over))), 'bad_request'));
   }
