@@ -105,11 +105,15 @@ export class LeaseSessions {
 
 export function nodeOps(s: NodeStores, sessions = new LeaseSessions()): Map<number, OpHandler<any>> {
   /** A scoped read refused because another session holds the scope: ask that holder to give it back. */
-  const refusedRead = (err: unknown, scope: ScopeCall | undefined): never => {
+  /** A read refused because another session holds its scope asks that holder to give it back. */
+  const recallIfFenced = (err: unknown, scope: ScopeCall | undefined): void => {
     if (scope && isQfsError(err, 'fenced')) {
       const holder = s.records.leaseHolder(scope);
       if (holder !== null && holder !== scope.session) sessions.recall(holder, scope.lease);
     }
+  };
+  const refusedRead = (err: unknown, scope: ScopeCall | undefined): never => {
+    recallIfFenced(err, scope);
     throw err;
   };
   const ops: Array<[number, OpHandler<any>]> = [
@@ -187,14 +191,11 @@ export function nodeOps(s: NodeStores, sessions = new LeaseSessions()): Map<numb
         run(items, ctx, reply) {
           // Each answered alone, as record_read would answer it (a refused one recalls its holder).
           const answers = items.map((r): M.StateOrError => {
+            sessions.seen(r.scope, ctx);
             try {
-              sessions.seen(r.scope, ctx);
-              try {
-                return s.records.read(r.key, r.scope);
-              } catch (err) {
-                return refusedRead(err, r.scope);
-              }
+              return s.records.read(r.key, r.scope);
             } catch (err) {
+              recallIfFenced(err, r.scope);
               return toQfsError(err);
             }
           });

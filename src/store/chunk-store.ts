@@ -56,6 +56,7 @@ const FANOUT_RE = /^[0-9a-f]{2}$/;
 const CHECKED_MODE = 0o644;
 /** The owner-execute bit: a copy stored without its bytes checked against its id. */
 const UNCHECKED_BIT = 0o100;
+const isUnchecked = (st: { mode: number }): boolean => (st.mode & UNCHECKED_BIT) !== 0;
 
 export class ChunkStore {
   private readonly chunksDir: string;
@@ -386,9 +387,7 @@ export class ChunkStore {
           const st = await stat(path);
           size = st.size;
           if (size <= MAX_CHUNK_BYTES && (await chunkTree(await readFile(path))).id === cid) {
-            if ((st.mode & UNCHECKED_BIT) !== 0) {
-              await chmod(path, CHECKED_MODE);
-            }
+            if (isUnchecked(st)) await chmod(path, CHECKED_MODE);
             return 'ok';
           }
         } catch (err) {
@@ -448,20 +447,19 @@ export class ChunkStore {
 
   private async store(cid: ChunkId, bytes: Buffer, checked: boolean): Promise<PutResult> {
     const path = this.chunkPath(cid);
-    let existing = await stat(path).catch((err: unknown) => {
+    const existing = await stat(path).catch((err: unknown) => {
       if (isErrno(err, 'ENOENT')) return null;
       throw this.fsError(err, cid, 'put');
     });
-    if (existing && (existing.mode & UNCHECKED_BIT) !== 0) {
+    let replace = false;
+    if (existing && isUnchecked(existing)) {
       // Not 'exists' on an unchecked copy before these bytes are checked and the copy holds the same.
       if (!checked) await this.check(cid, bytes);
       checked = true;
-      if (existing.size === bytes.length && (await this.holds(path, bytes))) {
-        await chmod(path, CHECKED_MODE);
-        existing = await stat(path); // and on as for a checked copy
-      }
+      if (existing.size === bytes.length && (await this.holds(path, bytes))) await chmod(path, CHECKED_MODE);
+      else replace = true;
     }
-    if (existing && (existing.mode & UNCHECKED_BIT) === 0) {
+    if (existing && !replace) {
       // A put of stored bytes restarts gc's grace period: the writer is about to reference them.
       // (At most once a second: a file of zeros puts the same chunk over and over.)
       if (Date.now() - existing.mtimeMs > 1000) {
@@ -492,6 +490,7 @@ export class ChunkStore {
       this.dropHandle(cid); // one left on a file removed behind the store's back
       await rename(tmp, path);
       if (existing) {
+        // (only a replaced unchecked copy gets here with one)
         this.bytes += bytes.length - existing.size;
         this.log.warn({ chunk: cid }, 'a copy stored unchecked did not hold its id\'s bytes: replaced by checked ones');
       } else {
