@@ -126,14 +126,26 @@ class HashThread {
     const w = this.worker;
     this.worker = null;
     this.dropWaiting(new Error('hashing thread stopped'));
-    if (w !== null) await w.terminate();
+    if (w !== null) await terminated(w);
     this.failed = false;
   }
 
   /** Ends the thread as a crash would (tests): what it was asked and everything later is hashed by the caller. */
   async kill(): Promise<void> {
-    await this.worker?.terminate();
+    if (this.worker !== null) await terminated(this.worker);
   }
+}
+
+/**
+ * Ends a thread and waits for it. Held referenced while it ends: an idle
+ * thread is unreferenced, and the end of an unreferenced one does not keep
+ * the event loop alive, so a caller awaiting it could be left with nothing
+ * to wake it (a test hung that way when the thread answered its last
+ * request while being ended).
+ */
+function terminated(w: Worker): Promise<number> {
+  w.ref();
+  return w.terminate();
 }
 
 export const hashThread = new HashThread();
