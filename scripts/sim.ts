@@ -11,6 +11,7 @@ import { runMembershipSchedule, type MembershipBugs, type MembershipOptions } fr
 
 const BUGS: Record<string, Bugs> = {
   'ignore-lineage': { ignoreLineage: true },
+  'ignore-trail': { ignoreTrail: true },
   'accept-below-promise': { acceptBelowPromise: true },
   'no-tombstone-grace': { noTombstoneGrace: true },
   'lost-as-absent': { lostAsAbsent: true },

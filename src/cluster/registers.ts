@@ -29,7 +29,7 @@ import { KEEP, callDeadline, groupOf, type CallOpts, type ChangeFn, type ChangeR
 import { byHealth, type Acceptor, type AcceptorCall } from './acceptor.js';
 import { countRule, gatherQuorum, hedgedQuorumKeyed, setsRule, type QuorumRule } from './quorum.js';
 import { isQfsError } from '../util/errors.js';
-import { ChangeAttempts, MAX_ENTRIES, newTag, open, seal } from '../util/envelope.js';
+import { ChangeAttempts, MAX_ENTRIES, newTag, open, seal, type ChangeOutcome, type ChangeTrail, type LineageEntry } from '../util/envelope.js';
 
 export interface RegisterOptions {
   replication: number;
@@ -57,8 +57,10 @@ export interface RegisterOptions {
    * counted as a plain majority of A ∪ B instead of a majority of each;
    * `newSetOnly`: as a majority of its last set (B) only. Either lets a quorum
    * miss a majority of one set (docs/architecture.md, "Membership").
+   * `ignoreTrail`: a change its caller runs again after a failed call does not
+   * look for the failed call's attempts (CallOpts.trail).
    */
-  injectBugs?: { ignoreLineage?: boolean; ignoreSettled?: boolean; unionMajority?: boolean; newSetOnly?: boolean };
+  injectBugs?: { ignoreLineage?: boolean; ignoreSettled?: boolean; unionMajority?: boolean; newSetOnly?: boolean; ignoreTrail?: boolean };
 }
 
 /**
@@ -129,10 +131,10 @@ interface QueuedChange {
   signal?: AbortSignal;
   scope?: ScopeCall;
   behind?: boolean;
+  trail?: ChangeTrail;
 }
 
-type Outcome = { ok: true; value: Buffer | null } | { ok: false; error: unknown };
-type Compute<T> = (old: Buffer | null) => { next: ChangeResult; meta: T };
+type Compute<T> = (old: Buffer | null, lineage: readonly LineageEntry[]) => { next: ChangeResult; meta: T };
 
 const MAX_BATCH = 256;
 /** Records whose change missed a replica, kept for that replica's return (each a key and a node id). */
@@ -144,13 +146,27 @@ const REFUSAL_WAIT_MS = 250;
 /** Settled tombstones whose grace this proposer is timing. */
 const MAX_SETTLED_TOMBSTONES = 1_000_000;
 
-/** Applies queued changes in order; each one's result or exception is its own. */
-export function applyBatch(batch: ReadonlyArray<{ fn: ChangeFn }>, old: Buffer | null): { next: ChangeResult; meta: Outcome[] } {
+/**
+ * Applies queued changes in order; each one's result or exception is its own.
+ * A change whose trail shows an earlier call of it in `lineage` took effect
+ * then: it reports that call's outcome and is not applied again.
+ */
+export function applyBatch(
+  batch: ReadonlyArray<{ fn: ChangeFn; trail?: ChangeTrail }>,
+  old: Buffer | null,
+  lineage: readonly LineageEntry[] = [],
+  trails = true,
+): { next: ChangeResult; meta: ChangeOutcome[] } {
   let cur = old;
   let changed = false;
-  const meta: Outcome[] = [];
-  for (const { fn } of batch) {
+  const meta: ChangeOutcome[] = [];
+  for (const { fn, trail } of batch) {
     try {
+      const landed = trails ? trail?.find(lineage) : null;
+      if (landed) {
+        meta.push(landed.meta);
+        continue;
+      }
       const r = fn(cur);
       if (r !== KEEP) {
         cur = r;
@@ -243,6 +259,23 @@ export function definitelyNotAdopted(
     return lineage.length < MAX_ENTRIES || lineage[0]!.counter < ballot.counter;
   });
   return typeof quorum === 'number' ? unrelated.length >= quorum : quorum.reached(unrelated.map((x) => x.key ?? ''));
+}
+
+/** A batch's attempts, each also recorded in the trail of every queued change in the batch that has one. */
+class BatchAttempts extends ChangeAttempts<ChangeOutcome[]> {
+  constructor(private readonly batch: readonly QueuedChange[]) {
+    super();
+  }
+
+  override record(tag: string, value: Buffer | null, meta: ChangeOutcome[]): void {
+    super.record(tag, value, meta);
+    this.batch.forEach((op, i) => op.trail?.record(tag, value, meta[i]!));
+  }
+
+  override markUncertain(counter: number): void {
+    super.markUncertain(counter);
+    for (const op of this.batch) op.trail?.markUncertain(counter);
+  }
 }
 
 export class Registers {
@@ -417,7 +450,8 @@ export class Registers {
   change(key: Buffer, fn: ChangeFn, opts?: CallOpts): Promise<Buffer | null> {
     return new Promise((resolve, reject) => {
       const id = key.toString('latin1');
-      const op: QueuedChange = { fn, resolve, reject, deadline: this.deadline(opts), ...(opts?.signal ? { signal: opts.signal } : {}), ...(opts?.scope ? { scope: opts.scope } : {}), ...(opts?.behind ? { behind: true } : {}) };
+      opts?.trail?.begin(id);
+      const op: QueuedChange = { fn, resolve, reject, deadline: this.deadline(opts), ...(opts?.signal ? { signal: opts.signal } : {}), ...(opts?.scope ? { scope: opts.scope } : {}), ...(opts?.behind ? { behind: true } : {}), ...(opts?.trail ? { trail: opts.trail } : {}) };
       const queue = this.queues.get(id);
       if (queue) {
         queue.push(op);
@@ -449,8 +483,14 @@ export class Registers {
       try {
         // Written behind only when nobody in the batch waits on it.
         const behind = batch.every((op) => op.behind === true);
-        const { meta } = await this.runChange(key, (old) => applyBatch(batch, old), { deadline, signal, scope, behind });
-        meta.forEach((o, i) => (o.ok ? batch[i]!.resolve(o.value) : batch[i]!.reject(o.error)));
+        const trails = !this.opts.injectBugs?.ignoreTrail;
+        const { meta } = await this.runChange(key, (old, lineage) => applyBatch(batch, old, lineage, trails), { deadline, signal, scope, behind }, new BatchAttempts(batch));
+        meta.forEach((o, i) => {
+          const op = batch[i]!;
+          op.trail?.end();
+          if (o.ok) op.resolve(o.value);
+          else op.reject(o.error);
+        });
       } catch (err) {
         for (const op of batch) op.reject(err);
       }
@@ -458,11 +498,10 @@ export class Registers {
     this.queues.delete(id);
   }
 
-  private async runChange<T>(key: Buffer, compute: Compute<T>, call: AcceptorCall): Promise<{ value: Buffer | null; meta: T }> {
+  private async runChange<T>(key: Buffer, compute: Compute<T>, call: AcceptorCall, attempts: ChangeAttempts<T>): Promise<{ value: Buffer | null; meta: T }> {
     const { deadline, signal } = call;
     let q = this.placed(groupOf(key));
     const maxAttempts = this.opts.maxAttempts ?? 30;
-    const attempts = new ChangeAttempts<T>();
     const known = this.known.get(key.toString('latin1'));
     if (known) {
       const result = await this.fastChange(key, compute, known, q, attempts, call);
@@ -502,7 +541,7 @@ export class Registers {
     this.remember(key, null);
     if (known.epoch !== q.epoch) return undefined; // promised under another membership: a full round
     const current = open(known.value);
-    const { next, meta } = compute(current.payload);
+    const { next, meta } = compute(current.payload, current.lineage);
     if (next === KEEP) return undefined; // a read-repair wants a fresh look, not the cached value
     const tag = newTag(this.clock);
     const value = seal(next, [...current.lineage, { tag, counter: ballot.counter }]);
@@ -861,7 +900,7 @@ export class Registers {
       return { done: true, ...mine };
     }
 
-    const { next, meta } = compute(env.payload);
+    const { next, meta } = compute(env.payload, env.lineage);
     if (next === KEEP) {
       if (chosen) return { done: true, value: env.payload, meta };
       const acc = await this.accept(key, ballot, currentValue, q, call);

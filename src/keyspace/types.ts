@@ -8,6 +8,7 @@
 import type { PurgeOutcome } from './tombstones.js';
 import type { ChunkId } from '../util/ids.js';
 import type { ScopeCall } from '../util/lease.js';
+import type { ChangeTrail } from '../util/envelope.js';
 
 export interface CallOpts {
   /** Aborts the operation; it then fails with `timeout`. */
@@ -27,6 +28,14 @@ export interface CallOpts {
    * `expedite` on the key space.
    */
   behind?: boolean;
+  /**
+   * The calls that one logical change is retried in share this trail (the
+   * caller makes one per change and passes it to every call): a change whose
+   * earlier call failed but may have landed (its accept reached some
+   * replicas, and a later round adopted it) is then reported, not applied
+   * again.
+   */
+  trail?: ChangeTrail;
 }
 
 /** The deadline a call with `opts` gets at `now`: the earlier of its own and `timeoutMs` (or `defaultMs`) from now. */

@@ -73,6 +73,17 @@ export function seal(payload: Buffer | null, lineage: readonly LineageEntry[]): 
   return payload === null ? { kind: 'tombstone', bytes } : { kind: 'value', bytes };
 }
 
+/** What one change function returned in an attempt: the value after it, or what it threw. */
+export type ChangeOutcome = { ok: true; value: Buffer | null } | { ok: false; error: unknown };
+
+/**
+ * The attempts of one logical change that its caller runs in several calls
+ * (a write refused under one lease term and run again under the next): each
+ * call records its attempts here, so that a later call finds an earlier
+ * call's landed attempt in the lineage and reports its outcome instead of
+ * applying the change twice. Pass one trail per logical change (CallOpts.trail).
+ */
+
 /** The attempts of one change call and what each wrote, to recognise its own effect. */
 export class ChangeAttempts<T = unknown> {
   private readonly written = new Map<string, { value: Buffer | null; meta: T }>();
@@ -103,4 +114,29 @@ export class ChangeAttempts<T = unknown> {
     if (this.uncertain.every((c) => oldest < c)) return null;
     throw new QfsError('timeout', `outcome unknown: more than ${MAX_ENTRIES} other changes of the key landed while this one was retried`);
   }
+}
+
+export class ChangeTrail extends ChangeAttempts<ChangeOutcome> {
+  private key: string | null = null;
+  private succeeded = false;
+
+  /**
+   * A call of the change starts: a trail serves one change of one key, so a
+   * call for another key, or one after a call succeeded (a second change
+   * would find the first in the lineage and be taken as done), is a bug.
+   */
+  begin(key: string): void {
+    if (this.succeeded) throw new QfsError('internal', 'a change trail used again after its change succeeded');
+    if (this.key !== null && this.key !== key) throw new QfsError('internal', 'a change trail used for two keys');
+    this.key = key;
+  }
+
+  /** A call of the change returned its outcome: no further call may use this trail. */
+  end(): void {
+    this.succeeded = true;
+  }
+}
+
+export function newChangeTrail(): ChangeTrail {
+  return new ChangeTrail();
 }

@@ -7,6 +7,7 @@
 // linearizable and no acceptor invariant may have broken on the way.
 import { Registers } from '../../src/cluster/registers.js';
 import { KEEP } from '../../src/keyspace/types.js';
+import { newChangeTrail } from '../../src/util/envelope.js';
 import { toQfsError } from '../../src/util/errors.js';
 import { silentLogger } from '../../src/util/log.js';
 import { checkLinearizable, describeEvent, type Event, type Op } from '../helpers/linearizability.js';
@@ -16,6 +17,8 @@ import { World } from './world.js';
 export interface Bugs {
   /** A retry re-runs its change without looking for its own earlier attempt (the double-applied retry). */
   ignoreLineage?: boolean;
+  /** A change its caller calls again after a failed call does not look for that call's attempts (CallOpts.trail). */
+  ignoreTrail?: boolean;
   /** Acceptors take an accept below their promise. */
   acceptBelowPromise?: boolean;
   /** Tombstones are purged as soon as every replica holds them, with no grace. */
@@ -96,7 +99,7 @@ export async function runSchedule(seed: number, bugs: Bugs = {}, fixed: ShapeOpt
       log: silentLogger(),
       clock: world.clock,
       tombstoneGraceMs: bugs.noTombstoneGrace ? 0 : DEADLINE_MS + 100,
-      ...(bugs.ignoreLineage ? { injectBugs: { ignoreLineage: true } } : {}),
+      ...(bugs.ignoreLineage || bugs.ignoreTrail ? { injectBugs: { ...(bugs.ignoreLineage ? { ignoreLineage: true } : {}), ...(bugs.ignoreTrail ? { ignoreTrail: true } : {}) } } : {}),
     });
   };
   const proposers = Array.from({ length: proposerCount }, (_, i) => ({ name: `p${i + 1}`, registers: newProposer(`p${i + 1}`) }));
@@ -131,12 +134,25 @@ export async function runSchedule(seed: number, bugs: Bugs = {}, fixed: ShapeOpt
       // Every value the change function saw: a call whose outcome is unknown
       // took effect at most once, but through any one of its attempts.
       const seen = new Set<number>();
+      const increment = (old: Buffer | null): Buffer => {
+        const before = old === null ? 0 : Number(old.toString());
+        seen.add(before);
+        return Buffer.from(String(before + 1));
+      };
+      // A failed increment is called again, up to three calls, with one trail,
+      // as the directory layer runs a fenced change again: the increment still
+      // takes effect at most once over all of its calls.
+      const trail = newChangeTrail();
       try {
-        const v = await registers.change(k, (old) => {
-          const before = old === null ? 0 : Number(old.toString());
-          seen.add(before);
-          return Buffer.from(String(before + 1));
-        });
+        let v: Buffer | null = null;
+        for (let calls = 1; ; calls++) {
+          try {
+            v = await registers.change(k, increment, { trail });
+            break;
+          } catch (err) {
+            if (calls >= 3) throw err;
+          }
+        }
         const after = Number(v!.toString());
         record(client, { kind: 'incr', key: key.name, before: after - 1, after }, call, 'ok', world.now);
       } catch {

@@ -2,7 +2,7 @@
 // seeded schedules with crashes, lost, duplicated and reordered messages and
 // partitions, each history checked for linearizability and every acceptor
 // change for its invariants. Then the simulator proves itself: with each of
-// three known protocol bugs switched back on, it must find a failing seed
+// five known protocol bugs switched back on, it must find a failing seed
 // within a budget. Longer soaks: `npm run sim -- --seeds N`.
 import test from 'ava';
 import { runSchedule, type Bugs, type ScheduleResult, type ShapeOptions } from './schedule.js';
@@ -58,6 +58,7 @@ async function hunt(bugs: Bugs, shape: ShapeOptions, budget: number): Promise<{ 
 
 for (const [name, bugs, shape, budget] of [
   ['the double-applied retry (a retry ignores its own attempt in the lineage)', { ignoreLineage: true }, {}, 500],
+  ['the double-applied call (a change called again ignores the attempts of its failed call)', { ignoreTrail: true }, {}, 500],
   ['acceptors taking an accept below their promise', { acceptBelowPromise: true }, {}, 500],
   // every schedule purges tombstones: the bug cannot show in one that does not
   ['tombstones purged without a grace (a retry meets a purged delete)', { noTombstoneGrace: true }, { purging: true }, 3000],

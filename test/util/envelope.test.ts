@@ -1,5 +1,6 @@
 import test from 'ava';
-import { ChangeAttempts, MAX_ENTRIES, newTag, open, seal } from '../../src/util/envelope.js';
+import { applyBatch } from '../../src/cluster/registers.js';
+import { ChangeAttempts, MAX_ENTRIES, newChangeTrail, newTag, open, seal } from '../../src/util/envelope.js';
 import { isQfsError } from '../../src/util/errors.js';
 
 test('seal and open round-trip values and deletes with their lineage', (t) => {
@@ -50,4 +51,37 @@ test('when the window no longer reaches back, the outcome is reported unknown in
   const b = new ChangeAttempts();
   b.record(newTag(), Buffer.from('x'), null);
   t.is(b.find(full), null);
+});
+
+test('a change trail serves one change of one key, until a call of it succeeds', (t) => {
+  const trail = newChangeTrail();
+  trail.begin('k');
+  trail.begin('k'); // the same change called again after a failed call
+  t.true(isQfsError(t.throws(() => trail.begin('other')), 'internal'), 'a second key');
+  trail.end();
+  t.true(isQfsError(t.throws(() => trail.begin('k')), 'internal'), 'a call after the change succeeded');
+});
+
+test('a queued change whose trail holds an attempt in the lineage reports that attempt and is not applied again', (t) => {
+  const add = (n: number) => (old: Buffer | null) => Buffer.from(String(Number(old?.toString() ?? '0') + n));
+  const retried = newChangeTrail();
+  const landed = newTag();
+  retried.record(landed, Buffer.from('11'), { ok: true, value: Buffer.from('11') });
+  retried.markUncertain(4);
+  const lineage = [{ tag: newTag(), counter: 2 }, { tag: landed, counter: 4 }];
+  // value 11 holds the retried +1 (10 → 11); a second change of the batch, +5, is new
+  const batch = [{ fn: add(1), trail: retried }, { fn: add(5) }];
+  const { next, meta } = applyBatch(batch, Buffer.from('11'), lineage);
+  t.deepEqual(next, Buffer.from('16'));
+  t.deepEqual(meta, [{ ok: true, value: Buffer.from('11') }, { ok: true, value: Buffer.from('16') }]);
+  // without the trail lookup (the bug the simulator finds) the +1 lands twice
+  t.deepEqual(applyBatch(batch, Buffer.from('11'), lineage, false).next, Buffer.from('17'));
+  // an attempt absent from a lineage that reaches back before it never landed: the change runs
+  t.deepEqual(applyBatch([{ fn: add(1), trail: retried }], Buffer.from('10'), [{ tag: newTag(), counter: 5 }]).next, Buffer.from('11'));
+  // a window too short to tell fails that change alone, as unknown
+  const full = Array.from({ length: MAX_ENTRIES }, (_, i) => ({ tag: newTag(), counter: 4 + i }));
+  const unknown = applyBatch([{ fn: add(1), trail: retried }, { fn: add(5) }], Buffer.from('10'), full);
+  t.false(unknown.meta[0]!.ok);
+  t.true(isQfsError(unknown.meta[0]!.ok ? null : unknown.meta[0]!.error, 'timeout'));
+  t.deepEqual(unknown.next, Buffer.from('15'));
 });
