@@ -23,6 +23,7 @@ const LEASE_BUGS: Record<string, LeaseBugs> = {
   'no-takeover-wait': { noTakeoverWait: true },
   'ignore-held-reads': { ignoreHeldReads: true },
   'publish-before-born': { publishBeforeBorn: true },
+  'ignore-trail': { ignoreTrail: true },
 };
 
 const MEMBER_BUGS: Record<string, MembershipBugs> = {

@@ -4,7 +4,7 @@
 // crashing and a lossy network; each checked for exclusion in time and for a
 // holder's model being the truth, and reads by mounts not holding it for seeing
 // only what holders committed and released. Then the simulator proves itself:
-// with each of four protocol bugs switched on, it must find a failing seed. Longer
+// with each of six protocol bugs switched on, it must find a failing seed. Longer
 // soaks: `npm run sim -- --leases --seeds N`.
 import test from 'ava';
 import { runLeaseSchedule, type LeaseBugs } from './leases.js';
@@ -48,6 +48,7 @@ for (const [name, bugs] of [
   ['a takeover without waiting a lease period', { noTakeoverWait: true }],
   ['acceptors that answer another session\'s reads of a held scope', { ignoreHeldReads: true }],
   ['a born-leased scope published before its lease record is chosen', { publishBeforeBorn: true }],
+  ["a holder's commit tried again that ignores its failed call's attempts", { ignoreTrail: true }],
 ] as const) {
   test.serial(`the lease simulator finds ${name}`, async (t) => {
     const budget = 1000;

@@ -20,6 +20,7 @@
 //   key, either nothing or everything of the one batch it had in flight.
 import { Registers } from '../../src/cluster/registers.js';
 import { recordKey } from '../../src/keyspace/types.js';
+import { newChangeTrail } from '../../src/util/envelope.js';
 import { toQfsError } from '../../src/util/errors.js';
 import { silentLogger } from '../../src/util/log.js';
 import type { LeaseRecord } from '../../src/util/lease.js';
@@ -39,6 +40,8 @@ export interface LeaseBugs {
   noTakeoverWait?: boolean;
   /** A scope born leased is published (other mounts reach it) before its lease record is chosen. */
   publishBeforeBorn?: boolean;
+  /** A holder's failed commit, tried again, does not look for the failed call's attempts (CallOpts.trail). */
+  ignoreTrail?: boolean;
 }
 
 export interface LeaseScheduleResult {
@@ -152,7 +155,7 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
       requestTimeoutMs: DEADLINE_MS,
       log: silentLogger(),
       clock: world.clock,
-      ...(bugs.ignoreSettled ? { injectBugs: { ignoreSettled: true } } : {}),
+      ...(bugs.ignoreSettled || bugs.ignoreTrail ? { injectBugs: { ...(bugs.ignoreSettled ? { ignoreSettled: true } : {}), ...(bugs.ignoreTrail ? { ignoreTrail: true } : {}) } } : {}),
     });
   };
 
@@ -384,16 +387,26 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
             for (const op of queue.splice(0)) batch.set(op.key, op.value);
             tenure.inFlight = batch;
             const results = await Promise.allSettled(
-              [...batch].map(([k, v]) => {
+              [...batch].map(async ([k, v]) => {
                 const expected = committedState.get(k) ?? null;
-                return registers.change(
-                  scopeKey(k),
-                  (old) => {
-                    if (str(old) !== expected) throw new NotTheModel(`${session} (term ${term}) committing ${k} = ${JSON.stringify(v)} found ${JSON.stringify(str(old))}, its model says ${JSON.stringify(expected)}`);
-                    return v === null ? null : Buffer.from(v);
-                  },
-                  { scope },
-                );
+                // A failed commit is tried again while the lease is trusted, as the directory
+                // layer does (DirScopes.retryLagging, commitQueued): its calls share one trail.
+                const trail = newChangeTrail();
+                for (let calls = 1; ; calls++) {
+                  try {
+                    return await registers.change(
+                      scopeKey(k),
+                      (old) => {
+                        if (str(old) !== expected) throw new NotTheModel(`${session} (term ${term}) committing ${k} = ${JSON.stringify(v)} found ${JSON.stringify(str(old))}, its model says ${JSON.stringify(expected)}`);
+                        return v === null ? null : Buffer.from(v);
+                      },
+                      { scope, trail },
+                    );
+                  } catch (err) {
+                    if (err instanceof NotTheModel || calls >= 3 || !trusted()) throw err;
+                    await pause(1 + rng.next() * 10);
+                  }
+                }
               }),
             );
             for (const r of results) if (r.status === 'rejected' && r.reason instanceof NotTheModel) violation(r.reason.message);
