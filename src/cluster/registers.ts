@@ -302,7 +302,7 @@ export class Registers {
   hintsDropped = 0;
   private readonly quorum: number;
   /** Counters for status and tests. */
-  readonly stats = { fastChanges: 0, fullRounds: 0, conflicts: 0, fastReads: 0, slowReads: 0, recognised: 0, prepared: 0 };
+  readonly stats = { fastChanges: 0, trailMisuses: 0, fullRounds: 0, conflicts: 0, fastReads: 0, slowReads: 0, recognised: 0, prepared: 0 };
 
   /**
    * `placement`: a key group's acceptors, all of them one replica set counted
@@ -437,8 +437,10 @@ export class Registers {
       return open(agreed.value).payload;
     }
     this.stats.slowReads++;
-    // The full round that settles it runs within this read's deadline, not a fresh one.
-    return this.change(key, () => KEEP, { ...opts, deadline });
+    // The full round that settles it runs within this read's deadline, not a fresh one. It is
+    // the read's own, not a change of the caller's: a trail the caller passed stays out of it.
+    const { trail: _callersChange, ...settle } = opts ?? {};
+    return this.change(key, () => KEEP, { ...settle, deadline });
   }
 
   /**
@@ -450,8 +452,15 @@ export class Registers {
   change(key: Buffer, fn: ChangeFn, opts?: CallOpts): Promise<Buffer | null> {
     return new Promise((resolve, reject) => {
       const id = key.toString('latin1');
-      opts?.trail?.begin(id);
-      const op: QueuedChange = { fn, resolve, reject, deadline: this.deadline(opts), ...(opts?.signal ? { signal: opts.signal } : {}), ...(opts?.scope ? { scope: opts.scope } : {}), ...(opts?.behind ? { behind: true } : {}), ...(opts?.trail ? { trail: opts.trail } : {}) };
+      let trail = opts?.trail;
+      const misuse = trail?.begin(id);
+      if (misuse) {
+        // A bug in the caller: the change runs without the trail (as before trails) rather than fail.
+        this.stats.trailMisuses++;
+        this.opts.log.error({ key: key.toString('hex'), err: misuse }, 'internal error: the change runs without its trail');
+        trail = undefined;
+      }
+      const op: QueuedChange = { fn, resolve, reject, deadline: this.deadline(opts), ...(opts?.signal ? { signal: opts.signal } : {}), ...(opts?.scope ? { scope: opts.scope } : {}), ...(opts?.behind ? { behind: true } : {}), ...(trail ? { trail } : {}) };
       const queue = this.queues.get(id);
       if (queue) {
         queue.push(op);

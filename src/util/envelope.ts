@@ -124,11 +124,14 @@ export class ChangeTrail extends ChangeAttempts<ChangeOutcome> {
    * A call of the change starts: a trail serves one change of one key, so a
    * call for another key, or one after a call succeeded (a second change
    * would find the first in the lineage and be taken as done), is a bug.
+   * Returns what is wrong (the caller then runs the change without the
+   * trail, as every change ran before trails, and logs it), or null.
    */
-  begin(key: string): void {
-    if (this.succeeded) throw new QfsError('internal', 'a change trail used again after its change succeeded');
-    if (this.key !== null && this.key !== key) throw new QfsError('internal', 'a change trail used for two keys');
+  begin(key: string): string | null {
+    if (this.succeeded) return 'a change trail used again after its change succeeded';
+    if (this.key !== null && this.key !== key) return 'a change trail used for two keys';
     this.key = key;
+    return null;
   }
 
   /** A call of the change returned its outcome: no further call may use this trail. */

@@ -55,11 +55,11 @@ test('when the window no longer reaches back, the outcome is reported unknown in
 
 test('a change trail serves one change of one key, until a call of it succeeds', (t) => {
   const trail = newChangeTrail();
-  trail.begin('k');
-  trail.begin('k'); // the same change called again after a failed call
-  t.true(isQfsError(t.throws(() => trail.begin('other')), 'internal'), 'a second key');
+  t.is(trail.begin('k'), null);
+  t.is(trail.begin('k'), null, 'the same change called again after a failed call');
+  t.regex(trail.begin('other') ?? '', /two keys/);
   trail.end();
-  t.true(isQfsError(t.throws(() => trail.begin('k')), 'internal'), 'a call after the change succeeded');
+  t.regex(trail.begin('k') ?? '', /after its change succeeded/);
 });
 
 test('a queued change whose trail holds an attempt in the lineage reports that attempt and is not applied again', (t) => {
