@@ -496,9 +496,13 @@ export class Registers {
         const { meta } = await this.runChange(key, (old, lineage) => applyBatch(batch, old, lineage, trails), { deadline, signal, scope, behind }, new BatchAttempts(batch));
         meta.forEach((o, i) => {
           const op = batch[i]!;
-          op.trail?.end();
-          if (o.ok) op.resolve(o.value);
-          else op.reject(o.error);
+          if (o.ok) {
+            op.trail?.end();
+            op.resolve(o.value);
+          } else {
+            // Not spent: an outcome the trail could not tell (`timeout`) may be asked again, and is told the same.
+            op.reject(o.error);
+          }
         });
       } catch (err) {
         for (const op of batch) op.reject(err);

@@ -134,7 +134,7 @@ export class ChangeTrail extends ChangeAttempts<ChangeOutcome> {
     return null;
   }
 
-  /** A call of the change returned its outcome: no further call may use this trail. */
+  /** A call of the change succeeded: no further call may use this trail. */
   end(): void {
     this.succeeded = true;
   }
