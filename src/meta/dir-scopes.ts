@@ -14,7 +14,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { CallOpts, ChangeFn, HeldScope, KeySpace, ScopeRange, ScopeService } from '../keyspace/types.js';
 import { KEEP } from '../keyspace/types.js';
-import { newChangeTrail } from '../util/envelope.js';
+import { ChangeTrail } from '../util/envelope.js';
 import { QfsError, isQfsError } from '../util/errors.js';
 import { FRESH_LEASE, decodeLease } from '../util/lease.js';
 import type { Logger } from '../util/log.js';
@@ -430,7 +430,7 @@ export class DirScopes {
     const scopes = this.scopes;
     if (!scopes) return run(op ?? {});
     // A refused call runs again under another term or lease, and may have landed (some replicas took it): one trail for all its calls.
-    if (!op?.trail) op = { ...op, trail: newChangeTrail() };
+    if (!op?.trail) op = { ...op, trail: new ChangeTrail() };
     const st = this.state(dir);
     const deadline = op?.deadline ?? Date.now() + (op?.timeoutMs ?? 30_000);
     for (let attempt = 0; ; attempt++) {
@@ -536,7 +536,7 @@ export class DirScopes {
    */
   private async commitQueued(st: DirState, held: HeldScope, commit: (opts: CallOpts) => Promise<unknown>): Promise<void> {
     const until = Date.now() + QUEUED_COMMIT_PATIENCE_MS;
-    const trail = newChangeTrail();
+    const trail = new ChangeTrail();
     for (let attempt = 0; ; attempt++) {
       try {
         // `behind` is read when the change is made, not now: a commit that first waits (a name

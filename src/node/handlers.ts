@@ -104,7 +104,6 @@ export class LeaseSessions {
 }
 
 export function nodeOps(s: NodeStores, sessions = new LeaseSessions()): Map<number, OpHandler<any>> {
-  /** A scoped read refused because another session holds the scope: ask that holder to give it back. */
   /** A read refused because another session holds its scope asks that holder to give it back. */
   const recallIfFenced = (err: unknown, scope: ScopeCall | undefined): void => {
     if (scope && isQfsError(err, 'fenced')) {
@@ -112,6 +111,7 @@ export function nodeOps(s: NodeStores, sessions = new LeaseSessions()): Map<numb
       if (holder !== null && holder !== scope.session) sessions.recall(holder, scope.lease);
     }
   };
+  /** Recalls the holder as above, then fails the read. */
   const refusedRead = (err: unknown, scope: ScopeCall | undefined): never => {
     recallIfFenced(err, scope);
     throw err;

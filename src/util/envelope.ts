@@ -76,14 +76,6 @@ export function seal(payload: Buffer | null, lineage: readonly LineageEntry[]): 
 /** What one change function returned in an attempt: the value after it, or what it threw. */
 export type ChangeOutcome = { ok: true; value: Buffer | null } | { ok: false; error: unknown };
 
-/**
- * The attempts of one logical change that its caller runs in several calls
- * (a write refused under one lease term and run again under the next): each
- * call records its attempts here, so that a later call finds an earlier
- * call's landed attempt in the lineage and reports its outcome instead of
- * applying the change twice. Pass one trail per logical change (CallOpts.trail).
- */
-
 /** The attempts of one change call and what each wrote, to recognise its own effect. */
 export class ChangeAttempts<T = unknown> {
   private readonly written = new Map<string, { value: Buffer | null; meta: T }>();
@@ -116,6 +108,13 @@ export class ChangeAttempts<T = unknown> {
   }
 }
 
+/**
+ * The attempts of one logical change that its caller runs in several calls
+ * (a write refused under one lease term and run again under the next): each
+ * call records its attempts here, so that a later call finds an earlier
+ * call's landed attempt in the lineage and reports its outcome instead of
+ * applying the change twice. Pass one trail per logical change (CallOpts.trail).
+ */
 export class ChangeTrail extends ChangeAttempts<ChangeOutcome> {
   private key: string | null = null;
   private succeeded = false;
@@ -138,8 +137,4 @@ export class ChangeTrail extends ChangeAttempts<ChangeOutcome> {
   end(): void {
     this.succeeded = true;
   }
-}
-
-export function newChangeTrail(): ChangeTrail {
-  return new ChangeTrail();
 }

@@ -8,7 +8,7 @@
 import test from 'ava';
 import { Registers } from '../../src/cluster/registers.js';
 import type { Acceptor } from '../../src/cluster/acceptor.js';
-import { newChangeTrail, seal } from '../../src/util/envelope.js';
+import { ChangeTrail, seal } from '../../src/util/envelope.js';
 import { silentLogger } from '../../src/util/log.js';
 import type { Ballot } from '../../src/util/ballot.js';
 import type { AcceptorState } from '../../src/util/paxos.js';
@@ -50,7 +50,7 @@ test('reads that settle a disagreeing quorum leave the caller\'s trail alone; th
     },
     { replication: 3, requestTimeoutMs: 2000, log: silentLogger() },
   );
-  const trail = newChangeTrail();
+  const trail = new ChangeTrail();
   const key = (g: string): Buffer => Buffer.from(`\x01${g}k`, 'latin1');
   // Two reads with one trail, of two keys: each settles its key (the highest value a majority holds).
   const a = await registers.read(key('a'), { trail });

@@ -20,7 +20,7 @@
 //   key, either nothing or everything of the one batch it had in flight.
 import { Registers } from '../../src/cluster/registers.js';
 import { recordKey } from '../../src/keyspace/types.js';
-import { newChangeTrail } from '../../src/util/envelope.js';
+import { ChangeTrail } from '../../src/util/envelope.js';
 import { toQfsError } from '../../src/util/errors.js';
 import { silentLogger } from '../../src/util/log.js';
 import type { LeaseRecord } from '../../src/util/lease.js';
@@ -391,7 +391,7 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
                 const expected = committedState.get(k) ?? null;
                 // A failed commit is tried again while the lease is trusted, as the directory
                 // layer does (DirScopes.retryLagging, commitQueued): its calls share one trail.
-                const trail = newChangeTrail();
+                const trail = new ChangeTrail();
                 for (let calls = 1; ; calls++) {
                   try {
                     return await registers.change(

@@ -7,7 +7,7 @@
 // linearizable and no acceptor invariant may have broken on the way.
 import { Registers } from '../../src/cluster/registers.js';
 import { KEEP } from '../../src/keyspace/types.js';
-import { newChangeTrail } from '../../src/util/envelope.js';
+import { ChangeTrail } from '../../src/util/envelope.js';
 import { toQfsError } from '../../src/util/errors.js';
 import { silentLogger } from '../../src/util/log.js';
 import { checkLinearizable, describeEvent, type Event, type Op } from '../helpers/linearizability.js';
@@ -142,7 +142,7 @@ export async function runSchedule(seed: number, bugs: Bugs = {}, fixed: ShapeOpt
       // A failed increment is called again, up to three calls, with one trail,
       // as the directory layer runs a fenced change again: the increment still
       // takes effect at most once over all of its calls.
-      const trail = newChangeTrail();
+      const trail = new ChangeTrail();
       try {
         let v: Buffer | null = null;
         for (let calls = 1; ; calls++) {

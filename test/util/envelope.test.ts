@@ -1,6 +1,6 @@
 import test from 'ava';
 import { applyBatch } from '../../src/cluster/registers.js';
-import { ChangeAttempts, MAX_ENTRIES, newChangeTrail, newTag, open, seal } from '../../src/util/envelope.js';
+import { ChangeAttempts, ChangeTrail, MAX_ENTRIES, newTag, open, seal } from '../../src/util/envelope.js';
 import { isQfsError } from '../../src/util/errors.js';
 
 test('seal and open round-trip values and deletes with their lineage', (t) => {
@@ -54,7 +54,7 @@ test('when the window no longer reaches back, the outcome is reported unknown in
 });
 
 test('a change trail serves one change of one key, until a call of it succeeds', (t) => {
-  const trail = newChangeTrail();
+  const trail = new ChangeTrail();
   t.is(trail.begin('k'), null);
   t.is(trail.begin('k'), null, 'the same change called again after a failed call');
   t.regex(trail.begin('other') ?? '', /two keys/);
@@ -64,7 +64,7 @@ test('a change trail serves one change of one key, until a call of it succeeds',
 
 test('a queued change whose trail holds an attempt in the lineage reports that attempt and is not applied again', (t) => {
   const add = (n: number) => (old: Buffer | null) => Buffer.from(String(Number(old?.toString() ?? '0') + n));
-  const retried = newChangeTrail();
+  const retried = new ChangeTrail();
   const landed = newTag();
   retried.record(landed, Buffer.from('11'), { ok: true, value: Buffer.from('11') });
   retried.markUncertain(4);
