@@ -21,6 +21,7 @@ const LEASE_BUGS: Record<string, LeaseBugs> = {
   'ignore-fence': { ignoreFence: true },
   'ignore-settled': { ignoreSettled: true },
   'no-takeover-wait': { noTakeoverWait: true },
+  'no-holder-end': { noHolderEnd: true },
   'ignore-held-reads': { ignoreHeldReads: true },
   'publish-before-born': { publishBeforeBorn: true },
   'ignore-trail': { ignoreTrail: true },
@@ -83,7 +84,7 @@ if (values.leases) {
   const started = performance.now();
   let failed = 0;
   let ran = 0;
-  const totals = { tenures: 0, cleanReleases: 0, takeovers: 0, committed: 0, settledKeys: 0, visits: 0, freeWrites: 0, crashes: 0 };
+  const totals = { tenures: 0, cleanReleases: 0, takeovers: 0, committed: 0, settledKeys: 0, visits: 0, freeWrites: 0, crashes: 0, viaHolder: 0, holdersEnded: 0 };
   for (let seed = first; seed < first + count; seed++) {
     const r = await runLeaseSchedule(seed, leaseBugs);
     ran++;
@@ -96,7 +97,7 @@ if (values.leases) {
     }
   }
   const secs = (performance.now() - started) / 1000;
-  process.stdout.write(`${failed === 0 ? 'ok' : `${failed} failed`}: ${ran} lease schedule(s) from seed ${first} in ${secs.toFixed(1)} s (${(ran / secs).toFixed(0)} schedules/s; ${totals.tenures} tenures, ${totals.cleanReleases} released clean, ${totals.takeovers} taken over, ${totals.committed} changes committed behind their callers, ${totals.settledKeys} keys settled, ${totals.visits} reads and ${totals.freeWrites} changes by other mounts without the lease, ${totals.crashes} node crashes)\n`);
+  process.stdout.write(`${failed === 0 ? 'ok' : `${failed} failed`}: ${ran} lease schedule(s) from seed ${first} in ${secs.toFixed(1)} s (${(ran / secs).toFixed(0)} schedules/s; ${totals.tenures} tenures (${totals.viaHolder} through holder records, ${totals.holdersEnded} holder records ended), ${totals.cleanReleases} released clean, ${totals.takeovers} taken over, ${totals.committed} changes committed behind their callers, ${totals.settledKeys} keys settled, ${totals.visits} reads and ${totals.freeWrites} changes by other mounts without the lease, ${totals.crashes} node crashes)\n`);
   process.exit(failed === 0 ? 0 : 1);
 }
 

@@ -93,6 +93,7 @@ export class ClusterKeySpace implements MaintainableKeySpace {
     this.scopes = new ClusterScopes(this.registers, this, {
       periodMs: opts.scopeLeaseMs ?? 5000,
       drift: opts.clockDrift ?? 0.05,
+      log: opts.log.child({ component: 'leases' }),
       reachable: (group) => {
         const q = this.view.keyQuorum(recordKey(group, Buffer.alloc(0)).subarray(0, 1 + group.length));
         return q.sets.every((set) => set.filter((id) => this.view.peer(id)?.up).length >= Math.floor(set.length / 2) + 1);
@@ -251,6 +252,8 @@ export class ClusterKeySpace implements MaintainableKeySpace {
   async close(): Promise<void> {
     this.closed = true;
     if (this.hintTimer) clearInterval(this.hintTimer);
+    // The mount gave its leases back before this: its holder record says the session ended.
+    await Promise.race([this.scopes.close(), new Promise((r) => setTimeout(r, 2000).unref())]);
     this.view.close();
   }
 }

@@ -12,14 +12,22 @@ import { KEEP, recordKey, type CallOpts, type HeldScope, type ScopeRange, type S
 import {
   acquireFree,
   bornLease,
+  decodeHolder,
   decodeLease,
+  encodeHolder,
   encodeLease,
+  endHolder,
+  holderRecordKey,
   holderTrustMs,
+  newHolder,
+  renewHolder,
+  renewsItself,
   markSettled,
   releaseLease,
   renewLease,
   takeOver,
   takeoverWaitMs,
+  type HolderRecord,
   type LeaseRecord,
   type ScopeCall,
 } from '../util/lease.js';
@@ -39,8 +47,132 @@ export interface ScopeLeaseConfig {
   clock: Clock;
   /** Asks the current holder to give the lease back (the nodes push it to that session's connection). */
   recall?: (holder: string) => void;
-  /** Test-only: take a held lease over without waiting a lease period (a bug the simulator must find). */
-  injectBugs?: { noTakeoverWait?: boolean };
+  /**
+   * Where a session's holder record lives. Needed to take over a lease held
+   * `viaHolder`; with `holder`, this session takes leases that way too.
+   */
+  holderKey?: (session: string) => Buffer;
+  /** This session's holder record, renewing every lease it takes (`viaHolder`) at once. */
+  holder?: LeaseHolder;
+  /**
+   * Test-only bugs the simulator must find: a takeover without waiting a lease
+   * period; a takeover of a lease held through a holder record without ending
+   * that record first (only waiting for it to stay unchanged).
+   */
+  injectBugs?: { noTakeoverWait?: boolean; noHolderEnd?: boolean };
+}
+
+/**
+ * One session's holder record (util/lease.ts, HolderRecord): written once,
+ * renewed every quarter period on this process's own clock, and trusted
+ * until (send time of the last renewal that succeeded) + holderTrustMs. Every
+ * lease this session holds `viaHolder` is trusted exactly as long. Once a
+ * renewal finds the record ended (another session took one of its leases
+ * over after it went silent), the session is over for good: `ended`.
+ */
+export class LeaseHolder {
+  private trustUntil = -Infinity;
+  private over = false;
+  private loop: Promise<void> | null = null;
+  /** The first write succeeded: from then on the loop renews. */
+  private written = false;
+  /** Cuts the renewal loop's wait short (end). */
+  private wake: (() => void) | null = null;
+  /** Resolves once the first write was tried (trusted() says whether it succeeded). */
+  readonly ready: Promise<void>;
+
+  constructor(
+    private readonly cfg: { registers: Registers; key: Buffer; periodMs: number; drift: number; clock: Clock },
+    readonly session: string,
+  ) {
+    this.ready = this.write().then(() => {
+      if (!this.over) this.loop = this.renewLoop();
+    });
+  }
+
+  /**
+   * The first write (until one succeeds: a cluster out of reach costs retries
+   * of one record, not a new session per call) or a renewal. Trust is counted
+   * from the send, once the write is known to have succeeded.
+   */
+  private async write(): Promise<void> {
+    const sentAt = this.cfg.clock.now();
+    let renewed = false;
+    let endedSeen = false;
+    try {
+      await this.cfg.registers.change(this.cfg.key, (old) => {
+        if (!this.written) {
+          // Only an earlier attempt of this very write can have put one there: nobody else knows
+          // the session before it holds a lease, so nobody can have ended it (checked all the same).
+          const cur = decodeHolder(old);
+          renewed = cur === null || !cur.ended;
+          endedSeen = !renewed;
+          return cur === null ? encodeHolder(newHolder(this.cfg.periodMs, this.cfg.drift)) : KEEP;
+        }
+        const next = renewHolder(decodeHolder(old));
+        renewed = next !== null;
+        endedSeen = next === null;
+        return next === null ? KEEP : encodeHolder(next);
+      });
+    } catch {
+      // unknown: the trust runs out by itself (or, before the first write, never began)
+      return;
+    }
+    if (endedSeen) this.over = true;
+    else if (renewed && !this.over) {
+      this.written = true;
+      this.trustUntil = Math.max(this.trustUntil, sentAt + holderTrustMs(this.cfg.periodMs, this.cfg.drift));
+    }
+  }
+
+  /** May this session act under the leases it holds through this record (its own clock says so)? */
+  trusted(): boolean {
+    return !this.over && this.cfg.clock.now() < this.trustUntil;
+  }
+
+  /** The local time its trust ends if nothing changes. */
+  get trustEnd(): number {
+    return this.trustUntil;
+  }
+
+  /** The record was ended, could not be written, or this session stopped: a new session is needed. */
+  get ended(): boolean {
+    return this.over;
+  }
+
+  private async renewLoop(): Promise<void> {
+    const { clock } = this.cfg;
+    while (!this.over) {
+      await new Promise<void>((resolve) => {
+        const timer = clock.after(this.cfg.periodMs / 4, resolve);
+        this.wake = () => {
+          timer.cancel();
+          resolve();
+        };
+      });
+      this.wake = null;
+      if (this.over) break;
+      await this.write();
+    }
+  }
+
+  /**
+   * Ends the session (unmount, after every lease was given back): its record
+   * says ended, so no lease still naming it waits for a takeover period.
+   */
+  async end(): Promise<void> {
+    this.over = true;
+    this.trustUntil = Math.min(this.trustUntil, this.cfg.clock.now());
+    this.wake?.();
+    await this.ready;
+    await this.loop;
+    await this.cfg.registers
+      .change(this.cfg.key, (old) => {
+        const cur = decodeHolder(old);
+        return cur === null || cur.ended ? KEEP : encodeHolder({ ...cur, ended: true });
+      })
+      .catch(() => {});
+  }
 }
 
 /** The lease is no longer this session's to use (its trust ran out, or another took it). */
@@ -68,6 +200,22 @@ export async function changeLease(registers: Registers, lease: Buffer, step: (cu
   return result;
 }
 
+/** Ends a holder record seen with `renewals` unchanged for a takeover wait; whether it is ended now. */
+async function endHolderRecord(registers: Registers, key: Buffer, renewals: number): Promise<boolean> {
+  let ended = false;
+  await registers.change(key, (old) => {
+    const cur = decodeHolder(old);
+    if (cur === null || cur.ended) {
+      ended = true;
+      return KEEP;
+    }
+    const next = endHolder(cur, renewals);
+    ended = next !== null;
+    return next === null ? KEEP : encodeHolder(next);
+  });
+  return ended;
+}
+
 export class ScopeLease {
   readonly scope: ScopeCall;
   /** Local time (this process's clock) until which the lease may be used. */
@@ -88,6 +236,16 @@ export class ScopeLease {
   ) {
     this.scope = { lease: cfg.lease, term: record.term, session };
     this.trustUntil = sentAt + holderTrustMs(cfg.periodMs, cfg.drift);
+    if (!renewsItself(record) && cfg.holder?.session !== session) throw new QfsError('internal', 'a lease held through a holder record needs that holder');
+  }
+
+  /** The holder record this lease is renewed through, if it is not renewed by itself. */
+  private get via(): LeaseHolder | null {
+    return renewsItself(this.record) ? null : this.cfg.holder!;
+  }
+
+  private get ownTrustEnd(): number {
+    return this.via ? this.via.trustEnd : this.trustUntil;
   }
 
   get term(): number {
@@ -96,12 +254,14 @@ export class ScopeLease {
 
   /** May this session still act under the lease (its own clock says so, and nothing showed it lost)? */
   trusted(): boolean {
-    return !this.lost && !this.released && this.cfg.clock.now() < this.trustUntil;
+    if (this.lost || this.released) return false;
+    const via = this.via;
+    return via ? via.trusted() : this.cfg.clock.now() < this.trustUntil;
   }
 
   /** The local time this session's trust ended, or ends if nothing changes. */
   get trustEnd(): number {
-    return this.stoppedAt ?? this.trustUntil;
+    return this.stoppedAt ?? this.ownTrustEnd;
   }
 
   /** Throws LeaseLostError unless the lease may still be used. */
@@ -118,8 +278,15 @@ export class ScopeLease {
   static async acquire(cfg: ScopeLeaseConfig, session: string, giveUpAfterMs: number): Promise<ScopeLease | null> {
     const { clock, registers } = cfg;
     const giveUpAt = clock.now() + giveUpAfterMs;
-    let observed: { lease: LeaseRecord; at: number } | null = null;
+    const viaHolder = cfg.holder !== undefined;
+    if (cfg.holder) {
+      if (cfg.holder.session !== session) throw new QfsError('internal', 'a lease taken through a holder record must name its session');
+      await cfg.holder.ready;
+    }
+    let observed: { lease: LeaseRecord; at: number; holder?: { renewals: number | 'ended'; at: number } | undefined } | null = null;
     while (clock.now() < giveUpAt) {
+      // Nothing is taken while this session's own holder record is not trusted: it would not be either.
+      if (cfg.holder && !cfg.holder.trusted()) return null;
       let cur: LeaseRecord | null = null;
       try {
         cur = await readLease(registers, cfg.lease);
@@ -131,14 +298,30 @@ export class ScopeLease {
         const sentAt = clock.now();
         try {
           if (cur.holder === null) {
-            const got = await changeLease(registers, cfg.lease, (l) => acquireFree(l, session));
+            const got = await changeLease(registers, cfg.lease, (l) => acquireFree(l, session, viaHolder));
             if (got) return new ScopeLease(cfg, got, session, sentAt, false).start();
           } else {
             const same = observed && observed.lease.term === cur.term && observed.lease.holder === cur.holder && observed.lease.renewals === cur.renewals;
             if (!same || !observed) observed = { lease: cur, at: clock.now() };
-            if (cfg.injectBugs?.noTakeoverWait || clock.now() - observed.at >= takeoverWaitMs(cfg.periodMs, cfg.drift)) {
+            const wait = takeoverWaitMs(cfg.periodMs, cfg.drift);
+            let due = cfg.injectBugs?.noTakeoverWait || clock.now() - observed.at >= wait;
+            if (!renewsItself(cur)) {
+              // Its holder renews every lease it holds through its holder record: watch that instead.
+              if (!cfg.holderKey) throw new QfsError('internal', 'a lease held through a holder record, and no way to read it');
+              const key = cfg.holderKey(cur.holder);
+              const h = decodeHolder(await registers.read(key));
+              const renewals = h === null || h.ended ? ('ended' as const) : h.renewals;
+              if (observed.holder?.renewals !== renewals) observed.holder = { renewals, at: clock.now() };
+              // An ended record's holder stopped trusting before it ended: no wait. Else the longer of the holder's wait and ours.
+              due = renewals === 'ended' || cfg.injectBugs?.noTakeoverWait === true || clock.now() - observed.holder.at >= Math.max(wait, h?.waitMs ?? 0);
+              if (due && renewals !== 'ended' && !cfg.injectBugs?.noHolderEnd && !(await endHolderRecord(registers, key, renewals))) {
+                observed.holder = undefined;
+                due = false;
+              }
+            }
+            if (due) {
               const seen = observed.lease;
-              const got = await changeLease(registers, cfg.lease, (l) => takeOver(l, seen, session));
+              const got = await changeLease(registers, cfg.lease, (l) => takeOver(l, seen, session, viaHolder));
               if (got) return new ScopeLease(cfg, got, session, sentAt, true).start();
             } else {
               cfg.recall?.(cur.holder);
@@ -165,11 +348,15 @@ export class ScopeLease {
    * Trust is counted from the send, as for any acquisition.
    */
   static born(cfg: ScopeLeaseConfig, session: string): { lease: ScopeLease; ready: Promise<void> } {
-    const record = bornLease(session);
+    const record = bornLease(session, cfg.holder !== undefined);
     const bytes = encodeLease(record);
     const lease = new ScopeLease(cfg, record, session, cfg.clock.now(), false);
     const ready = (async () => {
       try {
+        if (cfg.holder) {
+          await cfg.holder.ready;
+          if (!cfg.holder.trusted()) throw new LeaseLostError('the session holding leases is no longer trusted');
+        }
         await cfg.registers.change(cfg.lease, (old) => {
           if (old === null) return bytes;
           if (old.equals(bytes)) return KEEP; // this very write, chosen by an earlier attempt
@@ -187,7 +374,7 @@ export class ScopeLease {
 
   private start(): this {
     this.cfg.registers.dropUnlearned(this.cfg.lease);
-    this.renewing = this.renewLoop();
+    if (renewsItself(this.record)) this.renewing = this.renewLoop();
     return this;
   }
 
@@ -241,7 +428,7 @@ export class ScopeLease {
   lose(): void {
     if (this.lost || this.released) return;
     this.lost = true;
-    this.stoppedAt = Math.min(this.cfg.clock.now(), this.trustUntil);
+    this.stoppedAt = Math.min(this.cfg.clock.now(), this.ownTrustEnd);
     this.cfg.registers.dropUnlearned(this.cfg.lease);
   }
 
@@ -265,7 +452,7 @@ export class ScopeLease {
       }
     }
     if (!this.released) {
-      this.stoppedAt ??= Math.min(this.cfg.clock.now(), this.trustUntil);
+      this.stoppedAt ??= Math.min(this.cfg.clock.now(), this.ownTrustEnd);
       this.released = true;
     }
     beforeRelease?.(clean);
@@ -277,15 +464,44 @@ export class ScopeLease {
 
 /** Scope leases of one client process (one mount): its session, acquisitions, and the nodes' recalls. */
 export class ClusterScopes implements ScopeService {
-  readonly session: string;
+  /** Unique per process start: a restarted mount is a new session, never the old holder. */
+  private readonly base = `${hostname().slice(0, 24)}:${process.pid}:${randomBytes(6).toString('hex')}`;
+  private generation = 0;
+  /** The holder record every lease of this process is renewed through; replaced once ended. */
+  private current: LeaseHolder | null = null;
+  private closed = false;
 
   constructor(
     private readonly registers: Registers,
     private readonly recalls: { onLeaseRecall(fn: (lease: Buffer) => void): void },
-    private readonly opts: { periodMs: number; drift: number; clock?: Clock; reachable: (group: Buffer) => boolean },
-  ) {
-    // Unique per process start: a restarted mount is a new session, never the old holder.
-    this.session = `${hostname().slice(0, 24)}:${process.pid}:${randomBytes(6).toString('hex')}`;
+    private readonly opts: { periodMs: number; drift: number; clock?: Clock; reachable: (group: Buffer) => boolean; log?: { warn(obj: object, msg: string): void } },
+  ) {}
+
+  /**
+   * The session this process holds leases under now. A session whose holder
+   * record another mount ended (this one was cut off for a lease period) holds
+   * nothing any more; the next lease is taken under a new one.
+   */
+  get session(): string {
+    return this.holder().session;
+  }
+
+  private holder(): LeaseHolder {
+    if (this.current && !this.current.ended) return this.current;
+    if (this.current && !this.closed) this.opts.log?.warn({ session: this.current.session }, 'the session holding directory leases ended (its renewals stopped getting through): a new one takes its place');
+    const session = this.generation === 0 ? this.base : `${this.base}.${this.generation}`;
+    this.generation++;
+    this.current = new LeaseHolder(
+      { registers: this.registers, key: holderRecordKey(session), periodMs: this.opts.periodMs, drift: this.opts.drift, clock: this.opts.clock ?? systemClock },
+      session,
+    );
+    return this.current;
+  }
+
+  /** Ends this process's session (after every lease was given back): its record says so. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.current?.end();
   }
 
   private config(range: ScopeRange): ScopeLeaseConfig {
@@ -303,12 +519,15 @@ export class ClusterScopes implements ScopeService {
       // A read of the scope by this session is refused while another holds it,
       // and the refusal makes the nodes ask that holder to give it back.
       recall: () => void this.registers.read(start, { scope: { lease: range.lease, term: 0, session: this.session } }).catch(() => {}),
+      holderKey: holderRecordKey,
+      holder: this.holder(),
     };
     return cfg;
   }
 
   async acquire(range: ScopeRange, giveUpAfterMs: number): Promise<HeldScope | null> {
-    const lease = await ScopeLease.acquire(this.config(range), this.session, giveUpAfterMs);
+    const cfg = this.config(range);
+    const lease = await ScopeLease.acquire(cfg, cfg.holder!.session, giveUpAfterMs);
     if (!lease) return null;
     try {
       await lease.settle();
@@ -320,7 +539,8 @@ export class ClusterScopes implements ScopeService {
   }
 
   born(range: ScopeRange): { held: HeldScope; ready: Promise<void> } {
-    const { lease, ready } = ScopeLease.born(this.config(range), this.session);
+    const cfg = this.config(range);
+    const { lease, ready } = ScopeLease.born(cfg, cfg.holder!.session);
     return {
       held: {
         call: lease.scope,

@@ -28,13 +28,14 @@ export interface WriteBehindOptions {
   acquireAfter: number;
   heatMs: number;
   /**
-   * A held lease nobody used for this long is flushed and given back. Shorter
-   * than a renewal interval (a quarter of the lease period, 1.25 s by default)
-   * plus the check's period, so that a directory used only in a burst (one
-   * that `tar -x` made and filled) is given back before its first renewal:
-   * renewing a lease nobody uses is a round for nothing.
+   * A held lease nobody used for this long is flushed and given back. Holding
+   * costs no rounds (every lease of the mount is renewed through its one
+   * holder record), so this only bounds how long the mount keeps a directory
+   * it stopped working in; another mount's call recalls it at any time.
    */
   idleReleaseMs: number;
+  /** Held leases past this many: the least recently used idle ones are given back (each keeps its entries in memory). */
+  maxHeld: number;
   /** After a recall, the mount waits this long before it takes the same lease again. */
   recallBackoffMs: number;
   /** Name changes queued and not yet committed, over all directories: a writer past it waits. */
@@ -49,7 +50,8 @@ export const DEFAULT_WRITE_BEHIND: Readonly<WriteBehindOptions> = Object.freeze(
   enabled: true,
   acquireAfter: 8,
   heatMs: 1000,
-  idleReleaseMs: 900,
+  idleReleaseMs: 30_000,
+  maxHeld: 1024,
   recallBackoffMs: 2000,
   maxPending: 2048,
   acquireGiveUpMs: 1000,
@@ -409,6 +411,12 @@ export class DirScopes {
 
   private releaseIdle(): void {
     const now = Date.now();
+    let over = -this.opts.maxHeld;
+    for (const st of this.dirs.values()) if (st.held) over++;
+    if (over > 0) {
+      const idle = [...this.dirs.values()].filter((st) => st.held && !st.gate && now - st.lastUse > 100).sort((a, b) => a.lastUse - b.lastUse);
+      for (const st of idle.slice(0, over)) void this.release(st);
+    }
     for (const st of this.dirs.values()) {
       if (st.held && !st.gate && now - st.lastUse > this.opts.idleReleaseMs) void this.release(st);
       else if (!st.held && !st.gate && st.freeCalls === 0 && now - st.lastUse > 60_000 && now - st.recalledAt > 60_000) {

@@ -13,8 +13,9 @@
 //      names them is committed, so a chunk put after the survey started, or
 //      within the grace before it, survives even if the mark missed its page;
 //   5. tombstones every replica holds are purged;
-//   6. mounts' lock-session records that are dead go (sessions-gc.ts argues why
-//      that is safe: a missing record reads as dead, and dead is for ever).
+//   6. mounts' lock-session records and directory-lease holder records that
+//      are dead go (sessions-gc.ts argues why that is safe: a missing record
+//      reads as dead, and dead is for ever).
 //
 // Safe while mounted and busy as long as no mount holds written data
 // unpublished for longer than the grace period (the vfs publishes at close
@@ -26,7 +27,7 @@ import { QfsError } from '../util/errors.js';
 import type { ChunkId } from '../util/ids.js';
 import { DIRENT_RANGE, MAP_RANGE, direntKey, gcCandidateKey, inodeKey, inoGroup, mapPageKey } from './schema.js';
 import { isRecent, reach, survey, type Survey } from './survey.js';
-import { collectSessions } from './sessions-gc.js';
+import { LEASE_HOLDERS, collectSessions } from './sessions-gc.js';
 import { ROOT_INO, decodeInode, type Ino } from './types.js';
 
 export interface GcOptions {
@@ -56,9 +57,9 @@ export interface GcCounts {
   /** Unreferenced chunks kept because they are younger than the grace period. */
   chunksTooYoung: number;
   tombstonesPurged: number;
-  /** Lock-session records of mounts that ended or died, deleted. */
+  /** Lock-session and lease-holder records of mounts that ended or died, deleted. */
   sessionsDeleted: number;
-  /** Lock-session records of mounts still renewing them. */
+  /** Lock-session and lease-holder records of mounts still renewing them. */
   sessionsLive: number;
   failures: number;
 }
@@ -209,8 +210,20 @@ export async function gc(ks: MaintainableKeySpace, opts: GcOptions = {}): Promis
     maxWaitMs: opts.sessionWaitMs ?? DEFAULT_SESSION_WAIT_MS,
     onFailure: (key, err) => fail(`session ${key.toString('latin1')}`, err),
   });
-  counts.sessionsDeleted = sessions.deleted;
-  counts.sessionsLive = sessions.live;
+  // and directory-lease holders
+  const holders = await collectSessions(
+    ks,
+    s.holders,
+    {
+      dryRun: opts.dryRun ?? false,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      maxWaitMs: opts.sessionWaitMs ?? DEFAULT_SESSION_WAIT_MS,
+      onFailure: (key, err) => fail(`lease holder ${key.toString('latin1')}`, err),
+    },
+    LEASE_HOLDERS,
+  );
+  counts.sessionsDeleted = sessions.deleted + holders.deleted;
+  counts.sessionsLive = sessions.live + holders.live;
   opts.onProgress?.('done', counts);
   return counts;
 }

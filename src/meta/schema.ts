@@ -9,6 +9,7 @@
 //   locks of <ino>          group ino           name "l"      (fcntl/flock locks: src/meta/locks.ts)
 //   lease of dir <ino>      group ino           name "L"      (the scope lease of its entries: src/meta/dir-scopes.ts)
 //   mount session <id>      group "sessions"    name id (ASCII hex)  (lock leases: src/meta/lock-lease.ts)
+//   lease holder <session>  group "holders"     name session id      (renews a mount's directory leases: src/util/lease.ts)
 //
 // A directory's inode and its entries share one replica set, so readdir is one
 // range scan. A file's inode and its chunk-map pages share one too. Chunks are

@@ -12,6 +12,7 @@
 import type { MaintainableKeySpace } from '../keyspace/types.js';
 import { splitKey } from '../keyspace/types.js';
 import type { ChunkId } from '../util/ids.js';
+import { HOLDER_GROUP } from '../util/lease.js';
 import { DIR_LEASE_NAME_BYTES, GC_GROUP_BYTES, INTENT_GROUP_BYTES, LOCKS_NAME_BYTES, SESSION_GROUP_BYTES, SUPERBLOCK_GROUP_BYTES, inoOfGroup } from './schema.js';
 import {
   ROOT_INO,
@@ -53,6 +54,8 @@ export interface Survey {
   intents: Array<{ key: Buffer; intent: RenameIntent }>;
   /** Mounts' lock-session records (live state, collected by gc once dead). */
   sessions: Buffer[];
+  /** Directory-lease holder records (util/lease.ts): one per mount run, collected by gc. */
+  holders: Buffer[];
   /** gc's orphan candidates: inode → when first seen (ms). */
   candidates: Map<Ino, number>;
   /** Keys whose replicas hold a tombstone (purged once all of them do). */
@@ -91,6 +94,7 @@ export async function survey(ks: MaintainableKeySpace, opts: { signal?: AbortSig
     pageRefs: new Map(),
     intents: [],
     sessions: [],
+    holders: [],
     candidates: new Map(),
     tombstones: [],
     undecodable: [],
@@ -181,7 +185,8 @@ function classify(s: Survey, key: Buffer, value: Buffer | null, others: readonly
     return;
   }
   if (value === null) return;
-  if (group.equals(SUPERBLOCK_GROUP_BYTES)) s.superblock = true;
+  if (group.equals(HOLDER_GROUP)) s.holders.push(key);
+  else if (group.equals(SUPERBLOCK_GROUP_BYTES)) s.superblock = true;
   else if (group.equals(INTENT_GROUP_BYTES)) {
     const intent = decode('rename intent', decodeIntent, value);
     if (intent) s.intents.push({ key, intent });

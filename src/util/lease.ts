@@ -18,6 +18,7 @@
 //   it been chosen, it was learned or rewritten on a majority, which every
 //   quorum meets; if not, it must never be adopted.
 import { QfsError } from './errors.js';
+import { recordKey } from './record-key.js';
 import { ZERO_BALLOT } from './ballot.js';
 import { EMPTY_VALUE, type AcceptorState } from './paxos.js';
 
@@ -30,6 +31,16 @@ export interface LeaseRecord {
   readonly settled: number;
   /** Bumped by every renewal: a contender that sees it unchanged for a lease period knows the holder stopped. */
   readonly renewals: number;
+  /**
+   * The holder renews this lease through its holder record (`HolderRecord`)
+   * instead of through `renewals`: one renewal a quarter period for every
+   * lease it holds, however many. A contender then watches that record, and
+   * ends it before taking the lease over (`takeoverWaitMs`, "Holder
+   * records" in docs/architecture.md). Stored as record version 2, which
+   * mounts and nodes older than it refuse as malformed (they would watch the
+   * wrong counter) rather than misread.
+   */
+  readonly viaHolder?: boolean;
 }
 
 /**
@@ -41,13 +52,14 @@ export interface LeaseRecord {
 export const FRESH_LEASE: LeaseRecord = Object.freeze({ term: 1, holder: null, settled: 0, renewals: 0 });
 
 const VERSION = 1;
+const VERSION_VIA_HOLDER = 2;
 const MAX_HOLDER_BYTES = 64;
 
 export function encodeLease(l: LeaseRecord): Buffer {
   const holder = Buffer.from(l.holder ?? '', 'utf8');
   if (holder.length > MAX_HOLDER_BYTES) throw new QfsError('bad_request', `lease holder id of ${holder.length} bytes`);
   const b = Buffer.alloc(1 + 8 * 3 + 1 + holder.length);
-  b.writeUInt8(VERSION, 0);
+  b.writeUInt8(l.viaHolder ? VERSION_VIA_HOLDER : VERSION, 0);
   b.writeDoubleBE(l.term, 1);
   b.writeDoubleBE(l.settled, 9);
   b.writeDoubleBE(l.renewals, 17);
@@ -59,7 +71,8 @@ export function encodeLease(l: LeaseRecord): Buffer {
 /** The lease in a record's payload; null (no record) reads as FRESH_LEASE. Throws `corrupt` on bytes that are not one. */
 export function decodeLease(payload: Buffer | null): LeaseRecord {
   if (payload === null) return FRESH_LEASE;
-  if (payload.length < 26 || payload.readUInt8(0) !== VERSION) throw new QfsError('corrupt', 'not a lease record');
+  const version = payload.length < 26 ? 0 : payload.readUInt8(0);
+  if (version !== VERSION && version !== VERSION_VIA_HOLDER) throw new QfsError('corrupt', 'not a lease record');
   const term = payload.readDoubleBE(1);
   const settled = payload.readDoubleBE(9);
   const renewals = payload.readDoubleBE(17);
@@ -67,17 +80,23 @@ export function decodeLease(payload: Buffer | null): LeaseRecord {
   if (![term, settled, renewals].every((n) => Number.isSafeInteger(n) && n >= 0) || settled > term || (h > 0 && payload.length !== 26 + h - 1) || (h === 0 && payload.length !== 26)) {
     throw new QfsError('corrupt', 'malformed lease record');
   }
-  return { term, settled, renewals, holder: h === 0 ? null : payload.subarray(26).toString('utf8') };
+  const lease: LeaseRecord = { term, settled, renewals, holder: h === 0 ? null : payload.subarray(26).toString('utf8') };
+  return version === VERSION_VIA_HOLDER ? { ...lease, viaHolder: true } : lease;
 }
 
 // Transitions: each returns the new record, or null when it does not apply
 // (the caller lost the race and must look again). They run as CASPaxos change
 // functions, so the record they see is the chosen one.
 
+/** `viaHolder` on a record that `me` takes: only when it renews through its holder record. */
+function held(l: Omit<LeaseRecord, 'viaHolder'>, viaHolder: boolean): LeaseRecord {
+  return viaHolder ? { ...l, viaHolder: true } : l;
+}
+
 /** A free lease to `me`, at the next term. */
-export function acquireFree(cur: LeaseRecord, me: string): LeaseRecord | null {
+export function acquireFree(cur: LeaseRecord, me: string, viaHolder = false): LeaseRecord | null {
   if (cur.holder !== null) return null;
-  return { term: cur.term + 1, holder: me, settled: cur.settled, renewals: 0 };
+  return held({ term: cur.term + 1, holder: me, settled: cur.settled, renewals: 0 }, viaHolder);
 }
 
 /**
@@ -88,8 +107,8 @@ export function acquireFree(cur: LeaseRecord, me: string): LeaseRecord | null {
  * was never written and whose keys nobody else knows has nothing under any
  * term to settle.
  */
-export function bornLease(me: string): LeaseRecord {
-  return { term: FRESH_LEASE.term + 1, holder: me, settled: FRESH_LEASE.term, renewals: 0 };
+export function bornLease(me: string, viaHolder = false): LeaseRecord {
+  return held({ term: FRESH_LEASE.term + 1, holder: me, settled: FRESH_LEASE.term, renewals: 0 }, viaHolder);
 }
 
 /** The holder extends its lease; null if it is no longer its own. */
@@ -107,13 +126,93 @@ export function releaseLease(cur: LeaseRecord, me: string, term: number, clean: 
   return { term: cur.term + 1, holder: null, settled: clean ? term : cur.settled, renewals: 0 };
 }
 
+/** The holder of a lease renewed through its holder record takes no renewal of the lease itself. */
+export function renewsItself(l: LeaseRecord): boolean {
+  return l.viaHolder !== true;
+}
+
 /**
  * Taking a lease whose holder went silent: only if the record is still exactly
  * the one observed unchanged for a whole lease period (see `takeoverWaitMs`).
  */
-export function takeOver(cur: LeaseRecord, observed: LeaseRecord, me: string): LeaseRecord | null {
+export function takeOver(cur: LeaseRecord, observed: LeaseRecord, me: string, viaHolder = false): LeaseRecord | null {
   if (cur.term !== observed.term || cur.holder !== observed.holder || cur.renewals !== observed.renewals || cur.holder === null) return null;
-  return { term: cur.term + 1, holder: me, settled: cur.settled, renewals: 0 };
+  return held({ term: cur.term + 1, holder: me, settled: cur.settled, renewals: 0 }, viaHolder);
+}
+
+/**
+ * A holder record: one per holding session, renewed by it every quarter
+ * period, standing in for a renewal of every lease it holds with `viaHolder`.
+ * The holder trusts all those leases until its own clock reads (send time of
+ * its last successful renewal) + holderTrustMs, and never while the record
+ * says `ended`. A contender that wants one of them takes over only after it
+ * saw this record's `renewals` unchanged for takeoverWaitMs and then ended it
+ * by a compare-and-set on that counter (`endHolder`): a renewal chosen after
+ * its look moves the counter and the end fails; once ended, no renewal
+ * succeeds again (`renewHolder`), so the holder's trust runs out by its own
+ * clock and is never extended. A session whose record was ended holds nothing
+ * any more and starts a new session to hold leases again.
+ */
+export interface HolderRecord {
+  readonly renewals: number;
+  readonly ended: boolean;
+  /**
+   * The holder's own takeoverWaitMs (its period and drift): how long anyone
+   * must see `renewals` unchanged before ending the record, so that a
+   * contender or gc with other settings still waits long enough.
+   */
+  readonly waitMs: number;
+}
+
+const HOLDER_VERSION = 1;
+const HOLDER_BYTES = 18;
+
+/** Holder records' group (7 bytes: never taken for an inode's 8-byte group); a record's name is its session id. */
+export const HOLDER_GROUP = Buffer.from('holders');
+
+export function holderRecordKey(session: string): Buffer {
+  return recordKey(HOLDER_GROUP, Buffer.from(session, 'utf8'));
+}
+
+export function encodeHolder(h: HolderRecord): Buffer {
+  const b = Buffer.alloc(HOLDER_BYTES);
+  b.writeUInt8(HOLDER_VERSION, 0);
+  b.writeDoubleBE(h.renewals, 1);
+  b.writeUInt8(h.ended ? 1 : 0, 9);
+  b.writeDoubleBE(h.waitMs, 10);
+  return b;
+}
+
+/** The holder record in a payload; null when there is none. Throws `corrupt` on bytes that are not one. */
+export function decodeHolder(payload: Buffer | null): HolderRecord | null {
+  if (payload === null) return null;
+  if (payload.length !== HOLDER_BYTES || payload.readUInt8(0) !== HOLDER_VERSION) throw new QfsError('corrupt', 'not a lease holder record');
+  const renewals = payload.readDoubleBE(1);
+  const ended = payload.readUInt8(9);
+  const waitMs = payload.readDoubleBE(10);
+  if (!Number.isSafeInteger(renewals) || renewals < 0 || ended > 1 || !(waitMs >= 0 && waitMs <= 86_400_000)) throw new QfsError('corrupt', 'malformed lease holder record');
+  return { renewals, ended: ended === 1, waitMs };
+}
+
+/** A session's first holder record, written over an absent one before it takes any lease with `viaHolder`. */
+export function newHolder(periodMs: number, drift: number): HolderRecord {
+  return { renewals: 0, ended: false, waitMs: takeoverWaitMs(periodMs, drift) };
+}
+
+/** The holder's renewal; null once its record was ended (or is missing: it never comes back). */
+export function renewHolder(cur: HolderRecord | null): HolderRecord | null {
+  if (cur === null || cur.ended) return null;
+  return { ...cur, renewals: cur.renewals + 1 };
+}
+
+/**
+ * Ends a holder record that a contender saw with `observedRenewals` unchanged
+ * for a whole takeover wait; null (nothing changes) if it moved since. (A
+ * record already ended, or missing, counts as ended: nothing to change.)
+ */
+export function endHolder(cur: HolderRecord, observedRenewals: number): HolderRecord | null {
+  if (cur.ended || cur.renewals !== observedRenewals) return null;
+  return { ...cur, ended: true };
 }
 
 /** The holder has settled every term up to `through`. */

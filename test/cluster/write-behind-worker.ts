@@ -36,7 +36,7 @@ await ks.waitForPeers(5000);
 const sb = await FsMeta.format(ks, { chunkSize: 1 << 20, replication: 3 });
 const meta = new FsMeta(ks, sb);
 const dir = (await meta.create(ROOT_INO, Buffer.from('d'), { mode: S_IFDIR | 0o755, uid: 0, gid: 0 })).inode.ino;
-process.stdout.write(`dir ${dir}\n`);
+process.stdout.write(`dir ${dir}\nsession ${ks.scopes.session}\n`);
 for (let n = 0; ; n++) {
   // step n: create f<n>; every third step also unlinks the name created just before
   await meta.create(dir, Buffer.from(`f${n}`), { mode: S_IFREG | 0o644, uid: 0, gid: 0 });

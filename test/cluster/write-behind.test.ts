@@ -8,6 +8,7 @@ import { FsError } from '../../src/meta/errors.js';
 import { ROOT_INO, S_IFDIR, S_IFREG, type Ino } from '../../src/meta/types.js';
 import { readLease } from '../../src/cluster/scope-lease.js';
 import { dirLeaseKey } from '../../src/meta/schema.js';
+import { decodeHolder, holderRecordKey } from '../../src/util/lease.js';
 import { clusterKeySpace, startCluster, type RunningCluster } from '../helpers/keyspace.js';
 import type { ExecutionContext } from 'ava';
 
@@ -149,6 +150,10 @@ test.serial('a mount SIGKILLed right after a flush: the next mount takes the lea
   t.teardown(() => meta.close());
   const listed = new Set(await names(meta, dir));
   t.true(meta.dirs.stats.acquired >= 1, "the dead mount's lease was taken over");
+  // Through its holder record: the dead mount renewed every lease it held through it, and the takeover ended it.
+  const session = /^session (\S+)$/m.exec(out)![1]!;
+  const holder = decodeHolder(await ks.read(holderRecordKey(session)));
+  t.true(holder !== null && holder.ended, `the dead mount's holder record was ended before its lease was taken over: ${JSON.stringify(holder)}`);
   // Up to the last flush: exactly the names that step left.
   for (let n = 0; n <= last; n++) {
     const unlinked = n % 3 === 1 && n + 1 <= last;

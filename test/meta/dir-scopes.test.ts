@@ -100,3 +100,22 @@ test('a lease that stops being trusted takes its queued commits with it: they fa
   t.is(ran, 1, 'the commit queued behind the first was not sent without the lease');
   t.is(await dirs.holding(DIR), null, 'the lease is dropped');
 });
+
+test('past maxHeld leases the least recently used idle ones are given back; a used one stays held for idleReleaseMs', async (t) => {
+  const { ks, released } = standIn();
+  const dirs = new DirScopes(ks, { ...DEFAULT_WRITE_BEHIND, acquireAfter: 1, maxHeld: 2 });
+  t.teardown(() => dirs.close());
+  const leaseOf = new Map<Ino, string>();
+  for (const d of [1, 2, 3, 4] as Ino[]) {
+    const st = await dirs.forChange(d);
+    t.truthy(st, `the lease of ${d} was taken`);
+    leaseOf.set(d, st!.leaseKey.toString('hex'));
+    // Used one after another (distinct clock readings, so "least recently used" is well defined).
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  // The check runs every 200 ms and gives back only leases idle for 100 ms: wait for it to have given two back.
+  for (let i = 0; i < 500 && released.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+  t.deepEqual(released.sort(), [leaseOf.get(1 as Ino)!, leaseOf.get(2 as Ino)!].sort(), 'the two least recently used went back');
+  t.truthy(await dirs.holding(4 as Ino), 'the most recent is still held (idle release is 30 s)');
+  t.truthy(await dirs.holding(3 as Ino));
+});

@@ -6,7 +6,8 @@ import { KEEP } from '../../src/keyspace/types.js';
 import type { MemoryKeySpace } from '../../src/keyspace/memory.js';
 import { fsck } from '../../src/meta/fsck.js';
 import { gc } from '../../src/meta/gc.js';
-import { collectSessions } from '../../src/meta/sessions-gc.js';
+import { LEASE_HOLDERS, collectSessions } from '../../src/meta/sessions-gc.js';
+import { decodeHolder, encodeHolder, holderRecordKey, renewHolder } from '../../src/util/lease.js';
 import { decodeSession, encodeSession } from '../../src/meta/locks.js';
 import { DEFAULT_LEASE, deadAfterMs, renew } from '../../src/meta/lock-lease.js';
 import { direntKey, gcCandidateKey, inodeKey, intentKey, mapPageKey, sessionKey } from '../../src/meta/schema.js';
@@ -378,6 +379,41 @@ test('gc does not delete a silent session before the bound, and a dry run delete
   t.is(c.sessionsDeleted, 1);
   t.is(c.sessionsLive, 1);
   t.is(await ks.read(sessionKey('ended2')), null);
+});
+
+test('gc deletes the lease-holder records of mounts that ended or died, after the wait each record states, never one still renewed; fsck stays clean', async (t) => {
+  const { ks } = await sample();
+  const rec = (renewals: number, ended: boolean) => encodeHolder({ renewals, ended, waitMs: 3000 });
+  await ks.change(holderRecordKey('ended'), () => rec(7, true));
+  await ks.change(holderRecordKey('crashed'), () => rec(3, false));
+  await ks.change(holderRecordKey('live'), () => rec(1, false));
+  let clock = 1_000_000;
+  const keys = ['ended', 'crashed', 'live'].map(holderRecordKey);
+  const r = await collectSessions(
+    ks,
+    keys,
+    {
+      dryRun: false,
+      now: () => clock,
+      sleep: async (ms) => {
+        clock += ms;
+        await ks.change(holderRecordKey('live'), (old) => encodeHolder(renewHolder(decodeHolder(old))!));
+      },
+    },
+    LEASE_HOLDERS,
+  );
+  t.deepEqual(r, { deleted: 2, live: 1 });
+  t.is(await ks.read(holderRecordKey('ended')), null);
+  t.is(await ks.read(holderRecordKey('crashed')), null);
+  t.false(decodeHolder(await ks.read(holderRecordKey('live')))!.ended);
+  t.true(clock - 1_000_000 >= 3000, `the crashed mount's record went only after its stated wait (${clock - 1_000_000} ms)`);
+  // gc() finds them in its survey, and fsck does not take them for anything of the tree.
+  await ks.change(holderRecordKey('ended2'), () => rec(1, true));
+  const c = await gc(ks, { graceMs: 0, sessionWaitMs: 0 });
+  t.is(c.sessionsDeleted, 1);
+  t.is(c.sessionsLive, 1);
+  t.is(await ks.read(holderRecordKey('ended2')), null);
+  t.true((await fsck(ks, { graceMs: 0 })).clean);
 });
 
 test('session records are not an inode group: gc keeps a live one whose id begins with d or m, and fsck stays clean', async (t) => {

@@ -24,7 +24,7 @@ import { ChangeTrail } from '../../src/util/envelope.js';
 import { toQfsError } from '../../src/util/errors.js';
 import { silentLogger } from '../../src/util/log.js';
 import type { LeaseRecord } from '../../src/util/lease.js';
-import { LeaseLostError, ScopeLease, readLease as readLeaseRecord, type ScopeLeaseConfig } from '../../src/cluster/scope-lease.js';
+import { LeaseHolder, LeaseLostError, ScopeLease, readLease as readLeaseRecord, type ScopeLeaseConfig } from '../../src/cluster/scope-lease.js';
 import type { Clock } from '../../src/util/clock.js';
 import { SimAcceptor, SimNode } from './acceptor.js';
 import { World } from './world.js';
@@ -42,6 +42,8 @@ export interface LeaseBugs {
   publishBeforeBorn?: boolean;
   /** A holder's failed commit, tried again, does not look for the failed call's attempts (CallOpts.trail). */
   ignoreTrail?: boolean;
+  /** A contender takes over a lease held through a holder record after watching that record unchanged, without ending it first. */
+  noHolderEnd?: boolean;
 }
 
 export interface LeaseScheduleResult {
@@ -66,6 +68,9 @@ export interface LeaseScheduleResult {
   freeWrites: number;
   /** The scope was born leased (its first holder made it, ScopeLease.born), and whether the record landed. */
   born: 'no' | 'ok' | 'failed';
+  /** Tenures held through a holder record (one renewal for every lease of a session), and holder records ended by contenders. */
+  viaHolder: number;
+  holdersEnded: number;
   crashes: number;
 }
 
@@ -120,6 +125,8 @@ const LEASE_KEY = recordKey(GROUP, Buffer.from('@lease'));
 const scopeKey = (name: string): Buffer => recordKey(GROUP, Buffer.from(name));
 const SCOPE_START = scopeKey('k');
 const SCOPE_END = scopeKey('l');
+/** Holder records live apart from the scope (in a mount, in the holder's own group). */
+const holderKey = (session: string): Buffer => recordKey(Buffer.from('h'), Buffer.from(session));
 
 /** A change function found a value other than the holder's model: thrown so that a speculative attempt (on a cached value) falls back to a full round, and reported only if the real round finds it too. */
 class NotTheModel extends Error {}
@@ -162,7 +169,7 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
   const tenures: Tenure[] = [];
   /** Writes by mounts not holding the lease, at its free term (a create in a directory nobody holds). */
   const freeWrites: FreeWrite[] = [];
-  const stats = { cleanReleases: 0, takeovers: 0, committed: 0, batches: 0, settledKeys: 0, visits: 0, freeWrites: 0, born: 'no' as 'no' | 'ok' | 'failed' };
+  const stats = { cleanReleases: 0, takeovers: 0, committed: 0, batches: 0, settledKeys: 0, visits: 0, freeWrites: 0, born: 'no' as 'no' | 'ok' | 'failed', viaHolder: 0, holdersEnded: 0 };
   /**
    * A born scope is published (its name committed, in a mount) only once its
    * lease record is chosen; nobody else touches it before. When that write
@@ -209,7 +216,7 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
   };
 
   let running = 0;
-  const mount = async (name: string, rate: number, rounds: number, audit: boolean): Promise<void> => {
+  const mount = async (name: string, rate: number, rounds: number, audit: boolean, viaHolder: boolean): Promise<void> => {
     const registers = newRegisters(name);
     const local = (): number => world.now * rate;
     const realOf = (localMs: number): number => localMs / rate;
@@ -238,7 +245,22 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
       drift: DRIFT,
       clock: localClock,
       recall,
-      ...(bugs.noTakeoverWait ? { injectBugs: { noTakeoverWait: true } } : {}),
+      holderKey,
+      ...(bugs.noTakeoverWait || bugs.noHolderEnd ? { injectBugs: { ...(bugs.noTakeoverWait ? { noTakeoverWait: true } : {}), ...(bugs.noHolderEnd ? { noHolderEnd: true } : {}) } } : {}),
+    };
+    /**
+     * A mount renewing every lease it holds through one holder record (as real
+     * mounts do) keeps one session across tenures until a contender ends that
+     * record; then it starts another.
+     */
+    let holder: LeaseHolder | null = null;
+    const holderFor = (): LeaseHolder => {
+      if (!holder || holder.ended) {
+        if (holder) stats.holdersEnded++;
+        const id = `${name}#${++sessions}`;
+        holder = new LeaseHolder({ registers, key: holderKey(id), periodMs: PERIOD_MS, drift: DRIFT, clock: localClock }, id);
+      }
+      return holder;
     };
 
     /**
@@ -321,12 +343,15 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
       const birth = bornHere && round === 0;
       if (bornHere && round === 1 && !(await published)) break;
       if (!birth) await pause(rng.next() * 100);
-      const session = `${name}#${++sessions}`;
+      const via = viaHolder ? holderFor() : null;
+      const session = via ? via.session : `${name}#${++sessions}`;
+      const config: ScopeLeaseConfig = via ? { ...leaseConfig, holder: via } : leaseConfig;
+      recalled.delete(session);
       let lease: ScopeLease | null;
       let ready: Promise<void> | null = null;
       if (birth) {
         // The scope is new and reached by nobody else yet: its lease is born held, with nothing to settle or read.
-        ({ lease, ready } = ScopeLease.born(leaseConfig, session));
+        ({ lease, ready } = ScopeLease.born(config, session));
         void ready.then(
           () => {
             stats.born = 'ok';
@@ -338,9 +363,10 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
           },
         );
         if (bugs.publishBeforeBorn) publish(true);
-      } else lease = await ScopeLease.acquire(leaseConfig, session, 5000 * rate);
+      } else lease = await ScopeLease.acquire(config, session, 5000 * rate);
       if (!lease) continue;
       if (lease.tookOver) stats.takeovers++;
+      if (via) stats.viaHolder++;
       const { term, scope } = lease;
       const trusted = (): boolean => lease.trusted();
       const tenure: Tenure = { term, session, mount: name, start: new Map(), committed: [], inFlight: null, ended: null, started: false, trustFrom: world.now, trustTo: Infinity, trustEnd: () => realOf(lease.trustEnd) };
@@ -445,12 +471,16 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
     }
     visiting = false;
     await visitor;
+    // Unmount: the session ends (its record says so), after every lease it held was given back.
+    if (holder) await (holder as LeaseHolder).end();
   };
 
   const rates = Array.from({ length: mountCount }, () => 1 - DRIFT + rng.next() * 2 * DRIFT);
+  // Most mounts renew their leases through a holder record, as real mounts do; some renew each lease itself.
+  const viaHolder = rates.map(() => rng.chance(0.75) || bugs.noHolderEnd === true);
   const loops = rates.map((rate, i) => {
     running++;
-    return mount(`m${i + 1}`, rate, tenuresPerMount, false).finally(() => running--);
+    return mount(`m${i + 1}`, rate, tenuresPerMount, false, viaHolder[i]!).finally(() => running--);
   });
 
   const nemesis = async (): Promise<void> => {
@@ -488,7 +518,7 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
   for (const n of nodes) n.restart();
   const before = tenures.length;
   let auditing = true;
-  void mount('audit', 1, 1, true).finally(() => (auditing = false));
+  void mount('audit', 1, 1, true, rng.chance(0.5)).finally(() => (auditing = false));
   if (!(await world.run(() => !auditing, world.now + 60_000))) violation('the audit did not finish');
   if (tenures.length === before) violation('the auditor could not take the lease with every fault healed');
   // Exclusion: in term order, each holder stopped trusting before the next began.

@@ -5,6 +5,14 @@ import { isQfsError } from '../../src/util/errors.js';
 import {
   FRESH_LEASE,
   acquireFree,
+  bornLease,
+  decodeHolder,
+  encodeHolder,
+  endHolder,
+  holderRecordKey,
+  newHolder,
+  renewHolder,
+  renewsItself,
   admitScopeWrite,
   admitSettlingScan,
   decodeLease,
@@ -28,6 +36,42 @@ test('a lease record round-trips, held and free; no record reads as a fresh free
     t.deepEqual(decodeLease(encodeLease(l)), l);
   }
   t.deepEqual(decodeLease(null), FRESH_LEASE);
+});
+
+test('a lease renewed through its holder record is record version 2, which version-1 readers refuse; its transitions keep the mark', (t) => {
+  const via = { term: 7, holder: 'm1', settled: 5, renewals: 0, viaHolder: true } as const;
+  const bytes = encodeLease(via);
+  t.is(bytes[0], 2);
+  t.deepEqual(decodeLease(bytes), via);
+  t.false(renewsItself(via));
+  t.true(renewsItself({ term: 7, holder: 'm1', settled: 5, renewals: 0 }));
+  t.is(encodeLease({ term: 7, holder: 'm1', settled: 5, renewals: 0 })[0], 1, 'a lease renewed by itself stays version 1');
+  t.deepEqual(acquireFree(FRESH_LEASE, 'a', true), { term: 2, holder: 'a', settled: 0, renewals: 0, viaHolder: true });
+  t.deepEqual(takeOver(via, via, 'b', true), { term: 8, holder: 'b', settled: 5, renewals: 0, viaHolder: true });
+  t.deepEqual(takeOver(via, via, 'b'), { term: 8, holder: 'b', settled: 5, renewals: 0 }, 'an older contender taking over renews by itself');
+  t.deepEqual(bornLease('a', true), { ...bornLease('a'), viaHolder: true });
+  t.deepEqual(releaseLease(via, 'm1', 7, true), { term: 8, holder: null, settled: 7, renewals: 0 }, 'a free lease is nobody\'s to renew');
+});
+
+test('holder records: written once, renewed until ended, ended only from the counter a contender saw unchanged', (t) => {
+  const first = newHolder(5000, 0.05);
+  t.deepEqual(first, { renewals: 0, ended: false, waitMs: takeoverWaitMs(5000, 0.05) }, 'the record carries how long an observer must wait');
+  for (const h of [first, { renewals: 41, ended: false, waitMs: 1 }, { renewals: 3, ended: true, waitMs: 5250 }]) t.deepEqual(decodeHolder(encodeHolder(h)), h);
+  t.is(decodeHolder(null), null);
+  const flip = encodeHolder({ renewals: 1, ended: false, waitMs: 5 });
+  flip[9] = 7;
+  const negativeWait = encodeHolder({ renewals: 1, ended: false, waitMs: 5 });
+  negativeWait.writeDoubleBE(-1, 10);
+  for (const bytes of [Buffer.alloc(0), Buffer.alloc(18), flip, negativeWait, Buffer.concat([encodeHolder(first), Buffer.from('x')])]) {
+    t.true(isQfsError((() => { try { decodeHolder(bytes); return null; } catch (e) { return e; } })(), 'corrupt'), `rejects ${bytes.toString('hex')}`);
+  }
+  t.deepEqual(renewHolder(first), { ...first, renewals: 1 });
+  t.is(renewHolder(null), null, 'a missing record is never brought back');
+  t.is(renewHolder({ renewals: 5, ended: true, waitMs: 1 }), null, 'an ended record is never renewed again');
+  t.deepEqual(endHolder({ renewals: 5, ended: false, waitMs: 1 }, 5), { renewals: 5, ended: true, waitMs: 1 });
+  t.is(endHolder({ renewals: 6, ended: false, waitMs: 1 }, 5), null, 'a renewal since the contender looked defeats the end');
+  t.is(endHolder({ renewals: 5, ended: true, waitMs: 1 }, 5), null, 'already ended: nothing to change');
+  t.false(holderRecordKey('a').equals(holderRecordKey('b')));
 });
 
 test('malformed lease bytes are corrupt, not a lease', (t) => {
