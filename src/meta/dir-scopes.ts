@@ -34,8 +34,13 @@ export interface WriteBehindOptions {
    * it stopped working in; another mount's call recalls it at any time.
    */
   idleReleaseMs: number;
-  /** Held leases past this many: the least recently used idle ones are given back (each keeps its entries in memory). */
+  /**
+   * Held leases past this many, or holding more known entries than
+   * `maxKnownEntries` in all: the least recently used idle ones are given
+   * back (each keeps its entries in memory, about 200 bytes apiece).
+   */
   maxHeld: number;
+  maxKnownEntries: number;
   /** After a recall, the mount waits this long before it takes the same lease again. */
   recallBackoffMs: number;
   /** Name changes queued and not yet committed, over all directories: a writer past it waits. */
@@ -52,6 +57,7 @@ export const DEFAULT_WRITE_BEHIND: Readonly<WriteBehindOptions> = Object.freeze(
   heatMs: 1000,
   idleReleaseMs: 30_000,
   maxHeld: 1024,
+  maxKnownEntries: 262_144,
   recallBackoffMs: 2000,
   maxPending: 2048,
   acquireGiveUpMs: 1000,
@@ -411,11 +417,21 @@ export class DirScopes {
 
   private releaseIdle(): void {
     const now = Date.now();
-    let over = -this.opts.maxHeld;
-    for (const st of this.dirs.values()) if (st.held) over++;
-    if (over > 0) {
+    let held = 0;
+    let entries = 0;
+    for (const st of this.dirs.values()) {
+      if (!st.held) continue;
+      held++;
+      entries += st.known.size;
+    }
+    if (held > this.opts.maxHeld || entries > this.opts.maxKnownEntries) {
       const idle = [...this.dirs.values()].filter((st) => st.held && !st.gate && now - st.lastUse > 100).sort((a, b) => a.lastUse - b.lastUse);
-      for (const st of idle.slice(0, over)) void this.release(st);
+      for (const st of idle) {
+        if (held <= this.opts.maxHeld && entries <= this.opts.maxKnownEntries) break;
+        held--;
+        entries -= st.known.size;
+        void this.release(st);
+      }
     }
     for (const st of this.dirs.values()) {
       if (st.held && !st.gate && now - st.lastUse > this.opts.idleReleaseMs) void this.release(st);

@@ -119,3 +119,17 @@ test('past maxHeld leases the least recently used idle ones are given back; a us
   t.truthy(await dirs.holding(4 as Ino), 'the most recent is still held (idle release is 30 s)');
   t.truthy(await dirs.holding(3 as Ino));
 });
+
+test('past maxKnownEntries in all held directories, the least recently used idle ones are given back', async (t) => {
+  const { ks, released } = standIn();
+  const dirs = new DirScopes(ks, { ...DEFAULT_WRITE_BEHIND, acquireAfter: 1, maxKnownEntries: 3 });
+  t.teardown(() => dirs.close());
+  const first = await dirs.forChange(1 as Ino);
+  for (const n of ['a', 'b']) first!.setKnown(n, null);
+  await new Promise((r) => setTimeout(r, 5));
+  const second = await dirs.forChange(2 as Ino);
+  for (const n of ['c', 'd']) second!.setKnown(n, null);
+  for (let i = 0; i < 500 && released.length < 1; i++) await new Promise((r) => setTimeout(r, 20));
+  t.deepEqual(released, [first!.leaseKey.toString('hex')], 'four entries known, three allowed: the older directory went back');
+  t.truthy(await dirs.holding(2 as Ino));
+});
