@@ -22,6 +22,7 @@ const LEASE_BUGS: Record<string, LeaseBugs> = {
   'ignore-settled': { ignoreSettled: true },
   'no-takeover-wait': { noTakeoverWait: true },
   'no-holder-end': { noHolderEnd: true },
+  'settled-tags-as-untagged': { settledTagsAsUntagged: true },
   'ignore-held-reads': { ignoreHeldReads: true },
   'publish-before-born': { publishBeforeBorn: true },
   'ignore-trail': { ignoreTrail: true },

@@ -37,6 +37,18 @@ test.serial(`${SEEDS} seeded lease schedules keep exclusion and every holder's m
   t.true(totals.holdersEnded > SEEDS / 100, `contenders ended the holder records of silent sessions (${totals.holdersEnded})`);
 });
 
+test.serial("seed 13295: a settling scan that counted a settled term's leftover tag as untagged lost a chosen value", async (t) => {
+  // Term 3's write was learned on two replicas of three; a later holder's settling round (term 11)
+  // re-tagged one of them and was cut off; term 13's scan met the third replica's leftover tag-3
+  // copy beside the untagged one and counted both as settled; term 15's round then saw only copies
+  // its filter hides, and wrote nothing over the value. Found by a soak of 15 000 seeds.
+  const fixed = await runLeaseSchedule(13295);
+  t.true(fixed.ok, fixed.failure);
+  const buggy = await runLeaseSchedule(13295, { settledTagsAsUntagged: true });
+  t.false(buggy.ok, 'the old rule still fails this seed (the test would pass without the fix otherwise)');
+  t.regex(buggy.failure ?? '', /found k1 = null/);
+});
+
 test.serial('a lease seed replays exactly', async (t) => {
   const a = await runLeaseSchedule(77);
   const b = await runLeaseSchedule(77);

@@ -44,6 +44,8 @@ export interface LeaseBugs {
   ignoreTrail?: boolean;
   /** A contender takes over a lease held through a holder record after watching that record unchanged, without ending it first. */
   noHolderEnd?: boolean;
+  /** A settling scan counts a copy tagged with an already settled term as untagged (Registers.unsettledKeys). */
+  settledTagsAsUntagged?: boolean;
 }
 
 export interface LeaseScheduleResult {
@@ -162,7 +164,9 @@ export async function runLeaseSchedule(seed: number, bugs: LeaseBugs = {}): Prom
       requestTimeoutMs: DEADLINE_MS,
       log: silentLogger(),
       clock: world.clock,
-      ...(bugs.ignoreSettled || bugs.ignoreTrail ? { injectBugs: { ...(bugs.ignoreSettled ? { ignoreSettled: true } : {}), ...(bugs.ignoreTrail ? { ignoreTrail: true } : {}) } } : {}),
+      ...(bugs.ignoreSettled || bugs.ignoreTrail || bugs.settledTagsAsUntagged
+        ? { injectBugs: { ...(bugs.ignoreSettled ? { ignoreSettled: true } : {}), ...(bugs.ignoreTrail ? { ignoreTrail: true } : {}), ...(bugs.settledTagsAsUntagged ? { settledTagsAsUntagged: true } : {}) } }
+        : {}),
     });
   };
 
