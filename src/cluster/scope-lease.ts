@@ -169,7 +169,8 @@ export class LeaseHolder {
     await this.cfg.registers
       .change(this.cfg.key, (old) => {
         const cur = decodeHolder(old);
-        return cur === null || cur.ended ? KEEP : encodeHolder({ ...cur, ended: true });
+        const ended = cur && endHolder(cur, cur.renewals);
+        return ended ? encodeHolder(ended) : KEEP;
       })
       .catch(() => {});
   }

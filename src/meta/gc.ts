@@ -202,26 +202,16 @@ export async function gc(ks: MaintainableKeySpace, opts: GcOptions = {}): Promis
       opts.signal,
     );
   }
-  // 6. lock sessions
+  // 6. lock sessions and directory-lease holders
   opts.onProgress?.('sessions', counts);
-  const sessions = await collectSessions(ks, s.sessions, {
+  const sessionOpts = (what: string) => ({
     dryRun: opts.dryRun ?? false,
     ...(opts.signal ? { signal: opts.signal } : {}),
     maxWaitMs: opts.sessionWaitMs ?? DEFAULT_SESSION_WAIT_MS,
-    onFailure: (key, err) => fail(`session ${key.toString('latin1')}`, err),
+    onFailure: (key: Buffer, err: unknown) => fail(`${what} ${key.toString('latin1')}`, err),
   });
-  // and directory-lease holders
-  const holders = await collectSessions(
-    ks,
-    s.holders,
-    {
-      dryRun: opts.dryRun ?? false,
-      ...(opts.signal ? { signal: opts.signal } : {}),
-      maxWaitMs: opts.sessionWaitMs ?? DEFAULT_SESSION_WAIT_MS,
-      onFailure: (key, err) => fail(`lease holder ${key.toString('latin1')}`, err),
-    },
-    LEASE_HOLDERS,
-  );
+  const sessions = await collectSessions(ks, s.sessions, sessionOpts('session'));
+  const holders = await collectSessions(ks, s.holders, sessionOpts('lease holder'), LEASE_HOLDERS);
   counts.sessionsDeleted = sessions.deleted + holders.deleted;
   counts.sessionsLive = sessions.live + holders.live;
   opts.onProgress?.('done', counts);
