@@ -18,7 +18,8 @@ export interface AcceptorCall {
   /**
    * Nobody waits on this call's answer yet (a change written behind): it may
    * travel with others in one frame, sent when the acceptor's previous such
-   * frame is answered, unless something waits for it first (`expedite`).
+   * frame is answered and a short gather window has passed, unless something
+   * waits for it first (`expedite`).
    */
   behind?: boolean | undefined;
 }
@@ -53,6 +54,8 @@ export interface Acceptor {
    * chosen); true when this acceptor now holds it untagged (src/util/lease.ts).
    */
   learn(key: Buffer, ballot: Ballot, call: AcceptorCall): Promise<boolean>;
+  /** Sends at once the calls it holds back to batch (`behind`): someone now waits on one. */
+  expedite?(): void;
 }
 
 /** Acceptors sorted best first for reading. */

@@ -30,6 +30,8 @@ export interface ClusterOptions {
   /** Scope leases (directory write-behind): lease period and clock drift bound. */
   scopeLeaseMs?: number;
   clockDrift?: number;
+  /** How long accepts written behind wait for company before they leave (peers.ts, BEHIND_GATHER_MS). */
+  behindGatherMs?: number;
 }
 
 export class ClusterKeySpace implements MaintainableKeySpace {
@@ -56,6 +58,7 @@ export class ClusterKeySpace implements MaintainableKeySpace {
       connectTimeoutMs: opts.connectTimeoutMs,
       // A node that is down must not hold every operation for the whole deadline.
       connectWaitMs: Math.min(opts.connectTimeoutMs, 1000),
+      ...(opts.behindGatherMs !== undefined ? { behindGatherMs: opts.behindGatherMs } : {}),
     };
     // cluster.json's node list: the bootstrap membership (what format hands every node) and the seeds to learn the current one from.
     // Fewer nodes than R: they are only seeds (epoch 0, nothing placed by it) until a node hands over the membership.

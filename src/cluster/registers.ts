@@ -464,6 +464,8 @@ export class Registers {
       const queue = this.queues.get(id);
       if (queue) {
         queue.push(op);
+        // Someone waits behind a change written behind: whatever of it is held back to batch goes now.
+        if (!op.behind) for (const a of this.placed(groupOf(key)).acceptors) a.expedite?.();
         return;
       }
       this.queues.set(id, [op]);

@@ -186,3 +186,51 @@ test.serial('reads asked in one tick reach each node in record_read_many frames,
   t.is((answers[2] as { value: { kind: string } }).value.kind, 'empty');
   t.true(await lease!.release());
 });
+
+test.serial('accepts written behind wait in the gather window until someone waits on them: a later change of the key that is waited on, or an expedite, sends them at once', async (t) => {
+  const rc = await startCluster(t, 3);
+  // A window far longer than the test: whatever leaves early was sent by an expedite.
+  const a = clusterKeySpace(t, rc, { behindGatherMs: 600_000 });
+  const b = clusterKeySpace(t, rc);
+  await Promise.all([a.waitForPeers(5000), b.waitForPeers(5000)]);
+  const add = (old: Buffer | null) => Buffer.from(String(Number(old?.toString() ?? '0') + 1));
+  await a.change(key('g'), add);
+  await a.change(key('h'), add);
+  const held = async (n: number): Promise<void> => {
+    for (const until = Date.now() + 10_000; a.peers.some((p) => p.heldBehind < n) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 5));
+  };
+  // Accept frames only (learns of the changes above may still be on their way).
+  let acceptFrames = 0;
+  for (const p of a.peers) {
+    const accept = p.client.accept.bind(p.client);
+    const acceptMany = p.client.acceptMany.bind(p.client);
+    p.client.accept = (...args) => {
+      acceptFrames++;
+      return accept(...args);
+    };
+    p.client.acceptMany = (...args) => {
+      acceptFrames++;
+      return acceptMany(...args);
+    };
+  }
+  // A change written behind is held by every node's peer, and not sent.
+  const before = acceptFrames;
+  let behindDone = false;
+  const behind = a.change(key('g'), add, { behind: true }).then((v) => (behindDone = true) && v);
+  await held(1);
+  t.deepEqual(a.peers.map((p) => p.heldBehind), [1, 1, 1]);
+  t.is(acceptFrames, before, 'nothing left while nobody waited');
+  t.false(behindDone);
+  // A change of the same key that is waited on: the held accept goes first, then it.
+  t.deepEqual(await a.change(key('g'), add), Buffer.from('3'));
+  t.deepEqual(await behind, Buffer.from('2'));
+  t.deepEqual(await b.read(key('g')), Buffer.from('3'));
+  // Another held change, sent by an expedite (what a flush, an fsync or a reader of the key does).
+  const second = a.change(key('h'), add, { behind: true });
+  await held(1);
+  t.deepEqual(a.peers.map((p) => p.heldBehind), [1, 1, 1]);
+  a.expedite();
+  t.deepEqual(a.peers.map((p) => p.heldBehind), [0, 0, 0]);
+  t.deepEqual(await second, Buffer.from('2'));
+  t.deepEqual(await b.read(key('h')), Buffer.from('2'));
+});

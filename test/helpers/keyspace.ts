@@ -26,7 +26,7 @@ export async function startCluster(t: ExecutionContext, count = 3, extra: Record
 export function clusterKeySpace(
   t: ExecutionContext,
   rc: RunningCluster,
-  opts: { requestTimeoutMs?: number; replication?: number; hintIntervalMs?: number; scopeLeaseMs?: number } = {},
+  opts: { requestTimeoutMs?: number; replication?: number; hintIntervalMs?: number; scopeLeaseMs?: number; behindGatherMs?: number } = {},
 ): ClusterKeySpace {
   const ks = new ClusterKeySpace({
     clusterName: rc.cluster.name,
@@ -39,6 +39,7 @@ export function clusterKeySpace(
     log: silentLogger(),
     hintIntervalMs: opts.hintIntervalMs ?? 0,
     ...(opts.scopeLeaseMs !== undefined ? { scopeLeaseMs: opts.scopeLeaseMs } : {}),
+    ...(opts.behindGatherMs !== undefined ? { behindGatherMs: opts.behindGatherMs } : {}),
   });
   t.teardown(() => ks.close());
   return ks;
