@@ -6,6 +6,7 @@ import type { Ballot } from '../util/ballot.js';
 import type { AcceptorState, RecordValue } from '../util/paxos.js';
 import type { ScanReply, Verdict } from '../rpc/messages.js';
 import type { ScopeCall } from '../util/lease.js';
+import type { Behind } from '../keyspace/types.js';
 
 /** Bounds of one call: the operation's deadline (on the proposer's clock) and its cancellation. */
 export interface AcceptorCall {
@@ -19,9 +20,10 @@ export interface AcceptorCall {
    * Nobody waits on this call's answer yet (a change written behind): it may
    * travel with others in one frame, sent when the acceptor's previous such
    * frame is answered and a short gather window has passed, unless something
-   * waits for it first (`expedite`).
+   * waits for it first (`expedite`). `'soon'`: without the window (see
+   * CallOpts.behind).
    */
-  behind?: boolean | undefined;
+  behind?: Behind | undefined;
 }
 
 export interface Acceptor {

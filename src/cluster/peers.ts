@@ -283,8 +283,10 @@ export class Peer implements PlacementNode, Acceptor {
     batch.bytes += acceptBytes(item);
     batch.deadline = Math.min(batch.deadline, call.deadline);
     const p = new Promise<Verdict>((resolve, reject) => batch.waiters.push({ resolve, reject }));
+    // Someone will wait on a 'soon' accept shortly: it goes with what is held, without the window.
+    if (call.behind === 'soon') this.soonWaiting = true;
     if (batch.items.length >= MAX_ACCEPTS_PER_REQUEST || batch.bytes >= BEHIND_FRAME_BYTES) this.sendBehindSoon();
-    else if (this.behindInFlight === 0) this.sendBehindLater();
+    else if (this.behindInFlight === 0) this.sendBehindNext();
     return p;
   }
 
@@ -292,12 +294,20 @@ export class Peer implements PlacementNode, Acceptor {
   private behindInFlight = 0;
   private behindScheduled = false;
   private behindTimer: ReturnType<typeof setTimeout> | null = null;
+  /** A held accept is 'soon' (CallOpts.behind): the held ones leave without the window. */
+  private soonWaiting = false;
   /** Learns asked while accepts were held back: they follow those accepts on the connection. */
   private readonly learnsAfterBehind: LearnBatch[] = [];
 
   /** Accepts written behind held back now, waiting for company or for someone to wait on them. */
   get heldBehind(): number {
     return this.behindWaiting.reduce((n, b) => n + b.items.length, 0);
+  }
+
+  /** What is held leaves now if one of them is 'soon', else after the gather window. */
+  private sendBehindNext(): void {
+    if (this.soonWaiting) this.sendBehindSoon();
+    else this.sendBehindLater();
   }
 
   /** After the gather window (BEHIND_GATHER_MS), or sooner if something comes to wait. */
@@ -328,6 +338,7 @@ export class Peer implements PlacementNode, Acceptor {
       clearTimeout(this.behindTimer);
       this.behindTimer = null;
     }
+    this.soonWaiting = false;
     const batches = this.behindWaiting.splice(0);
     for (const batch of batches) {
       // Frames of at most MAX_ACCEPTS_PER_REQUEST accepts and about BEHIND_FRAME_BYTES.
@@ -341,7 +352,7 @@ export class Peer implements PlacementNode, Acceptor {
             : this.track((c) => c.acceptMany(items, opts), batch.epoch);
         void answerEach(`${this.id}: accepts`, batch.waiters.slice(at, end), sent).finally(() => {
           this.behindInFlight--;
-          if (this.behindInFlight === 0 && this.behindWaiting.length > 0) this.sendBehindLater();
+          if (this.behindInFlight === 0 && this.behindWaiting.length > 0) this.sendBehindNext();
         });
       }
     }

@@ -25,7 +25,7 @@ import type { Logger } from '../util/log.js';
 import { EMPTY_VALUE, type AcceptorState, type RecordValue } from '../util/paxos.js';
 import { settledOf, withoutSettled, type ScopeCall } from '../util/lease.js';
 import type { ScanReply, Verdict } from '../rpc/messages.js';
-import { KEEP, callDeadline, groupOf, type CallOpts, type ChangeFn, type ChangeResult, type ScanEntry, type ScanPage } from '../keyspace/types.js';
+import { KEEP, callDeadline, groupOf, type Behind, type CallOpts, type ChangeFn, type ChangeResult, type ScanEntry, type ScanPage } from '../keyspace/types.js';
 import { byHealth, type Acceptor, type AcceptorCall } from './acceptor.js';
 import { countRule, gatherQuorum, hedgedQuorumKeyed, setsRule, type QuorumRule } from './quorum.js';
 import { isQfsError } from '../util/errors.js';
@@ -130,7 +130,7 @@ interface QueuedChange {
   deadline: number;
   signal?: AbortSignal;
   scope?: ScopeCall;
-  behind?: boolean;
+  behind?: Behind;
   trail?: ChangeTrail;
 }
 
@@ -460,7 +460,7 @@ export class Registers {
         this.opts.log.error({ key: key.toString('hex'), err: misuse }, 'internal error: the change runs without its trail');
         trail = undefined;
       }
-      const op: QueuedChange = { fn, resolve, reject, deadline: this.deadline(opts), ...(opts?.signal ? { signal: opts.signal } : {}), ...(opts?.scope ? { scope: opts.scope } : {}), ...(opts?.behind ? { behind: true } : {}), ...(trail ? { trail } : {}) };
+      const op: QueuedChange = { fn, resolve, reject, deadline: this.deadline(opts), ...(opts?.signal ? { signal: opts.signal } : {}), ...(opts?.scope ? { scope: opts.scope } : {}), ...(opts?.behind ? { behind: opts.behind } : {}), ...(trail ? { trail } : {}) };
       const queue = this.queues.get(id);
       if (queue) {
         queue.push(op);
@@ -492,8 +492,8 @@ export class Registers {
       const signals = batch.flatMap((op) => (op.signal ? [op.signal] : []));
       const signal = signals.length === 0 ? undefined : signals.length === 1 ? signals[0] : AbortSignal.any(signals);
       try {
-        // Written behind only when nobody in the batch waits on it.
-        const behind = batch.every((op) => op.behind === true);
+        // Written behind only when nobody in the batch waits on it; without the gather window if one will soon.
+        const behind: Behind = batch.every((op) => op.behind) && (batch.some((op) => op.behind === 'soon') ? 'soon' : true);
         const trails = !this.opts.injectBugs?.ignoreTrail;
         const { meta } = await this.runChange(key, (old, lineage) => applyBatch(batch, old, lineage, trails), { deadline, signal, scope, behind }, new BatchAttempts(batch));
         meta.forEach((o, i) => {

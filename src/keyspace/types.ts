@@ -10,6 +10,9 @@ import type { ChunkId } from '../util/ids.js';
 import type { ScopeCall } from '../util/lease.js';
 import type { ChangeTrail } from '../util/envelope.js';
 
+/** How a change written behind may wait to travel with others (CallOpts.behind). */
+export type Behind = boolean | 'soon';
+
 export interface CallOpts {
   /** Aborts the operation; it then fails with `timeout`. */
   signal?: AbortSignal;
@@ -24,10 +27,13 @@ export interface CallOpts {
   scope?: ScopeCall;
   /**
    * Nobody waits on this change yet (it is written behind): its accepts may
-   * wait to travel in one frame with others. Whoever comes to wait calls
-   * `expedite` on the key space.
+   * wait to travel in one frame with others, for a short gather window.
+   * `'soon'`: someone will wait on it shortly (the name of a file being
+   * written, which its close waits for): it batches only with what is held
+   * already, and leaves as soon as no frame of them is on its way. Whoever
+   * comes to wait calls `expedite` on the key space.
    */
-  behind?: boolean;
+  behind?: Behind;
   /**
    * The calls that one logical change is retried in share this trail (the
    * caller makes one per change and passes it to every call): a change whose

@@ -558,7 +558,7 @@ export class DirScopes {
    * next close failed. The commits are idempotent: each sets a name or an
    * inode to a value decided under the lease (a creation knows its retry).
    */
-  private async commitQueued(st: DirState, held: HeldScope, commit: (opts: CallOpts) => Promise<unknown>): Promise<void> {
+  private async commitQueued(st: DirState, held: HeldScope, commit: (opts: CallOpts) => Promise<unknown>, soon: boolean): Promise<void> {
     const until = Date.now() + QUEUED_COMMIT_PATIENCE_MS;
     const trail = new ChangeTrail();
     for (let attempt = 0; ; attempt++) {
@@ -571,7 +571,7 @@ export class DirScopes {
             scope: held.call,
             trail,
             get behind() {
-              return waiters() === 0;
+              return waiters() === 0 && (soon ? 'soon' : true);
             },
           }),
         );
@@ -614,8 +614,10 @@ export class DirScopes {
    * Synchronous on purpose: the caller decided the change under the lease it
    * saw held (holding(), with no await since), so no release can start in
    * between; a release waits for every queued commit (release()).
+   * `soon`: a call will wait for it shortly (a created file's name, which
+   * its close waits for): it skips the gather window (CallOpts.behind).
    */
-  queue(st: DirState, name: Buffer | string, commit: (opts: CallOpts) => Promise<unknown>): { committed: Promise<void> } {
+  queue(st: DirState, name: Buffer | string, commit: (opts: CallOpts) => Promise<unknown>, soon = false): { committed: Promise<void> } {
     const held = st.held;
     if (!held || st.gate) throw new QfsError('internal', 'a change was queued without a usable directory lease');
     const k = typeof name === 'string' ? name : name.toString('latin1');
@@ -625,7 +627,7 @@ export class DirScopes {
       if (before) await before.catch(() => {});
       if (ready) await ready; // a born lease's record first (its failure is this commit's)
       if (st.held !== held || !held.trusted()) throw new QfsError('fenced', 'the directory lease was lost before a queued change was committed');
-      await this.commitQueued(st, held, commit);
+      await this.commitQueued(st, held, commit, soon);
       this.stats.committed++;
     })();
     this.stats.queued++;

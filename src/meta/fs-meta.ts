@@ -29,6 +29,7 @@ import {
   ROOT_INO,
   S_IFDIR,
   S_IFMT,
+  S_IFREG,
   decodeDirent,
   decodeInode,
   decodeSuperblock,
@@ -436,11 +437,17 @@ export class FsMeta {
       void this.ks.prepare?.(direntKey(dir, name), { scope: st.held!.call }).catch(() => {});
       const dirent = encodeDirent({ ino: inode.ino, type: inode.mode & S_IFMT });
       st.setKnown(k, { ino: inode.ino, type: inode.mode & S_IFMT });
-      this.dirs.queue(st, name, async (o) => {
-        await born;
-        await birth; // published only once the nodes have its lease held: whoever finds the name finds that
-        await this.ks.change(direntKey(dir, name), () => dirent, o);
-      });
+      // A regular file's name is waited for by its close, shortly: it skips the gather window.
+      this.dirs.queue(
+        st,
+        name,
+        async (o) => {
+          await born;
+          await birth; // published only once the nodes have its lease held: whoever finds the name finds that
+          await this.ks.change(direntKey(dir, name), () => dirent, o);
+        },
+        (attrs.mode & S_IFMT) === S_IFREG,
+      );
       this.touchDir(dir, isDir(attrs.mode) ? 1 : 0, time);
       return { inode: { ...inode, xattrs: new Map() }, created: true };
     }

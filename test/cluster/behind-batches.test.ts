@@ -233,4 +233,14 @@ test.serial('accepts written behind wait in the gather window until someone wait
   t.deepEqual(a.peers.map((p) => p.heldBehind), [0, 0, 0]);
   t.deepEqual(await second, Buffer.from('2'));
   t.deepEqual(await b.read(key('h')), Buffer.from('2'));
+  // 'soon' (a created file's name, which its close will wait for): no window, and what is held goes with it.
+  const held3 = a.change(key('g'), add, { behind: true });
+  await held(1);
+  const sent = acceptFrames;
+  t.deepEqual(await a.change(key('h'), add, { behind: 'soon' }), Buffer.from('3'));
+  t.deepEqual(await held3, Buffer.from('4'));
+  // Every node got both (one frame each, or the 'soon' one after a frame still on its way): nothing is left held.
+  for (const until = Date.now() + 10_000; a.peers.some((p) => p.heldBehind > 0) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 5));
+  t.deepEqual(a.peers.map((p) => p.heldBehind), [0, 0, 0]);
+  t.true(acceptFrames - sent <= 3, `${acceptFrames - sent} accept frames`);
 });
