@@ -62,10 +62,10 @@ const BEHIND_FRAME_BYTES = 4 * 1024 * 1024;
  * Accepts written behind wait this long for company before they leave, unless
  * someone waits for one of them (`expedite`) or a frame's worth is there. A
  * node's cost is per frame more than per accept (a transaction, a device
- * flush, wake-ups): 2000 unlinks written behind went in 1177 frames without
- * the wait and 328 with 4 ms; the three nodes' CPU per unlink fell by a
- * third, the mount's by a fifth. A change written behind is due within the
- * write-behind window (1 s), so the wait costs nothing anyone sees.
+ * flush, wake-ups): 2000 unlinks written behind went in 1177 accept frames
+ * without the wait and 328 with it, and the nodes' CPU per unlink halved
+ * (docs/performance.md, nineteenth session). A change written behind is due
+ * within the write-behind window (1 s), so the wait costs nothing anyone sees.
  */
 export const BEHIND_GATHER_MS = 10;
 
@@ -95,6 +95,8 @@ interface LearnBatch {
   deadline: number;
   epoch: number | undefined;
   signal: AbortSignal | undefined;
+  /** A caller waits on one of them (a release, a settle): not a background learn (`AcceptorCall.behind`). */
+  waited: boolean;
   items: { key: Buffer; ballot: Ballot }[];
   waiters: { resolve: (learned: boolean) => void; reject: (err: unknown) => void }[];
 }
@@ -299,6 +301,11 @@ export class Peer implements PlacementNode, Acceptor {
   /** Learns asked while accepts were held back: they follow those accepts on the connection. */
   private readonly learnsAfterBehind: LearnBatch[] = [];
 
+  /** Background learn batches waiting to follow the held accepts. */
+  get learnsHeld(): number {
+    return this.learnsAfterBehind.length;
+  }
+
   /** Accepts written behind held back now, waiting for company or for someone to wait on them. */
   get heldBehind(): number {
     return this.behindWaiting.reduce((n, b) => n + b.items.length, 0);
@@ -411,11 +418,12 @@ export class Peer implements PlacementNode, Acceptor {
   learn(key: Buffer, ballot: Ballot, call: AcceptorCall): Promise<boolean> {
     let batch = this.learnBatches.find((b) => b.deadline === call.deadline && b.epoch === call.epoch && b.signal === call.signal);
     if (!batch) {
-      const fresh: LearnBatch = { deadline: call.deadline, epoch: call.epoch, signal: call.signal, items: [], waiters: [] };
+      const fresh: LearnBatch = { deadline: call.deadline, epoch: call.epoch, signal: call.signal, waited: false, items: [], waiters: [] };
       this.learnBatches.push(fresh);
       process.nextTick(() => this.sendLearns(fresh));
       batch = fresh;
     }
+    if (!call.behind) batch.waited = true;
     batch.items.push({ key, ballot });
     return new Promise<boolean>((resolve, reject) => batch.waiters.push({ resolve, reject }));
   }
@@ -426,10 +434,14 @@ export class Peer implements PlacementNode, Acceptor {
     this.learnBatches.splice(this.learnBatches.indexOf(batch), 1);
     // A learn judges the value this node accepted: its accept, if held back to batch, goes
     // first on the connection (the node reads frames in order), or the learn finds nothing.
-    // Learns wait for nobody, so they wait with the accepts held back rather than send them early.
+    // Background learns wait with the accepts held back rather than send them early; a learn
+    // someone waits on (a release, a settle) sends them now, then itself.
     if (this.behindWaiting.length > 0) {
-      this.learnsAfterBehind.push(batch);
-      return;
+      if (!batch.waited) {
+        this.learnsAfterBehind.push(batch);
+        return;
+      }
+      this.expedite();
     }
     this.sendLearnFrames(batch);
   }

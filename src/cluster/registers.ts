@@ -641,7 +641,7 @@ export class Registers {
         if (background) this.learning.set(id, ballot);
         try {
           const q = this.placed(groupOf(key));
-          const results = await Promise.allSettled(q.acceptors.map((p) => p.learn(key, ballot, { deadline, signal: opts?.signal, scope, epoch: q.epoch })));
+          const results = await Promise.allSettled(q.acceptors.map((p) => p.learn(key, ballot, { deadline, signal: opts?.signal, scope, epoch: q.epoch, behind: background })));
           const learned = q.acceptors.filter((_, i) => {
             const r = results[i]!;
             return r.status === 'fulfilled' && r.value;

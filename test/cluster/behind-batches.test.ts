@@ -244,3 +244,33 @@ test.serial('accepts written behind wait in the gather window until someone wait
   t.deepEqual(a.peers.map((p) => p.heldBehind), [0, 0, 0]);
   t.true(acceptFrames - sent <= 3, `${acceptFrames - sent} accept frames`);
 });
+
+test.serial('background learns wait with held accepts; a learn someone waits on (a release) sends the held accepts and itself at once', async (t) => {
+  const rc = await startCluster(t, 3);
+  // A window far longer than the test: whatever leaves early was sent because someone waited.
+  const a = clusterKeySpace(t, rc, { behindGatherMs: 600_000 });
+  await a.waitForPeers(5000);
+  const group = Buffer.from('learn-waits');
+  const lease = await ScopeLease.acquire(
+    { registers: a.registers, lease: recordKey(group, Buffer.from('@lease')), group: Buffer.concat([Buffer.from([group.length]), group]), start: recordKey(group, Buffer.from('k')), end: recordKey(group, Buffer.from('l')), periodMs: 2000, drift: 0.05, clock: systemClock },
+    'a#1',
+    5000,
+  );
+  t.truthy(lease);
+  const k1 = recordKey(group, Buffer.from('k1'));
+  await a.change(key('other'), () => Buffer.from('o1'));
+  // A change of another key written behind, held on every node's peer.
+  const held = a.change(key('other'), () => Buffer.from('o2'), { behind: true });
+  for (const until = Date.now() + 10_000; a.peers.some((p) => p.heldBehind < 1) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 5));
+  t.deepEqual(a.peers.map((p) => p.heldBehind), [1, 1, 1]);
+  // A change under the lease that is waited on (not held); its background learn, 2 ms later, waits with the held accept.
+  await a.change(k1, () => Buffer.from('v1'), { scope: lease!.scope });
+  for (const until = Date.now() + 10_000; a.peers.some((p) => p.learnsHeld < 1) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 5));
+  t.deepEqual(a.peers.map((p) => p.learnsHeld), [1, 1, 1]);
+  t.deepEqual(a.peers.map((p) => p.heldBehind), [1, 1, 1], 'a background learn sent nothing early');
+  // Learns a caller waits on (what a release does): they go now, with the held accept before them.
+  t.is(await a.registers.learnChosen({ scope: lease!.scope }), 0, 'k1 learned on a majority');
+  t.deepEqual(a.peers.map((p) => p.heldBehind), [0, 0, 0]);
+  t.deepEqual(await held, Buffer.from('o2'));
+  t.true(await lease!.release());
+});
