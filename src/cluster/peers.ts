@@ -465,7 +465,7 @@ export class Peer implements PlacementNode, Acceptor {
   close(): void {
     this.client.close();
     // What was held back to gather fails now (the client is closed), not at the end of the window.
-    if (this.behindWaiting.length > 0 || this.behindTimer) this.sendBehind();
+    if (this.behindWaiting.length > 0) this.sendBehind();
   }
 }
 

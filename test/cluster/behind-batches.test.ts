@@ -12,6 +12,19 @@ import { isQfsError } from '../../src/util/errors.js';
 const key = (s: string) => recordKey(Buffer.from('behind'), Buffer.from(s));
 const frames = (ks: ReturnType<typeof clusterKeySpace>) => ks.peers.reduce((n, p) => n + p.calls, 0);
 
+/** Session a#1 takes the lease of `group`'s keys k… (2 s period). */
+const leaseOn = (ks: ReturnType<typeof clusterKeySpace>, group: Buffer) =>
+  ScopeLease.acquire(
+    { registers: ks.registers, lease: recordKey(group, Buffer.from('@lease')), group: Buffer.concat([Buffer.from([group.length]), group]), start: recordKey(group, Buffer.from('k')), end: recordKey(group, Buffer.from('l')), periodMs: 2000, drift: 0.05, clock: systemClock },
+    'a#1',
+    5000,
+  );
+
+/** Waits until `done()` holds, for 10 s at most (the assertion after it says what failed). */
+async function until(done: () => boolean): Promise<void> {
+  for (const end = Date.now() + 10_000; !done() && Date.now() < end; ) await new Promise((r) => setTimeout(r, 5));
+}
+
 test.serial('a stream of changes written behind reaches every node in a few frames, and reads back whole from another proposer', async (t) => {
   const rc = await startCluster(t, 3);
   const a = clusterKeySpace(t, rc);
@@ -93,11 +106,7 @@ test.serial('learns of keys changed under a lease go to each node in batches, on
   const a = clusterKeySpace(t, rc);
   await a.waitForPeers(5000);
   const group = Buffer.from('behind-lease');
-  const lease = await ScopeLease.acquire(
-    { registers: a.registers, lease: recordKey(group, Buffer.from('@lease')), group: Buffer.concat([Buffer.from([group.length]), group]), start: recordKey(group, Buffer.from('k')), end: recordKey(group, Buffer.from('l')), periodMs: 2000, drift: 0.05, clock: systemClock },
-    'a#1',
-    5000,
-  );
+  const lease = await leaseOn(a, group);
   t.truthy(lease);
   // Count the learn frames each node is sent.
   let single = 0;
@@ -160,11 +169,7 @@ test.serial('reads asked in one tick reach each node in record_read_many frames,
   t.true(many > 0 && single + many < n, `${n} quorum reads took ${single} single and ${many} batched frames`);
   // One frame, three reads: a key, a key in a scope another session holds (fenced), a key never written.
   const group = Buffer.from('reads-lease');
-  const lease = await ScopeLease.acquire(
-    { registers: a.registers, lease: recordKey(group, Buffer.from('@lease')), group: Buffer.concat([Buffer.from([group.length]), group]), start: recordKey(group, Buffer.from('k')), end: recordKey(group, Buffer.from('l')), periodMs: 2000, drift: 0.05, clock: systemClock },
-    'a#1',
-    5000,
-  );
+  const lease = await leaseOn(a, group);
   t.truthy(lease);
   // The lease is held once a majority accepted it: ask the nodes in turn until one that knows it answers
   // (a node the lease record has not reached yet admits the read; that is not what is tested here).
@@ -197,7 +202,7 @@ test.serial('accepts written behind wait in the gather window until someone wait
   await a.change(key('g'), add);
   await a.change(key('h'), add);
   const held = async (n: number): Promise<void> => {
-    for (const until = Date.now() + 10_000; a.peers.some((p) => p.heldBehind < n) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 5));
+    await until(() => a.peers.every((p) => p.heldBehind >= n));
   };
   // Accept frames only (learns of the changes above may still be on their way).
   let acceptFrames = 0;
@@ -240,7 +245,7 @@ test.serial('accepts written behind wait in the gather window until someone wait
   t.deepEqual(await a.change(key('h'), add, { behind: 'soon' }), Buffer.from('3'));
   t.deepEqual(await held3, Buffer.from('4'));
   // Every node got both (one frame each, or the 'soon' one after a frame still on its way): nothing is left held.
-  for (const until = Date.now() + 10_000; a.peers.some((p) => p.heldBehind > 0) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 5));
+  await until(() => a.peers.every((p) => p.heldBehind === 0));
   t.deepEqual(a.peers.map((p) => p.heldBehind), [0, 0, 0]);
   t.true(acceptFrames - sent <= 3, `${acceptFrames - sent} accept frames`);
 });
@@ -251,21 +256,17 @@ test.serial('background learns wait with held accepts; a learn someone waits on 
   const a = clusterKeySpace(t, rc, { behindGatherMs: 600_000 });
   await a.waitForPeers(5000);
   const group = Buffer.from('learn-waits');
-  const lease = await ScopeLease.acquire(
-    { registers: a.registers, lease: recordKey(group, Buffer.from('@lease')), group: Buffer.concat([Buffer.from([group.length]), group]), start: recordKey(group, Buffer.from('k')), end: recordKey(group, Buffer.from('l')), periodMs: 2000, drift: 0.05, clock: systemClock },
-    'a#1',
-    5000,
-  );
+  const lease = await leaseOn(a, group);
   t.truthy(lease);
   const k1 = recordKey(group, Buffer.from('k1'));
   await a.change(key('other'), () => Buffer.from('o1'));
   // A change of another key written behind, held on every node's peer.
   const held = a.change(key('other'), () => Buffer.from('o2'), { behind: true });
-  for (const until = Date.now() + 10_000; a.peers.some((p) => p.heldBehind < 1) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 5));
+  await until(() => a.peers.every((p) => p.heldBehind >= 1));
   t.deepEqual(a.peers.map((p) => p.heldBehind), [1, 1, 1]);
   // A change under the lease that is waited on (not held); its background learn, 2 ms later, waits with the held accept.
   await a.change(k1, () => Buffer.from('v1'), { scope: lease!.scope });
-  for (const until = Date.now() + 10_000; a.peers.some((p) => p.learnsHeld < 1) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 5));
+  await until(() => a.peers.every((p) => p.learnsHeld >= 1));
   t.deepEqual(a.peers.map((p) => p.learnsHeld), [1, 1, 1]);
   t.deepEqual(a.peers.map((p) => p.heldBehind), [1, 1, 1], 'a background learn sent nothing early');
   // Learns a caller waits on (what a release does): they go now, with the held accept before them.
