@@ -92,7 +92,7 @@ class HashThread {
       if (w === undefined) return;
       this.waiting.delete(a.seq);
       this.free.push(w.slot);
-      if (this.waiting.size === 0) worker.unref();
+      if (this.waiting.size === 0 && !ending.has(worker)) worker.unref();
       if (a.leaves !== undefined) {
         this.stats.offloaded++;
         w.resolve(Buffer.from(a.leaves));
@@ -144,8 +144,16 @@ class HashThread {
  * request while being ended).
  */
 function terminated(w: Worker): Promise<number> {
+  ending.add(w);
   w.ref();
   return w.terminate();
 }
+
+/**
+ * Threads being ended: an answer that arrives meanwhile must not unreference
+ * the thread again (a clean-clone CI run hung the same test once more after
+ * the ref above: the last answer came after it and undid it).
+ */
+const ending = new WeakSet<Worker>();
 
 export const hashThread = new HashThread();
