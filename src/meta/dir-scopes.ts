@@ -87,6 +87,8 @@ export class DirState {
   heat = 0;
   lastUse = 0;
   recalledAt = -Infinity;
+  /** Callers waiting for this directory's queued commits (its release, fsyncdir): its commits go out at once meanwhile. */
+  waiters = 0;
 
   constructor(
     readonly dir: Ino,
@@ -388,7 +390,7 @@ export class DirScopes {
     st.gate = (async () => {
       await this.waitingFor(async () => {
         while (st.chains.size > 0) await Promise.allSettled([...st.chains.values()]);
-      });
+      }, st);
       await held.release().catch(() => false);
       st.held = null;
       st.forgetAll();
@@ -565,13 +567,13 @@ export class DirScopes {
       try {
         // `behind` is read when the change is made, not now: a commit that first waits (a name
         // waits for its inode) is wanted at once if a flush came meanwhile.
-        const waiters = (): number => this.waiters;
+        const waited = (): boolean => this.waiters > 0 || st.waiters > 0;
         await this.retryLagging(st, held, () =>
           commit({
             scope: held.call,
             trail,
             get behind() {
-              return waiters() === 0 && (soon ? 'soon' : true);
+              return !waited() && (soon ? 'soon' : true);
             },
           }),
         );
@@ -586,20 +588,27 @@ export class DirScopes {
     }
   }
 
-  /** Callers waiting for queued commits (a flush, a release): while there are any, commits go out at once, not batched. */
+  /** Callers waiting for every queued commit (a flush, unmount): while there are any, commits go out at once, not batched. */
   private waiters = 0;
 
   /**
-   * Someone waits for queued commits: what is held back to batch goes now,
-   * and commits started meanwhile are not held back (CallOpts.behind).
+   * Someone waits for queued commits, of every directory or of `st` alone
+   * (its release, fsyncdir): what is held back to batch goes now, and the
+   * commits it waits for that start meanwhile are not held back
+   * (CallOpts.behind). A wait for one directory leaves the others' commits
+   * to batch: `rm -rf` gives back a removed directory's lease every few
+   * milliseconds, and a mount-wide count sent most of its unlinks one accept
+   * per frame.
    */
-  private async waitingFor<T>(wait: () => Promise<T>): Promise<T> {
-    this.waiters++;
+  private async waitingFor<T>(wait: () => Promise<T>, st?: DirState): Promise<T> {
+    if (st) st.waiters++;
+    else this.waiters++;
     this.ks.expedite?.();
     try {
       return await wait();
     } finally {
-      this.waiters--;
+      if (st) st.waiters--;
+      else this.waiters--;
     }
   }
 
@@ -650,7 +659,7 @@ export class DirScopes {
   /** Waits for the directory's queued commits (a failure among them is flush()'s to report). */
   async flushDir(dir: Ino): Promise<void> {
     const st = this.dirs.get(dir);
-    if (st && st.chains.size > 0) await this.waitingFor(() => Promise.allSettled([...st.chains.values()]));
+    if (st && st.chains.size > 0) await this.waitingFor(() => Promise.allSettled([...st.chains.values()]), st);
   }
 
   /** Waits for every queued commit; throws the first that failed since the last flush. */

@@ -108,7 +108,16 @@ interface Private {
 /** Inode numbers kept prepared ahead: enough for a serial writer (tar, cp) to never wait for one. */
 const FRESH_INOS = 4;
 /** Background updates nobody waits on yet: their accepts may ride in a batch (settle and settled expedite them). */
-const BEHIND: CallOpts = Object.freeze({ behind: true });
+/**
+ * A queued commit's call options for an inode written on its directory's
+ * chain: whether it is written behind (nobody waits for it yet), read now,
+ * when the change is made. Not the directory's scope (the inode is not one
+ * of its keys) nor its trail (an inode commit writes the whole record, so a
+ * retry needs none).
+ */
+function behindOnly(o: CallOpts): CallOpts {
+  return o.behind ? { behind: o.behind } : {};
+}
 
 export class FsMeta {
   /** Directory time/link-count updates in flight (see touchDir), by directory. */
@@ -148,10 +157,15 @@ export class FsMeta {
    * throws the first that failed since the last call.
    */
   async settle(): Promise<void> {
-    this.ks.expedite?.();
-    await this.dirs.flush();
-    await this.dirs.forgotten();
-    while (this.touches.size > 0) await Promise.allSettled([...this.touches.values()].flatMap((s) => [...s]));
+    this.settlers++;
+    try {
+      this.ks.expedite?.();
+      await this.dirs.flush();
+      await this.dirs.forgotten();
+      while (this.touches.size > 0) await Promise.allSettled([...this.touches.values()].flatMap((s) => [...s]));
+    } finally {
+      this.settlers--;
+    }
     const e = this.touchError;
     this.touchError = null;
     if (e) throw e;
@@ -349,10 +363,28 @@ export class FsMeta {
   async settled(dir: Ino): Promise<void> {
     const set = this.touches.get(dir);
     if (set) {
+      this.settlers++;
       this.ks.expedite?.();
-      await Promise.allSettled([...set]);
+      await Promise.allSettled([...set]).finally(() => this.settlers--);
     }
   }
+
+  /** Callers waiting for background updates (settle, settled). */
+  private settlers = 0;
+
+  /**
+   * The call options of a background update (a directory's times, a link
+   * count, a removed inode): written behind, so that it may wait in the
+   * gather window for company, unless someone is waiting for background
+   * updates; read when the change is made, so that one that starts while
+   * settle() waits (a removed directory's inode, which follows its name) goes
+   * at once instead of waiting out the window.
+   */
+  private readonly behind: CallOpts = ((meta: FsMeta): CallOpts => ({
+    get behind() {
+      return meta.settlers === 0;
+    },
+  }))(this);
 
   private async touchDirNow(dir: Ino, linkDelta: number, time: Timespec): Promise<void> {
     if (this.privateOf(dir)) {
@@ -373,7 +405,7 @@ export class FsMeta {
         d.nlink = Math.max(2, d.nlink + linkDelta);
         return encodeInode(d);
       },
-      BEHIND,
+      this.behind,
     );
   }
 
@@ -418,16 +450,25 @@ export class FsMeta {
       // Tried again after a transient failure (DirScopes.commitQueued), it may find its own
       // earlier attempt landed: only a first attempt takes a record there for a collision.
       let attempts = 0;
-      const { committed: born } = this.dirs.queue(st, inoChain(inode.ino), async () => {
-        const gen = priv.gen;
-        const record = encodeInode(priv.inode);
-        const retried = attempts++ > 0;
-        await this.ks.change(inodeKey(inode.ino), (old) => {
-          if (old && !retried) throw new FsError('EIO', 'inode number collision');
-          return record;
-        });
-        priv.written = Math.max(priv.written, gen);
-      });
+      const { committed: born } = this.dirs.queue(
+        st,
+        inoChain(inode.ino),
+        async (o) => {
+          const gen = priv.gen;
+          const record = encodeInode(priv.inode);
+          const retried = attempts++ > 0;
+          await this.ks.change(
+            inodeKey(inode.ino),
+            (old) => {
+              if (old && !retried) throw new FsError('EIO', 'inode number collision');
+              return record;
+            },
+            behindOnly(o),
+          );
+          priv.written = Math.max(priv.written, gen);
+        },
+        (attrs.mode & S_IFMT) === S_IFREG, // its close waits for it shortly, as for its name
+      );
       this.background(inode.ino, () => born);
       // A new directory is born with its lease held: what is made inside it is written behind too.
       const birth = isDir(attrs.mode) ? this.dirs.born(inode.ino) : null;
@@ -623,7 +664,7 @@ export class FsMeta {
         after = i;
         return i.nlink === 0 ? null : encodeInode(i);
       },
-      BEHIND,
+      this.behind,
     );
     // The chunk-map pages stay: a file still open (here or on another mount) keeps
     // reading through them. gc reclaims the pages of inodes that are gone.
@@ -647,14 +688,14 @@ export class FsMeta {
     if (st && st.knownEntry(name.toString('latin1'))?.ino === d.ino) {
       const gone = this.removeNameBehind(st, dir, name);
       this.touchDir(dir, -1, time);
-      this.background(d.ino, () => gone.then(() => this.unprivate(d.ino)).then(() => this.ks.delete(inodeKey(d.ino))));
+      this.background(d.ino, () => gone.then(() => this.unprivate(d.ino)).then(() => this.ks.delete(inodeKey(d.ino), this.behind)));
     } else {
       await this.changeEntry(dir, name, (old) => {
         if (!old || decodeDirent(old).ino !== d.ino) throw new FsError('ENOENT');
         return null;
       }, op);
       this.touchDir(dir, -1, time);
-      this.background(d.ino, () => this.ks.delete(inodeKey(d.ino)));
+      this.background(d.ino, () => this.ks.delete(inodeKey(d.ino), this.behind));
     }
     // The directory is gone: so is any lease this mount held on its entries.
     void this.dirs.forget(d.ino).catch(() => {});
@@ -836,11 +877,11 @@ export class FsMeta {
       fn(next);
       p.inode = next;
       const gen = ++p.gen;
-      const { committed } = this.dirs.queue(p.st, inoChain(ino), async () => {
+      const { committed } = this.dirs.queue(p.st, inoChain(ino), async (o) => {
         if (p.written >= gen) return; // an earlier write on the chain already carried this change
         const sent = p.gen;
         const bytes = encodeInode(p.inode);
-        await this.ks.change(inodeKey(ino), () => bytes);
+        await this.ks.change(inodeKey(ino), () => bytes, behindOnly(o));
         p.written = Math.max(p.written, sent);
       });
       this.background(ino, () => committed);
