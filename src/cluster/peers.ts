@@ -30,6 +30,8 @@ export interface PeerOptions {
   membership?: MembershipHooks;
   /** How long accepts written behind wait for company (default BEHIND_GATHER_MS). */
   behindGatherMs?: number;
+  /** How long a background learn waits to leave with other frames to its node (default LEARN_RIDE_MS). */
+  learnRideMs?: number;
 }
 
 /** What a peer needs from the client's membership (src/cluster/membership-view.ts). */
@@ -68,6 +70,14 @@ const BEHIND_FRAME_BYTES = 4 * 1024 * 1024;
  * within the write-behind window (1 s), so the wait costs nothing anyone sees.
  */
 export const BEHIND_GATHER_MS = 10;
+
+/**
+ * How long a background learn (nobody waits on it) waits to leave with other
+ * frames to its node. A learn alone costs the mount a socket write and the
+ * node a wake-up and a transaction of its own (a device flush); beside an
+ * accept or a prepare it costs neither.
+ */
+export const LEARN_RIDE_MS = 10;
 
 function acceptBytes(a: { key: Buffer; value: RecordValue }): number {
   return a.key.length + (a.value.kind === 'empty' ? 0 : a.value.bytes.length) + 64;
@@ -213,6 +223,8 @@ export class Peer implements PlacementNode, Acceptor {
    * its caller to place again.
    */
   async track<T>(fn: (c: NodeClient) => Promise<T>, epoch?: number): Promise<T> {
+    // Background learns waiting for company leave now, in the same write as this call.
+    if (this.learnsRiding.length > 0) this.sendRiding();
     const t0 = performance.now();
     this.calls++;
     if (this.inflight++ === 0) this.busySince = t0;
@@ -443,7 +455,33 @@ export class Peer implements PlacementNode, Acceptor {
       }
       this.expedite();
     }
+    // A background learn waits for the next frame to this node (or LEARN_RIDE_MS) and leaves with it.
+    if (!batch.waited) {
+      this.learnsRiding.push(batch);
+      this.learnRideTimer ??= setTimeout(() => {
+        this.learnRideTimer = null;
+        this.sendRiding();
+      }, this.opts.learnRideMs ?? LEARN_RIDE_MS);
+      return;
+    }
     this.sendLearnFrames(batch);
+  }
+
+  /** Background learns waiting to leave with the next frame to this node. */
+  private readonly learnsRiding: LearnBatch[] = [];
+  private learnRideTimer: ReturnType<typeof setTimeout> | null = null;
+
+  /** Background learns waiting for company (tests). */
+  get learnsRidingCount(): number {
+    return this.learnsRiding.reduce((n, b) => n + b.items.length, 0);
+  }
+
+  private sendRiding(): void {
+    if (this.learnRideTimer) {
+      clearTimeout(this.learnRideTimer);
+      this.learnRideTimer = null;
+    }
+    for (const batch of this.learnsRiding.splice(0)) this.sendLearnFrames(batch);
   }
 
   private sendLearnFrames(batch: LearnBatch): void {
@@ -466,6 +504,7 @@ export class Peer implements PlacementNode, Acceptor {
     this.client.close();
     // What was held back to gather fails now (the client is closed), not at the end of the window.
     if (this.behindWaiting.length > 0) this.sendBehind();
+    if (this.learnsRiding.length > 0) this.sendRiding();
   }
 }
 

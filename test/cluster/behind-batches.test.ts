@@ -275,3 +275,40 @@ test.serial('background learns wait with held accepts; a learn someone waits on 
   t.deepEqual(await held, Buffer.from('o2'));
   t.true(await lease!.release());
 });
+
+test.serial('a background learn leaves with the next frame to its node, or after the ride window; a learn someone waits on goes at once', async (t) => {
+  const rc = await startCluster(t, 3);
+  // A ride window far longer than the test: a learn that leaves went with other traffic.
+  const a = clusterKeySpace(t, rc, { learnRideMs: 600_000 });
+  await a.waitForPeers(5000);
+  const group = Buffer.from('learn-rides');
+  const lease = await leaseOn(a, group);
+  t.truthy(lease);
+  const k1 = recordKey(group, Buffer.from('k1'));
+  await a.change(k1, () => Buffer.from('v1'), { scope: lease!.scope });
+  // Its background learn (2 ms later) waits for company on every node's peer.
+  await until(() => a.peers.every((p) => p.learnsRidingCount >= 1));
+  t.deepEqual(a.peers.map((p) => p.learnsRidingCount), [1, 1, 1]);
+  t.true(a.registers.unlearned > 0, 'not learned yet');
+  // Any call to the nodes takes it along.
+  await a.change(key('other'), () => Buffer.from('o1'));
+  t.deepEqual(a.peers.map((p) => p.learnsRidingCount), [0, 0, 0]);
+  await until(() => a.registers.unlearned === 0);
+  t.is(a.registers.unlearned, 0, 'k1 learned on a majority once its learns left with the change');
+
+  // A learn a caller waits on (a release) does not wait for company.
+  await a.change(k1, () => Buffer.from('v2'), { scope: lease!.scope });
+  t.is(await a.registers.learnChosen({ scope: lease!.scope }), 0, 'k1 learned on a majority');
+  t.true(await lease!.release());
+
+  // With the product's window, a learn with no company leaves by itself.
+  const b = clusterKeySpace(t, rc);
+  await b.waitForPeers(5000);
+  const lease2 = await leaseOn(b, Buffer.from('learn-alone'));
+  t.truthy(lease2);
+  await b.change(recordKey(Buffer.from('learn-alone'), Buffer.from('k1')), () => Buffer.from('w1'), { scope: lease2!.scope });
+  await until(() => b.registers.unlearned === 0);
+  t.is(b.registers.unlearned, 0);
+  t.deepEqual(b.peers.map((p) => p.learnsRidingCount), [0, 0, 0]);
+  t.true(await lease2!.release());
+});
