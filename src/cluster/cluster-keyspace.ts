@@ -32,8 +32,8 @@ export interface ClusterOptions {
   clockDrift?: number;
   /** How long accepts written behind wait for company before they leave (peers.ts, BEHIND_GATHER_MS). */
   behindGatherMs?: number;
-  /** How long a background learn waits to leave with other frames to its node (tests; default LEARN_RIDE_MS). */
-  learnRideMs?: number;
+  /** How long a background learn or prepare waits to leave with other frames to its node (tests; default RIDE_MS). */
+  rideMs?: number;
 }
 
 export class ClusterKeySpace implements MaintainableKeySpace {
@@ -61,7 +61,7 @@ export class ClusterKeySpace implements MaintainableKeySpace {
       // A node that is down must not hold every operation for the whole deadline.
       connectWaitMs: Math.min(opts.connectTimeoutMs, 1000),
       ...(opts.behindGatherMs !== undefined ? { behindGatherMs: opts.behindGatherMs } : {}),
-      ...(opts.learnRideMs !== undefined ? { learnRideMs: opts.learnRideMs } : {}),
+      ...(opts.rideMs !== undefined ? { rideMs: opts.rideMs } : {}),
     };
     // cluster.json's node list: the bootstrap membership (what format hands every node) and the seeds to learn the current one from.
     // Fewer nodes than R: they are only seeds (epoch 0, nothing placed by it) until a node hands over the membership.

@@ -30,8 +30,8 @@ export interface PeerOptions {
   membership?: MembershipHooks;
   /** How long accepts written behind wait for company (default BEHIND_GATHER_MS). */
   behindGatherMs?: number;
-  /** How long a background learn waits to leave with other frames to its node (default LEARN_RIDE_MS). */
-  learnRideMs?: number;
+  /** How long a background learn or prepare waits to leave with other frames to its node (default RIDE_MS). */
+  rideMs?: number;
 }
 
 /** What a peer needs from the client's membership (src/cluster/membership-view.ts). */
@@ -72,12 +72,12 @@ const BEHIND_FRAME_BYTES = 4 * 1024 * 1024;
 export const BEHIND_GATHER_MS = 10;
 
 /**
- * How long a background learn (nobody waits on it) waits to leave with other
- * frames to its node. A learn alone costs the mount a socket write and the
- * node a wake-up and a transaction of its own (a device flush); beside an
- * accept or a prepare it costs neither.
+ * How long a background frame (a learn or a prepare ahead: nobody waits on
+ * it) waits to leave with other frames to its node. Alone it costs the mount
+ * a socket write and the node a wake-up and a transaction of its own (a
+ * device flush); beside an accept or a read it costs neither.
  */
-export const LEARN_RIDE_MS = 10;
+export const RIDE_MS = 10;
 
 function acceptBytes(a: { key: Buffer; value: RecordValue }): number {
   return a.key.length + (a.value.kind === 'empty' ? 0 : a.value.bytes.length) + 64;
@@ -223,8 +223,8 @@ export class Peer implements PlacementNode, Acceptor {
    * its caller to place again.
    */
   async track<T>(fn: (c: NodeClient) => Promise<T>, epoch?: number): Promise<T> {
-    // Background learns waiting for company leave now, in the same write as this call.
-    if (this.learnsRiding.length > 0) this.sendRiding();
+    // Background frames waiting for company leave now, in the same write as this call.
+    if (this.riding.length > 0) this.sendRiding();
     const t0 = performance.now();
     this.calls++;
     if (this.inflight++ === 0) this.busySince = t0;
@@ -271,7 +271,10 @@ export class Peer implements PlacementNode, Acceptor {
   }
 
   prepare(key: Buffer, ballot: Ballot, call: AcceptorCall): Promise<Verdict> {
-    return this.track((c) => c.prepare(key, ballot, { ...this.callOpts(call.deadline, call.signal, call.epoch), scope: call.scope }), call.epoch);
+    const send = () => this.track((c) => c.prepare(key, ballot, { ...this.callOpts(call.deadline, call.signal, call.epoch), scope: call.scope }), call.epoch);
+    // A prepare ahead nobody waits on yet (an inode number for a later create) leaves with the next frame to this node.
+    if (call.behind && !call.signal) return new Promise((resolve, reject) => this.ride({ learns: 0, prepares: 1, send: () => void send().then(resolve, reject) }));
+    return send();
   }
 
   accept(key: Buffer, ballot: Ballot, value: RecordValue, promiseNext: boolean, call: AcceptorCall): Promise<Verdict> {
@@ -455,33 +458,39 @@ export class Peer implements PlacementNode, Acceptor {
       }
       this.expedite();
     }
-    // A background learn waits for the next frame to this node (or LEARN_RIDE_MS) and leaves with it.
-    if (!batch.waited) {
-      this.learnsRiding.push(batch);
-      this.learnRideTimer ??= setTimeout(() => {
-        this.learnRideTimer = null;
-        this.sendRiding();
-      }, this.opts.learnRideMs ?? LEARN_RIDE_MS);
-      return;
-    }
-    this.sendLearnFrames(batch);
+    // A background learn waits for the next frame to this node (or RIDE_MS) and leaves with it.
+    if (!batch.waited) this.ride({ learns: batch.items.length, prepares: 0, send: () => this.sendLearnFrames(batch) });
+    else this.sendLearnFrames(batch);
   }
 
-  /** Background learns waiting to leave with the next frame to this node. */
-  private readonly learnsRiding: LearnBatch[] = [];
-  private learnRideTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Background frames (learns, prepares ahead) waiting to leave with the next frame to this node. */
+  private readonly riding: { learns: number; prepares: number; send: () => void }[] = [];
+  private rideTimer: ReturnType<typeof setTimeout> | null = null;
+
+  private ride(frame: { learns: number; prepares: number; send: () => void }): void {
+    this.riding.push(frame);
+    this.rideTimer ??= setTimeout(() => {
+      this.rideTimer = null;
+      this.sendRiding();
+    }, this.opts.rideMs ?? RIDE_MS);
+  }
 
   /** Background learns waiting for company (tests). */
-  get learnsRidingCount(): number {
-    return this.learnsRiding.reduce((n, b) => n + b.items.length, 0);
+  get learnsRiding(): number {
+    return this.riding.reduce((n, f) => n + f.learns, 0);
+  }
+
+  /** Prepares ahead waiting for company (tests). */
+  get preparesRiding(): number {
+    return this.riding.reduce((n, f) => n + f.prepares, 0);
   }
 
   private sendRiding(): void {
-    if (this.learnRideTimer) {
-      clearTimeout(this.learnRideTimer);
-      this.learnRideTimer = null;
+    if (this.rideTimer) {
+      clearTimeout(this.rideTimer);
+      this.rideTimer = null;
     }
-    for (const batch of this.learnsRiding.splice(0)) this.sendLearnFrames(batch);
+    for (const frame of this.riding.splice(0)) frame.send();
   }
 
   private sendLearnFrames(batch: LearnBatch): void {
@@ -504,7 +513,7 @@ export class Peer implements PlacementNode, Acceptor {
     this.client.close();
     // What was held back to gather fails now (the client is closed), not at the end of the window.
     if (this.behindWaiting.length > 0) this.sendBehind();
-    if (this.learnsRiding.length > 0) this.sendRiding();
+    if (this.riding.length > 0) this.sendRiding();
   }
 }
 

@@ -374,7 +374,7 @@ export class Registers {
     let prep;
     try {
       prep = await gatherQuorum<Verdict, string>(
-        q.acceptors.map((p) => ({ key: p.id, run: () => p.prepare(key, ballot, { deadline, signal: opts?.signal, scope: opts?.scope, epoch: q.epoch }) })),
+        q.acceptors.map((p) => ({ key: p.id, run: () => p.prepare(key, ballot, { deadline, signal: opts?.signal, scope: opts?.scope, epoch: q.epoch, ...(opts?.behind ? { behind: opts.behind } : {}) }) })),
         q.rule,
         (v) => v.ok,
       );

@@ -199,8 +199,9 @@ export class FsMeta {
     while (this.freshInos.length + this.preparingInos < FRESH_INOS) {
       const ino = randomIno();
       this.preparingInos++;
-      // A hint never fails the caller; an unprepared number just costs a full round.
-      void prepare(inodeKey(ino))
+      // A hint never fails the caller; an unprepared number just costs a full round. Nobody
+      // waits on it: it leaves with the next frame to each node (CallOpts.behind).
+      void prepare(inodeKey(ino), { behind: true })
         .catch(() => {})
         .finally(() => {
           this.preparingInos--;

@@ -276,10 +276,10 @@ test.serial('background learns wait with held accepts; a learn someone waits on 
   t.true(await lease!.release());
 });
 
-test.serial('a background learn leaves with the next frame to its node, or after the ride window; a learn someone waits on goes at once', async (t) => {
+test.serial('a background learn or prepare ahead leaves with the next frame to its node, or after the ride window; a learn someone waits on goes at once', async (t) => {
   const rc = await startCluster(t, 3);
   // A ride window far longer than the test: a learn that leaves went with other traffic.
-  const a = clusterKeySpace(t, rc, { learnRideMs: 600_000 });
+  const a = clusterKeySpace(t, rc, { rideMs: 600_000 });
   await a.waitForPeers(5000);
   const group = Buffer.from('learn-rides');
   const lease = await leaseOn(a, group);
@@ -287,14 +287,29 @@ test.serial('a background learn leaves with the next frame to its node, or after
   const k1 = recordKey(group, Buffer.from('k1'));
   await a.change(k1, () => Buffer.from('v1'), { scope: lease!.scope });
   // Its background learn (2 ms later) waits for company on every node's peer.
-  await until(() => a.peers.every((p) => p.learnsRidingCount >= 1));
-  t.deepEqual(a.peers.map((p) => p.learnsRidingCount), [1, 1, 1]);
+  await until(() => a.peers.every((p) => p.learnsRiding >= 1));
+  t.deepEqual(a.peers.map((p) => p.learnsRiding), [1, 1, 1]);
   t.true(a.registers.unlearned > 0, 'not learned yet');
   // Any call to the nodes takes it along.
   await a.change(key('other'), () => Buffer.from('o1'));
-  t.deepEqual(a.peers.map((p) => p.learnsRidingCount), [0, 0, 0]);
+  t.deepEqual(a.peers.map((p) => p.learnsRiding), [0, 0, 0]);
   await until(() => a.registers.unlearned === 0);
   t.is(a.registers.unlearned, 0, 'k1 learned on a majority once its learns left with the change');
+
+  // A prepare ahead nobody waits on (FsMeta's inode numbers) waits for company too.
+  const prepared = a.registers.stats.prepared;
+  const ahead = a.prepare(key('ahead'), { behind: true });
+  await until(() => a.peers.every((p) => p.preparesRiding >= 1));
+  t.deepEqual(a.peers.map((p) => p.preparesRiding), [1, 1, 1]);
+  t.is(a.registers.stats.prepared, prepared);
+  await a.read(key('other'));
+  await ahead;
+  t.is(a.registers.stats.prepared, prepared + 1, 'the prepare left with the read and was answered');
+  t.true(a.peers.filter((p) => p.preparesRiding === 0).length >= 2, 'it left with the read to the nodes the read went to (a majority at least)');
+  // The prepared key's change is one accept now.
+  const fast = a.registers.stats.fastChanges;
+  await a.change(key('ahead'), () => Buffer.from('a1'));
+  t.is(a.registers.stats.fastChanges, fast + 1);
 
   // A learn a caller waits on (a release) does not wait for company.
   await a.change(k1, () => Buffer.from('v2'), { scope: lease!.scope });
@@ -309,6 +324,6 @@ test.serial('a background learn leaves with the next frame to its node, or after
   await b.change(recordKey(Buffer.from('learn-alone'), Buffer.from('k1')), () => Buffer.from('w1'), { scope: lease2!.scope });
   await until(() => b.registers.unlearned === 0);
   t.is(b.registers.unlearned, 0);
-  t.deepEqual(b.peers.map((p) => p.learnsRidingCount), [0, 0, 0]);
+  t.deepEqual(b.peers.map((p) => p.learnsRiding), [0, 0, 0]);
   t.true(await lease2!.release());
 });

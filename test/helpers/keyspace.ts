@@ -26,7 +26,7 @@ export async function startCluster(t: ExecutionContext, count = 3, extra: Record
 export function clusterKeySpace(
   t: ExecutionContext,
   rc: RunningCluster,
-  opts: { requestTimeoutMs?: number; replication?: number; hintIntervalMs?: number; scopeLeaseMs?: number; behindGatherMs?: number; learnRideMs?: number } = {},
+  opts: { requestTimeoutMs?: number; replication?: number; hintIntervalMs?: number; scopeLeaseMs?: number; behindGatherMs?: number; rideMs?: number } = {},
 ): ClusterKeySpace {
   const ks = new ClusterKeySpace({
     clusterName: rc.cluster.name,
@@ -40,7 +40,7 @@ export function clusterKeySpace(
     hintIntervalMs: opts.hintIntervalMs ?? 0,
     ...(opts.scopeLeaseMs !== undefined ? { scopeLeaseMs: opts.scopeLeaseMs } : {}),
     ...(opts.behindGatherMs !== undefined ? { behindGatherMs: opts.behindGatherMs } : {}),
-    ...(opts.learnRideMs !== undefined ? { learnRideMs: opts.learnRideMs } : {}),
+    ...(opts.rideMs !== undefined ? { rideMs: opts.rideMs } : {}),
   });
   t.teardown(() => ks.close());
   return ks;
