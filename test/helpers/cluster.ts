@@ -2,6 +2,7 @@
 // registers its own teardown, so a failing test leaves no process or directory.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -19,14 +20,39 @@ export async function tempDir(t: ExecutionContext, prefix = 'qfs-test-'): Promis
   return dir;
 }
 
+/**
+ * A loopback port nothing listens on, below the kernel's ephemeral range when
+ * there is room: a node that a test stops and starts again on its port must
+ * find it free, and a port in the ephemeral range can meanwhile become the
+ * local end of any outgoing connection on the machine (a restart failed with
+ * EADDRINUSE that way).
+ */
 export async function freePort(): Promise<number> {
+  const low = ephemeralLow();
+  for (let attempt = 0; low > 12_000 && attempt < 50; attempt++) {
+    const port = 10_000 + Math.floor(Math.random() * (low - 10_000));
+    const got = await listenOnce(port).catch(() => 0);
+    if (got) return got;
+  }
+  return listenOnce(0);
+}
+
+function ephemeralLow(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 0;
+  } catch {
+    return 0;
+  }
+}
+
+function listenOnce(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
+    srv.listen(port, '127.0.0.1', () => {
       const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
+      const got = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(got));
     });
   });
 }
