@@ -107,7 +107,6 @@ interface Private {
 
 /** Inode numbers kept prepared ahead: enough for a serial writer (tar, cp) to never wait for one. */
 const FRESH_INOS = 4;
-/** Background updates nobody waits on yet: their accepts may ride in a batch (settle and settled expedite them). */
 /**
  * A queued commit's call options for an inode written on its directory's
  * chain: whether it is written behind (nobody waits for it yet), read now,
@@ -451,6 +450,7 @@ export class FsMeta {
       // Tried again after a transient failure (DirScopes.commitQueued), it may find its own
       // earlier attempt landed: only a first attempt takes a record there for a collision.
       let attempts = 0;
+      const regular = (attrs.mode & S_IFMT) === S_IFREG;
       const { committed: born } = this.dirs.queue(
         st,
         inoChain(inode.ino),
@@ -468,7 +468,7 @@ export class FsMeta {
           );
           priv.written = Math.max(priv.written, gen);
         },
-        (attrs.mode & S_IFMT) === S_IFREG, // its close waits for it shortly, as for its name
+        regular, // its close waits for it shortly, as for its name
       );
       this.background(inode.ino, () => born);
       // A new directory is born with its lease held: what is made inside it is written behind too.
@@ -488,7 +488,7 @@ export class FsMeta {
           await birth; // published only once the nodes have its lease held: whoever finds the name finds that
           await this.ks.change(direntKey(dir, name), () => dirent, o);
         },
-        (attrs.mode & S_IFMT) === S_IFREG,
+        regular,
       );
       this.touchDir(dir, isDir(attrs.mode) ? 1 : 0, time);
       return { inode: { ...inode, xattrs: new Map() }, created: true };

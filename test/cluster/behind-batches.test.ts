@@ -2,7 +2,7 @@
 // in `record_accept_many` frames, self-clocked (one frame in flight per node,
 // the rest gather), and each accept is judged alone, as it would be in a frame
 // of its own. Over real node processes.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { recordKey } from '../../src/keyspace/types.js';
 import { clusterKeySpace, startCluster } from '../helpers/keyspace.js';
 import { ScopeLease } from '../../src/cluster/scope-lease.js';
@@ -19,6 +19,16 @@ const leaseOn = (ks: ReturnType<typeof clusterKeySpace>, group: Buffer) =>
     'a#1',
     5000,
   );
+
+/** A key space with `opts` whose session a#1 holds the lease of `group`'s keys k… (and k1, its first key). */
+async function leasedKeySpace(t: ExecutionContext, opts: Parameters<typeof clusterKeySpace>[2], group: Buffer) {
+  const rc = await startCluster(t, 3);
+  const a = clusterKeySpace(t, rc, opts);
+  await a.waitForPeers(5000);
+  const lease = await leaseOn(a, group);
+  t.truthy(lease);
+  return { rc, a, lease: lease!, k1: recordKey(group, Buffer.from('k1')) };
+}
 
 /** Waits until `done()` holds, for 10 s at most (the assertion after it says what failed). */
 async function until(done: () => boolean): Promise<void> {
@@ -251,41 +261,29 @@ test.serial('accepts written behind wait in the gather window until someone wait
 });
 
 test.serial('background learns wait with held accepts; a learn someone waits on (a release) sends the held accepts and itself at once', async (t) => {
-  const rc = await startCluster(t, 3);
   // A window far longer than the test: whatever leaves early was sent because someone waited.
-  const a = clusterKeySpace(t, rc, { behindGatherMs: 600_000 });
-  await a.waitForPeers(5000);
-  const group = Buffer.from('learn-waits');
-  const lease = await leaseOn(a, group);
-  t.truthy(lease);
-  const k1 = recordKey(group, Buffer.from('k1'));
+  const { a, lease, k1 } = await leasedKeySpace(t, { behindGatherMs: 600_000 }, Buffer.from('learn-waits'));
   await a.change(key('other'), () => Buffer.from('o1'));
   // A change of another key written behind, held on every node's peer.
   const held = a.change(key('other'), () => Buffer.from('o2'), { behind: true });
   await until(() => a.peers.every((p) => p.heldBehind >= 1));
   t.deepEqual(a.peers.map((p) => p.heldBehind), [1, 1, 1]);
   // A change under the lease that is waited on (not held); its background learn, 2 ms later, waits with the held accept.
-  await a.change(k1, () => Buffer.from('v1'), { scope: lease!.scope });
+  await a.change(k1, () => Buffer.from('v1'), { scope: lease.scope });
   await until(() => a.peers.every((p) => p.learnsHeld >= 1));
   t.deepEqual(a.peers.map((p) => p.learnsHeld), [1, 1, 1]);
   t.deepEqual(a.peers.map((p) => p.heldBehind), [1, 1, 1], 'a background learn sent nothing early');
   // Learns a caller waits on (what a release does): they go now, with the held accept before them.
-  t.is(await a.registers.learnChosen({ scope: lease!.scope }), 0, 'k1 learned on a majority');
+  t.is(await a.registers.learnChosen({ scope: lease.scope }), 0, 'k1 learned on a majority');
   t.deepEqual(a.peers.map((p) => p.heldBehind), [0, 0, 0]);
   t.deepEqual(await held, Buffer.from('o2'));
-  t.true(await lease!.release());
+  t.true(await lease.release());
 });
 
 test.serial('a background learn or prepare ahead leaves with the next frame to its node, or after the ride window; a learn someone waits on goes at once', async (t) => {
-  const rc = await startCluster(t, 3);
   // A ride window far longer than the test: a learn that leaves went with other traffic.
-  const a = clusterKeySpace(t, rc, { rideMs: 600_000 });
-  await a.waitForPeers(5000);
-  const group = Buffer.from('learn-rides');
-  const lease = await leaseOn(a, group);
-  t.truthy(lease);
-  const k1 = recordKey(group, Buffer.from('k1'));
-  await a.change(k1, () => Buffer.from('v1'), { scope: lease!.scope });
+  const { rc, a, lease, k1 } = await leasedKeySpace(t, { rideMs: 600_000 }, Buffer.from('learn-rides'));
+  await a.change(k1, () => Buffer.from('v1'), { scope: lease.scope });
   // Its background learn (2 ms later) waits for company on every node's peer.
   await until(() => a.peers.every((p) => p.learnsRiding >= 1));
   t.deepEqual(a.peers.map((p) => p.learnsRiding), [1, 1, 1]);
@@ -312,9 +310,9 @@ test.serial('a background learn or prepare ahead leaves with the next frame to i
   t.is(a.registers.stats.fastChanges, fast + 1);
 
   // A learn a caller waits on (a release) does not wait for company.
-  await a.change(k1, () => Buffer.from('v2'), { scope: lease!.scope });
-  t.is(await a.registers.learnChosen({ scope: lease!.scope }), 0, 'k1 learned on a majority');
-  t.true(await lease!.release());
+  await a.change(k1, () => Buffer.from('v2'), { scope: lease.scope });
+  t.is(await a.registers.learnChosen({ scope: lease.scope }), 0, 'k1 learned on a majority');
+  t.true(await lease.release());
 
   // With the product's window, a learn with no company leaves by itself.
   const b = clusterKeySpace(t, rc);
